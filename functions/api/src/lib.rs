@@ -1,0 +1,3 @@
+//! tidings api: the admin API Lambda (issue 4).
+//!
+//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).

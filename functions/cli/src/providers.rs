@@ -1,0 +1,35 @@
+//! `tidings providers`: what tidings reads, and how.
+
+use tidings_core::ProviderId;
+
+use crate::Failure;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print one JSON object per provider instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    for id in ProviderId::ALL {
+        let provider = id.provider();
+        let auth = provider.authentication().describe();
+        if args.json {
+            let types: Vec<_> = provider
+                .event_types()
+                .iter()
+                .map(|(from, to)| serde_json::json!({"provider_event": from, "canonical": to}))
+                .collect();
+            let line = serde_json::json!({"provider": id.as_str(), "authentication": auth, "event_types": types});
+            println!("{line}");
+        } else {
+            println!("{id}\n  authentication: {auth}");
+            for (from, to) in provider.event_types() {
+                println!("  {from:<58} -> {to}");
+            }
+            println!();
+        }
+    }
+    Ok(())
+}

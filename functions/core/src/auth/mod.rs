@@ -1,0 +1,590 @@
+//! Authenticity: does this webhook come from the provider the source is for?
+//!
+//! Each provider declares one [`Authentication`] scheme; [`verify`] checks a webhook against the
+//! source's credentials ([`SourceAuth`]). Secret comparisons are constant-time (ring's HMAC
+//! verify and `constant_time`), and where a provider signs a timestamp it must be within the
+//! scheme's tolerance of `now`.
+//!
+//! Replay protection is layered: signed timestamps bound how old a request may be, Mailgun's
+//! one-time tokens are claimed in a [`ReplayGuard`]-like store by the caller
+//! ([`Verified::replay_claim`]), and an exact replay inside any window is a no-op anyway because
+//! the event id is deterministic.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::hmac;
+
+use crate::providers::ProviderId;
+use crate::timestamp::Timestamp;
+use crate::webhook::{Transport, Webhook, WebhookError};
+
+pub mod mailgun;
+pub mod sendgrid;
+pub mod sns;
+pub mod standard_webhooks;
+pub mod twilio;
+
+pub use sns::{CertificateStore, SnsCertificate};
+
+/// How a provider proves a webhook is its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// Amazon SNS message signature (RSA PKCS#1 v1.5, SignatureVersion 1 = SHA1, 2 = SHA256)
+    /// with a certificate from an allow-listed `SigningCertURL`, plus a TopicArn allow-list.
+    SnsSignature,
+    /// SendGrid Signed Event Webhook: ECDSA P-256/SHA-256 over `timestamp ‖ body`.
+    SendgridEcdsa,
+    /// Mailgun: HMAC-SHA256(signing key, `timestamp ‖ token`) carried inside the body.
+    MailgunHmac,
+    /// Standard Webhooks (Svix): HMAC-SHA256 over `id.timestamp.body`, headers
+    /// `<prefix>-id`, `<prefix>-timestamp`, `<prefix>-signature`.
+    StandardWebhooks { header_prefix: &'static str },
+    /// Twilio: `X-Twilio-Signature`, HMAC-SHA1(auth token, public URL ‖ sorted params).
+    TwilioHmacSha1,
+    /// HMAC-SHA256(secret, body) in lowercase hex in a header (name configurable per source).
+    HmacSha256Hex { default_header: &'static str },
+    /// The provider signs nothing: the source's secret must come back as a bearer token, as the
+    /// password of basic auth, in an `X-Tidings-Token` header, or as a `token` URL parameter.
+    SharedSecret,
+}
+
+impl Authentication {
+    /// A one-line description for documentation and `tidings providers`.
+    pub fn describe(&self) -> String {
+        match self {
+            Authentication::SnsSignature => {
+                "SNS RSA signature (v1 SHA1, v2 SHA256), SigningCertURL on sns.<region>.amazonaws.com, TopicArn allow-list".into()
+            }
+            Authentication::SendgridEcdsa => {
+                "ECDSA P-256 over timestamp+body (X-Twilio-Email-Event-Webhook-Signature/-Timestamp)".into()
+            }
+            Authentication::MailgunHmac => "HMAC-SHA256(signing key, timestamp+token) in the body; tokens single-use".into(),
+            Authentication::StandardWebhooks { header_prefix } => {
+                format!("Standard Webhooks HMAC-SHA256 ({header_prefix}-id/-timestamp/-signature), 5 min tolerance")
+            }
+            Authentication::TwilioHmacSha1 => "X-Twilio-Signature HMAC-SHA1 over the configured public URL + sorted params".into(),
+            Authentication::HmacSha256Hex { default_header } => {
+                format!("HMAC-SHA256 of the body, hex, in {default_header} (header name configurable)")
+            }
+            Authentication::SharedSecret => {
+                "shared secret: Bearer token, basic-auth password, X-Tidings-Token header or ?token= URL parameter".into()
+            }
+        }
+    }
+
+    /// What the source's `secret` is for this scheme (for messages and help text).
+    pub fn secret_name(&self) -> &'static str {
+        match self {
+            Authentication::SnsSignature => "(none: SNS signs with AWS certificates)",
+            Authentication::SendgridEcdsa => "verification public key",
+            Authentication::MailgunHmac => "HTTP webhook signing key",
+            Authentication::StandardWebhooks { .. } => "signing secret (whsec_…)",
+            Authentication::TwilioHmacSha1 => "auth token",
+            Authentication::HmacSha256Hex { .. } => "webhook signing secret",
+            Authentication::SharedSecret => "shared secret",
+        }
+    }
+}
+
+/// A secret value. Never printed: `Debug` shows `Secret(…)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// A source's credentials and options for verification.
+#[derive(Debug, Clone, Default)]
+pub struct SourceAuth {
+    /// Secrets or keys; a webhook passes if any one verifies it (so a secret can be rotated
+    /// without dropping requests signed with the old one).
+    pub secrets: Vec<Secret>,
+    /// Twilio: the exact public URL the provider posts to (scheme, host case, port and query
+    /// string all matter, so it is configured, never rebuilt from the request).
+    pub public_url: Option<String>,
+    /// SNS: the topics this source accepts. Empty refuses every SNS message over HTTP.
+    pub allowed_topics: Vec<String>,
+    /// Header carrying an HMAC signature, for providers that let you name it (Active Reach).
+    pub signature_header: Option<String>,
+    /// How far a signed timestamp may be from now, overriding the scheme's default.
+    pub tolerance_seconds: Option<u64>,
+}
+
+impl SourceAuth {
+    pub fn with_secret(secret: impl Into<String>) -> Self {
+        SourceAuth {
+            secrets: vec![Secret::new(secret)],
+            ..SourceAuth::default()
+        }
+    }
+}
+
+/// The clock and caches verification uses.
+pub struct VerifyContext<'a> {
+    pub now: Timestamp,
+    pub certificates: &'a dyn CertificateStore,
+}
+
+/// A single-use value the caller must claim before accepting the webhook (Mailgun's token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayClaim {
+    pub provider: ProviderId,
+    pub nonce: String,
+    /// SHA-256 of the body: a provider retrying the same request reuses the nonce with the same
+    /// body (a duplicate, harmless); another body under a seen nonce is a forgery or replay.
+    pub fingerprint: [u8; 32],
+    /// Until when the nonce must be remembered (the end of its tolerance window).
+    pub remember_until: Timestamp,
+}
+
+/// What verification established.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verified {
+    pub replay_claim: Option<ReplayClaim>,
+}
+
+/// The answer of a nonce store for a [`ReplayClaim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// First sighting: accept.
+    Fresh,
+    /// Seen before with the same body: the provider retried; accept (dedup makes it a no-op).
+    SameRequest,
+    /// Seen before with a different body: refuse.
+    Reused,
+}
+
+/// An in-memory nonce store (the CLI, tests, and one warm Lambda's first line of defence; the
+/// pipeline keeps nonces in its store so every instance sees them).
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: Mutex<HashMap<(ProviderId, String), ([u8; 32], Timestamp)>>,
+}
+
+impl ReplayGuard {
+    pub fn new() -> Self {
+        ReplayGuard::default()
+    }
+
+    pub fn check(&self, claim: &ReplayClaim, now: Timestamp) -> NonceCheck {
+        let mut seen = match self.seen.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        seen.retain(|_, (_, until)| *until >= now);
+        match seen.get(&(claim.provider, claim.nonce.clone())) {
+            Some((fingerprint, _)) if *fingerprint == claim.fingerprint => NonceCheck::SameRequest,
+            Some(_) => NonceCheck::Reused,
+            None => {
+                seen.insert(
+                    (claim.provider, claim.nonce.clone()),
+                    (claim.fingerprint, claim.remember_until),
+                );
+                NonceCheck::Fresh
+            }
+        }
+    }
+
+    /// Claims `claim`, turning a reuse into the error the webhook is refused with.
+    pub fn claim(&self, claim: &ReplayClaim, now: Timestamp) -> Result<NonceCheck, WebhookError> {
+        match self.check(claim, now) {
+            NonceCheck::Reused => Err(reused_nonce(claim.provider)),
+            other => Ok(other),
+        }
+    }
+}
+
+/// The error for a nonce seen before with another body.
+pub fn reused_nonce(provider: ProviderId) -> WebhookError {
+    WebhookError::unauthenticated(
+        provider,
+        "signature token was already used for a different request (replay refused)",
+    )
+}
+
+/// Checks `webhook` against `auth` under `scheme`.
+pub fn verify(
+    provider: ProviderId,
+    scheme: Authentication,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+    ctx: &VerifyContext<'_>,
+) -> Result<Verified, WebhookError> {
+    let none = Ok(Verified::default());
+    match scheme {
+        Authentication::SnsSignature => sns::verify_webhook(provider, webhook, auth, ctx).and(none),
+        Authentication::SendgridEcdsa => sendgrid::verify(provider, webhook, auth, ctx).and(none),
+        Authentication::MailgunHmac => mailgun::verify(provider, webhook, auth, ctx),
+        Authentication::StandardWebhooks { header_prefix } => {
+            standard_webhooks::verify_webhook(provider, header_prefix, webhook, auth, ctx).and(none)
+        }
+        Authentication::TwilioHmacSha1 => twilio::verify(provider, webhook, auth).and(none),
+        Authentication::HmacSha256Hex { default_header } => {
+            verify_body_hmac(provider, default_header, webhook, auth).and(none)
+        }
+        Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),
+    }
+}
+
+/// The source's secrets, or the error for a source that has none configured.
+pub(crate) fn secrets<'a>(
+    provider: ProviderId,
+    scheme: Authentication,
+    auth: &'a SourceAuth,
+) -> Result<&'a [Secret], WebhookError> {
+    if auth.secrets.is_empty() {
+        return Err(WebhookError::unauthenticated(
+            provider,
+            format!(
+                "the source has no {} configured, so no request can be verified",
+                scheme.secret_name()
+            ),
+        ));
+    }
+    Ok(&auth.secrets)
+}
+
+/// A required header, or the error naming it.
+pub(crate) fn header<'a>(
+    provider: ProviderId,
+    webhook: &Webhook<'a>,
+    name: &str,
+) -> Result<&'a str, WebhookError> {
+    match webhook.headers.get(name) {
+        Some(value) if !value.trim().is_empty() => Ok(value.trim()),
+        _ => Err(WebhookError::unauthenticated(
+            provider,
+            format!("missing header {name}"),
+        )),
+    }
+}
+
+/// Checks a signed Unix-seconds timestamp is within `tolerance` of `now`, either way.
+pub(crate) fn check_timestamp(
+    provider: ProviderId,
+    field: &str,
+    value: &str,
+    now: Timestamp,
+    tolerance: u64,
+) -> Result<Timestamp, WebhookError> {
+    let signed = value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(Timestamp::from_unix_seconds)
+        .ok_or_else(|| {
+            WebhookError::unauthenticated(
+                provider,
+                format!("{field} {value:?} is not a Unix time in seconds"),
+            )
+        })?;
+    let skew = now.seconds_until(signed).unsigned_abs();
+    if skew > tolerance {
+        return Err(WebhookError::unauthenticated(
+            provider,
+            format!(
+                "{field} is {skew} s from now, outside the {tolerance} s tolerance (replayed or clock skew)"
+            ),
+        ));
+    }
+    Ok(signed)
+}
+
+/// HMAC-SHA256 of the raw body, hex, in a header (Active Reach's `X-Aegis-Signature`).
+fn verify_body_hmac(
+    provider: ProviderId,
+    default_header: &str,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+) -> Result<(), WebhookError> {
+    let scheme = Authentication::HmacSha256Hex { default_header: "" };
+    let secrets = secrets(provider, scheme, auth)?;
+    let name = auth.signature_header.as_deref().unwrap_or(default_header);
+    let given = header(provider, webhook, name)?;
+    let given = given.strip_prefix("sha256=").unwrap_or(given);
+    let tag = hex::decode(given.to_ascii_lowercase()).map_err(|_| {
+        WebhookError::unauthenticated(provider, format!("header {name} is not a hex HMAC-SHA256"))
+    })?;
+    let verified = secrets.iter().any(|secret| {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes());
+        hmac::verify(&key, webhook.body, &tag).is_ok()
+    });
+    if verified {
+        Ok(())
+    } else {
+        Err(WebhookError::unauthenticated(
+            provider,
+            format!("header {name} does not match the body (wrong secret or altered body)"),
+        ))
+    }
+}
+
+/// HMAC-SHA256(secret, body) as lowercase hex: what Active Reach sends.
+pub fn sign_body_hmac_hex(secret: &str, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hex::encode(hmac::sign(&key, body).as_ref())
+}
+
+/// A shared secret from wherever the sender put it: `Authorization: Bearer <s>`, basic auth
+/// (any user, password `<s>`), `X-Tidings-Token: <s>`, or `?token=<s>`.
+fn verify_shared_secret(
+    provider: ProviderId,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+) -> Result<(), WebhookError> {
+    let secrets = secrets(provider, Authentication::SharedSecret, auth)?;
+    let mut presented: Vec<String> = Vec::new();
+    if let Some(value) = webhook.headers.get("authorization") {
+        let value = value.trim();
+        if let Some(token) = strip_prefix_ignore_case(value, "bearer ") {
+            presented.push(token.trim().to_owned());
+        } else if let Some(encoded) = strip_prefix_ignore_case(value, "basic ") {
+            let decoded = BASE64
+                .decode(encoded.trim())
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok());
+            if let Some(password) = decoded
+                .as_deref()
+                .and_then(|pair| pair.split_once(':'))
+                .map(|(_, p)| p)
+            {
+                presented.push(password.to_owned());
+            }
+        }
+    }
+    if let Some(token) = webhook.headers.get("x-tidings-token") {
+        presented.push(token.trim().to_owned());
+    }
+    if let Some(query) = webhook.query {
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if name == "token" {
+                presented.push(value.into_owned());
+            }
+        }
+    }
+    if presented.is_empty() {
+        return Err(WebhookError::unauthenticated(
+            provider,
+            "no credentials: expected Authorization (Bearer or Basic), X-Tidings-Token, or ?token=",
+        ));
+    }
+    let matched = presented.iter().any(|candidate| {
+        secrets
+            .iter()
+            .any(|secret| constant_time_eq(candidate.as_bytes(), secret.expose().as_bytes()))
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(WebhookError::unauthenticated(
+            provider,
+            "credentials do not match the source's shared secret",
+        ))
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
+        .then(|| &value[prefix.len()..])
+}
+
+/// Compares two secrets in time that depends only on their lengths: both are MACed under a
+/// fixed key and the tags compared with ring's constant-time verify.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, b"tidings constant-time comparison");
+    let tag = hmac::sign(&key, b);
+    hmac::verify(&key, a, tag.as_ref()).is_ok()
+}
+
+/// The transport is one that AWS IAM guards (an SQS queue fed by SNS or EventBridge).
+pub(crate) fn trusted_transport(webhook: &Webhook<'_>) -> bool {
+    webhook.transport == Transport::Queue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::webhook::Headers;
+
+    struct NoCerts;
+    impl CertificateStore for NoCerts {
+        fn certificate(&self, _: &sns::CertUrl) -> Result<std::sync::Arc<SnsCertificate>, String> {
+            Err("none".into())
+        }
+    }
+
+    fn ctx() -> VerifyContext<'static> {
+        VerifyContext {
+            now: Timestamp::from_unix_seconds(1_700_000_000).unwrap(),
+            certificates: &NoCerts,
+        }
+    }
+
+    fn shared(headers: &[(&str, &str)], query: Option<&str>) -> Result<Verified, WebhookError> {
+        let headers: Headers = headers.iter().map(|(n, v)| (*n, *v)).collect();
+        let webhook = Webhook {
+            body: b"{}",
+            headers: &headers,
+            query,
+            transport: Transport::Http,
+        };
+        verify(
+            ProviderId::Postmark,
+            Authentication::SharedSecret,
+            &webhook,
+            &SourceAuth::with_secret("s3cret"),
+            &ctx(),
+        )
+    }
+
+    #[test]
+    fn shared_secret_is_accepted_in_each_documented_place() {
+        assert!(shared(&[("Authorization", "Bearer s3cret")], None).is_ok());
+        assert!(
+            shared(
+                &[(
+                    "Authorization",
+                    &format!("Basic {}", BASE64.encode("postmark:s3cret"))
+                )],
+                None
+            )
+            .is_ok()
+        );
+        assert!(shared(&[("X-Tidings-Token", "s3cret")], None).is_ok());
+        assert!(shared(&[], Some("a=1&token=s3cret")).is_ok());
+    }
+
+    #[test]
+    fn shared_secret_refuses_wrong_or_missing_credentials() {
+        let err = shared(&[("Authorization", "Bearer s3creT")], None).unwrap_err();
+        assert_eq!(err.status(), 401);
+        assert!(
+            err.to_string()
+                .starts_with("postmark: credentials do not match")
+        );
+        assert!(
+            shared(&[], None)
+                .unwrap_err()
+                .to_string()
+                .contains("no credentials")
+        );
+        assert!(shared(&[("Authorization", "Basic !!!")], None).is_err());
+        assert!(shared(&[], Some("token=s3cre")).is_err());
+    }
+
+    #[test]
+    fn a_source_without_a_secret_refuses_everything() {
+        let headers = Headers::new();
+        let webhook = Webhook::http(b"{}", &headers);
+        let err = verify(
+            ProviderId::Brevo,
+            Authentication::SharedSecret,
+            &webhook,
+            &SourceAuth::default(),
+            &ctx(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("no shared secret configured"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn body_hmac_matches_active_reach_and_honours_a_renamed_header() {
+        let body = br#"{"id":"evt_1","type":"delivery.sent"}"#;
+        let sig = sign_body_hmac_hex("whk", body);
+        let headers: Headers = [("X-Aegis-Signature", sig.as_str())].into_iter().collect();
+        let scheme = Authentication::HmacSha256Hex {
+            default_header: "X-Aegis-Signature",
+        };
+        let mut auth = SourceAuth::with_secret("whk");
+        assert!(
+            verify(
+                ProviderId::Activereach,
+                scheme,
+                &Webhook::http(body, &headers),
+                &auth,
+                &ctx()
+            )
+            .is_ok()
+        );
+        let mut tampered = body.to_vec();
+        tampered[2] ^= 1;
+        assert!(
+            verify(
+                ProviderId::Activereach,
+                scheme,
+                &Webhook::http(&tampered, &headers),
+                &auth,
+                &ctx()
+            )
+            .is_err()
+        );
+        auth.signature_header = Some("X-Signature".into());
+        let err = verify(
+            ProviderId::Activereach,
+            scheme,
+            &Webhook::http(body, &headers),
+            &auth,
+            &ctx(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("missing header X-Signature"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let auth = SourceAuth::with_secret("hunter2");
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn replay_guard_tells_retries_from_replays() {
+        let now = Timestamp::from_unix_seconds(100).unwrap();
+        let guard = ReplayGuard::new();
+        let claim = ReplayClaim {
+            provider: ProviderId::Mailgun,
+            nonce: "tok".into(),
+            fingerprint: [1; 32],
+            remember_until: Timestamp::from_unix_seconds(200).unwrap(),
+        };
+        assert_eq!(guard.check(&claim, now), NonceCheck::Fresh);
+        assert_eq!(guard.check(&claim, now), NonceCheck::SameRequest);
+        let forged = ReplayClaim {
+            fingerprint: [2; 32],
+            ..claim.clone()
+        };
+        assert!(guard.claim(&forged, now).is_err());
+        // Forgotten after its window: the timestamp check refuses such a request anyway.
+        assert_eq!(
+            guard.check(&forged, Timestamp::from_unix_seconds(300).unwrap()),
+            NonceCheck::Fresh
+        );
+    }
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}

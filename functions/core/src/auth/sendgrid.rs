@@ -1,0 +1,97 @@
+//! SendGrid's Signed Event Webhook: ECDSA P-256 with SHA-256 over the timestamp header's text
+//! followed by the raw body, signature in base64 DER, public key in base64 DER (SPKI) as the
+//! SendGrid dashboard shows it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use super::{Authentication, SourceAuth, VerifyContext, check_timestamp, header, secrets};
+use crate::providers::ProviderId;
+use crate::webhook::{Webhook, WebhookError};
+
+pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";
+pub const TIMESTAMP_HEADER: &str = "X-Twilio-Email-Event-Webhook-Timestamp";
+
+/// SendGrid does not document whether retries are re-signed, and retries for up to 24 hours, so
+/// the default tolerance spans that window: a stale retry must not be lost. Exact replays
+/// inside it are no-ops (dedup by `sg_event_id`); a source can narrow it.
+pub const TOLERANCE_SECONDS: u64 = 25 * 60 * 60;
+
+const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
+const P256_OID: &str = "1.2.840.10045.3.1.7";
+
+/// The uncompressed P-256 point from a base64 DER SubjectPublicKeyInfo (PEM armour tolerated).
+pub fn public_key_point(key: &str) -> Result<Vec<u8>, String> {
+    let body: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = BASE64
+        .decode(body)
+        .map_err(|_| "verification key is not base64".to_owned())?;
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&der)
+        .map_err(|_| "verification key is not a DER public key".to_owned())?;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|oid| oid.to_id_string());
+    if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID
+        || curve.as_deref() != Some(P256_OID)
+    {
+        return Err("verification key is not an ECDSA P-256 key".into());
+    }
+    Ok(spki.subject_public_key.data.to_vec())
+}
+
+pub(crate) fn verify(
+    provider: ProviderId,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+    ctx: &VerifyContext<'_>,
+) -> Result<(), WebhookError> {
+    let keys = secrets(provider, Authentication::SendgridEcdsa, auth)?;
+    let points = keys
+        .iter()
+        .map(|k| public_key_point(k.expose()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| {
+            WebhookError::unauthenticated(provider, format!("source misconfigured: {why}"))
+        })?;
+    let signature = header(provider, webhook, SIGNATURE_HEADER)?;
+    let timestamp = header(provider, webhook, TIMESTAMP_HEADER)?;
+    let signature = BASE64.decode(signature).map_err(|_| {
+        WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64"))
+    })?;
+    check_timestamp(
+        provider,
+        TIMESTAMP_HEADER,
+        timestamp,
+        ctx.now,
+        auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS),
+    )?;
+    let mut signed = Vec::with_capacity(timestamp.len() + webhook.body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.extend_from_slice(webhook.body);
+    let ok = points.iter().any(|point| {
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+            .verify(&signed, &signature)
+            .is_ok()
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(WebhookError::unauthenticated(
+            provider,
+            format!(
+                "{SIGNATURE_HEADER} does not verify (wrong public key, altered body or timestamp)"
+            ),
+        ))
+    }
+}

@@ -1,0 +1,22 @@
+//! tidings core: the domain, with no AWS and no I/O.
+//!
+//! - [`event`]: the canonical event (CloudEvents 1.0) and its taxonomy.
+//! - [`providers`]: one module per provider, each reading its dialect into canonical events.
+//! - [`auth`]: every authenticity scheme the providers use.
+//! - [`webhook`]: the inbound request and the one-line errors it is refused with.
+
+pub mod auth;
+pub mod event;
+pub mod providers;
+pub mod recipient;
+pub mod schema;
+pub(crate) mod serde_util;
+pub mod timestamp;
+pub mod webhook;
+
+pub use event::{
+    Bounce, BounceKind, CanonicalEvent, Channel, EventData, EventId, EventType, Status,
+};
+pub use providers::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId};
+pub use timestamp::Timestamp;
+pub use webhook::{Headers, Rejection, Transport, Webhook, WebhookError};

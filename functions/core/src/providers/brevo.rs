@@ -1,0 +1,214 @@
+//! Brevo (formerly Sendinblue) transactional webhooks: one JSON object per event (or an array,
+//! when batching is on). Brevo signs nothing: protect the URL with a shared secret. Brevo
+//! retries only timeouts and 429s and **discards on any other 4xx or 5xx**, so rejections here
+//! lose data for good: the pipeline logs and counts every one loudly.
+//! `ts_epoch` is in milliseconds; `tag` is sometimes a JSON-encoded list inside a string.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup,
+    message_type, tag_value,
+};
+use crate::auth::Authentication;
+use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
+use crate::recipient;
+use crate::serde_util::{opt_string_or_number, parse_time};
+use crate::timestamp::Timestamp;
+use crate::webhook::{Webhook, WebhookError, parse_json};
+
+pub struct Brevo;
+
+const EVENTS: &[(&str, Status)] = &[
+    ("request", Status::Sent),
+    ("sent", Status::Sent),
+    ("delivered", Status::Delivered),
+    ("deferred", Status::Deferred),
+    ("hard_bounce", Status::Bounced),
+    ("invalid_email", Status::Bounced),
+    ("soft_bounce", Status::Bounced),
+    ("blocked", Status::Dropped),
+    ("opened", Status::Opened),
+    ("unique_opened", Status::Opened),
+    ("proxy_open", Status::Opened),
+    ("unique_proxy_open", Status::Opened),
+    ("click", Status::Clicked),
+    ("spam", Status::Complained),
+    ("complaint", Status::Complained),
+    ("unsubscribe", Status::Unsubscribed),
+    ("unsubscribed", Status::Unsubscribed),
+    ("error", Status::Failed),
+];
+
+impl Provider for Brevo {
+    fn id(&self) -> ProviderId {
+        ProviderId::Brevo
+    }
+
+    fn authentication(&self) -> Authentication {
+        Authentication::SharedSecret
+    }
+
+    fn event_types(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("request", "email.sent"),
+            ("delivered", "email.delivered"),
+            ("deferred", "email.deferred"),
+            ("hard_bounce, invalid_email", "email.bounced (hard)"),
+            ("soft_bounce", "email.bounced (soft)"),
+            ("blocked", "email.dropped"),
+            ("opened, unique_opened", "email.opened"),
+            (
+                "proxy_open, unique_proxy_open",
+                "email.opened (privacy_open)",
+            ),
+            ("click", "email.clicked"),
+            ("spam, complaint", "email.complained"),
+            ("unsubscribe(d)", "email.unsubscribed"),
+            ("error", "email.failed"),
+            ("anything else", "email.unknown"),
+        ]
+    }
+
+    fn normalize(
+        &self,
+        webhook: &Webhook<'_>,
+        ctx: &NormalizeContext<'_>,
+    ) -> Result<Normalized, WebhookError> {
+        let id = self.id();
+        let items: Vec<&RawValue> =
+            if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                parse_json(id, "body", webhook.body)?
+            } else {
+                vec![parse_json(id, "body", webhook.body)?]
+            };
+        let mut events = Vec::with_capacity(items.len());
+        for (index, item) in items.into_iter().enumerate() {
+            let what = if index == 0 {
+                "event".to_owned()
+            } else {
+                format!("event [{index}]")
+            };
+            let record: Record<'_> = parse_json(id, &what, item.get().as_bytes())?;
+            events.push(to_event(&record, ctx, &Arc::from(item.get())));
+        }
+        Ok(Normalized::events(events))
+    }
+}
+
+fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> NormalizedEvent {
+    let id = ProviderId::Brevo;
+    let name = r.event.as_ref();
+    let status = lookup(EVENTS, name);
+    let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
+    data.message_id = r
+        .message_id
+        .as_deref()
+        .map(|m| m.trim_matches(|c| c == '<' || c == '>').to_owned());
+    data.recipient = r.email.as_deref().map(recipient::email);
+    data.labels = labels_from(r.tags.as_ref());
+    if data.labels.is_empty() {
+        // `tag` is a JSON list encoded in a string: `"[\"welcome\"]"`.
+        data.labels = match r.tag.as_ref() {
+            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                .ok()
+                .map(|v| labels_from(Some(&v)))
+                .unwrap_or_else(|| labels_from(Some(&Value::String(s.clone())))),
+            other => labels_from(other),
+        };
+    }
+    if let Some(webhook_id) = &r.id {
+        // Brevo's `id` names the webhook configuration, not the event.
+        data.details
+            .insert("webhook_id".into(), Value::String(webhook_id.clone()));
+    }
+    if let Some(custom) = &r.custom {
+        data.tags
+            .insert("X-Mailin-custom".into(), tag_value(custom));
+    }
+    data.ip = r.sending_ip.as_deref().map(str::to_owned);
+    data.user_agent = r.user_agent.as_deref().map(str::to_owned);
+    let reason = r.reason.as_deref().map(str::to_owned);
+    match status {
+        Some(Status::Bounced) => {
+            let kind = if name == "soft_bounce" {
+                BounceKind::Soft
+            } else {
+                BounceKind::Hard
+            };
+            data.bounce = Some(Bounce {
+                kind,
+                code: None,
+                subtype: Some(name.to_owned()),
+                diagnostic: reason,
+            });
+        }
+        Some(Status::Opened) => data.privacy_open = Some(name.contains("proxy")),
+        Some(Status::Clicked) => data.url = r.link.as_deref().map(str::to_owned),
+        _ => data.reason = reason,
+    }
+    let time = r
+        .ts_epoch
+        .as_ref()
+        .and_then(|v| v.as_i64())
+        .and_then(Timestamp::from_unix_millis)
+        .or_else(|| r.ts_event.as_ref().and_then(parse_time))
+        .or_else(|| r.date.as_deref().and_then(Timestamp::parse_rfc3339));
+    let when = r
+        .ts_epoch
+        .as_ref()
+        .or(r.ts_event.as_ref())
+        .map(tag_value)
+        .or_else(|| r.date.as_deref().map(str::to_owned))
+        .unwrap_or_default();
+    let dedup = format!(
+        "{name}|{}|{}|{when}|{}",
+        data.message_id.as_deref().unwrap_or_default(),
+        data.recipient.as_deref().unwrap_or_default(),
+        data.url.as_deref().unwrap_or_default()
+    );
+    ctx.event(
+        message_type(&Channel::EMAIL, status),
+        time,
+        &dedup,
+        data,
+        raw,
+    )
+}
+
+#[derive(Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(default, borrow)]
+    email: Option<Cow<'a, str>>,
+    #[serde(rename = "message-id", alias = "message_id", default, borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    id: Option<String>,
+    #[serde(default)]
+    ts_epoch: Option<Value>,
+    #[serde(default)]
+    ts_event: Option<Value>,
+    #[serde(default, borrow)]
+    date: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    link: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tag: Option<Value>,
+    #[serde(default)]
+    tags: Option<Value>,
+    #[serde(rename = "X-Mailin-custom", default)]
+    custom: Option<Value>,
+    #[serde(default, borrow)]
+    sending_ip: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_agent: Option<Cow<'a, str>>,
+}

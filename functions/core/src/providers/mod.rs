@@ -1,0 +1,356 @@
+//! One module per provider, all of one shape: a table from the provider's event names to
+//! canonical statuses, and a `normalize` that reads one webhook body into canonical events.
+//! Authenticity is declared (`Provider::authentication`) and checked by [`crate::auth`], so a
+//! provider file is about the provider's dialect and nothing else.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::auth::{self, Authentication, SourceAuth, Verified, VerifyContext};
+use crate::event::{
+    CanonicalEvent, Channel, DataContentType, EventData, EventId, EventType, SpecVersion, Status,
+};
+use crate::timestamp::Timestamp;
+use crate::webhook::{Webhook, WebhookError};
+
+pub mod activereach;
+pub mod brevo;
+pub mod cmcom;
+pub mod greenarrow;
+pub mod mailglyph;
+pub mod mailgun;
+pub mod postmark;
+pub mod resend;
+pub mod sendgrid;
+pub mod ses;
+pub mod sparkpost;
+pub mod twilio;
+
+/// The providers tidings reads. The text form is used in routes, config, the CLI and
+/// `data.provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProviderId {
+    Ses,
+    Sendgrid,
+    Postmark,
+    Mailgun,
+    Resend,
+    Twilio,
+    Brevo,
+    Sparkpost,
+    Greenarrow,
+    Cmcom,
+    Activereach,
+    Mailglyph,
+}
+
+impl ProviderId {
+    pub const ALL: [ProviderId; 12] = [
+        ProviderId::Ses,
+        ProviderId::Sendgrid,
+        ProviderId::Postmark,
+        ProviderId::Mailgun,
+        ProviderId::Resend,
+        ProviderId::Twilio,
+        ProviderId::Brevo,
+        ProviderId::Sparkpost,
+        ProviderId::Greenarrow,
+        ProviderId::Cmcom,
+        ProviderId::Activereach,
+        ProviderId::Mailglyph,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderId::Ses => "ses",
+            ProviderId::Sendgrid => "sendgrid",
+            ProviderId::Postmark => "postmark",
+            ProviderId::Mailgun => "mailgun",
+            ProviderId::Resend => "resend",
+            ProviderId::Twilio => "twilio",
+            ProviderId::Brevo => "brevo",
+            ProviderId::Sparkpost => "sparkpost",
+            ProviderId::Greenarrow => "greenarrow",
+            ProviderId::Cmcom => "cmcom",
+            ProviderId::Activereach => "activereach",
+            ProviderId::Mailglyph => "mailglyph",
+        }
+    }
+
+    /// The provider's implementation.
+    pub fn provider(self) -> &'static dyn Provider {
+        match self {
+            ProviderId::Ses => &ses::Ses,
+            ProviderId::Sendgrid => &sendgrid::Sendgrid,
+            ProviderId::Postmark => &postmark::Postmark,
+            ProviderId::Mailgun => &mailgun::Mailgun,
+            ProviderId::Resend => &resend::Resend,
+            ProviderId::Twilio => &twilio::Twilio,
+            ProviderId::Brevo => &brevo::Brevo,
+            ProviderId::Sparkpost => &sparkpost::Sparkpost,
+            ProviderId::Greenarrow => &greenarrow::Greenarrow,
+            ProviderId::Cmcom => &cmcom::Cmcom,
+            ProviderId::Activereach => &activereach::Activereach,
+            ProviderId::Mailglyph => &mailglyph::Mailglyph,
+        }
+    }
+}
+
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ProviderId::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<_> = ProviderId::ALL.iter().map(|p| p.as_str()).collect();
+                format!("unknown provider {s:?} (known: {})", known.join(", "))
+            })
+    }
+}
+
+/// What a provider is: how it proves a webhook is its own, and how its dialect reads.
+pub trait Provider: Sync {
+    fn id(&self) -> ProviderId;
+
+    /// How this provider's webhooks are authenticated.
+    fn authentication(&self) -> Authentication;
+
+    /// The provider's event names and the canonical type each becomes, for documentation and
+    /// `tidings providers`. Conditional mappings say so in their text.
+    fn event_types(&self) -> &'static [(&'static str, &'static str)];
+
+    /// Checks that `webhook` comes from the provider, against the source's credentials.
+    fn verify(
+        &self,
+        webhook: &Webhook<'_>,
+        auth: &SourceAuth,
+        ctx: &VerifyContext<'_>,
+    ) -> Result<Verified, WebhookError> {
+        auth::verify(self.id(), self.authentication(), webhook, auth, ctx)
+    }
+
+    /// Reads `webhook` into canonical events. Must not panic on any input.
+    fn normalize(
+        &self,
+        webhook: &Webhook<'_>,
+        ctx: &NormalizeContext<'_>,
+    ) -> Result<Normalized, WebhookError>;
+}
+
+/// Where and when a webhook is being normalized.
+#[derive(Debug, Clone)]
+pub struct NormalizeContext<'a> {
+    pub workspace: &'a str,
+    pub received_at: Timestamp,
+}
+
+impl NormalizeContext<'_> {
+    /// Completes a canonical event: deterministic id, source, subject, workspace, received time.
+    /// `time` falls back to the receive time when the provider gives none.
+    pub fn event(
+        &self,
+        event_type: EventType,
+        time: Option<Timestamp>,
+        dedup_key: &str,
+        mut data: EventData,
+        raw: &Arc<str>,
+    ) -> NormalizedEvent {
+        data.received_at = self.received_at;
+        let id = EventId::derive(
+            self.workspace,
+            &data.provider,
+            dedup_key,
+            data.recipient.as_deref(),
+        );
+        let event = CanonicalEvent {
+            specversion: SpecVersion::V1_0,
+            id,
+            source: format!("tidings/{}", data.provider),
+            event_type,
+            time: time.unwrap_or(self.received_at),
+            subject: data.message_id.clone(),
+            datacontenttype: DataContentType::Json,
+            workspaceid: self.workspace.to_owned(),
+            data,
+        };
+        NormalizedEvent {
+            event,
+            raw: Arc::clone(raw),
+        }
+    }
+}
+
+/// A canonical event with the provider record it came from (JSON text), kept for audit and
+/// re-normalization. One record naming several recipients shares one `raw`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NormalizedEvent {
+    pub event: CanonicalEvent,
+    pub raw: Arc<str>,
+}
+
+/// Something a webhook said that is not an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// SNS asks to confirm a subscription: GET `subscribe_url` to confirm (only for allow-listed
+    /// topics; verification already refused the others).
+    SnsSubscriptionConfirmation {
+        topic_arn: String,
+        subscribe_url: String,
+    },
+    /// SNS says a subscription ended. Nothing to do.
+    SnsUnsubscribeConfirmation { topic_arn: String },
+    /// SES's "Successfully validated SNS topic" message after a configuration set was attached.
+    SesTopicValidated,
+    /// An authentic SNS notification whose message is not an SES record.
+    NotAnSesRecord {
+        topic_arn: String,
+        message_id: String,
+    },
+    /// A provider's connectivity test (SparkPost's `{"msys":{}}`).
+    TestPing,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::SnsSubscriptionConfirmation { topic_arn, .. } => {
+                write!(f, "SNS subscription confirmation for {topic_arn}")
+            }
+            Notice::SnsUnsubscribeConfirmation { topic_arn } => {
+                write!(f, "SNS unsubscribe confirmation for {topic_arn}")
+            }
+            Notice::SesTopicValidated => f.write_str("SES topic validation message (no event)"),
+            Notice::NotAnSesRecord {
+                topic_arn,
+                message_id,
+            } => {
+                write!(
+                    f,
+                    "SNS message {message_id} from {topic_arn} is not an SES event record; ignored"
+                )
+            }
+            Notice::TestPing => f.write_str("provider test ping (no event)"),
+        }
+    }
+}
+
+/// The result of normalizing one webhook.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    pub events: Vec<NormalizedEvent>,
+    pub notices: Vec<Notice>,
+}
+
+impl Normalized {
+    pub fn events(events: Vec<NormalizedEvent>) -> Self {
+        Normalized {
+            events,
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn notice(notice: Notice) -> Self {
+        Normalized {
+            events: Vec::new(),
+            notices: vec![notice],
+        }
+    }
+}
+
+/// Verifies then normalizes: the whole path of one webhook through a provider.
+pub fn process(
+    provider: ProviderId,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+    verify: &VerifyContext<'_>,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Normalized, WebhookError> {
+    let p = provider.provider();
+    p.verify(webhook, auth, verify)?;
+    p.normalize(webhook, ctx)
+}
+
+/// Looks `name` up in a mapping table.
+pub(crate) fn lookup<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    table.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// A message event type for `channel`, or `<channel>.unknown` when the table has no entry.
+pub(crate) fn message_type(channel: &Channel, status: Option<Status>) -> EventType {
+    EventType::message(channel.clone(), status.unwrap_or(Status::Unknown))
+}
+
+/// The whole body as the stored raw record (one-record providers).
+pub(crate) fn raw_body(webhook: &Webhook<'_>) -> Arc<str> {
+    Arc::from(String::from_utf8_lossy(webhook.body).as_ref())
+}
+
+/// A tag value as text: strings as they are, anything else as its JSON.
+pub(crate) fn tag_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Tags from a JSON object of metadata; anything that is not an object adds nothing.
+pub(crate) fn tags_from_object(value: Option<&Value>, into: &mut BTreeMap<String, String>) {
+    if let Some(Value::Object(map)) = value {
+        for (k, v) in map {
+            if !v.is_null() {
+                into.insert(k.clone(), tag_value(v));
+            }
+        }
+    }
+}
+
+/// Labels from a string or a list of strings (JSON).
+pub(crate) fn labels_from(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The first of several optional strings that is present and not blank.
+pub(crate) fn first_present<'a>(
+    candidates: impl IntoIterator<Item = Option<&'a str>>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|s| !s.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_ids_round_trip_and_name_the_known_ones_on_error() {
+        for id in ProviderId::ALL {
+            assert_eq!(id.as_str().parse::<ProviderId>(), Ok(id));
+            assert_eq!(id.provider().id(), id);
+            assert!(!id.provider().event_types().is_empty());
+        }
+        let err = "mandrill".parse::<ProviderId>().unwrap_err();
+        assert!(err.contains("sendgrid"), "{err}");
+    }
+}

@@ -1,0 +1,634 @@
+//! Amazon SES event publishing and identity notifications, in all four ways they arrive:
+//! an SNS envelope over HTTPS, the same envelope on an SQS queue, a bare SES record on a queue
+//! (SNS raw message delivery), and an EventBridge event whose `detail` is the record.
+//!
+//! One SES record can name several recipients; it becomes one event per recipient. The dedup
+//! key is built from the SES record itself (message id, event type, and the event's own
+//! feedback id or timestamp), not from the transport, so the same SES event wired two ways is
+//! still stored once.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{
+    NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, lookup,
+    message_type,
+};
+use crate::auth::Authentication;
+use crate::auth::sns::SnsEnvelope;
+use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
+use crate::recipient;
+use crate::timestamp::Timestamp;
+use crate::webhook::{Webhook, WebhookError, parse_json};
+
+pub struct Ses;
+
+const EVENTS: &[(&str, Status)] = &[
+    ("Send", Status::Sent),
+    ("Delivery", Status::Delivered),
+    ("DeliveryDelay", Status::Deferred),
+    ("Bounce", Status::Bounced),
+    ("Complaint", Status::Complained),
+    ("Reject", Status::Dropped),
+    ("Open", Status::Opened),
+    ("Click", Status::Clicked),
+    ("Rendering Failure", Status::Failed),
+    ("Subscription", Status::Unsubscribed),
+];
+
+const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
+    ("Permanent", BounceKind::Hard),
+    ("Transient", BounceKind::Soft),
+    ("Undetermined", BounceKind::Undetermined),
+];
+
+/// Permanent bounces SES generated itself because the address is suppressed: SES never tried,
+/// so they are drops, not bounces.
+const SUPPRESSION_SUBTYPES: &[&str] = &["Suppressed", "OnAccountSuppressionList"];
+
+/// What SES publishes to a topic when a configuration set's event destination is attached.
+const VALIDATION_MESSAGE: &str =
+    "Successfully validated SNS topic for Amazon SES event publishing.";
+
+impl Provider for Ses {
+    fn id(&self) -> ProviderId {
+        ProviderId::Ses
+    }
+
+    fn authentication(&self) -> Authentication {
+        Authentication::SnsSignature
+    }
+
+    fn event_types(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("Send", "email.sent"),
+            ("Delivery", "email.delivered (one per delivery.recipients)"),
+            (
+                "DeliveryDelay",
+                "email.deferred (one per delayedRecipients; delayType kept)",
+            ),
+            (
+                "Bounce Permanent",
+                "email.bounced (hard); subtypes Suppressed, OnAccountSuppressionList: email.dropped",
+            ),
+            ("Bounce Transient", "email.bounced (soft)"),
+            ("Bounce Undetermined", "email.bounced (undetermined)"),
+            (
+                "Complaint",
+                "email.complained; complaintSubType OnAccountSuppressionList: email.dropped",
+            ),
+            ("Reject", "email.dropped"),
+            ("Open", "email.opened"),
+            ("Click", "email.clicked"),
+            ("Rendering Failure", "email.failed"),
+            (
+                "Subscription",
+                "email.unsubscribed or email.resubscribed by newTopicPreferences",
+            ),
+            (
+                "SNS SubscriptionConfirmation",
+                "no event; confirmed for allow-listed topics",
+            ),
+            (
+                "SNS UnsubscribeConfirmation / topic validation message",
+                "no event",
+            ),
+            ("anything else", "email.unknown"),
+        ]
+    }
+
+    fn normalize(
+        &self,
+        webhook: &Webhook<'_>,
+        ctx: &NormalizeContext<'_>,
+    ) -> Result<Normalized, WebhookError> {
+        let id = self.id();
+        let shape: Shape<'_> = parse_json(id, "body", webhook.body)?;
+        if shape.kind.is_some() {
+            return from_sns(webhook.body, ctx);
+        }
+        if let Some(detail) = shape.detail {
+            if shape.detail_type.is_none() {
+                return Err(WebhookError::malformed(
+                    id,
+                    "EventBridge event has `detail` but no `detail-type`",
+                ));
+            }
+            return from_record(detail.get(), ctx);
+        }
+        if shape.event_type.is_some() || shape.notification_type.is_some() {
+            return from_record(std::str::from_utf8(webhook.body).unwrap_or_default(), ctx);
+        }
+        Err(WebhookError::malformed(
+            id,
+            "body is not an SNS message (no `Type`), an EventBridge event (no `detail`) or an SES record (no `eventType`)",
+        ))
+    }
+}
+
+/// Just enough of the body to tell the four shapes apart.
+#[derive(Deserialize)]
+struct Shape<'a> {
+    #[serde(rename = "Type", default)]
+    kind: Option<Value>,
+    #[serde(rename = "detail-type", default)]
+    detail_type: Option<Value>,
+    #[serde(default, borrow)]
+    detail: Option<&'a RawValue>,
+    #[serde(rename = "eventType", default)]
+    event_type: Option<Value>,
+    #[serde(rename = "notificationType", default)]
+    notification_type: Option<Value>,
+}
+
+fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    let id = ProviderId::Ses;
+    let envelope: SnsEnvelope<'_> = parse_json(id, "SNS message", body)?;
+    match envelope.kind.as_ref() {
+        "SubscriptionConfirmation" => {
+            let subscribe_url = envelope.subscribe_url.as_deref().ok_or_else(|| {
+                WebhookError::malformed(id, "SNS SubscriptionConfirmation has no SubscribeURL")
+            })?;
+            Ok(Normalized::notice(Notice::SnsSubscriptionConfirmation {
+                topic_arn: envelope.topic_arn.to_string(),
+                subscribe_url: subscribe_url.to_owned(),
+            }))
+        }
+        "UnsubscribeConfirmation" => Ok(Normalized::notice(Notice::SnsUnsubscribeConfirmation {
+            topic_arn: envelope.topic_arn.to_string(),
+        })),
+        "Notification" => {
+            if envelope.message.trim() == VALIDATION_MESSAGE {
+                return Ok(Normalized::notice(Notice::SesTopicValidated));
+            }
+            let not_ses = || {
+                Ok(Normalized::notice(Notice::NotAnSesRecord {
+                    topic_arn: envelope.topic_arn.to_string(),
+                    message_id: envelope.message_id.to_string(),
+                }))
+            };
+            // Anything else on the topic (a test publish, another service's message) is
+            // authentic but not ours to read: a warning, not an error, so SNS stops retrying.
+            match serde_json::from_str::<Shape<'_>>(&envelope.message) {
+                Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
+                    from_record(&envelope.message, ctx)
+                }
+                _ => not_ses(),
+            }
+        }
+        other => Err(WebhookError::malformed(
+            id,
+            format!("SNS `Type` {other:?} is not a known SNS message type"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    #[serde(alias = "notificationType", borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow)]
+    mail: Mail<'a>,
+    #[serde(default, borrow)]
+    bounce: Option<BounceRecord<'a>>,
+    #[serde(default, borrow)]
+    complaint: Option<ComplaintRecord<'a>>,
+    #[serde(default, borrow)]
+    delivery: Option<DeliveryRecord<'a>>,
+    #[serde(default, borrow)]
+    delivery_delay: Option<DelayRecord<'a>>,
+    #[serde(default, borrow)]
+    reject: Option<RejectRecord<'a>>,
+    #[serde(default, borrow)]
+    open: Option<Engagement<'a>>,
+    #[serde(default, borrow)]
+    click: Option<Engagement<'a>>,
+    #[serde(default, borrow)]
+    failure: Option<FailureRecord<'a>>,
+    #[serde(default)]
+    subscription: Option<SubscriptionRecord>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Mail<'a> {
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    message_id: Cow<'a, str>,
+    #[serde(default)]
+    destination: Vec<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BounceRecord<'a> {
+    #[serde(borrow)]
+    bounce_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    bounce_sub_type: Option<Cow<'a, str>>,
+    #[serde(default)]
+    bounced_recipients: Vec<RecipientStatus>,
+    #[serde(default, borrow)]
+    feedback_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RecipientStatus {
+    email_address: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    diagnostic_code: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ComplaintRecord<'a> {
+    #[serde(default)]
+    complained_recipients: Vec<RecipientStatus>,
+    #[serde(default, borrow)]
+    complaint_sub_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    complaint_feedback_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    feedback_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_agent: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryRecord<'a> {
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    smtp_response: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DelayRecord<'a> {
+    #[serde(default)]
+    delayed_recipients: Vec<RecipientStatus>,
+    #[serde(default, borrow)]
+    delay_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    expiration_time: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RejectRecord<'a> {
+    #[serde(default, borrow)]
+    reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Engagement<'a> {
+    #[serde(default, borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    ip_address: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    link: Option<Cow<'a, str>>,
+    #[serde(default)]
+    link_tags: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FailureRecord<'a> {
+    #[serde(default, borrow)]
+    error_message: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    template_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionRecord {
+    #[serde(default)]
+    contact_list: Option<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default)]
+    new_topic_preferences: Option<TopicPreferences>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicPreferences {
+    #[serde(default)]
+    unsubscribe_all: bool,
+    #[serde(default)]
+    topic_subscription_status: Vec<TopicStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TopicStatus {
+    #[serde(default)]
+    topic_name: Option<String>,
+    #[serde(default)]
+    subscription_status: Option<String>,
+}
+
+/// One canonical event in the making: who, what, when, what makes it unique, and the fields
+/// specific to its kind.
+struct Part {
+    recipient: String,
+    status: Option<Status>,
+    time: Option<Timestamp>,
+    discriminator: String,
+    data: EventData,
+}
+
+fn time(text: &Option<Cow<'_, str>>) -> Option<Timestamp> {
+    text.as_deref().and_then(Timestamp::parse_rfc3339)
+}
+
+fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
+    text.as_deref().map(str::to_owned)
+}
+
+fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    let id = ProviderId::Ses;
+    let record: Record<'_> = parse_json(id, "SES record", text.as_bytes())?;
+    let raw: Arc<str> = Arc::from(text);
+    let name = record.event_type.as_ref();
+    let mail_time = time(&record.mail.timestamp);
+    let blank = || {
+        let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
+        data.message_id = Some(record.mail.message_id.to_string());
+        data.tags = record
+            .mail
+            .tags
+            .iter()
+            .map(|(k, values)| (k.clone(), values.join(",")))
+            .collect();
+        data
+    };
+    // Events about the message as a whole (send, reject, open, click…) name no recipient of
+    // their own: they are about every address the message went to.
+    let per_destination = |status: Option<Status>,
+                           time: Option<Timestamp>,
+                           discriminator: &str,
+                           data: EventData|
+     -> Vec<Part> {
+        record
+            .mail
+            .destination
+            .iter()
+            .map(|r| Part {
+                recipient: r.clone(),
+                status,
+                time,
+                discriminator: discriminator.to_owned(),
+                data: data.clone(),
+            })
+            .collect()
+    };
+    let missing = |field: &str| {
+        WebhookError::malformed(id, format!("SES {name} record has no `{field}` object"))
+    };
+
+    let parts: Vec<Part> = match lookup(EVENTS, name) {
+        Some(Status::Bounced) => {
+            let b = record.bounce.as_ref().ok_or_else(|| missing("bounce"))?;
+            let kind = lookup(BOUNCE_TYPES, &b.bounce_type).unwrap_or(BounceKind::Undetermined);
+            let subtype = owned(&b.bounce_sub_type);
+            let suppressed = kind == BounceKind::Hard
+                && subtype
+                    .as_deref()
+                    .is_some_and(|s| SUPPRESSION_SUBTYPES.contains(&s));
+            b.bounced_recipients
+                .iter()
+                .map(|r| {
+                    let mut data = blank();
+                    data.bounce = Some(Bounce {
+                        kind,
+                        code: r.status.clone(),
+                        subtype: subtype.clone(),
+                        diagnostic: r.diagnostic_code.clone(),
+                    });
+                    data.provider_event_id = owned(&b.feedback_id);
+                    if suppressed {
+                        data.reason = Some(format!(
+                            "address is on the SES {} list",
+                            subtype.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    Part {
+                        recipient: r.email_address.clone(),
+                        status: Some(if suppressed {
+                            Status::Dropped
+                        } else {
+                            Status::Bounced
+                        }),
+                        time: time(&b.timestamp),
+                        discriminator: owned(&b.feedback_id).unwrap_or_default(),
+                        data,
+                    }
+                })
+                .collect()
+        }
+        Some(Status::Complained) => {
+            let c = record
+                .complaint
+                .as_ref()
+                .ok_or_else(|| missing("complaint"))?;
+            let on_list = c.complaint_sub_type.as_deref() == Some("OnAccountSuppressionList");
+            c.complained_recipients
+                .iter()
+                .map(|r| {
+                    let mut data = blank();
+                    data.provider_event_id = owned(&c.feedback_id);
+                    data.user_agent = owned(&c.user_agent);
+                    data.reason = if on_list {
+                        Some("address is on the SES account-level suppression list".to_owned())
+                    } else {
+                        owned(&c.complaint_feedback_type)
+                    };
+                    Part {
+                        recipient: r.email_address.clone(),
+                        status: Some(if on_list {
+                            Status::Dropped
+                        } else {
+                            Status::Complained
+                        }),
+                        time: time(&c.timestamp),
+                        discriminator: owned(&c.feedback_id).unwrap_or_default(),
+                        data,
+                    }
+                })
+                .collect()
+        }
+        Some(Status::Delivered) => {
+            let dlv = record
+                .delivery
+                .as_ref()
+                .ok_or_else(|| missing("delivery"))?;
+            dlv.recipients
+                .iter()
+                .map(|r| {
+                    let mut data = blank();
+                    data.reason = owned(&dlv.smtp_response);
+                    Part {
+                        recipient: r.clone(),
+                        status: Some(Status::Delivered),
+                        time: time(&dlv.timestamp),
+                        discriminator: owned(&dlv.timestamp).unwrap_or_default(),
+                        data,
+                    }
+                })
+                .collect()
+        }
+        Some(Status::Deferred) => {
+            let delay = record
+                .delivery_delay
+                .as_ref()
+                .ok_or_else(|| missing("deliveryDelay"))?;
+            delay
+                .delayed_recipients
+                .iter()
+                .map(|r| {
+                    let mut data = blank();
+                    data.reason = owned(&delay.delay_type);
+                    insert_text(&mut data.details, "delay_type", &owned(&delay.delay_type));
+                    insert_text(
+                        &mut data.details,
+                        "expiration_time",
+                        &owned(&delay.expiration_time),
+                    );
+                    insert_text(&mut data.details, "status", &r.status);
+                    insert_text(&mut data.details, "diagnostic_code", &r.diagnostic_code);
+                    Part {
+                        recipient: r.email_address.clone(),
+                        status: Some(Status::Deferred),
+                        time: time(&delay.timestamp),
+                        discriminator: owned(&delay.timestamp).unwrap_or_default(),
+                        data,
+                    }
+                })
+                .collect()
+        }
+        Some(Status::Dropped) => {
+            let mut data = blank();
+            data.reason = record.reject.as_ref().and_then(|r| owned(&r.reason));
+            per_destination(Some(Status::Dropped), mail_time, "", data)
+        }
+        Some(status @ (Status::Opened | Status::Clicked)) => {
+            let (e, field) = if status == Status::Opened {
+                (record.open.as_ref(), "open")
+            } else {
+                (record.click.as_ref(), "click")
+            };
+            let e = e.ok_or_else(|| missing(field))?;
+            let mut data = blank();
+            data.ip = owned(&e.ip_address);
+            data.user_agent = owned(&e.user_agent);
+            data.url = owned(&e.link);
+            if let Some(tags) = e.link_tags.clone().filter(|t| !t.is_null()) {
+                data.details.insert("link_tags".into(), tags);
+            }
+            // Two opens (or clicks) differ in time, client or link: never collapse them.
+            let discriminator = format!(
+                "{}|{}|{}",
+                e.timestamp.as_deref().unwrap_or_default(),
+                e.ip_address.as_deref().unwrap_or_default(),
+                e.link.as_deref().unwrap_or_default()
+            );
+            per_destination(
+                Some(status),
+                time(&e.timestamp).or(mail_time),
+                &discriminator,
+                data,
+            )
+        }
+        Some(Status::Failed) => {
+            let mut data = blank();
+            let failure = record.failure.as_ref();
+            data.reason = failure.and_then(|f| owned(&f.error_message));
+            data.retryable = Some(false);
+            insert_text(
+                &mut data.details,
+                "template_name",
+                &failure.and_then(|f| owned(&f.template_name)),
+            );
+            per_destination(Some(Status::Failed), mail_time, "", data)
+        }
+        Some(Status::Unsubscribed) => {
+            let s = record
+                .subscription
+                .as_ref()
+                .ok_or_else(|| missing("subscription"))?;
+            let prefs = s.new_topic_preferences.as_ref();
+            let opted_out = prefs.is_some_and(|p| {
+                p.unsubscribe_all
+                    || p.topic_subscription_status
+                        .iter()
+                        .any(|t| t.subscription_status.as_deref() == Some("OptOut"))
+            });
+            let mut data = blank();
+            insert_text(&mut data.details, "contact_list", &s.contact_list);
+            if let Some(p) = prefs.filter(|p| !p.topic_subscription_status.is_empty()) {
+                let topics = p
+                    .topic_subscription_status
+                    .iter()
+                    .map(|t| serde_json::json!({"topic": t.topic_name, "status": t.subscription_status}))
+                    .collect();
+                data.details.insert("topics".into(), Value::Array(topics));
+            }
+            let stamp = s.timestamp.clone().unwrap_or_default();
+            let status = if opted_out {
+                Status::Unsubscribed
+            } else {
+                Status::Resubscribed
+            };
+            per_destination(
+                Some(status),
+                Timestamp::parse_rfc3339(&stamp).or(mail_time),
+                &stamp,
+                data,
+            )
+        }
+        status => per_destination(status, mail_time, "", blank()),
+    };
+
+    let events = parts
+        .into_iter()
+        .map(|mut part| {
+            part.data.recipient = Some(recipient::email(&part.recipient));
+            let dedup = format!("{}|{}|{}", record.mail.message_id, name, part.discriminator);
+            let event_type: EventType = message_type(&Channel::EMAIL, part.status);
+            ctx.event(event_type, part.time.or(mail_time), &dedup, part.data, &raw)
+        })
+        .collect::<Vec<NormalizedEvent>>();
+    Ok(Normalized::events(events))
+}
+
+fn insert_text(details: &mut BTreeMap<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        details.insert(key.to_owned(), Value::String(v.clone()));
+    }
+}

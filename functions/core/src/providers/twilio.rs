@@ -1,0 +1,155 @@
+//! Twilio Messaging status callbacks: form-encoded parameters, signed with `X-Twilio-Signature`.
+//! Callbacks carry no event time and arrive out of order (a `sent` after its `delivered`); the
+//! message state lattice copes with the order, and the event time is when tidings received it.
+//! Query parameters on the callback URL (`?userId=42`) are how senders correlate a message with
+//! their own records, so they become tags (`token`, a tidings credential, excepted).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type};
+use crate::auth::Authentication;
+use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
+use crate::recipient;
+use crate::webhook::{Webhook, WebhookError};
+
+pub struct Twilio;
+
+const STATUSES: &[(&str, Status)] = &[
+    ("queued", Status::Sent),
+    ("accepted", Status::Sent),
+    ("scheduled", Status::Sent),
+    ("sending", Status::Sent),
+    ("sent", Status::Sent),
+    ("delivered", Status::Delivered),
+    ("undelivered", Status::Bounced),
+    ("failed", Status::Failed),
+    ("read", Status::Read),
+    ("canceled", Status::Dropped),
+    ("received", Status::Received),
+];
+
+/// Error codes on `undelivered` that mean the number itself is bad (a hard bounce); other
+/// carrier rejections may pass on a later attempt.
+const PERMANENT_ERRORS: &[&str] = &["21211", "21214", "21610", "21614", "30005", "30006"];
+
+impl Provider for Twilio {
+    fn id(&self) -> ProviderId {
+        ProviderId::Twilio
+    }
+
+    fn authentication(&self) -> Authentication {
+        Authentication::TwilioHmacSha1
+    }
+
+    fn event_types(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("queued, accepted, scheduled, sending, sent", "sms.sent"),
+            ("delivered", "sms.delivered"),
+            (
+                "undelivered",
+                "sms.bounced (hard for unreachable/invalid numbers, else soft; ErrorCode kept)",
+            ),
+            ("failed", "sms.failed"),
+            ("read", "sms.read"),
+            ("canceled", "sms.dropped"),
+            ("received", "sms.received"),
+            (
+                "(From or To starting whatsapp:)",
+                "the same statuses on channel whatsapp",
+            ),
+            ("anything else", "sms.unknown"),
+        ]
+    }
+
+    fn normalize(
+        &self,
+        webhook: &Webhook<'_>,
+        ctx: &NormalizeContext<'_>,
+    ) -> Result<Normalized, WebhookError> {
+        let id = self.id();
+        if std::str::from_utf8(webhook.body).is_err() {
+            return Err(WebhookError::malformed(id, "body is not UTF-8 form data"));
+        }
+        let params: BTreeMap<String, String> =
+            form_urlencoded::parse(webhook.body).into_owned().collect();
+        let get = |name: &str| {
+            params
+                .get(name)
+                .map(String::as_str)
+                .filter(|v| !v.is_empty())
+        };
+        let status_name = get("MessageStatus")
+            .or_else(|| get("SmsStatus"))
+            .ok_or_else(|| {
+                WebhookError::malformed(
+                    id,
+                    "form field `MessageStatus` is missing (is this a Messaging status callback?)",
+                )
+            })?;
+        let sid = get("MessageSid")
+            .or_else(|| get("SmsSid"))
+            .ok_or_else(|| WebhookError::malformed(id, "form field `MessageSid` is missing"))?;
+        let whatsapp = [get("From"), get("To")]
+            .into_iter()
+            .flatten()
+            .any(|v| v.len() >= 9 && v[..9].eq_ignore_ascii_case("whatsapp:"));
+        let channel = if whatsapp {
+            Channel::WHATSAPP
+        } else {
+            Channel::SMS
+        };
+        let status = lookup(STATUSES, status_name);
+        let error_code = get("ErrorCode");
+        let mut data = EventData::new(Some(channel.clone()), id.as_str(), status_name);
+        data.message_id = Some(sid.to_owned());
+        data.recipient = get("To").map(recipient::phone);
+        data.reason = get("ErrorMessage").map(str::to_owned);
+        if let Some(query) = webhook.query {
+            for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+                if k != "token" {
+                    data.tags.insert(k.into_owned(), v.into_owned());
+                }
+            }
+        }
+        for (field, key) in [
+            ("AccountSid", "account_sid"),
+            ("MessagingServiceSid", "messaging_service_sid"),
+            ("From", "from"),
+        ] {
+            if let Some(v) = get(field) {
+                data.details.insert(key.into(), v.into());
+            }
+        }
+        match status {
+            Some(Status::Bounced) => {
+                let kind = match error_code {
+                    Some(code) if PERMANENT_ERRORS.contains(&code) => BounceKind::Hard,
+                    Some(_) => BounceKind::Soft,
+                    None => BounceKind::Undetermined,
+                };
+                data.bounce = Some(Bounce {
+                    kind,
+                    code: error_code.map(str::to_owned),
+                    subtype: None,
+                    diagnostic: data.reason.clone(),
+                });
+            }
+            Some(Status::Failed) => {
+                if let Some(code) = error_code {
+                    data.details.insert("error_code".into(), code.into());
+                }
+            }
+            _ => {}
+        }
+        let dedup = format!("{sid}|{status_name}|{}", error_code.unwrap_or_default());
+        let raw: Arc<str> = Arc::from(serde_json::to_string(&params).unwrap_or_default());
+        Ok(Normalized::events(vec![ctx.event(
+            message_type(&channel, status),
+            None,
+            &dedup,
+            data,
+            &raw,
+        )]))
+    }
+}

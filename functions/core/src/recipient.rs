@@ -1,0 +1,75 @@
+//! Recipients in one spelling, so that events from different providers about the same person
+//! meet in one timeline and one suppression entry.
+
+/// An email address trimmed and lowercased. A display-name form (`Jane <jane@example.com>`) is
+/// reduced to the address. Text that is not an address is kept (lowercased) rather than
+/// refused: a provider's odd data must not lose the event.
+pub fn email(raw: &str) -> String {
+    let raw = raw.trim();
+    let address = match (raw.rfind('<'), raw.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &raw[open + 1..close],
+        _ => raw,
+    };
+    address.trim().to_lowercase()
+}
+
+/// A phone number in E.164 where the input allows it: separators removed, a leading `00`
+/// becomes `+`, and a `whatsapp:`/`sms:`/`tel:` scheme prefix is dropped. Numbers given without a
+/// country code cannot be completed here and are kept as their digits.
+pub fn phone(raw: &str) -> String {
+    let mut raw = raw.trim();
+    for scheme in ["whatsapp:", "sms:", "tel:", "rcs:"] {
+        if raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme) {
+            raw = raw[scheme.len()..].trim();
+        }
+    }
+    let plus = raw.starts_with('+');
+    let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
+    let separators_only = raw
+        .chars()
+        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.' | '/'));
+    if digits.is_empty() || !separators_only {
+        // Not a phone number (a short code with letters, an alias): keep it as given.
+        return raw.to_owned();
+    }
+    if plus {
+        format!("+{digits}")
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        format!("+{rest}")
+    } else {
+        digits
+    }
+}
+
+/// A recipient of either kind: an address when it contains `@`, else a phone number.
+pub fn any(raw: &str) -> String {
+    if raw.contains('@') {
+        email(raw)
+    } else {
+        phone(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_lowercased_and_unwrapped() {
+        assert_eq!(email("  John@Example.COM "), "john@example.com");
+        assert_eq!(email("Jane Doe <Jane@Example.com>"), "jane@example.com");
+        // The CM.com seed's scraped addresses must survive untouched apart from case.
+        assert_eq!(email("[email protected]"), "[email protected]");
+    }
+
+    #[test]
+    fn phones_become_e164() {
+        assert_eq!(phone("+1 (555) 867-5310"), "+15558675310");
+        assert_eq!(phone("whatsapp:+14155238886"), "+14155238886");
+        assert_eq!(phone("0044 20 7946 0018"), "+442079460018");
+        assert_eq!(phone("5558675310"), "5558675310");
+        assert_eq!(phone("ACME"), "ACME");
+        assert_eq!(any("+15558675310"), "+15558675310");
+        assert_eq!(any("A@B.C"), "a@b.c");
+    }
+}

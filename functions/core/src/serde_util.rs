@@ -1,0 +1,107 @@
+//! Lenient readers for fields providers write in more than one JSON type.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::timestamp::Timestamp;
+
+/// A scalar written as a string or a number (`"1529006854"` or `1529006854.3`), as text.
+pub fn string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<String, D::Error> {
+    match Scalar::deserialize(de)? {
+        Scalar::Text(s) => Ok(s.into_owned()),
+        Scalar::Number(n) => Ok(n.to_string()),
+        Scalar::Bool(b) => Ok(b.to_string()),
+    }
+}
+
+/// Like [`string_or_number`], for optional fields; `null` is `None`.
+pub fn opt_string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<Scalar>::deserialize(de)? {
+        None => None,
+        Some(Scalar::Text(s)) => Some(s.into_owned()),
+        Some(Scalar::Number(n)) => Some(n.to_string()),
+        Some(Scalar::Bool(b)) => Some(b.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar<'a> {
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+    Number(serde_json::Number),
+    Bool(bool),
+}
+
+/// A boolean written as `true`, `"true"`, `1` or `"1"` (and their negatives).
+pub fn opt_loose_bool<'de, D: Deserializer<'de>>(de: D) -> Result<Option<bool>, D::Error> {
+    Ok(match Option::<Value>::deserialize(de)? {
+        Some(Value::Bool(b)) => Some(b),
+        Some(Value::Number(n)) => n.as_i64().map(|n| n != 0),
+        Some(Value::String(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "t" => Some(true),
+            "false" | "0" | "no" | "f" | "" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// An instant written as Unix seconds (integer, float or numeric string), Unix milliseconds
+/// (integers past the year 33658 in seconds), or RFC 3339 text. `None` when absent or unreadable;
+/// the caller decides whether that is an error.
+pub fn parse_time(value: &Value) -> Option<Timestamp> {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                if i.unsigned_abs() >= 100_000_000_000 {
+                    Timestamp::from_unix_millis(i)
+                } else {
+                    Timestamp::from_unix_seconds(i)
+                }
+            } else {
+                n.as_f64().and_then(Timestamp::from_unix_float)
+            }
+        }
+        Value::String(s) => Timestamp::from_unix_text(s).or_else(|| Timestamp::parse_rfc3339(s)),
+        _ => None,
+    }
+}
+
+/// A string that borrows from the input when it has no escapes, and is owned when it does.
+/// (serde's own `Cow<str>` always copies unless a derive marks the field `#[serde(borrow)]`.)
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        de.deserialize_str(V)
+    }
+}
