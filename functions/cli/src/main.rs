@@ -8,11 +8,7 @@ mod normalize;
 mod providers;
 
 #[derive(Parser)]
-#[command(
-    name = "tidings",
-    version,
-    about = "Messaging delivery events, verified, normalized and delivered"
-)]
+#[command(name = "tidings", version, about = "Messaging delivery events, verified, normalized and delivered")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

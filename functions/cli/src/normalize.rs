@@ -59,16 +59,10 @@ struct CertDir(Option<PathBuf>);
 
 impl CertificateStore for CertDir {
     fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, String> {
-        let dir = self
-            .0
-            .as_ref()
-            .ok_or("no --sns-cert-dir given to find the SNS signing certificate in")?;
+        let dir = self.0.as_ref().ok_or("no --sns-cert-dir given to find the SNS signing certificate in")?;
         let path = dir.join(url.file_name());
-        let pem = std::fs::read(&path)
-            .map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
-        SnsCertificate::from_pem(&pem)
-            .map(Arc::new)
-            .map_err(|e| format!("{}: {e}", path.display()))
+        let pem = std::fs::read(&path).map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
+        SnsCertificate::from_pem(&pem).map(Arc::new).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
@@ -79,8 +73,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Some(Some(path)) => {
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display())))?;
-            Headers::parse_lines(&text)
-                .map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?
+            Headers::parse_lines(&text).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?
         }
         _ => Headers::new(),
     };
@@ -92,22 +85,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
             .ok_or_else(|| Failure::Usage(format!("--now {seconds} is out of range")))?,
         None => Timestamp::now(),
     };
-    let query = args
-        .url
-        .as_deref()
-        .and_then(|u| u.split_once('?'))
-        .map(|(_, q)| q);
-    let transport = if args.from_queue {
-        Transport::Queue
-    } else {
-        Transport::Http
-    };
-    let webhook = Webhook {
-        body: &body,
-        headers: &headers,
-        query,
-        transport,
-    };
+    let query = args.url.as_deref().and_then(|u| u.split_once('?')).map(|(_, q)| q);
+    let transport = if args.from_queue { Transport::Queue } else { Transport::Http };
+    let webhook = Webhook { body: &body, headers: &headers, query, transport };
     let implementation = provider.provider();
 
     if !args.no_verify {
@@ -126,55 +106,38 @@ pub fn run(args: Args) -> Result<(), Failure> {
             tolerance_seconds: None,
         };
         let certificates = CertDir(args.sns_cert_dir.clone());
-        let ctx = VerifyContext {
-            now,
-            certificates: &certificates,
-        };
-        let verified = implementation
-            .verify(&webhook, &auth, &ctx)
-            .map_err(|e| Failure::Input(e.to_string()))?;
+        let ctx = VerifyContext { now, certificates: &certificates };
+        let verified = implementation.verify(&webhook, &auth, &ctx).map_err(|e| Failure::Input(e.to_string()))?;
         if let Some(claim) = &verified.replay_claim {
-            ReplayGuard::new()
-                .claim(claim, now)
-                .map_err(|e| Failure::Input(e.to_string()))?;
+            ReplayGuard::new().claim(claim, now).map_err(|e| Failure::Input(e.to_string()))?;
         }
     }
 
-    let ctx = NormalizeContext {
-        workspace: &args.workspace,
-        received_at: now,
-    };
-    let normalized = implementation
-        .normalize(&webhook, &ctx)
-        .map_err(|e| Failure::Input(e.to_string()))?;
+    let ctx = NormalizeContext { workspace: &args.workspace, received_at: now };
+    let normalized = implementation.normalize(&webhook, &ctx).map_err(|e| Failure::Input(e.to_string()))?;
     for notice in &normalized.notices {
         eprintln!("{provider}: note: {notice}");
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for event in &normalized.events {
-        let line = serde_json::to_string(&event.event)
-            .map_err(|e| Failure::Input(format!("{provider}: {e}")))?;
+        let line = serde_json::to_string(&event.event).map_err(|e| Failure::Input(format!("{provider}: {e}")))?;
         writeln!(out, "{line}").map_err(|e| Failure::Usage(format!("writing output: {e}")))?;
     }
-    out.flush()
-        .map_err(|e| Failure::Usage(format!("writing output: {e}")))
+    out.flush().map_err(|e| Failure::Usage(format!("writing output: {e}")))
 }
 
 fn read_body(file: Option<&Path>) -> Result<Vec<u8>, Failure> {
     match file {
         None => read_stdin(),
         Some(path) if path == Path::new("-") => read_stdin(),
-        Some(path) => std::fs::read(path)
-            .map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display()))),
+        Some(path) => std::fs::read(path).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
 fn read_stdin() -> Result<Vec<u8>, Failure> {
     let mut body = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut body)
-        .map_err(|e| Failure::Usage(format!("cannot read standard input: {e}")))?;
+    std::io::stdin().read_to_end(&mut body).map_err(|e| Failure::Usage(format!("cannot read standard input: {e}")))?;
     Ok(body)
 }
 

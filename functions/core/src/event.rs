@@ -153,12 +153,7 @@ pub struct Bounce {
 
 impl Bounce {
     pub fn of_kind(kind: BounceKind) -> Self {
-        Bounce {
-            kind,
-            code: None,
-            subtype: None,
-            diagnostic: None,
-        }
+        Bounce { kind, code: None, subtype: None, diagnostic: None }
     }
 }
 
@@ -171,9 +166,7 @@ pub enum BounceKind {
 }
 
 /// What happened to a message. Combined with a channel it makes the event type.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Accepted or handed off by the provider.
@@ -328,8 +321,7 @@ const SEGMENT_PATTERN: &str = "^[a-z0-9_-]{1,32}$";
 fn is_type_segment(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// The CloudEvents `type`.
@@ -400,8 +392,7 @@ impl Serialize for EventType {
 impl<'de> Deserialize<'de> for EventType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = Cow::<str>::deserialize(deserializer)?;
-        EventType::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid event type {s:?}")))
+        EventType::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid event type {s:?}")))
     }
 }
 
@@ -427,12 +418,7 @@ impl EventId {
     /// The id of the event `dedup_key` from `provider` for `recipient` in `workspace`: the first
     /// 128 bits of SHA-256 over the length-prefixed parts, so no two different tuples can be
     /// made to collide by moving a separator.
-    pub fn derive(
-        workspace: &str,
-        provider: &str,
-        dedup_key: &str,
-        recipient: Option<&str>,
-    ) -> EventId {
+    pub fn derive(workspace: &str, provider: &str, dedup_key: &str, recipient: Option<&str>) -> EventId {
         let mut ctx = digest::Context::new(&digest::SHA256);
         ctx.update(b"tidings.event.v1");
         for part in [workspace, provider, dedup_key, recipient.unwrap_or("")] {
@@ -489,52 +475,23 @@ mod tests {
     #[test]
     fn event_ids_are_stable_and_separate_their_inputs() {
         let a = EventId::derive("ws", "sendgrid", "abc", Some("a@example.com"));
-        assert_eq!(
-            a,
-            EventId::derive("ws", "sendgrid", "abc", Some("a@example.com"))
-        );
-        assert_ne!(
-            a,
-            EventId::derive("ws", "sendgrid", "abc", Some("b@example.com"))
-        );
-        assert_ne!(
-            a,
-            EventId::derive("ws2", "sendgrid", "abc", Some("a@example.com"))
-        );
+        assert_eq!(a, EventId::derive("ws", "sendgrid", "abc", Some("a@example.com")));
+        assert_ne!(a, EventId::derive("ws", "sendgrid", "abc", Some("b@example.com")));
+        assert_ne!(a, EventId::derive("ws2", "sendgrid", "abc", Some("a@example.com")));
         // Moving a boundary between parts must change the id.
-        assert_ne!(
-            EventId::derive("ab", "c", "k", None),
-            EventId::derive("a", "bc", "k", None)
-        );
+        assert_ne!(EventId::derive("ab", "c", "k", None), EventId::derive("a", "bc", "k", None));
         assert!(a.as_str().starts_with("evt_") && a.as_str().len() == 36);
     }
 
     #[test]
     fn event_types_round_trip_through_text() {
-        for text in [
-            "email.bounced",
-            "sms.delivered",
-            "whatsapp.read",
-            "contact.created",
-            "email.retry_scheduled",
-        ] {
+        for text in ["email.bounced", "sms.delivered", "whatsapp.read", "contact.created", "email.retry_scheduled"] {
             let parsed = EventType::parse(text).unwrap();
             assert_eq!(parsed.to_string(), text);
         }
-        assert_eq!(
-            EventType::parse("email.bounced").unwrap().status(),
-            Some(Status::Bounced)
-        );
+        assert_eq!(EventType::parse("email.bounced").unwrap().status(), Some(Status::Bounced));
         assert_eq!(EventType::parse("contact.created").unwrap().status(), None);
-        for bad in [
-            "",
-            "email",
-            "email.",
-            "Email.Bounced",
-            "email.*",
-            "a..b",
-            "e mail.sent",
-        ] {
+        for bad in ["", "email", "email.", "Email.Bounced", "email.*", "a..b", "e mail.sent"] {
             assert!(EventType::parse(bad).is_none(), "{bad:?} should not parse");
         }
     }

@@ -14,9 +14,7 @@ pub(crate) mod serde_util;
 pub mod timestamp;
 pub mod webhook;
 
-pub use event::{
-    Bounce, BounceKind, CanonicalEvent, Channel, EventData, EventId, EventType, Status,
-};
+pub use event::{Bounce, BounceKind, CanonicalEvent, Channel, EventData, EventId, EventType, Status};
 pub use providers::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId};
 pub use timestamp::Timestamp;
 pub use webhook::{Headers, Rejection, Transport, Webhook, WebhookError};

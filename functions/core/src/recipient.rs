@@ -25,9 +25,8 @@ pub fn phone(raw: &str) -> String {
     }
     let plus = raw.starts_with('+');
     let digits: String = raw.chars().filter(|c| c.is_ascii_digit()).collect();
-    let separators_only = raw
-        .chars()
-        .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.' | '/'));
+    let separators_only =
+        raw.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.' | '/'));
     if digits.is_empty() || !separators_only {
         // Not a phone number (a short code with letters, an alias): keep it as given.
         return raw.to_owned();
@@ -43,11 +42,7 @@ pub fn phone(raw: &str) -> String {
 
 /// A recipient of either kind: an address when it contains `@`, else a phone number.
 pub fn any(raw: &str) -> String {
-    if raw.contains('@') {
-        email(raw)
-    } else {
-        phone(raw)
-    }
+    if raw.contains('@') { email(raw) } else { phone(raw) }
 }
 
 #[cfg(test)]

@@ -7,14 +7,10 @@ use crate::event::CanonicalEvent;
 /// The schema as pretty-printed JSON with a trailing newline.
 pub fn canonical_event_schema() -> String {
     let mut schema = schemars::schema_for!(CanonicalEvent);
-    schema.insert(
-        "$id".into(),
-        "https://tidings.dev/schema/canonical-event.schema.json".into(),
-    );
+    schema.insert("$id".into(), "https://tidings.dev/schema/canonical-event.schema.json".into());
     schema.insert(
         "description".into(),
-        "A tidings canonical delivery event: one CloudEvents 1.0 structured-mode JSON object."
-            .into(),
+        "A tidings canonical delivery event: one CloudEvents 1.0 structured-mode JSON object.".into(),
     );
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');

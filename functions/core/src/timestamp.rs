@@ -31,17 +31,13 @@ impl Timestamp {
 
     /// Whole seconds since the Unix epoch; `None` outside years -9999..=9999.
     pub fn from_unix_seconds(seconds: i64) -> Option<Timestamp> {
-        OffsetDateTime::from_unix_timestamp(seconds)
-            .ok()
-            .map(Timestamp)
+        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Timestamp)
     }
 
     /// Milliseconds since the Unix epoch.
     pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
         let nanos = i128::from(millis) * 1_000_000;
-        OffsetDateTime::from_unix_timestamp_nanos(nanos)
-            .ok()
-            .map(Timestamp)
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).ok().map(Timestamp)
     }
 
     /// Fractional seconds since the Unix epoch (Mailgun's `1529006854.329574`).
@@ -63,10 +59,7 @@ impl Timestamp {
             return Timestamp::from_unix_seconds(seconds);
         }
         if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return text
-                .parse::<f64>()
-                .ok()
-                .and_then(Timestamp::from_unix_float);
+            return text.parse::<f64>().ok().and_then(Timestamp::from_unix_float);
         }
         None
     }
@@ -89,9 +82,7 @@ impl Timestamp {
             version = 2,
             "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
         );
-        PrimitiveDateTime::parse(text, &naive)
-            .ok()
-            .map(|dt| Timestamp::from_datetime(dt.assume_utc()))
+        PrimitiveDateTime::parse(text, &naive).ok().map(|dt| Timestamp::from_datetime(dt.assume_utc()))
     }
 
     pub fn unix_seconds(&self) -> i64 {
@@ -157,22 +148,14 @@ mod tests {
     use super::*;
 
     fn rfc(text: &str) -> String {
-        Timestamp::parse_rfc3339(text)
-            .map(|t| t.to_string())
-            .unwrap_or_default()
+        Timestamp::parse_rfc3339(text).map(|t| t.to_string()).unwrap_or_default()
     }
 
     #[test]
     fn provider_time_formats_become_utc_rfc3339() {
-        assert_eq!(
-            rfc("2019-11-05T16:33:54.9070259-05:00"),
-            "2019-11-05T21:33:54.907Z"
-        );
+        assert_eq!(rfc("2019-11-05T16:33:54.9070259-05:00"), "2019-11-05T21:33:54.907Z");
         assert_eq!(rfc("2025-11-28T06:29:34+00:00"), "2025-11-28T06:29:34Z");
-        assert_eq!(
-            rfc("2025-11-28T06:36:18.8261187+00:00"),
-            "2025-11-28T06:36:18.826Z"
-        );
+        assert_eq!(rfc("2025-11-28T06:36:18.8261187+00:00"), "2025-11-28T06:36:18.826Z");
         assert_eq!(rfc("2024-11-22T23:41:12.126Z"), "2024-11-22T23:41:12.126Z");
         assert_eq!(rfc("2020-10-09 00:00:00"), "2020-10-09T00:00:00Z");
         assert_eq!(rfc("2020-10-09T13:14:15.5"), "2020-10-09T13:14:15.500Z");
@@ -181,28 +164,10 @@ mod tests {
 
     #[test]
     fn unix_forms() {
-        assert_eq!(
-            Timestamp::from_unix_seconds(1513299569)
-                .unwrap()
-                .to_string(),
-            "2017-12-15T00:59:29Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_float(1529006854.329574)
-                .unwrap()
-                .to_string(),
-            "2018-06-14T20:07:34.330Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_text("1460989507").unwrap().to_string(),
-            "2016-04-18T14:25:07Z"
-        );
-        assert_eq!(
-            Timestamp::from_unix_millis(1598634509223)
-                .unwrap()
-                .to_string(),
-            "2020-08-28T17:08:29.223Z"
-        );
+        assert_eq!(Timestamp::from_unix_seconds(1513299569).unwrap().to_string(), "2017-12-15T00:59:29Z");
+        assert_eq!(Timestamp::from_unix_float(1529006854.329574).unwrap().to_string(), "2018-06-14T20:07:34.330Z");
+        assert_eq!(Timestamp::from_unix_text("1460989507").unwrap().to_string(), "2016-04-18T14:25:07Z");
+        assert_eq!(Timestamp::from_unix_millis(1598634509223).unwrap().to_string(), "2020-08-28T17:08:29.223Z");
         assert!(Timestamp::from_unix_seconds(i64::MAX).is_none());
         assert!(Timestamp::from_unix_float(f64::NAN).is_none());
         assert!(Timestamp::from_unix_text("12ab").is_none());

@@ -20,12 +20,15 @@ impl Headers {
         self.0.push((name.into(), value.into()));
     }
 
+    /// Replaces every value of `name` with `value`.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.0.push((name.to_owned(), value.into()));
+    }
+
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -48,9 +51,8 @@ impl Headers {
 
     /// Adds one `Name: value` header.
     pub fn push_line(&mut self, line: &str) -> Result<(), String> {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("header {line:?} is not of the form 'Name: value'"))?;
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| format!("header {line:?} is not of the form 'Name: value'"))?;
         let name = name.trim();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!("header name {name:?} is not a valid header name"));
@@ -62,11 +64,7 @@ impl Headers {
 
 impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (N, V)>>(iter: I) -> Self {
-        Headers(
-            iter.into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
-                .collect(),
-        )
+        Headers(iter.into_iter().map(|(n, v)| (n.into(), v.into())).collect())
     }
 }
 
@@ -91,12 +89,7 @@ pub struct Webhook<'a> {
 
 impl<'a> Webhook<'a> {
     pub fn http(body: &'a [u8], headers: &'a Headers) -> Self {
-        Webhook {
-            body,
-            headers,
-            query: None,
-            transport: Transport::Http,
-        }
+        Webhook { body, headers, query: None, transport: Transport::Http }
     }
 }
 
@@ -144,11 +137,7 @@ const MAX_REASON: usize = 240;
 
 impl WebhookError {
     pub fn new(provider: ProviderId, kind: Rejection, message: impl Into<String>) -> Self {
-        WebhookError {
-            provider,
-            kind,
-            message: one_line(message.into()),
-        }
+        WebhookError { provider, kind, message: one_line(message.into()) }
     }
 
     pub fn malformed(provider: ProviderId, message: impl Into<String>) -> Self {
@@ -174,10 +163,7 @@ impl WebhookError {
 }
 
 fn one_line(message: String) -> String {
-    let mut line: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let mut line: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     if line.len() > MAX_REASON {
         let mut cut = MAX_REASON;
         while !line.is_char_boundary(cut) {
@@ -226,10 +212,7 @@ mod tests {
 
     #[test]
     fn headers_are_case_insensitive_and_parse_from_lines() {
-        let h = Headers::parse_lines(
-            "# comment\nX-Twilio-Signature: abc=\r\n\ncontent-type: text/plain\n",
-        )
-        .unwrap();
+        let h = Headers::parse_lines("# comment\nX-Twilio-Signature: abc=\r\n\ncontent-type: text/plain\n").unwrap();
         assert_eq!(h.get("x-twilio-signature"), Some("abc="));
         assert_eq!(h.get("Content-Type"), Some("text/plain"));
         assert!(Headers::parse_lines("no colon here").is_err());
@@ -238,10 +221,7 @@ mod tests {
 
     #[test]
     fn errors_are_one_bounded_line() {
-        let err = WebhookError::malformed(
-            ProviderId::Sendgrid,
-            format!("bad\nvalue {}", "x".repeat(1000)),
-        );
+        let err = WebhookError::malformed(ProviderId::Sendgrid, format!("bad\nvalue {}", "x".repeat(1000)));
         let text = err.to_string();
         assert!(text.starts_with("sendgrid: bad value"));
         assert!(!text.contains('\n'));
@@ -256,12 +236,8 @@ mod tests {
         struct Rec {
             timestamp: i64,
         }
-        let err = parse_json::<Vec<Rec>>(
-            ProviderId::Sendgrid,
-            "body",
-            br#"[{"timestamp":1},{"timestamp":"x"}]"#,
-        )
-        .unwrap_err();
+        let err = parse_json::<Vec<Rec>>(ProviderId::Sendgrid, "body", br#"[{"timestamp":1},{"timestamp":"x"}]"#)
+            .unwrap_err();
         assert!(err.to_string().contains("`[1].timestamp`"), "{err}");
     }
 }

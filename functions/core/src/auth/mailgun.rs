@@ -5,9 +5,7 @@
 use ring::{digest, hmac};
 use serde::Deserialize;
 
-use super::{
-    Authentication, ReplayClaim, SourceAuth, Verified, VerifyContext, check_timestamp, secrets,
-};
+use super::{Authentication, ReplayClaim, SourceAuth, Verified, VerifyContext, check_timestamp, secrets};
 use crate::providers::ProviderId;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError, parse_json};
@@ -46,21 +44,11 @@ pub(crate) fn verify(
     ctx: &VerifyContext<'_>,
 ) -> Result<Verified, WebhookError> {
     let keys = secrets(provider, Authentication::MailgunHmac, auth)?;
-    let body: Body<'_> = parse_json(provider, "body", webhook.body).map_err(|e| {
-        WebhookError::unauthenticated(
-            provider,
-            format!("no usable signature object: {}", e.reason()),
-        )
-    })?;
+    let body: Body<'_> = parse_json(provider, "body", webhook.body)
+        .map_err(|e| WebhookError::unauthenticated(provider, format!("no usable signature object: {}", e.reason())))?;
     let sig = body.signature;
     let tolerance = auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS);
-    let signed_at = check_timestamp(
-        provider,
-        "signature.timestamp",
-        &sig.timestamp,
-        ctx.now,
-        tolerance,
-    )?;
+    let signed_at = check_timestamp(provider, "signature.timestamp", &sig.timestamp, ctx.now, tolerance)?;
     let tag = hex::decode(sig.signature.to_ascii_lowercase())
         .map_err(|_| WebhookError::unauthenticated(provider, "signature.signature is not hex"))?;
     let mut signed = Vec::with_capacity(sig.timestamp.len() + sig.token.len());
@@ -78,14 +66,8 @@ pub(crate) fn verify(
     }
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(digest::digest(&digest::SHA256, webhook.body).as_ref());
-    let remember_until = Timestamp::from_unix_seconds(signed_at.unix_seconds() + tolerance as i64)
-        .unwrap_or(ctx.now);
+    let remember_until = Timestamp::from_unix_seconds(signed_at.unix_seconds() + tolerance as i64).unwrap_or(ctx.now);
     Ok(Verified {
-        replay_claim: Some(ReplayClaim {
-            provider,
-            nonce: sig.token.to_owned(),
-            fingerprint,
-            remember_until,
-        }),
+        replay_claim: Some(ReplayClaim { provider, nonce: sig.token.to_owned(), fingerprint, remember_until }),
     })
 }

@@ -24,6 +24,7 @@ use crate::webhook::{Transport, Webhook, WebhookError};
 
 pub mod mailgun;
 pub mod sendgrid;
+pub mod signer;
 pub mod sns;
 pub mod standard_webhooks;
 pub mod twilio;
@@ -129,10 +130,7 @@ pub struct SourceAuth {
 
 impl SourceAuth {
     pub fn with_secret(secret: impl Into<String>) -> Self {
-        SourceAuth {
-            secrets: vec![Secret::new(secret)],
-            ..SourceAuth::default()
-        }
+        SourceAuth { secrets: vec![Secret::new(secret)], ..SourceAuth::default() }
     }
 }
 
@@ -193,10 +191,7 @@ impl ReplayGuard {
             Some((fingerprint, _)) if *fingerprint == claim.fingerprint => NonceCheck::SameRequest,
             Some(_) => NonceCheck::Reused,
             None => {
-                seen.insert(
-                    (claim.provider, claim.nonce.clone()),
-                    (claim.fingerprint, claim.remember_until),
-                );
+                seen.insert((claim.provider, claim.nonce.clone()), (claim.fingerprint, claim.remember_until));
                 NonceCheck::Fresh
             }
         }
@@ -213,10 +208,7 @@ impl ReplayGuard {
 
 /// The error for a nonce seen before with another body.
 pub fn reused_nonce(provider: ProviderId) -> WebhookError {
-    WebhookError::unauthenticated(
-        provider,
-        "signature token was already used for a different request (replay refused)",
-    )
+    WebhookError::unauthenticated(provider, "signature token was already used for a different request (replay refused)")
 }
 
 /// Checks `webhook` against `auth` under `scheme`.
@@ -252,27 +244,17 @@ pub(crate) fn secrets<'a>(
     if auth.secrets.is_empty() {
         return Err(WebhookError::unauthenticated(
             provider,
-            format!(
-                "the source has no {} configured, so no request can be verified",
-                scheme.secret_name()
-            ),
+            format!("the source has no {} configured, so no request can be verified", scheme.secret_name()),
         ));
     }
     Ok(&auth.secrets)
 }
 
 /// A required header, or the error naming it.
-pub(crate) fn header<'a>(
-    provider: ProviderId,
-    webhook: &Webhook<'a>,
-    name: &str,
-) -> Result<&'a str, WebhookError> {
+pub(crate) fn header<'a>(provider: ProviderId, webhook: &Webhook<'a>, name: &str) -> Result<&'a str, WebhookError> {
     match webhook.headers.get(name) {
         Some(value) if !value.trim().is_empty() => Ok(value.trim()),
-        _ => Err(WebhookError::unauthenticated(
-            provider,
-            format!("missing header {name}"),
-        )),
+        _ => Err(WebhookError::unauthenticated(provider, format!("missing header {name}"))),
     }
 }
 
@@ -284,24 +266,14 @@ pub(crate) fn check_timestamp(
     now: Timestamp,
     tolerance: u64,
 ) -> Result<Timestamp, WebhookError> {
-    let signed = value
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(Timestamp::from_unix_seconds)
-        .ok_or_else(|| {
-            WebhookError::unauthenticated(
-                provider,
-                format!("{field} {value:?} is not a Unix time in seconds"),
-            )
-        })?;
+    let signed = value.trim().parse::<i64>().ok().and_then(Timestamp::from_unix_seconds).ok_or_else(|| {
+        WebhookError::unauthenticated(provider, format!("{field} {value:?} is not a Unix time in seconds"))
+    })?;
     let skew = now.seconds_until(signed).unsigned_abs();
     if skew > tolerance {
         return Err(WebhookError::unauthenticated(
             provider,
-            format!(
-                "{field} is {skew} s from now, outside the {tolerance} s tolerance (replayed or clock skew)"
-            ),
+            format!("{field} is {skew} s from now, outside the {tolerance} s tolerance (replayed or clock skew)"),
         ));
     }
     Ok(signed)
@@ -319,9 +291,8 @@ fn verify_body_hmac(
     let name = auth.signature_header.as_deref().unwrap_or(default_header);
     let given = header(provider, webhook, name)?;
     let given = given.strip_prefix("sha256=").unwrap_or(given);
-    let tag = hex::decode(given.to_ascii_lowercase()).map_err(|_| {
-        WebhookError::unauthenticated(provider, format!("header {name} is not a hex HMAC-SHA256"))
-    })?;
+    let tag = hex::decode(given.to_ascii_lowercase())
+        .map_err(|_| WebhookError::unauthenticated(provider, format!("header {name} is not a hex HMAC-SHA256")))?;
     let verified = secrets.iter().any(|secret| {
         let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose().as_bytes());
         hmac::verify(&key, webhook.body, &tag).is_ok()
@@ -344,11 +315,7 @@ pub fn sign_body_hmac_hex(secret: &str, body: &[u8]) -> String {
 
 /// A shared secret from wherever the sender put it: `Authorization: Bearer <s>`, basic auth
 /// (any user, password `<s>`), `X-Tidings-Token: <s>`, or `?token=<s>`.
-fn verify_shared_secret(
-    provider: ProviderId,
-    webhook: &Webhook<'_>,
-    auth: &SourceAuth,
-) -> Result<(), WebhookError> {
+fn verify_shared_secret(provider: ProviderId, webhook: &Webhook<'_>, auth: &SourceAuth) -> Result<(), WebhookError> {
     let secrets = secrets(provider, Authentication::SharedSecret, auth)?;
     let mut presented: Vec<String> = Vec::new();
     if let Some(value) = webhook.headers.get("authorization") {
@@ -356,15 +323,8 @@ fn verify_shared_secret(
         if let Some(token) = strip_prefix_ignore_case(value, "bearer ") {
             presented.push(token.trim().to_owned());
         } else if let Some(encoded) = strip_prefix_ignore_case(value, "basic ") {
-            let decoded = BASE64
-                .decode(encoded.trim())
-                .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok());
-            if let Some(password) = decoded
-                .as_deref()
-                .and_then(|pair| pair.split_once(':'))
-                .map(|(_, p)| p)
-            {
+            let decoded = BASE64.decode(encoded.trim()).ok().and_then(|bytes| String::from_utf8(bytes).ok());
+            if let Some(password) = decoded.as_deref().and_then(|pair| pair.split_once(':')).map(|(_, p)| p) {
                 presented.push(password.to_owned());
             }
         }
@@ -386,23 +346,17 @@ fn verify_shared_secret(
         ));
     }
     let matched = presented.iter().any(|candidate| {
-        secrets
-            .iter()
-            .any(|secret| constant_time_eq(candidate.as_bytes(), secret.expose().as_bytes()))
+        secrets.iter().any(|secret| constant_time_eq(candidate.as_bytes(), secret.expose().as_bytes()))
     });
     if matched {
         Ok(())
     } else {
-        Err(WebhookError::unauthenticated(
-            provider,
-            "credentials do not match the source's shared secret",
-        ))
+        Err(WebhookError::unauthenticated(provider, "credentials do not match the source's shared secret"))
     }
 }
 
 fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then(|| &value[prefix.len()..])
+    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &value[prefix.len()..])
 }
 
 /// Compares two secrets in time that depends only on their lengths: both are MACed under a
@@ -431,42 +385,19 @@ mod tests {
     }
 
     fn ctx() -> VerifyContext<'static> {
-        VerifyContext {
-            now: Timestamp::from_unix_seconds(1_700_000_000).unwrap(),
-            certificates: &NoCerts,
-        }
+        VerifyContext { now: Timestamp::from_unix_seconds(1_700_000_000).unwrap(), certificates: &NoCerts }
     }
 
     fn shared(headers: &[(&str, &str)], query: Option<&str>) -> Result<Verified, WebhookError> {
         let headers: Headers = headers.iter().map(|(n, v)| (*n, *v)).collect();
-        let webhook = Webhook {
-            body: b"{}",
-            headers: &headers,
-            query,
-            transport: Transport::Http,
-        };
-        verify(
-            ProviderId::Postmark,
-            Authentication::SharedSecret,
-            &webhook,
-            &SourceAuth::with_secret("s3cret"),
-            &ctx(),
-        )
+        let webhook = Webhook { body: b"{}", headers: &headers, query, transport: Transport::Http };
+        verify(ProviderId::Postmark, Authentication::SharedSecret, &webhook, &SourceAuth::with_secret("s3cret"), &ctx())
     }
 
     #[test]
     fn shared_secret_is_accepted_in_each_documented_place() {
         assert!(shared(&[("Authorization", "Bearer s3cret")], None).is_ok());
-        assert!(
-            shared(
-                &[(
-                    "Authorization",
-                    &format!("Basic {}", BASE64.encode("postmark:s3cret"))
-                )],
-                None
-            )
-            .is_ok()
-        );
+        assert!(shared(&[("Authorization", &format!("Basic {}", BASE64.encode("postmark:s3cret")))], None).is_ok());
         assert!(shared(&[("X-Tidings-Token", "s3cret")], None).is_ok());
         assert!(shared(&[], Some("a=1&token=s3cret")).is_ok());
     }
@@ -475,16 +406,8 @@ mod tests {
     fn shared_secret_refuses_wrong_or_missing_credentials() {
         let err = shared(&[("Authorization", "Bearer s3creT")], None).unwrap_err();
         assert_eq!(err.status(), 401);
-        assert!(
-            err.to_string()
-                .starts_with("postmark: credentials do not match")
-        );
-        assert!(
-            shared(&[], None)
-                .unwrap_err()
-                .to_string()
-                .contains("no credentials")
-        );
+        assert!(err.to_string().starts_with("postmark: credentials do not match"));
+        assert!(shared(&[], None).unwrap_err().to_string().contains("no credentials"));
         assert!(shared(&[("Authorization", "Basic !!!")], None).is_err());
         assert!(shared(&[], Some("token=s3cre")).is_err());
     }
@@ -493,18 +416,9 @@ mod tests {
     fn a_source_without_a_secret_refuses_everything() {
         let headers = Headers::new();
         let webhook = Webhook::http(b"{}", &headers);
-        let err = verify(
-            ProviderId::Brevo,
-            Authentication::SharedSecret,
-            &webhook,
-            &SourceAuth::default(),
-            &ctx(),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("no shared secret configured"),
-            "{err}"
-        );
+        let err = verify(ProviderId::Brevo, Authentication::SharedSecret, &webhook, &SourceAuth::default(), &ctx())
+            .unwrap_err();
+        assert!(err.to_string().contains("no shared secret configured"), "{err}");
     }
 
     #[test]
@@ -512,41 +426,14 @@ mod tests {
         let body = br#"{"id":"evt_1","type":"delivery.sent"}"#;
         let sig = sign_body_hmac_hex("whk", body);
         let headers: Headers = [("X-Aegis-Signature", sig.as_str())].into_iter().collect();
-        let scheme = Authentication::HmacSha256Hex {
-            default_header: "X-Aegis-Signature",
-        };
+        let scheme = Authentication::HmacSha256Hex { default_header: "X-Aegis-Signature" };
         let mut auth = SourceAuth::with_secret("whk");
-        assert!(
-            verify(
-                ProviderId::Activereach,
-                scheme,
-                &Webhook::http(body, &headers),
-                &auth,
-                &ctx()
-            )
-            .is_ok()
-        );
+        assert!(verify(ProviderId::Activereach, scheme, &Webhook::http(body, &headers), &auth, &ctx()).is_ok());
         let mut tampered = body.to_vec();
         tampered[2] ^= 1;
-        assert!(
-            verify(
-                ProviderId::Activereach,
-                scheme,
-                &Webhook::http(&tampered, &headers),
-                &auth,
-                &ctx()
-            )
-            .is_err()
-        );
+        assert!(verify(ProviderId::Activereach, scheme, &Webhook::http(&tampered, &headers), &auth, &ctx()).is_err());
         auth.signature_header = Some("X-Signature".into());
-        let err = verify(
-            ProviderId::Activereach,
-            scheme,
-            &Webhook::http(body, &headers),
-            &auth,
-            &ctx(),
-        )
-        .unwrap_err();
+        let err = verify(ProviderId::Activereach, scheme, &Webhook::http(body, &headers), &auth, &ctx()).unwrap_err();
         assert!(err.to_string().contains("missing header X-Signature"));
     }
 
@@ -568,16 +455,10 @@ mod tests {
         };
         assert_eq!(guard.check(&claim, now), NonceCheck::Fresh);
         assert_eq!(guard.check(&claim, now), NonceCheck::SameRequest);
-        let forged = ReplayClaim {
-            fingerprint: [2; 32],
-            ..claim.clone()
-        };
+        let forged = ReplayClaim { fingerprint: [2; 32], ..claim.clone() };
         assert!(guard.claim(&forged, now).is_err());
         // Forgotten after its window: the timestamp check refuses such a request anyway.
-        assert_eq!(
-            guard.check(&forged, Timestamp::from_unix_seconds(300).unwrap()),
-            NonceCheck::Fresh
-        );
+        assert_eq!(guard.check(&forged, Timestamp::from_unix_seconds(300).unwrap()), NonceCheck::Fresh);
     }
 
     #[test]

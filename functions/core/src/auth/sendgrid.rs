@@ -31,20 +31,11 @@ pub fn public_key_point(key: &str) -> Result<Vec<u8>, String> {
         .flat_map(|l| l.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    let der = BASE64
-        .decode(body)
-        .map_err(|_| "verification key is not base64".to_owned())?;
-    let (_, spki) = SubjectPublicKeyInfo::from_der(&der)
-        .map_err(|_| "verification key is not a DER public key".to_owned())?;
-    let curve = spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|oid| oid.to_id_string());
-    if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID
-        || curve.as_deref() != Some(P256_OID)
-    {
+    let der = BASE64.decode(body).map_err(|_| "verification key is not base64".to_owned())?;
+    let (_, spki) =
+        SubjectPublicKeyInfo::from_der(&der).map_err(|_| "verification key is not a DER public key".to_owned())?;
+    let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|oid| oid.to_id_string());
+    if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID || curve.as_deref() != Some(P256_OID) {
         return Err("verification key is not an ECDSA P-256 key".into());
     }
     Ok(spki.subject_public_key.data.to_vec())
@@ -61,14 +52,12 @@ pub(crate) fn verify(
         .iter()
         .map(|k| public_key_point(k.expose()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|why| {
-            WebhookError::unauthenticated(provider, format!("source misconfigured: {why}"))
-        })?;
+        .map_err(|why| WebhookError::unauthenticated(provider, format!("source misconfigured: {why}")))?;
     let signature = header(provider, webhook, SIGNATURE_HEADER)?;
     let timestamp = header(provider, webhook, TIMESTAMP_HEADER)?;
-    let signature = BASE64.decode(signature).map_err(|_| {
-        WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64"))
-    })?;
+    let signature = BASE64
+        .decode(signature)
+        .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
     check_timestamp(
         provider,
         TIMESTAMP_HEADER,
@@ -79,19 +68,15 @@ pub(crate) fn verify(
     let mut signed = Vec::with_capacity(timestamp.len() + webhook.body.len());
     signed.extend_from_slice(timestamp.as_bytes());
     signed.extend_from_slice(webhook.body);
-    let ok = points.iter().any(|point| {
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
-            .verify(&signed, &signature)
-            .is_ok()
-    });
+    let ok = points
+        .iter()
+        .any(|point| UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point).verify(&signed, &signature).is_ok());
     if ok {
         Ok(())
     } else {
         Err(WebhookError::unauthenticated(
             provider,
-            format!(
-                "{SIGNATURE_HEADER} does not verify (wrong public key, altered body or timestamp)"
-            ),
+            format!("{SIGNATURE_HEADER} does not verify (wrong public key, altered body or timestamp)"),
         ))
     }
 }

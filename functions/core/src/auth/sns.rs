@@ -74,10 +74,7 @@ impl SnsEnvelope<'_> {
                 field("Type", &self.kind);
             }
             "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
-                let subscribe_url = self
-                    .subscribe_url
-                    .as_deref()
-                    .ok_or("SubscribeURL is missing")?;
+                let subscribe_url = self.subscribe_url.as_deref().ok_or("SubscribeURL is missing")?;
                 let token = self.token.as_deref().ok_or("Token is missing")?;
                 field("Message", &self.message);
                 field("MessageId", &self.message_id);
@@ -100,8 +97,7 @@ pub struct CertUrl(String);
 impl CertUrl {
     /// Accepts only `https://sns.<region>.amazonaws.com[.cn]/<path>.pem`.
     pub fn parse(text: &str) -> Result<CertUrl, String> {
-        let url =
-            url::Url::parse(text).map_err(|e| format!("SigningCertURL is not a URL ({e})"))?;
+        let url = url::Url::parse(text).map_err(|e| format!("SigningCertURL is not a URL ({e})"))?;
         if url.scheme() != "https" {
             return Err("SigningCertURL must use https".into());
         }
@@ -113,9 +109,7 @@ impl CertUrl {
         }
         let host = url.host_str().unwrap_or_default();
         if !is_sns_host(host) {
-            return Err(format!(
-                "SigningCertURL host {host:?} is not sns.<region>.amazonaws.com"
-            ));
+            return Err(format!("SigningCertURL host {host:?} is not sns.<region>.amazonaws.com"));
         }
         if !url.path().ends_with(".pem") || url.path().contains("..") {
             return Err("SigningCertURL must name a .pem file".into());
@@ -138,17 +132,13 @@ fn is_sns_host(host: &str) -> bool {
     let Some(rest) = host.strip_prefix("sns.") else {
         return false;
     };
-    let region = rest
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"));
+    let region = rest.strip_suffix(".amazonaws.com").or_else(|| rest.strip_suffix(".amazonaws.com.cn"));
     match region {
         Some(region) => {
             !region.is_empty()
                 && region.len() <= 32
                 && region.split('-').count() >= 3
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         }
         None => false,
     }
@@ -166,11 +156,8 @@ const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
 impl SnsCertificate {
     /// Reads a PEM certificate. It must hold an RSA key and be issued to an SNS host name.
     pub fn from_pem(pem: &[u8]) -> Result<SnsCertificate, String> {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(pem)
-            .map_err(|e| format!("not a PEM certificate ({e})"))?;
-        let cert = pem
-            .parse_x509()
-            .map_err(|e| format!("not an X.509 certificate ({e})"))?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate ({e})"))?;
+        let cert = pem.parse_x509().map_err(|e| format!("not an X.509 certificate ({e})"))?;
         let issued_to_sns = cert
             .subject()
             .iter_common_name()
@@ -183,9 +170,7 @@ impl SnsCertificate {
         if spki.algorithm.algorithm.to_id_string() != RSA_ENCRYPTION_OID {
             return Err("certificate key is not RSA".into());
         }
-        Ok(SnsCertificate {
-            rsa_public_key: spki.subject_public_key.data.to_vec(),
-        })
+        Ok(SnsCertificate { rsa_public_key: spki.subject_public_key.data.to_vec() })
     }
 
     fn verify(&self, version: &str, message: &[u8], signature: &[u8]) -> Result<(), String> {
@@ -196,10 +181,7 @@ impl SnsCertificate {
         };
         UnparsedPublicKey::new(algorithm, &self.rsa_public_key)
             .verify(message, signature)
-            .map_err(|_| {
-                "Signature does not match the message (altered message or wrong certificate)"
-                    .to_owned()
-            })
+            .map_err(|_| "Signature does not match the message (altered message or wrong certificate)".to_owned())
     }
 }
 
@@ -221,10 +203,7 @@ impl CertificateCache {
     }
 
     pub fn contains(&self, url: &CertUrl) -> bool {
-        self.by_url
-            .read()
-            .map(|m| m.contains_key(url))
-            .unwrap_or(false)
+        self.by_url.read().map(|m| m.contains_key(url)).unwrap_or(false)
     }
 
     pub fn insert(&self, url: CertUrl, certificate: SnsCertificate) {
@@ -252,27 +231,11 @@ pub fn signing_cert_url(body: &[u8]) -> Option<Result<CertUrl, String>> {
 }
 
 /// Verifies one envelope's signature.
-pub fn verify_envelope(
-    envelope: &SnsEnvelope<'_>,
-    certificates: &dyn CertificateStore,
-) -> Result<(), String> {
-    let version = envelope
-        .signature_version
-        .as_deref()
-        .ok_or("SignatureVersion is missing")?;
-    let signature = envelope
-        .signature
-        .as_deref()
-        .ok_or("Signature is missing")?;
-    let signature = BASE64
-        .decode(signature)
-        .map_err(|_| "Signature is not base64".to_owned())?;
-    let url = CertUrl::parse(
-        envelope
-            .signing_cert_url
-            .as_deref()
-            .ok_or("SigningCertURL is missing")?,
-    )?;
+pub fn verify_envelope(envelope: &SnsEnvelope<'_>, certificates: &dyn CertificateStore) -> Result<(), String> {
+    let version = envelope.signature_version.as_deref().ok_or("SignatureVersion is missing")?;
+    let signature = envelope.signature.as_deref().ok_or("Signature is missing")?;
+    let signature = BASE64.decode(signature).map_err(|_| "Signature is not base64".to_owned())?;
+    let url = CertUrl::parse(envelope.signing_cert_url.as_deref().ok_or("SigningCertURL is missing")?)?;
     let certificate = certificates.certificate(&url)?;
     let message = envelope.string_to_sign()?;
     certificate.verify(version, message.as_bytes(), &signature)
@@ -290,10 +253,8 @@ pub(crate) fn verify_webhook(
         Ok(envelope) => envelope,
         Err(_) if trusted_transport(webhook) => return Ok(()),
         Err(_) => {
-            let raw_delivery = webhook
-                .headers
-                .get("x-amz-sns-rawdelivery")
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let raw_delivery =
+                webhook.headers.get("x-amz-sns-rawdelivery").is_some_and(|v| v.eq_ignore_ascii_case("true"));
             let why = if raw_delivery {
                 "SNS raw message delivery carries no signature; turn raw delivery off for HTTPS subscriptions or deliver through SQS"
             } else {
@@ -303,22 +264,15 @@ pub(crate) fn verify_webhook(
         }
     };
     if !trusted_transport(webhook) {
-        verify_envelope(&envelope, ctx.certificates)
-            .map_err(|why| WebhookError::unauthenticated(provider, why))?;
+        verify_envelope(&envelope, ctx.certificates).map_err(|why| WebhookError::unauthenticated(provider, why))?;
     }
     // From a queue the allow-list is a second fence, enforced when it is set; over HTTP it is
     // the only thing that ties a valid AWS signature to this source, so it must be set.
-    let listed = auth
-        .allowed_topics
-        .iter()
-        .any(|t| t == envelope.topic_arn.as_ref());
+    let listed = auth.allowed_topics.iter().any(|t| t == envelope.topic_arn.as_ref());
     if !listed && !(trusted_transport(webhook) && auth.allowed_topics.is_empty()) {
         return Err(WebhookError::forbidden(
             provider,
-            format!(
-                "TopicArn {} is not on this source's topic allow-list",
-                envelope.topic_arn
-            ),
+            format!("TopicArn {} is not on this source's topic allow-list", envelope.topic_arn),
         ));
     }
     Ok(())
@@ -332,16 +286,8 @@ mod tests {
     fn certificate_urls_must_be_sns_pem_over_https() {
         let good = "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem";
         let url = CertUrl::parse(good).unwrap();
-        assert_eq!(
-            url.file_name(),
-            "SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem"
-        );
-        assert!(
-            CertUrl::parse(
-                "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem"
-            )
-            .is_ok()
-        );
+        assert_eq!(url.file_name(), "SimpleNotificationService-7ff5318490ec183fbaddaa2a969abfda.pem");
+        assert!(CertUrl::parse("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-x.pem").is_ok());
         for bad in [
             "http://sns.us-east-2.amazonaws.com/cert.pem",
             "https://sns.us-east-2.amazonaws.com.evil.example/cert.pem",

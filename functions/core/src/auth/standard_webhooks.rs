@@ -19,9 +19,8 @@ pub const TOLERANCE_SECONDS: u64 = 5 * 60;
 /// The HMAC key of a `whsec_…` secret (a bare base64 secret is accepted too).
 pub fn secret_key(secret: &str) -> Result<hmac::Key, String> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let bytes = BASE64
-        .decode(encoded.trim())
-        .map_err(|_| "signing secret is not whsec_ followed by base64".to_owned())?;
+    let bytes =
+        BASE64.decode(encoded.trim()).map_err(|_| "signing secret is not whsec_ followed by base64".to_owned())?;
     if bytes.is_empty() {
         return Err("signing secret is empty".into());
     }
@@ -40,13 +39,7 @@ pub fn sign(key: &hmac::Key, id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Checks a signature header (space-separated entries) against `keys`.
-pub fn verify_signature(
-    keys: &[hmac::Key],
-    id: &str,
-    timestamp: &str,
-    body: &[u8],
-    signature_header: &str,
-) -> bool {
+pub fn verify_signature(keys: &[hmac::Key], id: &str, timestamp: &str, body: &[u8], signature_header: &str) -> bool {
     let mut signed = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
     signed.extend_from_slice(id.as_bytes());
     signed.push(b'.');
@@ -57,10 +50,7 @@ pub fn verify_signature(
         .split_ascii_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
         .filter_map(|b64| BASE64.decode(b64).ok())
-        .any(|tag| {
-            keys.iter()
-                .any(|key| hmac::verify(key, &signed, &tag).is_ok())
-        })
+        .any(|tag| keys.iter().any(|key| hmac::verify(key, &signed, &tag).is_ok()))
 }
 
 pub(crate) fn verify_webhook(
@@ -76,22 +66,14 @@ pub(crate) fn verify_webhook(
         .iter()
         .map(|s| secret_key(s.expose()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|why| {
-            WebhookError::unauthenticated(provider, format!("source misconfigured: {why}"))
-        })?;
+        .map_err(|why| WebhookError::unauthenticated(provider, format!("source misconfigured: {why}")))?;
     let id_name = format!("{prefix}-id");
     let ts_name = format!("{prefix}-timestamp");
     let sig_name = format!("{prefix}-signature");
     let id = header(provider, webhook, &id_name)?;
     let timestamp = header(provider, webhook, &ts_name)?;
     let signature = header(provider, webhook, &sig_name)?;
-    check_timestamp(
-        provider,
-        &ts_name,
-        timestamp,
-        ctx.now,
-        auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS),
-    )?;
+    check_timestamp(provider, &ts_name, timestamp, ctx.now, auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS))?;
     if verify_signature(&keys, id, timestamp, webhook.body, signature) {
         Ok(())
     } else {

@@ -31,11 +31,7 @@ pub fn sign(auth_token: &str, url: &str, params: &[(&str, &str)]) -> String {
     BASE64.encode(hmac::sign(&key, &signed_content(url, params)).as_ref())
 }
 
-pub(crate) fn verify(
-    provider: ProviderId,
-    webhook: &Webhook<'_>,
-    auth: &SourceAuth,
-) -> Result<(), WebhookError> {
+pub(crate) fn verify(provider: ProviderId, webhook: &Webhook<'_>, auth: &SourceAuth) -> Result<(), WebhookError> {
     let tokens = secrets(provider, Authentication::TwilioHmacSha1, auth)?;
     let url = auth.public_url.as_deref().ok_or_else(|| {
         WebhookError::unauthenticated(
@@ -44,20 +40,14 @@ pub(crate) fn verify(
         )
     })?;
     let given = header(provider, webhook, SIGNATURE_HEADER)?;
-    let given = BASE64.decode(given).map_err(|_| {
-        WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64"))
-    })?;
+    let given = BASE64
+        .decode(given)
+        .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
     let params: Vec<(String, String)> = form_urlencoded::parse(webhook.body).into_owned().collect();
-    let params: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     let signed = signed_content(url, &params);
     let ok = tokens.iter().any(|token| {
-        let key = hmac::Key::new(
-            hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            token.expose().as_bytes(),
-        );
+        let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, token.expose().as_bytes());
         hmac::verify(&key, &signed, &given).is_ok()
     });
     if ok {

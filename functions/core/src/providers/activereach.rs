@@ -32,8 +32,7 @@ const EVENTS: &[(&str, Status)] = &[
 /// Event families that are about the account, not a message: kept under their own names.
 const PLATFORM_PREFIXES: &[&str] = &["contact.", "segment.", "campaign.", "billing."];
 
-const BOUNCE_TYPES: &[(&str, BounceKind)] =
-    &[("hard", BounceKind::Hard), ("soft", BounceKind::Soft)];
+const BOUNCE_TYPES: &[(&str, BounceKind)] = &[("hard", BounceKind::Hard), ("soft", BounceKind::Soft)];
 
 /// Where each status keeps its own time, when the envelope's `timestamp` is missing.
 const TIME_FIELDS: &[&str] = &["delivered_at", "opened_at", "clicked_at", "read_at"];
@@ -44,9 +43,7 @@ impl Provider for Activereach {
     }
 
     fn authentication(&self) -> Authentication {
-        Authentication::HmacSha256Hex {
-            default_header: "X-Aegis-Signature",
-        }
+        Authentication::HmacSha256Hex { default_header: "X-Aegis-Signature" }
     }
 
     fn event_types(&self) -> &'static [(&'static str, &'static str)] {
@@ -54,73 +51,35 @@ impl Provider for Activereach {
             ("delivery.sent", "<channel>.sent"),
             ("delivery.delivered", "<channel>.delivered"),
             ("delivery.failed", "<channel>.failed"),
-            (
-                "delivery.bounced (bounce_type hard/soft)",
-                "<channel>.bounced",
-            ),
+            ("delivery.bounced (bounce_type hard/soft)", "<channel>.bounced"),
             ("delivery.opened", "<channel>.opened"),
             ("delivery.clicked", "<channel>.clicked"),
             ("delivery.replied", "<channel>.replied"),
             ("delivery.read", "<channel>.read"),
-            (
-                "contact.*, segment.*, campaign.*, billing.*",
-                "the same name (platform event)",
-            ),
-            (
-                "anything else",
-                "<channel>.unknown (channel from data.channel, else email)",
-            ),
+            ("contact.*, segment.*, campaign.*, billing.*", "the same name (platform event)"),
+            ("anything else", "<channel>.unknown (channel from data.channel, else email)"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let r: Record<'_> = parse_json(id, "body", webhook.body)?;
         let name = r.kind.as_ref();
         let d = r.data.unwrap_or_default();
-        let text = |key: &str| {
-            d.get(key)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let channel = text("channel")
-            .and_then(|c| Channel::parse(&c))
-            .unwrap_or(Channel::EMAIL);
-        let platform = PLATFORM_PREFIXES
-            .iter()
-            .any(|p| name.starts_with(p))
-            .then(|| EventType::platform(name))
-            .flatten();
+        let text = |key: &str| d.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let channel = text("channel").and_then(|c| Channel::parse(&c)).unwrap_or(Channel::EMAIL);
+        let platform =
+            PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p)).then(|| EventType::platform(name)).flatten();
         let status = lookup(EVENTS, name);
-        let mut data = EventData::new(
-            if platform.is_some() {
-                None
-            } else {
-                Some(channel.clone())
-            },
-            id.as_str(),
-            name,
-        );
+        let mut data = EventData::new(if platform.is_some() { None } else { Some(channel.clone()) }, id.as_str(), name);
         data.provider_event_id = Some(r.id.to_string());
         data.message_id = text("message_id");
-        data.recipient = ["recipient", "email", "phone", "to"]
-            .iter()
-            .find_map(|k| text(k))
-            .map(|r| recipient::any(&r));
+        data.recipient = ["recipient", "email", "phone", "to"].iter().find_map(|k| text(k)).map(|r| recipient::any(&r));
         if let Some(workspace) = &r.workspace_id {
-            data.details.insert(
-                "activereach_workspace_id".into(),
-                Value::String(workspace.to_string()),
-            );
+            data.details.insert("activereach_workspace_id".into(), Value::String(workspace.to_string()));
         }
         if platform.is_some() {
-            data.details
-                .extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
+            data.details.extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
         } else {
             for key in ["contact_id", "campaign_id", "reply_text", "error_code"] {
                 if let Some(v) = d.get(key).filter(|v| !v.is_null()) {
@@ -133,27 +92,20 @@ impl Provider for Activereach {
                 let kind = text("bounce_type")
                     .and_then(|k| lookup(BOUNCE_TYPES, k.to_ascii_lowercase().as_str()))
                     .unwrap_or(BounceKind::Undetermined);
-                data.bounce = Some(Bounce {
-                    kind,
-                    code: None,
-                    subtype: None,
-                    diagnostic: text("bounce_reason"),
-                });
+                data.bounce = Some(Bounce { kind, code: None, subtype: None, diagnostic: text("bounce_reason") });
             }
             Some(Status::Failed) => data.reason = text("error_reason"),
             Some(Status::Clicked) => data.url = text("link_url"),
             _ => {}
         }
-        let time = r.timestamp.as_ref().and_then(parse_time).or_else(|| {
-            TIME_FIELDS
-                .iter()
-                .find_map(|k| d.get(*k).and_then(parse_time))
-        });
+        let time = r
+            .timestamp
+            .as_ref()
+            .and_then(parse_time)
+            .or_else(|| TIME_FIELDS.iter().find_map(|k| d.get(*k).and_then(parse_time)));
         let event_type = platform.unwrap_or_else(|| message_type(&channel, status));
         let raw = raw_body(webhook);
-        Ok(Normalized::events(vec![
-            ctx.event(event_type, time, &r.id, data, &raw),
-        ]))
+        Ok(Normalized::events(vec![ctx.event(event_type, time, &r.id, data, &raw)]))
     }
 }
 

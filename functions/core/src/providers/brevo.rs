@@ -12,8 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup,
-    message_type, tag_value,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup, message_type, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -63,10 +62,7 @@ impl Provider for Brevo {
             ("soft_bounce", "email.bounced (soft)"),
             ("blocked", "email.dropped"),
             ("opened, unique_opened", "email.opened"),
-            (
-                "proxy_open, unique_proxy_open",
-                "email.opened (privacy_open)",
-            ),
+            ("proxy_open, unique_proxy_open", "email.opened (privacy_open)"),
             ("click", "email.clicked"),
             ("spam, complaint", "email.complained"),
             ("unsubscribe(d)", "email.unsubscribed"),
@@ -75,25 +71,16 @@ impl Provider for Brevo {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let items: Vec<&RawValue> =
-            if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                parse_json(id, "body", webhook.body)?
-            } else {
-                vec![parse_json(id, "body", webhook.body)?]
-            };
+        let items: Vec<&RawValue> = if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            parse_json(id, "body", webhook.body)?
+        } else {
+            vec![parse_json(id, "body", webhook.body)?]
+        };
         let mut events = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let what = if index == 0 {
-                "event".to_owned()
-            } else {
-                format!("event [{index}]")
-            };
+            let what = if index == 0 { "event".to_owned() } else { format!("event [{index}]") };
             let record: Record<'_> = parse_json(id, &what, item.get().as_bytes())?;
             events.push(to_event(&record, ctx, &Arc::from(item.get())));
         }
@@ -106,10 +93,7 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
     let name = r.event.as_ref();
     let status = lookup(EVENTS, name);
     let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
-    data.message_id = r
-        .message_id
-        .as_deref()
-        .map(|m| m.trim_matches(|c| c == '<' || c == '>').to_owned());
+    data.message_id = r.message_id.as_deref().map(|m| m.trim_matches(|c| c == '<' || c == '>').to_owned());
     data.recipient = r.email.as_deref().map(recipient::email);
     data.labels = labels_from(r.tags.as_ref());
     if data.labels.is_empty() {
@@ -124,29 +108,18 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
     }
     if let Some(webhook_id) = &r.id {
         // Brevo's `id` names the webhook configuration, not the event.
-        data.details
-            .insert("webhook_id".into(), Value::String(webhook_id.clone()));
+        data.details.insert("webhook_id".into(), Value::String(webhook_id.clone()));
     }
     if let Some(custom) = &r.custom {
-        data.tags
-            .insert("X-Mailin-custom".into(), tag_value(custom));
+        data.tags.insert("X-Mailin-custom".into(), tag_value(custom));
     }
     data.ip = r.sending_ip.as_deref().map(str::to_owned);
     data.user_agent = r.user_agent.as_deref().map(str::to_owned);
     let reason = r.reason.as_deref().map(str::to_owned);
     match status {
         Some(Status::Bounced) => {
-            let kind = if name == "soft_bounce" {
-                BounceKind::Soft
-            } else {
-                BounceKind::Hard
-            };
-            data.bounce = Some(Bounce {
-                kind,
-                code: None,
-                subtype: Some(name.to_owned()),
-                diagnostic: reason,
-            });
+            let kind = if name == "soft_bounce" { BounceKind::Soft } else { BounceKind::Hard };
+            data.bounce = Some(Bounce { kind, code: None, subtype: Some(name.to_owned()), diagnostic: reason });
         }
         Some(Status::Opened) => data.privacy_open = Some(name.contains("proxy")),
         Some(Status::Clicked) => data.url = r.link.as_deref().map(str::to_owned),
@@ -172,13 +145,7 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
         data.recipient.as_deref().unwrap_or_default(),
         data.url.as_deref().unwrap_or_default()
     );
-    ctx.event(
-        message_type(&Channel::EMAIL, status),
-        time,
-        &dedup,
-        data,
-        raw,
-    )
+    ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, raw)
 }
 
 #[derive(Deserialize)]

@@ -32,11 +32,8 @@ const EVENTS: &[(&str, Status)] = &[
     ("failed", Status::Failed),
 ];
 
-const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
-    ("hard bounce", BounceKind::Hard),
-    ("soft bounce", BounceKind::Soft),
-    ("bounce", BounceKind::Undetermined),
-];
+const BOUNCE_TYPES: &[(&str, BounceKind)] =
+    &[("hard bounce", BounceKind::Hard), ("soft bounce", BounceKind::Soft), ("bounce", BounceKind::Undetermined)];
 
 /// The `customerReference` CM.com puts on simulated events.
 const INTEGRATION_MODE: &str = "testing-integration-mode";
@@ -56,10 +53,7 @@ impl Provider for Cmcom {
             ("delivered", "email.delivered"),
             ("opened", "email.opened"),
             ("clicked", "email.clicked"),
-            (
-                "bounced (Hard Bounce / Soft Bounce / Bounce)",
-                "email.bounced (hard / soft / undetermined)",
-            ),
+            ("bounced (Hard Bounce / Soft Bounce / Bounce)", "email.bounced (hard / soft / undetermined)"),
             ("suppressed", "email.suppressed"),
             ("unsubscribed", "email.unsubscribed"),
             ("complained", "email.complained"),
@@ -68,11 +62,7 @@ impl Provider for Cmcom {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let r: Record<'_> = parse_json(id, "body", webhook.body)?;
         let name = r.kind.as_ref();
@@ -83,15 +73,13 @@ impl Provider for Cmcom {
         data.message_id = r.message_id.as_deref().map(str::to_owned);
         data.recipient = d.to.as_deref().map(recipient::email);
         if let Some(reference) = &d.customer_reference {
-            data.tags
-                .insert("customerReference".into(), reference.clone());
+            data.tags.insert("customerReference".into(), reference.clone());
             if reference == INTEGRATION_MODE {
                 data.test = Some(true);
             }
         }
         if let Some(from) = &d.from {
-            data.details
-                .insert("from".into(), Value::String(from.clone()));
+            data.details.insert("from".into(), Value::String(from.clone()));
         }
         match status {
             Some(Status::Bounced) => {
@@ -101,18 +89,11 @@ impl Provider for Cmcom {
                     .as_deref()
                     .and_then(|k| lookup(BOUNCE_TYPES, k.to_ascii_lowercase().as_str()))
                     .unwrap_or(BounceKind::Undetermined);
-                data.bounce = Some(Bounce {
-                    kind,
-                    code: None,
-                    subtype: b.sub_type,
-                    diagnostic: b.message,
-                });
+                data.bounce = Some(Bounce { kind, code: None, subtype: b.sub_type, diagnostic: b.message });
             }
             Some(Status::Suppressed) => data.reason = d.suppressed.and_then(|s| s.message),
             Some(Status::Unsubscribed) => {
-                data.reason = d
-                    .unsubscribe
-                    .and_then(|u| u.unsubscribe_reason.or(u.unsubscribe_type));
+                data.reason = d.unsubscribe.and_then(|u| u.unsubscribe_reason.or(u.unsubscribe_type));
             }
             Some(Status::Failed) => {
                 let messages = d.failed.map(|f| f.messages).unwrap_or_default();
@@ -132,13 +113,7 @@ impl Provider for Cmcom {
             ),
         };
         let raw = raw_body(webhook);
-        Ok(Normalized::events(vec![ctx.event(
-            message_type(&Channel::EMAIL, status),
-            time,
-            &dedup,
-            data,
-            &raw,
-        )]))
+        Ok(Normalized::events(vec![ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw)]))
     }
 }
 

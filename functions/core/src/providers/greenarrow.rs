@@ -14,8 +14,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, first_present, lookup,
-    message_type, tag_value,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, first_present, lookup, message_type, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -40,11 +39,8 @@ const EVENTS: &[(&str, Status)] = &[
     ("delivery_attempt", Status::Delivered),
 ];
 
-const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
-    ("h", BounceKind::Hard),
-    ("s", BounceKind::Soft),
-    ("o", BounceKind::Undetermined),
-];
+const BOUNCE_TYPES: &[(&str, BounceKind)] =
+    &[("h", BounceKind::Hard), ("s", BounceKind::Soft), ("o", BounceKind::Undetermined)];
 
 /// `delivery_attempt` events by `status`.
 const ATTEMPT_STATUSES: &[(&str, Status)] = &[
@@ -66,48 +62,30 @@ impl Provider for Greenarrow {
 
     fn event_types(&self) -> &'static [(&'static str, &'static str)] {
         &[
-            (
-                "bounce_all",
-                "email.bounced (bounce_type h: hard, s: soft, o: undetermined)",
-            ),
+            ("bounce_all", "email.bounced (bounce_type h: hard, s: soft, o: undetermined)"),
             ("bounce_bad_address", "email.suppressed"),
             ("bounce_lite", "email.bounced (undetermined)"),
             ("scomp, scomp_lite", "email.complained"),
             ("engine_click, studio_click", "email.clicked"),
-            (
-                "engine_open, studio_open",
-                "email.opened (privacy_open from is_privacy_open)",
-            ),
+            ("engine_open, studio_open", "email.opened (privacy_open from is_privacy_open)"),
             ("engine_unsub, studio_unsub", "email.unsubscribed"),
             ("delivery_attempt accepted, success", "email.delivered"),
             ("delivery_attempt deferral", "email.deferred"),
-            (
-                "delivery_attempt failure, failure_toolong",
-                "email.bounced (undetermined)",
-            ),
+            ("delivery_attempt failure, failure_toolong", "email.bounced (undetermined)"),
             ("anything else", "email.unknown"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let items: Vec<&RawValue> =
-            if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-                parse_json(id, "body", webhook.body)?
-            } else {
-                vec![parse_json(id, "body", webhook.body)?]
-            };
+        let items: Vec<&RawValue> = if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            parse_json(id, "body", webhook.body)?
+        } else {
+            vec![parse_json(id, "body", webhook.body)?]
+        };
         let mut events = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let what = if index == 0 {
-                "event".to_owned()
-            } else {
-                format!("event [{index}]")
-            };
+            let what = if index == 0 { "event".to_owned() } else { format!("event [{index}]") };
             let record: Record<'_> = parse_json(id, &what, item.get().as_bytes())?;
             events.push(to_event(&record, ctx, &Arc::from(item.get())));
         }
@@ -121,8 +99,7 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
     let mut status = lookup(EVENTS, name);
     let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
     data.provider_event_id = r.event_unique_id.clone();
-    data.message_id =
-        first_present([r.click_tracking_id.as_deref(), r.sendid.as_deref()]).map(str::to_owned);
+    data.message_id = first_present([r.click_tracking_id.as_deref(), r.sendid.as_deref()]).map(str::to_owned);
     data.recipient = r.email.as_deref().map(recipient::email);
     data.ip = r.engine_ip.as_deref().map(str::to_owned);
     data.user_agent = r.user_agent.as_deref().map(str::to_owned);
@@ -141,8 +118,7 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
     let text = first_present([r.bounce_text.as_deref(), r.message.as_deref()]).map(str::to_owned);
     match (name, status) {
         ("delivery_attempt", _) => {
-            status = lookup(ATTEMPT_STATUSES, r.status.as_deref().unwrap_or_default())
-                .or(Some(Status::Unknown));
+            status = lookup(ATTEMPT_STATUSES, r.status.as_deref().unwrap_or_default()).or(Some(Status::Unknown));
             if status == Some(Status::Bounced) {
                 let bounce = Bounce {
                     kind: BounceKind::Undetermined,
@@ -158,38 +134,21 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
         (_, Some(Status::Bounced)) => {
             let kind = match name {
                 "bounce_lite" => BounceKind::Undetermined,
-                _ => r
-                    .bounce_type
-                    .as_deref()
-                    .and_then(|t| lookup(BOUNCE_TYPES, t))
-                    .unwrap_or(BounceKind::Undetermined),
+                _ => r.bounce_type.as_deref().and_then(|t| lookup(BOUNCE_TYPES, t)).unwrap_or(BounceKind::Undetermined),
             };
-            data.bounce = Some(Bounce {
+            data.bounce = Some(Bounce { kind, code: r.bounce_code.clone(), subtype: None, diagnostic: text });
+        }
+        (_, Some(Status::Suppressed)) => {
+            data.reason = Some("address reached the bounce removal threshold".into());
+            data.bounce = r.bounce_type.as_deref().and_then(|t| lookup(BOUNCE_TYPES, t)).map(|kind| Bounce {
                 kind,
                 code: r.bounce_code.clone(),
                 subtype: None,
                 diagnostic: text,
             });
         }
-        (_, Some(Status::Suppressed)) => {
-            data.reason = Some("address reached the bounce removal threshold".into());
-            data.bounce = r
-                .bounce_type
-                .as_deref()
-                .and_then(|t| lookup(BOUNCE_TYPES, t))
-                .map(|kind| Bounce {
-                    kind,
-                    code: r.bounce_code.clone(),
-                    subtype: None,
-                    diagnostic: text,
-                });
-        }
         (_, Some(Status::Clicked | Status::Unsubscribed)) => {
-            data.url = r
-                .click_url
-                .as_deref()
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned);
+            data.url = r.click_url.as_deref().filter(|u| !u.is_empty()).map(str::to_owned);
         }
         (_, Some(Status::Opened)) => data.privacy_open = Some(r.is_privacy_open.unwrap_or(false)),
         _ => {}
@@ -204,13 +163,7 @@ fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> Norma
             r.event_time.as_ref().map(tag_value).unwrap_or_default()
         )
     });
-    ctx.event(
-        message_type(&Channel::EMAIL, status),
-        time,
-        &dedup,
-        data,
-        raw,
-    )
+    ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, raw)
 }
 
 #[derive(Deserialize)]

@@ -12,8 +12,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value,
-    tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value, tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -50,29 +49,16 @@ impl Provider for Mailglyph {
             ("email.delivery", "email.delivered"),
             ("email.open", "email.opened (first-open flag in details)"),
             ("email.click", "email.clicked"),
-            (
-                "email.bounce",
-                "email.bounced (transientBounce: soft, else hard)",
-            ),
+            ("email.bounce", "email.bounced (transientBounce: soft, else hard)"),
             ("email.complaint", "email.complained"),
             ("email.received", "email.received"),
-            (
-                "contact.subscribed / contact.unsubscribed",
-                "email.resubscribed / email.unsubscribed",
-            ),
-            (
-                "segment.<slug>.entry / .exit",
-                "segment.entered / segment.exited (details.segment = slug)",
-            ),
+            ("contact.subscribed / contact.unsubscribed", "email.resubscribed / email.unsubscribed"),
+            ("segment.<slug>.entry / .exit", "segment.entered / segment.exited (details.segment = slug)"),
             ("custom events", "email.unknown"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let body: Map<String, Value> = parse_json(id, "body (a JSON object)", webhook.body)?;
         let get = |path: &[&str]| -> Option<&Value> {
@@ -82,45 +68,21 @@ impl Provider for Mailglyph {
             }
             Some(value).filter(|v| !v.is_null())
         };
-        let text = |path: &[&str]| {
-            get(path)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let name = [&["event"][..], &["type"], &["name"]]
+        let text = |path: &[&str]| get(path).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+        let name = [&["event"][..], &["type"], &["name"]].iter().find_map(|p| text(p)).ok_or_else(|| {
+            WebhookError::malformed(id, "no event name: expected a string `event`, `type` or `name` field")
+        })?;
+        let payload = get(&["data"]).and_then(Value::as_object).cloned().unwrap_or_default();
+        let field = |keys: &[&str]| keys.iter().find_map(|k| payload.get(*k).filter(|v| !v.is_null()).cloned());
+        let address = [&["email"][..], &["contact", "email"], &["data", "email"], &["recipient"], &["to"]]
             .iter()
-            .find_map(|p| text(p))
-            .ok_or_else(|| {
-                WebhookError::malformed(
-                    id,
-                    "no event name: expected a string `event`, `type` or `name` field",
-                )
-            })?;
-        let payload = get(&["data"])
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let field = |keys: &[&str]| {
-            keys.iter()
-                .find_map(|k| payload.get(*k).filter(|v| !v.is_null()).cloned())
-        };
-        let address = [
-            &["email"][..],
-            &["contact", "email"],
-            &["data", "email"],
-            &["recipient"],
-            &["to"],
-        ]
-        .iter()
-        .find_map(|p| text(p));
+            .find_map(|p| text(p));
 
         let mut status = lookup(EVENTS, &name);
         let mut event_type = None;
         let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), &name);
         data.recipient = address.as_deref().map(recipient::email);
-        data.message_id =
-            field(&["messageId", "message_id", "emailId", "email_id"]).map(|v| tag_value(&v));
+        data.message_id = field(&["messageId", "message_id", "emailId", "email_id"]).map(|v| tag_value(&v));
         tags_from_object(get(&["tags"]).or(get(&["metadata"])), &mut data.tags);
         if let Some(segment) = name.strip_prefix("segment.") {
             let (slug, change) = segment.rsplit_once('.').unwrap_or((segment, ""));
@@ -131,29 +93,17 @@ impl Provider for Mailglyph {
             };
             if let Some(platform) = EventType::platform(kind) {
                 data.channel = None;
-                data.details
-                    .insert("segment".into(), Value::String(slug.to_owned()));
+                data.details.insert("segment".into(), Value::String(slug.to_owned()));
                 event_type = Some(platform);
             }
         }
         match status {
             Some(Status::Bounced) => {
-                let transient = field(&["transientBounce"])
-                    .and_then(|v| v.as_bool())
-                    .unwrap_or(false);
-                let kind = if transient {
-                    BounceKind::Soft
-                } else {
-                    BounceKind::Hard
-                };
+                let transient = field(&["transientBounce"]).and_then(|v| v.as_bool()).unwrap_or(false);
+                let kind = if transient { BounceKind::Soft } else { BounceKind::Hard };
                 let diagnostic = field(&["reason", "diagnostic", "message"]).map(|v| tag_value(&v));
                 let subtype = field(&["bounceType", "bounce_type"]).map(|v| tag_value(&v));
-                data.bounce = Some(Bounce {
-                    kind,
-                    code: None,
-                    subtype,
-                    diagnostic,
-                });
+                data.bounce = Some(Bounce { kind, code: None, subtype, diagnostic });
             }
             Some(Status::Clicked) => data.url = field(&["link", "url"]).map(|v| tag_value(&v)),
             Some(_) => data.reason = field(&["reason"]).map(|v| tag_value(&v)),
@@ -164,19 +114,12 @@ impl Provider for Mailglyph {
             data.details.insert("first".into(), first);
         }
         if status == Some(Status::Unknown) && !payload.is_empty() {
-            data.details
-                .insert("data".into(), Value::Object(payload.clone()));
+            data.details.insert("data".into(), Value::Object(payload.clone()));
         }
-        let time_value = [
-            &["timestamp"][..],
-            &["time"],
-            &["createdAt"],
-            &["created_at"],
-            &["occurredAt"],
-        ]
-        .iter()
-        .find_map(|p| get(p).cloned())
-        .or_else(|| field(&["bouncedAt", "timestamp"]));
+        let time_value = [&["timestamp"][..], &["time"], &["createdAt"], &["created_at"], &["occurredAt"]]
+            .iter()
+            .find_map(|p| get(p).cloned())
+            .or_else(|| field(&["bouncedAt", "timestamp"]));
         let time = time_value.as_ref().and_then(parse_time);
         let dedup = format!(
             "{name}|{}|{}|{}|{}",
@@ -187,8 +130,6 @@ impl Provider for Mailglyph {
         );
         let event_type = event_type.unwrap_or_else(|| message_type(&Channel::EMAIL, status));
         let raw = raw_body(webhook);
-        Ok(Normalized::events(vec![
-            ctx.event(event_type, time, &dedup, data, &raw),
-        ]))
+        Ok(Normalized::events(vec![ctx.event(event_type, time, &dedup, data, &raw)]))
     }
 }

@@ -13,8 +13,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type,
-    tag_value, tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type, tag_value, tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -49,10 +48,7 @@ impl Provider for Mailgun {
             ("accepted", "email.sent"),
             ("delivered", "email.delivered"),
             ("failed (severity temporary)", "email.deferred"),
-            (
-                "failed (severity permanent)",
-                "email.bounced (hard); reason suppress-*: email.dropped",
-            ),
+            ("failed (severity permanent)", "email.bounced (hard); reason suppress-*: email.dropped"),
             ("rejected", "email.dropped"),
             ("opened", "email.opened"),
             ("clicked", "email.clicked"),
@@ -62,11 +58,7 @@ impl Provider for Mailgun {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let body = Body::parse(id, webhook.body)?;
         let e = body.event_data;
@@ -86,12 +78,8 @@ impl Provider for Mailgun {
         data.ip = e.ip.as_deref().map(str::to_owned);
         data.user_agent = e.client_info.as_ref().and_then(|c| c.user_agent.clone());
         let delivery = e.delivery_status.as_ref();
-        let diagnostic = delivery.and_then(|d| {
-            d.description
-                .clone()
-                .filter(|s| !s.is_empty())
-                .or_else(|| d.message.clone())
-        });
+        let diagnostic =
+            delivery.and_then(|d| d.description.clone().filter(|s| !s.is_empty()).or_else(|| d.message.clone()));
         match status {
             Some(Status::Bounced) => {
                 let temporary = e.severity.as_deref() == Some("temporary");
@@ -114,7 +102,9 @@ impl Provider for Mailgun {
                     data.details.insert("attempt".into(), attempt);
                 }
             }
-            Some(Status::Dropped) => data.reason = e.reject.as_ref().map(tag_value).or(diagnostic),
+            Some(Status::Dropped) => {
+                data.reason = e.reject.as_ref().and_then(|r| r.reason.clone()).filter(|r| !r.is_empty()).or(diagnostic)
+            }
             Some(Status::Clicked) => data.url = e.url.as_deref().map(str::to_owned),
             _ => {}
         }
@@ -125,13 +115,7 @@ impl Provider for Mailgun {
             e.timestamp.as_ref().map(tag_value).unwrap_or_default()
         );
         let raw: Arc<str> = Arc::from(body.raw_event.get());
-        Ok(Normalized::events(vec![ctx.event(
-            message_type(&Channel::EMAIL, status),
-            time,
-            &dedup,
-            data,
-            &raw,
-        )]))
+        Ok(Normalized::events(vec![ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw)]))
     }
 }
 
@@ -150,10 +134,7 @@ impl<'a> Body<'a> {
         }
         let outer: Outer<'a> = parse_json(provider, "body", bytes)?;
         let event_data = parse_json(provider, "event-data", outer.event_data.get().as_bytes())?;
-        Ok(Body {
-            raw_event: outer.event_data,
-            event_data,
-        })
+        Ok(Body { raw_event: outer.event_data, event_data })
     }
 }
 
@@ -186,7 +167,13 @@ struct EventRecord<'a> {
     #[serde(rename = "client-info", default)]
     client_info: Option<ClientInfo>,
     #[serde(default)]
-    reject: Option<Value>,
+    reject: Option<Reject>,
+}
+
+#[derive(Deserialize)]
+struct Reject {
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]

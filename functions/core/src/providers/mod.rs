@@ -11,9 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::auth::{self, Authentication, SourceAuth, Verified, VerifyContext};
-use crate::event::{
-    CanonicalEvent, Channel, DataContentType, EventData, EventId, EventType, SpecVersion, Status,
-};
+use crate::event::{CanonicalEvent, Channel, DataContentType, EventData, EventId, EventType, SpecVersion, Status};
 use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError};
 
@@ -109,13 +107,10 @@ impl fmt::Display for ProviderId {
 impl FromStr for ProviderId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ProviderId::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = ProviderId::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown provider {s:?} (known: {})", known.join(", "))
-            })
+        ProviderId::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
+            let known: Vec<_> = ProviderId::ALL.iter().map(|p| p.as_str()).collect();
+            format!("unknown provider {s:?} (known: {})", known.join(", "))
+        })
     }
 }
 
@@ -141,11 +136,7 @@ pub trait Provider: Sync {
     }
 
     /// Reads `webhook` into canonical events. Must not panic on any input.
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError>;
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError>;
 }
 
 /// Where and when a webhook is being normalized.
@@ -167,12 +158,7 @@ impl NormalizeContext<'_> {
         raw: &Arc<str>,
     ) -> NormalizedEvent {
         data.received_at = self.received_at;
-        let id = EventId::derive(
-            self.workspace,
-            &data.provider,
-            dedup_key,
-            data.recipient.as_deref(),
-        );
+        let id = EventId::derive(self.workspace, &data.provider, dedup_key, data.recipient.as_deref());
         let event = CanonicalEvent {
             specversion: SpecVersion::V1_0,
             id,
@@ -184,10 +170,7 @@ impl NormalizeContext<'_> {
             workspaceid: self.workspace.to_owned(),
             data,
         };
-        NormalizedEvent {
-            event,
-            raw: Arc::clone(raw),
-        }
+        NormalizedEvent { event, raw: Arc::clone(raw) }
     }
 }
 
@@ -204,19 +187,13 @@ pub struct NormalizedEvent {
 pub enum Notice {
     /// SNS asks to confirm a subscription: GET `subscribe_url` to confirm (only for allow-listed
     /// topics; verification already refused the others).
-    SnsSubscriptionConfirmation {
-        topic_arn: String,
-        subscribe_url: String,
-    },
+    SnsSubscriptionConfirmation { topic_arn: String, subscribe_url: String },
     /// SNS says a subscription ended. Nothing to do.
     SnsUnsubscribeConfirmation { topic_arn: String },
     /// SES's "Successfully validated SNS topic" message after a configuration set was attached.
     SesTopicValidated,
     /// An authentic SNS notification whose message is not an SES record.
-    NotAnSesRecord {
-        topic_arn: String,
-        message_id: String,
-    },
+    NotAnSesRecord { topic_arn: String, message_id: String },
     /// A provider's connectivity test (SparkPost's `{"msys":{}}`).
     TestPing,
 }
@@ -231,14 +208,8 @@ impl fmt::Display for Notice {
                 write!(f, "SNS unsubscribe confirmation for {topic_arn}")
             }
             Notice::SesTopicValidated => f.write_str("SES topic validation message (no event)"),
-            Notice::NotAnSesRecord {
-                topic_arn,
-                message_id,
-            } => {
-                write!(
-                    f,
-                    "SNS message {message_id} from {topic_arn} is not an SES event record; ignored"
-                )
+            Notice::NotAnSesRecord { topic_arn, message_id } => {
+                write!(f, "SNS message {message_id} from {topic_arn} is not an SES event record; ignored")
             }
             Notice::TestPing => f.write_str("provider test ping (no event)"),
         }
@@ -254,17 +225,11 @@ pub struct Normalized {
 
 impl Normalized {
     pub fn events(events: Vec<NormalizedEvent>) -> Self {
-        Normalized {
-            events,
-            notices: Vec::new(),
-        }
+        Normalized { events, notices: Vec::new() }
     }
 
     pub fn notice(notice: Notice) -> Self {
-        Normalized {
-            events: Vec::new(),
-            notices: vec![notice],
-        }
+        Normalized { events: Vec::new(), notices: vec![notice] }
     }
 }
 
@@ -319,24 +284,16 @@ pub(crate) fn tags_from_object(value: Option<&Value>, into: &mut BTreeMap<String
 pub(crate) fn labels_from(value: Option<&Value>) -> Vec<String> {
     match value {
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::Array(items)) => {
+            items.iter().filter_map(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        }
         _ => Vec::new(),
     }
 }
 
 /// The first of several optional strings that is present and not blank.
-pub(crate) fn first_present<'a>(
-    candidates: impl IntoIterator<Item = Option<&'a str>>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|s| !s.trim().is_empty())
+pub(crate) fn first_present<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Option<&'a str> {
+    candidates.into_iter().flatten().find(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, first_present, labels_from, lookup,
-    message_type, raw_body, tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, first_present, labels_from, lookup, message_type, raw_body,
+    tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -75,63 +75,36 @@ impl Provider for Postmark {
         &[
             ("Delivery", "email.delivered"),
             ("Bounce HardBounce", "email.bounced (hard)"),
-            (
-                "Bounce SoftBounce, VirusNotification",
-                "email.bounced (soft)",
-            ),
+            ("Bounce SoftBounce, VirusNotification", "email.bounced (soft)"),
             ("Bounce Unknown", "email.bounced (undetermined)"),
             ("Bounce Transient, DnsError", "email.deferred"),
             ("Bounce SpamNotification; SpamComplaint", "email.complained"),
-            (
-                "Bounce BadEmailAddress, ManuallyDeactivated, Unconfirmed, Blocked, DMARCPolicy",
-                "email.dropped",
-            ),
-            (
-                "Bounce Unsubscribe / Subscribe",
-                "email.unsubscribed / email.resubscribed",
-            ),
-            (
-                "Bounce SMTPApiError, TemplateRenderingFailed",
-                "email.failed",
-            ),
-            (
-                "Bounce AutoResponder, AddressChange, ChallengeVerification",
-                "email.unknown",
-            ),
+            ("Bounce BadEmailAddress, ManuallyDeactivated, Unconfirmed, Blocked, DMARCPolicy", "email.dropped"),
+            ("Bounce Unsubscribe / Subscribe", "email.unsubscribed / email.resubscribed"),
+            ("Bounce SMTPApiError, TemplateRenderingFailed", "email.failed"),
+            ("Bounce AutoResponder, AddressChange, ChallengeVerification", "email.unknown"),
             ("Open", "email.opened"),
             ("Click", "email.clicked"),
-            (
-                "SubscriptionChange SuppressSending=false",
-                "email.resubscribed",
-            ),
+            ("SubscriptionChange SuppressSending=false", "email.resubscribed"),
             ("SubscriptionChange ManualSuppression", "email.unsubscribed"),
-            (
-                "SubscriptionChange HardBounce, SpamComplaint",
-                "email.suppressed",
-            ),
+            ("SubscriptionChange HardBounce, SpamComplaint", "email.suppressed"),
             ("anything else", "email.unknown"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let r: Record<'_> = parse_json(id, "body", webhook.body)?;
         let name = r.record_type.as_ref();
         let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
         data.message_id = r.message_id.as_deref().map(str::to_owned);
-        data.recipient =
-            first_present([r.recipient.as_deref(), r.email.as_deref()]).map(recipient::email);
+        data.recipient = first_present([r.recipient.as_deref(), r.email.as_deref()]).map(recipient::email);
         tags_from_object(r.metadata.as_ref(), &mut data.tags);
         data.labels = labels_from(r.tag.as_ref());
         data.user_agent = r.user_agent.as_deref().map(str::to_owned);
         data.ip = r.geo.as_ref().and_then(|g| g.ip.clone());
         if let Some(stream) = &r.message_stream {
-            data.details
-                .insert("message_stream".into(), Value::String(stream.to_string()));
+            data.details.insert("message_stream".into(), Value::String(stream.to_string()));
         }
 
         let mut status = lookup(RECORD_TYPES, name);
@@ -150,8 +123,7 @@ impl Provider for Postmark {
                     .map_or((Status::Unknown, None), |(_, s, k)| (*s, *k));
                 status = Some(mapped);
                 data.provider_event_id = r.id.clone();
-                data.reason = first_present([r.description.as_deref(), r.details.as_deref()])
-                    .map(str::to_owned);
+                data.reason = first_present([r.description.as_deref(), r.details.as_deref()]).map(str::to_owned);
                 data.bounce = bounce_kind.map(|kind| Bounce {
                     kind,
                     code: r.type_code.clone(),
@@ -179,8 +151,7 @@ impl Provider for Postmark {
                 });
                 data.reason = r.suppression_reason.as_deref().map(str::to_owned);
                 if let Some(origin) = &r.origin {
-                    data.details
-                        .insert("origin".into(), Value::String(origin.to_string()));
+                    data.details.insert("origin".into(), Value::String(origin.to_string()));
                 }
             }
             _ => {}
@@ -197,13 +168,7 @@ impl Provider for Postmark {
             ),
         };
         let raw = raw_body(webhook);
-        Ok(Normalized::events(vec![ctx.event(
-            message_type(&Channel::EMAIL, status),
-            time,
-            &dedup,
-            data,
-            &raw,
-        )]))
+        Ok(Normalized::events(vec![ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw)]))
     }
 }
 
@@ -218,12 +183,7 @@ struct Record<'a> {
     recipient: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     email: Option<Cow<'a, str>>,
-    #[serde(
-        rename = "ID",
-        alias = "Id",
-        default,
-        deserialize_with = "opt_string_or_number"
-    )]
+    #[serde(rename = "ID", alias = "Id", default, deserialize_with = "opt_string_or_number")]
     id: Option<String>,
     #[serde(rename = "Type", default, borrow)]
     bounce_type: Option<Cow<'a, str>>,

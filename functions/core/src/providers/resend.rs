@@ -8,9 +8,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value,
-};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -32,11 +30,8 @@ const EVENTS: &[(&str, Status)] = &[
     ("email.received", Status::Received),
 ];
 
-const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
-    ("Permanent", BounceKind::Hard),
-    ("Transient", BounceKind::Soft),
-    ("Undetermined", BounceKind::Undetermined),
-];
+const BOUNCE_TYPES: &[(&str, BounceKind)] =
+    &[("Permanent", BounceKind::Hard), ("Transient", BounceKind::Soft), ("Undetermined", BounceKind::Undetermined)];
 
 impl Provider for Resend {
     fn id(&self) -> ProviderId {
@@ -44,9 +39,7 @@ impl Provider for Resend {
     }
 
     fn authentication(&self) -> Authentication {
-        Authentication::StandardWebhooks {
-            header_prefix: "svix",
-        }
+        Authentication::StandardWebhooks { header_prefix: "svix" }
     }
 
     fn event_types(&self) -> &'static [(&'static str, &'static str)] {
@@ -68,11 +61,7 @@ impl Provider for Resend {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let envelope: Envelope<'_> = parse_json(id, "body", webhook.body)?;
         let name = envelope.kind.as_ref();
@@ -82,25 +71,18 @@ impl Provider for Resend {
         base.message_id = d.email_id.as_deref().map(str::to_owned);
         base.provider_event_id = webhook.headers.get("svix-id").map(str::to_owned);
         base.tags = tags(d.tags.as_ref());
-        let mut time = envelope
-            .created_at
-            .as_deref()
-            .and_then(Timestamp::parse_rfc3339);
+        let mut time = envelope.created_at.as_deref().and_then(Timestamp::parse_rfc3339);
         match status {
             Some(Status::Bounced) => {
                 let b = d.bounce.as_ref();
                 let message = b.and_then(|b| b.message.as_deref()).unwrap_or_default();
                 let subtype = b.and_then(|b| b.sub_type.as_deref()).unwrap_or_default();
                 // Older payloads report a suppressed address as a bounce; Resend never tried.
-                if subtype == "Suppressed"
-                    || message.to_ascii_lowercase().contains("suppression list")
-                {
+                if subtype == "Suppressed" || message.to_ascii_lowercase().contains("suppression list") {
                     status = Some(Status::Dropped);
                     base.reason = Some(message.to_owned()).filter(|m| !m.is_empty());
                 } else {
-                    let kind = b
-                        .and_then(|b| b.kind.as_deref())
-                        .and_then(|k| lookup(BOUNCE_TYPES, k));
+                    let kind = b.and_then(|b| b.kind.as_deref()).and_then(|k| lookup(BOUNCE_TYPES, k));
                     base.bounce = Some(Bounce {
                         kind: kind.unwrap_or(BounceKind::Undetermined),
                         code: None,
@@ -110,11 +92,8 @@ impl Provider for Resend {
                 }
             }
             Some(Status::Dropped) => {
-                base.reason = d
-                    .suppressed
-                    .as_ref()
-                    .and_then(|s| s.message.as_deref().or(s.kind.as_deref()))
-                    .map(str::to_owned);
+                base.reason =
+                    d.suppressed.as_ref().and_then(|s| s.message.as_deref().or(s.kind.as_deref())).map(str::to_owned);
             }
             Some(Status::Failed) => base.reason = d.failed.as_ref().and_then(|f| f.reason.clone()),
             Some(Status::Clicked) => {
@@ -122,22 +101,14 @@ impl Provider for Resend {
                     base.url = click.link.clone();
                     base.ip = click.ip_address.clone();
                     base.user_agent = click.user_agent.clone();
-                    time = click
-                        .timestamp
-                        .as_deref()
-                        .and_then(Timestamp::parse_rfc3339)
-                        .or(time);
+                    time = click.timestamp.as_deref().and_then(Timestamp::parse_rfc3339).or(time);
                 }
             }
             _ => {}
         }
         let recipients: Vec<String> = match &d.to {
             Some(Value::String(one)) => vec![one.clone()],
-            Some(Value::Array(many)) => many
-                .iter()
-                .filter_map(|v| v.as_str())
-                .map(str::to_owned)
-                .collect(),
+            Some(Value::Array(many)) => many.iter().filter_map(|v| v.as_str()).map(str::to_owned).collect(),
             _ => Vec::new(),
         };
         let dedup = match webhook.headers.get("svix-id") {
@@ -177,9 +148,7 @@ fn tags(value: Option<&Value>) -> std::collections::BTreeMap<String, String> {
         }
         Some(Value::Array(items)) => {
             for item in items {
-                if let (Some(name), Some(value)) =
-                    (item.get("name").and_then(Value::as_str), item.get("value"))
-                {
+                if let (Some(name), Some(value)) = (item.get("name").and_then(Value::as_str), item.get("value")) {
                     out.insert(name.to_owned(), tag_value(value));
                 }
             }

@@ -12,10 +12,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type,
-    tag_value,
-};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type, tag_value};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -39,11 +36,8 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 /// `bounce` events by their `type`.
-const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
-    ("bounce", BounceKind::Hard),
-    ("blocked", BounceKind::Soft),
-    ("expired", BounceKind::Soft),
-];
+const BOUNCE_TYPES: &[(&str, BounceKind)] =
+    &[("bounce", BounceKind::Hard), ("blocked", BounceKind::Soft), ("expired", BounceKind::Soft)];
 
 /// Keys SendGrid itself defines; anything else on an event is a custom arg (a tag).
 const SENDGRID_KEYS: &[&str] = &[
@@ -124,17 +118,12 @@ impl Provider for Sendgrid {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let items: Vec<&RawValue> = parse_json(id, "body (a JSON array of events)", webhook.body)?;
         let mut events = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let record: Record<'_> =
-                parse_json(id, &format!("event [{index}]"), item.get().as_bytes())?;
+            let record: Record<'_> = parse_json(id, &format!("event [{index}]"), item.get().as_bytes())?;
             let raw: Arc<str> = Arc::from(item.get());
             events.push(to_event(&record, index, ctx, &raw)?);
         }
@@ -149,9 +138,11 @@ fn to_event(
     raw: &Arc<str>,
 ) -> Result<super::NormalizedEvent, WebhookError> {
     let id = ProviderId::Sendgrid;
-    let name = record.event.as_ref().map(Text::as_str).ok_or_else(|| {
-        WebhookError::malformed(id, format!("event [{index}] has no `event` field"))
-    })?;
+    let name = record
+        .event
+        .as_ref()
+        .map(Text::as_str)
+        .ok_or_else(|| WebhookError::malformed(id, format!("event [{index}] has no `event` field")))?;
     let status = lookup(EVENTS, name);
     let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
     data.provider_event_id = record.sg_event_id.as_ref().map(|t| t.as_str().to_owned());
@@ -159,29 +150,17 @@ fn to_event(
         .sg_message_id
         .as_ref()
         .map(|m| message_id(m.as_str()).to_owned())
-        .or_else(|| {
-            record
-                .smtp_id
-                .as_ref()
-                .map(|s| s.as_str().trim_matches(|c| c == '<' || c == '>').to_owned())
-        });
+        .or_else(|| record.smtp_id.as_ref().map(|s| s.as_str().trim_matches(|c| c == '<' || c == '>').to_owned()));
     data.recipient = record.email.as_ref().map(|e| recipient::email(e.as_str()));
     data.tags = record.tags.clone();
     data.labels = labels_from(record.category.as_ref());
     data.ip = record.ip.as_ref().map(|t| t.as_str().to_owned());
     data.user_agent = record.useragent.as_ref().map(|t| t.as_str().to_owned());
-    let reason = record
-        .reason
-        .as_ref()
-        .or(record.response.as_ref())
-        .map(|t| t.as_str().to_owned());
+    let reason = record.reason.as_ref().or(record.response.as_ref()).map(|t| t.as_str().to_owned());
     match status {
         Some(Status::Bounced) => {
-            let kind = record
-                .bounce_type
-                .as_ref()
-                .and_then(|t| lookup(BOUNCE_TYPES, t.as_str()))
-                .unwrap_or(BounceKind::Hard);
+            let kind =
+                record.bounce_type.as_ref().and_then(|t| lookup(BOUNCE_TYPES, t.as_str())).unwrap_or(BounceKind::Hard);
             data.bounce = Some(Bounce {
                 kind,
                 code: record.status.as_ref().map(|t| t.as_str().to_owned()),
@@ -214,13 +193,7 @@ fn to_event(
             data.url.as_deref().unwrap_or("")
         ),
     };
-    Ok(ctx.event(
-        message_type(&Channel::EMAIL, status),
-        time,
-        &dedup,
-        data,
-        raw,
-    ))
+    Ok(ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, raw))
 }
 
 /// The message id the send API returned (`X-Message-Id`): `sg_message_id` up to the filter
@@ -285,11 +258,7 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 "category" => r.category = map.next_value()?,
                 "reason" => r.reason = map.next_value()?,
                 "response" => r.response = map.next_value()?,
-                "status" => {
-                    r.status = map
-                        .next_value::<Option<Value>>()?
-                        .map(|v| Text(tag_value(&v).into()))
-                }
+                "status" => r.status = map.next_value::<Option<Value>>()?.map(|v| Text(tag_value(&v).into())),
                 "type" => r.bounce_type = map.next_value()?,
                 "bounce_classification" => r.bounce_classification = map.next_value()?,
                 "useragent" => r.useragent = map.next_value()?,
@@ -297,9 +266,8 @@ impl<'de> Visitor<'de> for RecordVisitor {
                 "url" => r.url = map.next_value()?,
                 "sg_machine_open" => {
                     let v: Value = map.next_value()?;
-                    r.machine_open = matches!(v, Value::Bool(true))
-                        || v.as_str() == Some("true")
-                        || v.as_i64() == Some(1);
+                    r.machine_open =
+                        matches!(v, Value::Bool(true)) || v.as_str() == Some("true") || v.as_i64() == Some(1);
                 }
                 "attempt" => r.attempt = map.next_value()?,
                 "asm_group_id" => r.asm_group_id = map.next_value()?,
@@ -324,20 +292,12 @@ mod tests {
 
     #[test]
     fn message_id_drops_the_filter_suffix() {
+        assert_eq!(message_id("14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"), "14c5d75ce93.dfd.64b469");
         assert_eq!(
-            message_id("14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0"),
-            "14c5d75ce93.dfd.64b469"
-        );
-        assert_eq!(
-            message_id(
-                "qNwBLgPQQjW6DJvKQwSAbw.filterdrecv-canary-547b64655b-cw6zx-1-6089EA4A-56.0"
-            ),
+            message_id("qNwBLgPQQjW6DJvKQwSAbw.filterdrecv-canary-547b64655b-cw6zx-1-6089EA4A-56.0"),
             "qNwBLgPQQjW6DJvKQwSAbw"
         );
-        assert_eq!(
-            message_id("LRzXl66JR9ib5IKZs8u3Gg.recvd-5f8c5ddf6-q8wld-1-5EAEB3A7-F.0"),
-            "LRzXl66JR9ib5IKZs8u3Gg"
-        );
+        assert_eq!(message_id("LRzXl66JR9ib5IKZs8u3Gg.recvd-5f8c5ddf6-q8wld-1-5EAEB3A7-F.0"), "LRzXl66JR9ib5IKZs8u3Gg");
         assert_eq!(message_id("plain"), "plain");
     }
 }

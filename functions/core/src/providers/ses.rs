@@ -15,10 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, lookup,
-    message_type,
-};
+use super::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, lookup, message_type};
 use crate::auth::Authentication;
 use crate::auth::sns::SnsEnvelope;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -41,19 +38,18 @@ const EVENTS: &[(&str, Status)] = &[
     ("Subscription", Status::Unsubscribed),
 ];
 
-const BOUNCE_TYPES: &[(&str, BounceKind)] = &[
-    ("Permanent", BounceKind::Hard),
-    ("Transient", BounceKind::Soft),
-    ("Undetermined", BounceKind::Undetermined),
-];
+const BOUNCE_TYPES: &[(&str, BounceKind)] =
+    &[("Permanent", BounceKind::Hard), ("Transient", BounceKind::Soft), ("Undetermined", BounceKind::Undetermined)];
 
 /// Permanent bounces SES generated itself because the address is suppressed: SES never tried,
 /// so they are drops, not bounces.
-const SUPPRESSION_SUBTYPES: &[&str] = &["Suppressed", "OnAccountSuppressionList"];
+const SUPPRESSION_SUBTYPES: &[(&str, &str)] = &[
+    ("Suppressed", "address is on the SES global suppression list"),
+    ("OnAccountSuppressionList", "address is on the SES account-level suppression list"),
+];
 
 /// What SES publishes to a topic when a configuration set's event destination is attached.
-const VALIDATION_MESSAGE: &str =
-    "Successfully validated SNS topic for Amazon SES event publishing.";
+const VALIDATION_MESSAGE: &str = "Successfully validated SNS topic for Amazon SES event publishing.";
 
 impl Provider for Ses {
     fn id(&self) -> ProviderId {
@@ -68,45 +64,23 @@ impl Provider for Ses {
         &[
             ("Send", "email.sent"),
             ("Delivery", "email.delivered (one per delivery.recipients)"),
-            (
-                "DeliveryDelay",
-                "email.deferred (one per delayedRecipients; delayType kept)",
-            ),
-            (
-                "Bounce Permanent",
-                "email.bounced (hard); subtypes Suppressed, OnAccountSuppressionList: email.dropped",
-            ),
+            ("DeliveryDelay", "email.deferred (one per delayedRecipients; delayType kept)"),
+            ("Bounce Permanent", "email.bounced (hard); subtypes Suppressed, OnAccountSuppressionList: email.dropped"),
             ("Bounce Transient", "email.bounced (soft)"),
             ("Bounce Undetermined", "email.bounced (undetermined)"),
-            (
-                "Complaint",
-                "email.complained; complaintSubType OnAccountSuppressionList: email.dropped",
-            ),
+            ("Complaint", "email.complained; complaintSubType OnAccountSuppressionList: email.dropped"),
             ("Reject", "email.dropped"),
             ("Open", "email.opened"),
             ("Click", "email.clicked"),
             ("Rendering Failure", "email.failed"),
-            (
-                "Subscription",
-                "email.unsubscribed or email.resubscribed by newTopicPreferences",
-            ),
-            (
-                "SNS SubscriptionConfirmation",
-                "no event; confirmed for allow-listed topics",
-            ),
-            (
-                "SNS UnsubscribeConfirmation / topic validation message",
-                "no event",
-            ),
+            ("Subscription", "email.unsubscribed or email.resubscribed by newTopicPreferences"),
+            ("SNS SubscriptionConfirmation", "no event; confirmed for allow-listed topics"),
+            ("SNS UnsubscribeConfirmation / topic validation message", "no event"),
             ("anything else", "email.unknown"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         let shape: Shape<'_> = parse_json(id, "body", webhook.body)?;
         if shape.kind.is_some() {
@@ -114,10 +88,7 @@ impl Provider for Ses {
         }
         if let Some(detail) = shape.detail {
             if shape.detail_type.is_none() {
-                return Err(WebhookError::malformed(
-                    id,
-                    "EventBridge event has `detail` but no `detail-type`",
-                ));
+                return Err(WebhookError::malformed(id, "EventBridge event has `detail` but no `detail-type`"));
             }
             return from_record(detail.get(), ctx);
         }
@@ -151,17 +122,18 @@ fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Webho
     let envelope: SnsEnvelope<'_> = parse_json(id, "SNS message", body)?;
     match envelope.kind.as_ref() {
         "SubscriptionConfirmation" => {
-            let subscribe_url = envelope.subscribe_url.as_deref().ok_or_else(|| {
-                WebhookError::malformed(id, "SNS SubscriptionConfirmation has no SubscribeURL")
-            })?;
+            let subscribe_url = envelope
+                .subscribe_url
+                .as_deref()
+                .ok_or_else(|| WebhookError::malformed(id, "SNS SubscriptionConfirmation has no SubscribeURL"))?;
             Ok(Normalized::notice(Notice::SnsSubscriptionConfirmation {
                 topic_arn: envelope.topic_arn.to_string(),
                 subscribe_url: subscribe_url.to_owned(),
             }))
         }
-        "UnsubscribeConfirmation" => Ok(Normalized::notice(Notice::SnsUnsubscribeConfirmation {
-            topic_arn: envelope.topic_arn.to_string(),
-        })),
+        "UnsubscribeConfirmation" => {
+            Ok(Normalized::notice(Notice::SnsUnsubscribeConfirmation { topic_arn: envelope.topic_arn.to_string() }))
+        }
         "Notification" => {
             if envelope.message.trim() == VALIDATION_MESSAGE {
                 return Ok(Normalized::notice(Notice::SesTopicValidated));
@@ -181,10 +153,7 @@ fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Webho
                 _ => not_ses(),
             }
         }
-        other => Err(WebhookError::malformed(
-            id,
-            format!("SNS `Type` {other:?} is not a known SNS message type"),
-        )),
+        other => Err(WebhookError::malformed(id, format!("SNS `Type` {other:?} is not a known SNS message type"))),
     }
 }
 
@@ -380,47 +349,35 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
     let blank = || {
         let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
         data.message_id = Some(record.mail.message_id.to_string());
-        data.tags = record
-            .mail
-            .tags
-            .iter()
-            .map(|(k, values)| (k.clone(), values.join(",")))
-            .collect();
+        data.tags = record.mail.tags.iter().map(|(k, values)| (k.clone(), values.join(","))).collect();
         data
     };
     // Events about the message as a whole (send, reject, open, click…) name no recipient of
     // their own: they are about every address the message went to.
-    let per_destination = |status: Option<Status>,
-                           time: Option<Timestamp>,
-                           discriminator: &str,
-                           data: EventData|
-     -> Vec<Part> {
-        record
-            .mail
-            .destination
-            .iter()
-            .map(|r| Part {
-                recipient: r.clone(),
-                status,
-                time,
-                discriminator: discriminator.to_owned(),
-                data: data.clone(),
-            })
-            .collect()
-    };
-    let missing = |field: &str| {
-        WebhookError::malformed(id, format!("SES {name} record has no `{field}` object"))
-    };
+    let per_destination =
+        |status: Option<Status>, time: Option<Timestamp>, discriminator: &str, data: EventData| -> Vec<Part> {
+            record
+                .mail
+                .destination
+                .iter()
+                .map(|r| Part {
+                    recipient: r.clone(),
+                    status,
+                    time,
+                    discriminator: discriminator.to_owned(),
+                    data: data.clone(),
+                })
+                .collect()
+        };
+    let missing = |field: &str| WebhookError::malformed(id, format!("SES {name} record has no `{field}` object"));
 
     let parts: Vec<Part> = match lookup(EVENTS, name) {
         Some(Status::Bounced) => {
             let b = record.bounce.as_ref().ok_or_else(|| missing("bounce"))?;
             let kind = lookup(BOUNCE_TYPES, &b.bounce_type).unwrap_or(BounceKind::Undetermined);
             let subtype = owned(&b.bounce_sub_type);
-            let suppressed = kind == BounceKind::Hard
-                && subtype
-                    .as_deref()
-                    .is_some_and(|s| SUPPRESSION_SUBTYPES.contains(&s));
+            let suppression =
+                subtype.as_deref().and_then(|s| lookup(SUPPRESSION_SUBTYPES, s)).filter(|_| kind == BounceKind::Hard);
             b.bounced_recipients
                 .iter()
                 .map(|r| {
@@ -432,19 +389,10 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                         diagnostic: r.diagnostic_code.clone(),
                     });
                     data.provider_event_id = owned(&b.feedback_id);
-                    if suppressed {
-                        data.reason = Some(format!(
-                            "address is on the SES {} list",
-                            subtype.as_deref().unwrap_or_default()
-                        ));
-                    }
+                    data.reason = suppression.map(str::to_owned);
                     Part {
                         recipient: r.email_address.clone(),
-                        status: Some(if suppressed {
-                            Status::Dropped
-                        } else {
-                            Status::Bounced
-                        }),
+                        status: Some(if suppression.is_some() { Status::Dropped } else { Status::Bounced }),
                         time: time(&b.timestamp),
                         discriminator: owned(&b.feedback_id).unwrap_or_default(),
                         data,
@@ -453,10 +401,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                 .collect()
         }
         Some(Status::Complained) => {
-            let c = record
-                .complaint
-                .as_ref()
-                .ok_or_else(|| missing("complaint"))?;
+            let c = record.complaint.as_ref().ok_or_else(|| missing("complaint"))?;
             let on_list = c.complaint_sub_type.as_deref() == Some("OnAccountSuppressionList");
             c.complained_recipients
                 .iter()
@@ -465,17 +410,13 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                     data.provider_event_id = owned(&c.feedback_id);
                     data.user_agent = owned(&c.user_agent);
                     data.reason = if on_list {
-                        Some("address is on the SES account-level suppression list".to_owned())
+                        lookup(SUPPRESSION_SUBTYPES, "OnAccountSuppressionList").map(str::to_owned)
                     } else {
                         owned(&c.complaint_feedback_type)
                     };
                     Part {
                         recipient: r.email_address.clone(),
-                        status: Some(if on_list {
-                            Status::Dropped
-                        } else {
-                            Status::Complained
-                        }),
+                        status: Some(if on_list { Status::Dropped } else { Status::Complained }),
                         time: time(&c.timestamp),
                         discriminator: owned(&c.feedback_id).unwrap_or_default(),
                         data,
@@ -484,10 +425,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                 .collect()
         }
         Some(Status::Delivered) => {
-            let dlv = record
-                .delivery
-                .as_ref()
-                .ok_or_else(|| missing("delivery"))?;
+            let dlv = record.delivery.as_ref().ok_or_else(|| missing("delivery"))?;
             dlv.recipients
                 .iter()
                 .map(|r| {
@@ -504,10 +442,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                 .collect()
         }
         Some(Status::Deferred) => {
-            let delay = record
-                .delivery_delay
-                .as_ref()
-                .ok_or_else(|| missing("deliveryDelay"))?;
+            let delay = record.delivery_delay.as_ref().ok_or_else(|| missing("deliveryDelay"))?;
             delay
                 .delayed_recipients
                 .iter()
@@ -515,11 +450,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                     let mut data = blank();
                     data.reason = owned(&delay.delay_type);
                     insert_text(&mut data.details, "delay_type", &owned(&delay.delay_type));
-                    insert_text(
-                        &mut data.details,
-                        "expiration_time",
-                        &owned(&delay.expiration_time),
-                    );
+                    insert_text(&mut data.details, "expiration_time", &owned(&delay.expiration_time));
                     insert_text(&mut data.details, "status", &r.status);
                     insert_text(&mut data.details, "diagnostic_code", &r.diagnostic_code);
                     Part {
@@ -558,36 +489,22 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                 e.ip_address.as_deref().unwrap_or_default(),
                 e.link.as_deref().unwrap_or_default()
             );
-            per_destination(
-                Some(status),
-                time(&e.timestamp).or(mail_time),
-                &discriminator,
-                data,
-            )
+            per_destination(Some(status), time(&e.timestamp).or(mail_time), &discriminator, data)
         }
         Some(Status::Failed) => {
             let mut data = blank();
             let failure = record.failure.as_ref();
             data.reason = failure.and_then(|f| owned(&f.error_message));
             data.retryable = Some(false);
-            insert_text(
-                &mut data.details,
-                "template_name",
-                &failure.and_then(|f| owned(&f.template_name)),
-            );
+            insert_text(&mut data.details, "template_name", &failure.and_then(|f| owned(&f.template_name)));
             per_destination(Some(Status::Failed), mail_time, "", data)
         }
         Some(Status::Unsubscribed) => {
-            let s = record
-                .subscription
-                .as_ref()
-                .ok_or_else(|| missing("subscription"))?;
+            let s = record.subscription.as_ref().ok_or_else(|| missing("subscription"))?;
             let prefs = s.new_topic_preferences.as_ref();
             let opted_out = prefs.is_some_and(|p| {
                 p.unsubscribe_all
-                    || p.topic_subscription_status
-                        .iter()
-                        .any(|t| t.subscription_status.as_deref() == Some("OptOut"))
+                    || p.topic_subscription_status.iter().any(|t| t.subscription_status.as_deref() == Some("OptOut"))
             });
             let mut data = blank();
             insert_text(&mut data.details, "contact_list", &s.contact_list);
@@ -600,17 +517,8 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
                 data.details.insert("topics".into(), Value::Array(topics));
             }
             let stamp = s.timestamp.clone().unwrap_or_default();
-            let status = if opted_out {
-                Status::Unsubscribed
-            } else {
-                Status::Resubscribed
-            };
-            per_destination(
-                Some(status),
-                Timestamp::parse_rfc3339(&stamp).or(mail_time),
-                &stamp,
-                data,
-            )
+            let status = if opted_out { Status::Unsubscribed } else { Status::Resubscribed };
+            per_destination(Some(status), Timestamp::parse_rfc3339(&stamp).or(mail_time), &stamp, data)
         }
         status => per_destination(status, mail_time, "", blank()),
     };

@@ -11,8 +11,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Notice, Provider, ProviderId, first_present, labels_from, lookup,
-    message_type, tags_from_object,
+    NormalizeContext, Normalized, Notice, Provider, ProviderId, first_present, labels_from, lookup, message_type,
+    tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -81,20 +81,11 @@ impl Provider for Sparkpost {
             ("injection", "email.sent"),
             ("delivery", "email.delivered"),
             ("delay", "email.deferred"),
-            (
-                "bounce, out_of_band (bounce_class 10, 25, 30, 90)",
-                "email.bounced (hard)",
-            ),
-            (
-                "bounce, out_of_band (bounce_class 20-24, 40, 50-54, 60, 70, 100)",
-                "email.bounced (soft)",
-            ),
+            ("bounce, out_of_band (bounce_class 10, 25, 30, 90)", "email.bounced (hard)"),
+            ("bounce, out_of_band (bounce_class 20-24, 40, 50-54, 60, 70, 100)", "email.bounced (soft)"),
             ("policy_rejection, generation_rejection", "email.dropped"),
             ("generation_failure", "email.failed"),
-            (
-                "open, initial_open, amp_open, amp_initial_open",
-                "email.opened",
-            ),
+            ("open, initial_open, amp_open, amp_initial_open", "email.opened"),
             ("click, amp_click", "email.clicked"),
             ("spam_complaint", "email.complained"),
             ("list_unsubscribe, link_unsubscribe", "email.unsubscribed"),
@@ -103,38 +94,27 @@ impl Provider for Sparkpost {
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let batch: Vec<Batch<'_>> =
-            parse_json(id, "body (a JSON array of {\"msys\": …})", webhook.body)?;
+        let batch: Vec<Batch<'_>> = parse_json(id, "body (a JSON array of {\"msys\": …})", webhook.body)?;
         let mut out = Normalized::default();
         for (index, item) in batch.into_iter().enumerate() {
             let Some((kind, raw_event)) = item.msys.into_iter().next() else {
                 out.notices.push(Notice::TestPing);
                 continue;
             };
-            let e: Record<'_> = parse_json(
-                id,
-                &format!("[{index}].msys.{kind}"),
-                raw_event.get().as_bytes(),
-            )?;
+            let e: Record<'_> = parse_json(id, &format!("[{index}].msys.{kind}"), raw_event.get().as_bytes())?;
             let name = e.kind.as_ref();
             let status = lookup(EVENTS, name);
             let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
             data.provider_event_id = e.event_id.clone();
             data.message_id = e.message_id.as_deref().map(str::to_owned);
-            data.recipient = first_present([e.rcpt_to.as_deref(), e.raw_rcpt_to.as_deref()])
-                .map(recipient::email);
+            data.recipient = first_present([e.rcpt_to.as_deref(), e.raw_rcpt_to.as_deref()]).map(recipient::email);
             tags_from_object(e.rcpt_meta.as_ref(), &mut data.tags);
             data.labels = labels_from(e.rcpt_tags.as_ref());
             data.ip = e.ip_address.as_deref().map(str::to_owned);
             data.user_agent = e.user_agent.as_deref().map(str::to_owned);
-            let reason =
-                first_present([e.reason.as_deref(), e.raw_reason.as_deref()]).map(str::to_owned);
+            let reason = first_present([e.reason.as_deref(), e.raw_reason.as_deref()]).map(str::to_owned);
             for (key, value) in [
                 ("campaign_id", &e.campaign_id),
                 ("transmission_id", &e.transmission_id),
@@ -163,20 +143,11 @@ impl Provider for Sparkpost {
                     "{name}|{}|{}|{}",
                     data.message_id.as_deref().unwrap_or_default(),
                     data.recipient.as_deref().unwrap_or_default(),
-                    e.timestamp
-                        .as_ref()
-                        .map(super::tag_value)
-                        .unwrap_or_default()
+                    e.timestamp.as_ref().map(super::tag_value).unwrap_or_default()
                 )
             });
             let raw: Arc<str> = Arc::from(raw_event.get());
-            out.events.push(ctx.event(
-                message_type(&Channel::EMAIL, status),
-                time,
-                &dedup,
-                data,
-                &raw,
-            ));
+            out.events.push(ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw));
         }
         Ok(out)
     }

@@ -46,47 +46,26 @@ impl Provider for Twilio {
         &[
             ("queued, accepted, scheduled, sending, sent", "sms.sent"),
             ("delivered", "sms.delivered"),
-            (
-                "undelivered",
-                "sms.bounced (hard for unreachable/invalid numbers, else soft; ErrorCode kept)",
-            ),
+            ("undelivered", "sms.bounced (hard for unreachable/invalid numbers, else soft; ErrorCode kept)"),
             ("failed", "sms.failed"),
             ("read", "sms.read"),
             ("canceled", "sms.dropped"),
             ("received", "sms.received"),
-            (
-                "(From or To starting whatsapp:)",
-                "the same statuses on channel whatsapp",
-            ),
+            ("(From or To starting whatsapp:)", "the same statuses on channel whatsapp"),
             ("anything else", "sms.unknown"),
         ]
     }
 
-    fn normalize(
-        &self,
-        webhook: &Webhook<'_>,
-        ctx: &NormalizeContext<'_>,
-    ) -> Result<Normalized, WebhookError> {
+    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
         if std::str::from_utf8(webhook.body).is_err() {
             return Err(WebhookError::malformed(id, "body is not UTF-8 form data"));
         }
-        let params: BTreeMap<String, String> =
-            form_urlencoded::parse(webhook.body).into_owned().collect();
-        let get = |name: &str| {
-            params
-                .get(name)
-                .map(String::as_str)
-                .filter(|v| !v.is_empty())
-        };
-        let status_name = get("MessageStatus")
-            .or_else(|| get("SmsStatus"))
-            .ok_or_else(|| {
-                WebhookError::malformed(
-                    id,
-                    "form field `MessageStatus` is missing (is this a Messaging status callback?)",
-                )
-            })?;
+        let params: BTreeMap<String, String> = form_urlencoded::parse(webhook.body).into_owned().collect();
+        let get = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        let status_name = get("MessageStatus").or_else(|| get("SmsStatus")).ok_or_else(|| {
+            WebhookError::malformed(id, "form field `MessageStatus` is missing (is this a Messaging status callback?)")
+        })?;
         let sid = get("MessageSid")
             .or_else(|| get("SmsSid"))
             .ok_or_else(|| WebhookError::malformed(id, "form field `MessageSid` is missing"))?;
@@ -94,11 +73,7 @@ impl Provider for Twilio {
             .into_iter()
             .flatten()
             .any(|v| v.len() >= 9 && v[..9].eq_ignore_ascii_case("whatsapp:"));
-        let channel = if whatsapp {
-            Channel::WHATSAPP
-        } else {
-            Channel::SMS
-        };
+        let channel = if whatsapp { Channel::WHATSAPP } else { Channel::SMS };
         let status = lookup(STATUSES, status_name);
         let error_code = get("ErrorCode");
         let mut data = EventData::new(Some(channel.clone()), id.as_str(), status_name);
@@ -112,11 +87,9 @@ impl Provider for Twilio {
                 }
             }
         }
-        for (field, key) in [
-            ("AccountSid", "account_sid"),
-            ("MessagingServiceSid", "messaging_service_sid"),
-            ("From", "from"),
-        ] {
+        for (field, key) in
+            [("AccountSid", "account_sid"), ("MessagingServiceSid", "messaging_service_sid"), ("From", "from")]
+        {
             if let Some(v) = get(field) {
                 data.details.insert(key.into(), v.into());
             }
@@ -144,12 +117,6 @@ impl Provider for Twilio {
         }
         let dedup = format!("{sid}|{status_name}|{}", error_code.unwrap_or_default());
         let raw: Arc<str> = Arc::from(serde_json::to_string(&params).unwrap_or_default());
-        Ok(Normalized::events(vec![ctx.event(
-            message_type(&channel, status),
-            None,
-            &dedup,
-            data,
-            &raw,
-        )]))
+        Ok(Normalized::events(vec![ctx.event(message_type(&channel, status), None, &dedup, data, &raw)]))
     }
 }

@@ -1,0 +1,111 @@
+//! Signing webhooks the way each provider does, for the other side of the wire: tests, and
+//! `tidings replay`, which posts sample payloads to a dev source signed with its secret.
+//! Nothing here is used to accept a request.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use ring::digest;
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use serde_json::Value;
+
+use super::{Authentication, mailgun, sign_body_hmac_hex, standard_webhooks, twilio};
+use crate::providers::ProviderId;
+use crate::timestamp::Timestamp;
+use crate::webhook::Headers;
+
+/// DER prefix of a P-256 SubjectPublicKeyInfo, before the 65-byte uncompressed point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// A new SendGrid-style key pair: (base64 PKCS#8 private key, base64 DER SPKI public key as the
+/// SendGrid dashboard shows it).
+pub fn generate_sendgrid_key_pair() -> Result<(String, String), String> {
+    let rng = SystemRandom::new();
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).map_err(|_| "key generation failed")?;
+    let pair =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).map_err(|_| "bad key")?;
+    let mut spki = P256_SPKI_PREFIX.to_vec();
+    spki.extend_from_slice(pair.public_key().as_ref());
+    Ok((BASE64.encode(pkcs8.as_ref()), BASE64.encode(spki)))
+}
+
+/// What a signer needs: the secret (for SendGrid, the base64 PKCS#8 private key) and, for
+/// Twilio, the public URL the request is posted to.
+pub struct SigningKey<'a> {
+    pub secret: &'a str,
+    pub public_url: Option<&'a str>,
+}
+
+/// Signs `body` as `provider` would at `now`: sets the provider's signature headers and returns
+/// the body to send (Mailgun carries its signature inside the body, so its body changes).
+pub fn sign(
+    provider: ProviderId,
+    body: &[u8],
+    headers: &mut Headers,
+    key: &SigningKey<'_>,
+    now: Timestamp,
+) -> Result<Vec<u8>, String> {
+    let ts = now.unix_seconds().to_string();
+    match provider.provider().authentication() {
+        Authentication::SnsSignature => {
+            Err("SNS messages are signed by AWS; a dev source takes SES samples as queue records".into())
+        }
+        Authentication::SendgridEcdsa => {
+            let pkcs8 = BASE64.decode(key.secret).map_err(|_| "SendGrid signing key is not base64 PKCS#8")?;
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8, &SystemRandom::new())
+                .map_err(|_| "SendGrid signing key is not a P-256 PKCS#8 key")?;
+            let mut signed = ts.clone().into_bytes();
+            signed.extend_from_slice(body);
+            let signature = pair.sign(&SystemRandom::new(), &signed).map_err(|_| "signing failed")?;
+            headers.set(super::sendgrid::SIGNATURE_HEADER, BASE64.encode(signature.as_ref()));
+            headers.set(super::sendgrid::TIMESTAMP_HEADER, ts);
+            Ok(body.to_vec())
+        }
+        Authentication::MailgunHmac => {
+            let mut value: Value =
+                serde_json::from_slice(body).map_err(|e| format!("Mailgun body is not JSON: {e}"))?;
+            // A fresh token per signing, as Mailgun does: derived from the body and time.
+            let mut seed = ts.clone().into_bytes();
+            seed.extend_from_slice(body);
+            let token = hex::encode(&digest::digest(&digest::SHA256, &seed).as_ref()[..25]);
+            let signature = mailgun::sign(key.secret, &ts, &token);
+            let object = value.as_object_mut().ok_or("Mailgun body is not a JSON object")?;
+            object.insert(
+                "signature".into(),
+                serde_json::json!({"timestamp": ts, "token": token, "signature": signature}),
+            );
+            serde_json::to_vec(&value).map_err(|e| e.to_string())
+        }
+        Authentication::StandardWebhooks { header_prefix } => {
+            let id_name = format!("{header_prefix}-id");
+            let id = headers.get(&id_name).map(str::to_owned).unwrap_or_else(|| {
+                format!("msg_{}", hex::encode(&digest::digest(&digest::SHA256, body).as_ref()[..12]))
+            });
+            let signing_key = standard_webhooks::secret_key(key.secret)?;
+            let signature = standard_webhooks::sign(&signing_key, &id, now.unix_seconds(), body);
+            headers.set(&id_name, id);
+            headers.set(&format!("{header_prefix}-timestamp"), ts);
+            headers.set(&format!("{header_prefix}-signature"), signature);
+            Ok(body.to_vec())
+        }
+        Authentication::TwilioHmacSha1 => {
+            let url = key.public_url.ok_or("Twilio signs the public URL: none given")?;
+            let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+            let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            headers.set(twilio::SIGNATURE_HEADER, twilio::sign(key.secret, url, &params));
+            Ok(body.to_vec())
+        }
+        Authentication::HmacSha256Hex { default_header } => {
+            headers.set(default_header, sign_body_hmac_hex(key.secret, body));
+            Ok(body.to_vec())
+        }
+        Authentication::SharedSecret => {
+            headers.set("Authorization", format!("Bearer {}", key.secret));
+            Ok(body.to_vec())
+        }
+    }
+}
