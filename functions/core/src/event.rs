@@ -54,6 +54,7 @@ pub struct CanonicalEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventData {
     /// `email`, `sms`, `whatsapp`, … ; `null` for platform events that are not about a message.
+    #[schemars(required)]
     pub channel: Option<Channel>,
     /// Provider id (`ses`, `sendgrid`, …).
     pub provider: String,
@@ -61,11 +62,14 @@ pub struct EventData {
     /// verbatim so nothing is lost when the canonical type is `unknown`.
     pub provider_event_type: String,
     /// The provider's id for this event, or `null` when the provider has none.
+    #[schemars(required)]
     pub provider_event_id: Option<String>,
     /// The provider's id for the message this event is about.
+    #[schemars(required)]
     pub message_id: Option<String>,
     /// Who the message was for: an email address (trimmed, lowercased) or a phone number in
     /// E.164 (`+15558675310`) where it can be determined.
+    #[schemars(required)]
     pub recipient: Option<String>,
     /// Key/value metadata the sender attached to the message (SES message tags, SendGrid custom
     /// args, Postmark metadata, Mailgun user-variables, …). Non-string values are kept as their

@@ -19,8 +19,8 @@ pub fn email(raw: &str) -> String {
 pub fn phone(raw: &str) -> String {
     let mut raw = raw.trim();
     for scheme in ["whatsapp:", "sms:", "tel:", "rcs:"] {
-        if raw.len() >= scheme.len() && raw[..scheme.len()].eq_ignore_ascii_case(scheme) {
-            raw = raw[scheme.len()..].trim();
+        if let Some(rest) = crate::auth::strip_prefix_ignore_case(raw, scheme) {
+            raw = rest.trim();
         }
     }
     let plus = raw.starts_with('+');
@@ -64,6 +64,8 @@ mod tests {
         assert_eq!(phone("0044 20 7946 0018"), "+442079460018");
         assert_eq!(phone("5558675310"), "5558675310");
         assert_eq!(phone("ACME"), "ACME");
+        // A multi-byte character where a scheme prefix would end must not panic.
+        assert_eq!(phone("watsapp:\u{FFFD}4155238886"), "watsapp:\u{FFFD}4155238886");
         assert_eq!(any("+15558675310"), "+15558675310");
         assert_eq!(any("A@B.C"), "a@b.c");
     }

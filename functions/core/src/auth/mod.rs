@@ -355,8 +355,11 @@ fn verify_shared_secret(provider: ProviderId, webhook: &Webhook<'_>, auth: &Sour
     }
 }
 
-fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
-    (value.len() >= prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix)).then(|| &value[prefix.len()..])
+/// `value` without `prefix`, compared ignoring ASCII case; `None` when it does not start so.
+/// Safe on any input: a prefix length that falls inside a multi-byte character is no match.
+pub(crate) fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &value[prefix.len()..])
 }
 
 /// Compares two secrets in time that depends only on their lengths: both are MACed under a

@@ -72,7 +72,7 @@ impl Provider for Twilio {
         let whatsapp = [get("From"), get("To")]
             .into_iter()
             .flatten()
-            .any(|v| v.len() >= 9 && v[..9].eq_ignore_ascii_case("whatsapp:"));
+            .any(|v| crate::auth::strip_prefix_ignore_case(v, "whatsapp:").is_some());
         let channel = if whatsapp { Channel::WHATSAPP } else { Channel::SMS };
         let status = lookup(STATUSES, status_name);
         let error_code = get("ErrorCode");
