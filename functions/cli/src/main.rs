@@ -17,7 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Verify and normalize one provider webhook body; print canonical events as NDJSON.
-    Normalize(normalize::Args),
+    Normalize(Box<normalize::Args>),
     /// List the providers, how each authenticates, and the event types each maps.
     Providers(providers::Args),
     /// Print the JSON Schema of the canonical event.
@@ -33,7 +33,7 @@ pub enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Normalize(args) => normalize::run(args),
+        Command::Normalize(args) => normalize::run(*args),
         Command::Providers(args) => providers::run(args),
         Command::Schema => {
             print!("{}", tidings_core::schema::canonical_event_schema());

@@ -169,11 +169,14 @@ pub enum NonceCheck {
     Reused,
 }
 
+/// A nonce's body fingerprint and how long to remember it.
+type SeenNonce = ([u8; 32], Timestamp);
+
 /// An in-memory nonce store (the CLI, tests, and one warm Lambda's first line of defence; the
 /// pipeline keeps nonces in its store so every instance sees them).
 #[derive(Debug, Default)]
 pub struct ReplayGuard {
-    seen: Mutex<HashMap<(ProviderId, String), ([u8; 32], Timestamp)>>,
+    seen: Mutex<HashMap<(ProviderId, String), SeenNonce>>,
 }
 
 impl ReplayGuard {
@@ -236,11 +239,11 @@ pub fn verify(
 }
 
 /// The source's secrets, or the error for a source that has none configured.
-pub(crate) fn secrets<'a>(
+pub(crate) fn secrets(
     provider: ProviderId,
     scheme: Authentication,
-    auth: &'a SourceAuth,
-) -> Result<&'a [Secret], WebhookError> {
+    auth: &SourceAuth,
+) -> Result<&[Secret], WebhookError> {
     if auth.secrets.is_empty() {
         return Err(WebhookError::unauthenticated(
             provider,

@@ -269,7 +269,8 @@ pub(crate) fn verify_webhook(
     // From a queue the allow-list is a second fence, enforced when it is set; over HTTP it is
     // the only thing that ties a valid AWS signature to this source, so it must be set.
     let listed = auth.allowed_topics.iter().any(|t| t == envelope.topic_arn.as_ref());
-    if !listed && !(trusted_transport(webhook) && auth.allowed_topics.is_empty()) {
+    let queue_without_list = trusted_transport(webhook) && auth.allowed_topics.is_empty();
+    if !(listed || queue_without_list) {
         return Err(WebhookError::forbidden(
             provider,
             format!("TopicArn {} is not on this source's topic allow-list", envelope.topic_arn),
