@@ -1,1 +1,145 @@
-fn main() {}
+//! Verify + normalize + serialize, per provider, against the floor of parsing the same bytes
+//! into a generic `serde_json::Value` (and writing it back out). Numbers and how to read them:
+//! BENCHMARKS.md. Run: `cargo bench -p tidings-core --bench normalize`.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::Value;
+use tidings_core::auth::signer::{self, SigningKey};
+use tidings_core::auth::sns::CertificateCache;
+use tidings_core::auth::{SourceAuth, VerifyContext};
+use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
+
+const TWILIO_URL: &str = "https://tidings.example.com/webhooks/twilio/src_bench";
+
+struct Case {
+    label: String,
+    provider: ProviderId,
+    body: Vec<u8>,
+    headers: Headers,
+    auth: SourceAuth,
+    transport: Transport,
+    events: u64,
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_seconds(1_764_311_400).unwrap()
+}
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(path)).unwrap()
+}
+
+/// A signed request for `provider`, as the provider would post it.
+fn case(label: &str, provider: ProviderId, body: Vec<u8>) -> Case {
+    let mut headers = Headers::new();
+    headers.insert("svix-id", "msg_bench");
+    let (secret, verify_secret) = match provider {
+        ProviderId::Sendgrid => {
+            let (private, public) = signer::generate_sendgrid_key_pair().unwrap();
+            (private, public)
+        }
+        ProviderId::Resend => ("whsec_YmVuY2gtc2VjcmV0".to_owned(), "whsec_YmVuY2gtc2VjcmV0".to_owned()),
+        _ => ("bench-secret".to_owned(), "bench-secret".to_owned()),
+    };
+    let (body, transport) = if provider == ProviderId::Ses {
+        (body, Transport::Queue)
+    } else {
+        let key = SigningKey { secret: &secret, public_url: Some(TWILIO_URL) };
+        (signer::sign(provider, &body, &mut headers, &key, now()).unwrap(), Transport::Http)
+    };
+    let mut auth = SourceAuth::with_secret(verify_secret);
+    auth.public_url = Some(TWILIO_URL.into());
+    let events = run(&Case {
+        label: String::new(),
+        provider,
+        body: body.clone(),
+        headers: headers.clone(),
+        auth: auth.clone(),
+        transport,
+        events: 0,
+    });
+    Case { label: label.to_owned(), provider, body, headers, auth, transport, events: events as u64 }
+}
+
+/// verify + normalize + serialize every event; returns the number of events.
+fn run(case: &Case) -> usize {
+    let certificates = CertificateCache::new();
+    let webhook = Webhook { body: &case.body, headers: &case.headers, query: None, transport: case.transport };
+    let provider = case.provider.provider();
+    provider.verify(&webhook, &case.auth, &VerifyContext { now: now(), certificates: &certificates }).unwrap();
+    let normalized =
+        provider.normalize(&webhook, &NormalizeContext { workspace: "ws_bench", received_at: now() }).unwrap();
+    let mut out = Vec::with_capacity(case.body.len() * 2);
+    for event in &normalized.events {
+        serde_json::to_writer(&mut out, &event.event).unwrap();
+        out.push(b'\n');
+    }
+    black_box(out);
+    normalized.events.len()
+}
+
+/// A SendGrid batch of `n` events cycling through every event type, each with its own id.
+fn sendgrid_batch(n: usize) -> Vec<u8> {
+    let sample: Vec<Value> = serde_json::from_slice(&read("sendgrid/batch-every-type.json")).unwrap();
+    let batch: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut event = sample[i % sample.len()].clone();
+            event["sg_event_id"] = Value::String(format!("bench-{i:06}-{}", event["sg_event_id"].as_str().unwrap()));
+            event["email"] = Value::String(format!("user{}@example.com", i % 97));
+            event
+        })
+        .collect();
+    serde_json::to_vec(&batch).unwrap()
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = vec![case("sendgrid 1000-event batch", ProviderId::Sendgrid, sendgrid_batch(1000))];
+    for (provider, path) in [
+        (ProviderId::Ses, "ses/bounce-permanent.json"),
+        (ProviderId::Sendgrid, "sendgrid/bounce.json"),
+        (ProviderId::Postmark, "postmark/bounce-hard.json"),
+        (ProviderId::Mailgun, "mailgun/failed-permanent.json"),
+        (ProviderId::Resend, "resend/email.bounced.json"),
+        (ProviderId::Twilio, "twilio/undelivered.form"),
+        (ProviderId::Brevo, "brevo/hard_bounce.json"),
+        (ProviderId::Sparkpost, "sparkpost/batch-every-type.json"),
+        (ProviderId::Greenarrow, "greenarrow/bounce_all-hard.json"),
+        (ProviderId::Cmcom, "cmcom/bounced-hard.json"),
+        (ProviderId::Activereach, "activereach/delivery.bounced.json"),
+        (ProviderId::Mailglyph, "mailglyph/email.bounce.json"),
+    ] {
+        cases.push(case(&format!("{provider} {path}"), provider, read(path)));
+    }
+    cases
+}
+
+fn normalize(c: &mut Criterion) {
+    for case in cases() {
+        let mut group = c.benchmark_group(&case.label);
+        group.throughput(Throughput::Elements(case.events));
+        group.bench_function("tidings verify+normalize+serialize", |b| b.iter(|| run(black_box(&case))));
+        // Twilio posts a form, not JSON: there is no JSON floor to compare with.
+        if case.provider != ProviderId::Twilio {
+            group.bench_function("floor: Value parse", |b| {
+                b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&case.body)).unwrap()))
+            });
+            group.bench_function("floor: Value parse + to_vec", |b| {
+                b.iter(|| {
+                    let value: Value = serde_json::from_slice(black_box(&case.body)).unwrap();
+                    black_box(serde_json::to_vec(&value).unwrap())
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
+    targets = normalize
+}
+criterion_main!(benches);

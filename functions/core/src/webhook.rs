@@ -188,7 +188,7 @@ impl std::error::Error for WebhookError {}
 /// input pays nothing for it.
 pub fn parse_json<'de, T: Deserialize<'de>>(
     provider: ProviderId,
-    what: &str,
+    what: &dyn fmt::Display,
     bytes: &'de [u8],
 ) -> Result<T, WebhookError> {
     match serde_json::from_slice(bytes) {
@@ -236,7 +236,7 @@ mod tests {
         struct Rec {
             timestamp: i64,
         }
-        let err = parse_json::<Vec<Rec>>(ProviderId::Sendgrid, "body", br#"[{"timestamp":1},{"timestamp":"x"}]"#)
+        let err = parse_json::<Vec<Rec>>(ProviderId::Sendgrid, &"body", br#"[{"timestamp":1},{"timestamp":"x"}]"#)
             .unwrap_err();
         assert!(err.to_string().contains("`[1].timestamp`"), "{err}");
     }

@@ -44,7 +44,7 @@ pub(crate) fn verify(
     ctx: &VerifyContext<'_>,
 ) -> Result<Verified, WebhookError> {
     let keys = secrets(provider, Authentication::MailgunHmac, auth)?;
-    let body: Body<'_> = parse_json(provider, "body", webhook.body)
+    let body: Body<'_> = parse_json(provider, &"body", webhook.body)
         .map_err(|e| WebhookError::unauthenticated(provider, format!("no usable signature object: {}", e.reason())))?;
     let sig = body.signature;
     let tolerance = auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS);

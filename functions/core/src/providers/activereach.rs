@@ -63,7 +63,7 @@ impl Provider for Activereach {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let r: Record<'_> = parse_json(id, "body", webhook.body)?;
+        let r: Record<'_> = parse_json(id, &"body", webhook.body)?;
         let name = r.kind.as_ref();
         let d = r.data.unwrap_or_default();
         let text = |key: &str| d.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);

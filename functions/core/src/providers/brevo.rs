@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup, message_type, tag_value,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup, message_type,
+    one_or_many, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -73,16 +73,11 @@ impl Provider for Brevo {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let items: Vec<&RawValue> = if webhook.body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-            parse_json(id, "body", webhook.body)?
-        } else {
-            vec![parse_json(id, "body", webhook.body)?]
-        };
+        let items = one_or_many(id, webhook.body)?;
         let mut events = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            let what = if index == 0 { "event".to_owned() } else { format!("event [{index}]") };
-            let record: Record<'_> = parse_json(id, &what, item.get().as_bytes())?;
-            events.push(to_event(&record, ctx, &Arc::from(item.get())));
+        for item in items {
+            let record: Record<'_> = parse_json(id, &item, item.raw.get().as_bytes())?;
+            events.push(to_event(&record, ctx, &Arc::from(item.raw.get())));
         }
         Ok(Normalized::events(events))
     }

@@ -64,7 +64,7 @@ impl Provider for Cmcom {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let r: Record<'_> = parse_json(id, "body", webhook.body)?;
+        let r: Record<'_> = parse_json(id, &"body", webhook.body)?;
         let name = r.kind.as_ref();
         let status = lookup(EVENTS, name.to_ascii_lowercase().as_str());
         let d = r.data.unwrap_or_default();

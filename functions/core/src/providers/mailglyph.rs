@@ -60,7 +60,7 @@ impl Provider for Mailglyph {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let body: Map<String, Value> = parse_json(id, "body (a JSON object)", webhook.body)?;
+        let body: Map<String, Value> = parse_json(id, &"body (a JSON object)", webhook.body)?;
         let get = |path: &[&str]| -> Option<&Value> {
             let mut value = body.get(path[0])?;
             for key in &path[1..] {

@@ -132,8 +132,8 @@ impl<'a> Body<'a> {
             #[serde(rename = "event-data", borrow)]
             event_data: &'a RawValue,
         }
-        let outer: Outer<'a> = parse_json(provider, "body", bytes)?;
-        let event_data = parse_json(provider, "event-data", outer.event_data.get().as_bytes())?;
+        let outer: Outer<'a> = parse_json(provider, &"body", bytes)?;
+        let event_data = parse_json(provider, &"event-data", outer.event_data.get().as_bytes())?;
         Ok(Body { raw_event: outer.event_data, event_data })
     }
 }

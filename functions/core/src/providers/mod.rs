@@ -9,11 +9,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::auth::{self, Authentication, SourceAuth, Verified, VerifyContext};
 use crate::event::{CanonicalEvent, Channel, DataContentType, EventData, EventId, EventType, SpecVersion, Status};
 use crate::timestamp::Timestamp;
-use crate::webhook::{Webhook, WebhookError};
+use crate::webhook::{Webhook, WebhookError, parse_json};
 
 pub mod activereach;
 pub mod brevo;
@@ -244,6 +245,32 @@ pub fn process(
     let p = provider.provider();
     p.verify(webhook, auth, verify)?;
     p.normalize(webhook, ctx)
+}
+
+/// A body that is one JSON object, or an array of them when the provider batches.
+pub(crate) fn one_or_many(provider: ProviderId, body: &[u8]) -> Result<Vec<BodyItem<'_>>, WebhookError> {
+    let is_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if is_array {
+        let items: Vec<&RawValue> = parse_json(provider, &"body", body)?;
+        Ok(items.into_iter().enumerate().map(|(index, raw)| BodyItem { raw, index: Some(index) }).collect())
+    } else {
+        Ok(vec![BodyItem { raw: parse_json(provider, &"body", body)?, index: None }])
+    }
+}
+
+/// One record of a body, and where it stood (for error messages, formatted only on error).
+pub(crate) struct BodyItem<'a> {
+    pub raw: &'a RawValue,
+    pub index: Option<usize>,
+}
+
+impl fmt::Display for BodyItem<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(index) => write!(f, "body [{index}]"),
+            None => f.write_str("body"),
+        }
+    }
 }
 
 /// Looks `name` up in a mapping table.

@@ -94,7 +94,7 @@ impl Provider for Postmark {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let r: Record<'_> = parse_json(id, "body", webhook.body)?;
+        let r: Record<'_> = parse_json(id, &"body", webhook.body)?;
         let name = r.record_type.as_ref();
         let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
         data.message_id = r.message_id.as_deref().map(str::to_owned);

@@ -63,7 +63,7 @@ impl Provider for Resend {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let envelope: Envelope<'_> = parse_json(id, "body", webhook.body)?;
+        let envelope: Envelope<'_> = parse_json(id, &"body", webhook.body)?;
         let name = envelope.kind.as_ref();
         let d = &envelope.data;
         let mut status = lookup(EVENTS, name);

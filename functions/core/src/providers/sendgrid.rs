@@ -120,19 +120,19 @@ impl Provider for Sendgrid {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let items: Vec<&RawValue> = parse_json(id, "body (a JSON array of events)", webhook.body)?;
+        let items: Vec<&RawValue> = parse_json(id, &"body (a JSON array of events)", webhook.body)?;
         let mut events = Vec::with_capacity(items.len());
         for (index, item) in items.into_iter().enumerate() {
-            let record: Record<'_> = parse_json(id, &format!("event [{index}]"), item.get().as_bytes())?;
+            let record: Record<'_> = parse_json(id, &format_args!("event [{index}]"), item.get().as_bytes())?;
             let raw: Arc<str> = Arc::from(item.get());
-            events.push(to_event(&record, index, ctx, &raw)?);
+            events.push(to_event(record, index, ctx, &raw)?);
         }
         Ok(Normalized::events(events))
     }
 }
 
 fn to_event(
-    record: &Record<'_>,
+    mut record: Record<'_>,
     index: usize,
     ctx: &NormalizeContext<'_>,
     raw: &Arc<str>,
@@ -152,7 +152,7 @@ fn to_event(
         .map(|m| message_id(m.as_str()).to_owned())
         .or_else(|| record.smtp_id.as_ref().map(|s| s.as_str().trim_matches(|c| c == '<' || c == '>').to_owned()));
     data.recipient = record.email.as_ref().map(|e| recipient::email(e.as_str()));
-    data.tags = record.tags.clone();
+    data.tags = std::mem::take(&mut record.tags);
     data.labels = labels_from(record.category.as_ref());
     data.ip = record.ip.as_ref().map(|t| t.as_str().to_owned());
     data.user_agent = record.useragent.as_ref().map(|t| t.as_str().to_owned());

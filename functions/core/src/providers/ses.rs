@@ -82,7 +82,7 @@ impl Provider for Ses {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let shape: Shape<'_> = parse_json(id, "body", webhook.body)?;
+        let shape: Shape<'_> = parse_json(id, &"body", webhook.body)?;
         if shape.kind.is_some() {
             return from_sns(webhook.body, ctx);
         }
@@ -119,7 +119,7 @@ struct Shape<'a> {
 
 fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
     let id = ProviderId::Ses;
-    let envelope: SnsEnvelope<'_> = parse_json(id, "SNS message", body)?;
+    let envelope: SnsEnvelope<'_> = parse_json(id, &"SNS message", body)?;
     match envelope.kind.as_ref() {
         "SubscriptionConfirmation" => {
             let subscribe_url = envelope
@@ -342,7 +342,7 @@ fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
 
 fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
     let id = ProviderId::Ses;
-    let record: Record<'_> = parse_json(id, "SES record", text.as_bytes())?;
+    let record: Record<'_> = parse_json(id, &"SES record", text.as_bytes())?;
     let raw: Arc<str> = Arc::from(text);
     let name = record.event_type.as_ref();
     let mail_time = time(&record.mail.timestamp);

@@ -96,14 +96,14 @@ impl Provider for Sparkpost {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let batch: Vec<Batch<'_>> = parse_json(id, "body (a JSON array of {\"msys\": …})", webhook.body)?;
+        let batch: Vec<Batch<'_>> = parse_json(id, &"body (a JSON array of {\"msys\": …})", webhook.body)?;
         let mut out = Normalized::default();
         for (index, item) in batch.into_iter().enumerate() {
             let Some((kind, raw_event)) = item.msys.into_iter().next() else {
                 out.notices.push(Notice::TestPing);
                 continue;
             };
-            let e: Record<'_> = parse_json(id, &format!("[{index}].msys.{kind}"), raw_event.get().as_bytes())?;
+            let e: Record<'_> = parse_json(id, &format_args!("[{index}].msys.{kind}"), raw_event.get().as_bytes())?;
             let name = e.kind.as_ref();
             let status = lookup(EVENTS, name);
             let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
