@@ -11,15 +11,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, labels_from, lookup, message_type,
-    one_or_many, tag_value,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, each_record, labels_from, lookup,
+    message_type, one_or_many, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
 use crate::serde_util::{opt_string_or_number, parse_time};
 use crate::timestamp::Timestamp;
-use crate::webhook::{Webhook, WebhookError, parse_json};
+use crate::webhook::{Webhook, WebhookError};
 
 pub struct Brevo;
 
@@ -73,13 +73,7 @@ impl Provider for Brevo {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
-        let items = one_or_many(id, webhook.body)?;
-        let mut events = Vec::with_capacity(items.len());
-        for item in items {
-            let record: Record<'_> = parse_json(id, &item, item.raw.get().as_bytes())?;
-            events.push(to_event(&record, ctx, &Arc::from(item.raw.get())));
-        }
-        Ok(Normalized::events(events))
+        each_record(id, one_or_many(id, webhook.body)?, |record: Record<'_>, _, raw| Ok(to_event(&record, ctx, raw)))
     }
 }
 

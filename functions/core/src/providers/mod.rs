@@ -258,6 +258,21 @@ pub(crate) fn one_or_many(provider: ProviderId, body: &[u8]) -> Result<Vec<BodyI
     }
 }
 
+/// Reads each item as a provider record `R` and turns it into one event with `to_event`, which
+/// also gets the item's raw text (kept beside the event) and its position (for messages).
+pub(crate) fn each_record<'a, R: serde::Deserialize<'a>>(
+    provider: ProviderId,
+    items: Vec<BodyItem<'a>>,
+    mut to_event: impl FnMut(R, &BodyItem<'a>, &Arc<str>) -> Result<NormalizedEvent, WebhookError>,
+) -> Result<Normalized, WebhookError> {
+    let mut events = Vec::with_capacity(items.len());
+    for item in &items {
+        let record: R = parse_json(provider, item, item.raw.get().as_bytes())?;
+        events.push(to_event(record, item, &Arc::from(item.raw.get()))?);
+    }
+    Ok(Normalized::events(events))
+}
+
 /// One record of a body, and where it stood (for error messages, formatted only on error).
 pub(crate) struct BodyItem<'a> {
     pub raw: &'a RawValue,

@@ -12,7 +12,10 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type, tag_value};
+use super::{
+    BodyItem, NormalizeContext, Normalized, Provider, ProviderId, each_record, labels_from, lookup, message_type,
+    tag_value,
+};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -120,20 +123,16 @@ impl Provider for Sendgrid {
 
     fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
         let id = self.id();
+        // SendGrid always posts an array, even for one event.
         let items: Vec<&RawValue> = parse_json(id, &"body (a JSON array of events)", webhook.body)?;
-        let mut events = Vec::with_capacity(items.len());
-        for (index, item) in items.into_iter().enumerate() {
-            let record: Record<'_> = parse_json(id, &format_args!("event [{index}]"), item.get().as_bytes())?;
-            let raw: Arc<str> = Arc::from(item.get());
-            events.push(to_event(record, index, ctx, &raw)?);
-        }
-        Ok(Normalized::events(events))
+        let items = items.into_iter().enumerate().map(|(index, raw)| BodyItem { raw, index: Some(index) }).collect();
+        each_record(id, items, |record: Record<'_>, item, raw| to_event(record, item, ctx, raw))
     }
 }
 
 fn to_event(
     mut record: Record<'_>,
-    index: usize,
+    item: &BodyItem<'_>,
     ctx: &NormalizeContext<'_>,
     raw: &Arc<str>,
 ) -> Result<super::NormalizedEvent, WebhookError> {
@@ -142,7 +141,7 @@ fn to_event(
         .event
         .as_ref()
         .map(Text::as_str)
-        .ok_or_else(|| WebhookError::malformed(id, format!("event [{index}] has no `event` field")))?;
+        .ok_or_else(|| WebhookError::malformed(id, format!("{item} has no `event` field")))?;
     let status = lookup(EVENTS, name);
     let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
     data.provider_event_id = record.sg_event_id.as_ref().map(|t| t.as_str().to_owned());
