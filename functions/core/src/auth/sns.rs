@@ -38,8 +38,8 @@ pub struct SnsEnvelope<'a> {
     pub message: Cow<'a, str>,
     #[serde(rename = "Subject", default, borrow)]
     pub subject: Option<Cow<'a, str>>,
-    #[serde(rename = "Timestamp", borrow)]
-    pub timestamp: Cow<'a, str>,
+    #[serde(rename = "Timestamp", default, borrow)]
+    pub timestamp: Option<Cow<'a, str>>,
     #[serde(rename = "SignatureVersion", default, borrow)]
     pub signature_version: Option<Cow<'a, str>>,
     #[serde(rename = "Signature", default, borrow)]
@@ -62,6 +62,7 @@ impl SnsEnvelope<'_> {
             out.push_str(value);
             out.push('\n');
         };
+        let timestamp = self.timestamp.as_deref().ok_or("Timestamp is missing")?;
         match self.kind.as_ref() {
             "Notification" => {
                 field("Message", &self.message);
@@ -69,7 +70,7 @@ impl SnsEnvelope<'_> {
                 if let Some(subject) = &self.subject {
                     field("Subject", subject);
                 }
-                field("Timestamp", &self.timestamp);
+                field("Timestamp", timestamp);
                 field("TopicArn", &self.topic_arn);
                 field("Type", &self.kind);
             }
@@ -79,7 +80,7 @@ impl SnsEnvelope<'_> {
                 field("Message", &self.message);
                 field("MessageId", &self.message_id);
                 field("SubscribeURL", subscribe_url);
-                field("Timestamp", &self.timestamp);
+                field("Timestamp", timestamp);
                 field("Token", token);
                 field("TopicArn", &self.topic_arn);
                 field("Type", &self.kind);

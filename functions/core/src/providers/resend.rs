@@ -83,8 +83,10 @@ impl Provider for Resend {
                     base.reason = Some(message.to_owned()).filter(|m| !m.is_empty());
                 } else {
                     let kind = b.and_then(|b| b.kind.as_deref()).and_then(|k| lookup(BOUNCE_TYPES, k));
+                    // Resend documents email.bounced as a permanent rejection; older payloads carry
+                    // no `bounce.type` at all.
                     base.bounce = Some(Bounce {
-                        kind: kind.unwrap_or(BounceKind::Undetermined),
+                        kind: kind.unwrap_or(BounceKind::Hard),
                         code: None,
                         subtype: b.and_then(|b| b.sub_type.as_deref()).map(str::to_owned),
                         diagnostic: Some(message.to_owned()).filter(|m| !m.is_empty()),

@@ -36,6 +36,7 @@ const EVENTS: &[(&str, Status)] = &[
     ("Click", Status::Clicked),
     ("Rendering Failure", Status::Failed),
     ("Subscription", Status::Unsubscribed),
+    ("Received", Status::Received),
 ];
 
 const BOUNCE_TYPES: &[(&str, BounceKind)] =
@@ -74,6 +75,7 @@ impl Provider for Ses {
             ("Click", "email.clicked"),
             ("Rendering Failure", "email.failed"),
             ("Subscription", "email.unsubscribed or email.resubscribed by newTopicPreferences"),
+            ("Received (inbound receipt notification)", "email.received (one per receipt.recipients)"),
             ("SNS SubscriptionConfirmation", "no event; confirmed for allow-listed topics"),
             ("SNS UnsubscribeConfirmation / topic validation message", "no event"),
             ("anything else", "email.unknown"),
@@ -148,7 +150,7 @@ fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Webho
             // authentic but not ours to read: a warning, not an error, so SNS stops retrying.
             match serde_json::from_str::<Shape<'_>>(&envelope.message) {
                 Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
-                    from_record(&envelope.message, ctx)
+                    from_record(&envelope.message, ctx).or_else(|_| not_ses())
                 }
                 _ => not_ses(),
             }
@@ -182,6 +184,16 @@ struct Record<'a> {
     failure: Option<FailureRecord<'a>>,
     #[serde(default)]
     subscription: Option<SubscriptionRecord>,
+    #[serde(default)]
+    receipt: Option<ReceiptRecord>,
+}
+
+#[derive(Deserialize)]
+struct ReceiptRecord {
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    timestamp: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -519,6 +531,25 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
             let stamp = s.timestamp.clone().unwrap_or_default();
             let status = if opted_out { Status::Unsubscribed } else { Status::Resubscribed };
             per_destination(Some(status), Timestamp::parse_rfc3339(&stamp).or(mail_time), &stamp, data)
+        }
+        Some(Status::Received) => {
+            // Inbound mail: the receipt names the recipients on our side of the exchange.
+            let receipt = record.receipt.as_ref();
+            let when = receipt.and_then(|r| r.timestamp.as_deref()).and_then(Timestamp::parse_rfc3339).or(mail_time);
+            match receipt.filter(|r| !r.recipients.is_empty()) {
+                Some(r) => r
+                    .recipients
+                    .iter()
+                    .map(|to| Part {
+                        recipient: to.clone(),
+                        status: Some(Status::Received),
+                        time: when,
+                        discriminator: String::new(),
+                        data: blank(),
+                    })
+                    .collect(),
+                None => per_destination(Some(Status::Received), when, "", blank()),
+            }
         }
         status => per_destination(status, mail_time, "", blank()),
     };
