@@ -72,11 +72,11 @@ impl Provider for Activereach {
             PLATFORM_PREFIXES.iter().any(|p| name.starts_with(p)).then(|| EventType::platform(name)).flatten();
         let status = lookup(EVENTS, name);
         let mut data = EventData::new(if platform.is_some() { None } else { Some(channel.clone()) }, id.as_str(), name);
-        data.provider_event_id = Some(r.id.to_string());
+        data.provider_event_id = Some(r.id.clone());
         data.message_id = text("message_id");
         data.recipient = ["recipient", "email", "phone", "to"].iter().find_map(|k| text(k)).map(|r| recipient::any(&r));
         if let Some(workspace) = &r.workspace_id {
-            data.details.insert("activereach_workspace_id".into(), Value::String(workspace.to_string()));
+            data.details.insert("activereach_workspace_id".into(), Value::String(workspace.clone()));
         }
         if platform.is_some() {
             data.details.extend(d.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -111,14 +111,14 @@ impl Provider for Activereach {
 
 #[derive(Deserialize)]
 struct Record<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
+    #[serde(deserialize_with = "crate::serde_util::string_or_number")]
+    id: String,
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
     timestamp: Option<Value>,
-    #[serde(default, borrow)]
-    workspace_id: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "crate::serde_util::opt_string_or_number")]
+    workspace_id: Option<String>,
     #[serde(default)]
     data: Option<Map<String, Value>>,
 }

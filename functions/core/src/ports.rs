@@ -1,0 +1,161 @@
+//! What the pipeline needs from the world, as traits. `functions/aws` implements them on
+//! DynamoDB, SQS and HTTPS; `functions/local` on SQLite. One conformance suite runs against both.
+
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{NonceCheck, ReplayClaim};
+use crate::event::{CanonicalEvent, EventId};
+use crate::source::Source;
+use crate::state::MessageState;
+use crate::suppression::Suppression;
+use crate::timestamp::Timestamp;
+
+/// What the events queue carries: one canonical event, the provider record it came from, and
+/// the source it arrived on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    pub event: CanonicalEvent,
+    pub raw: String,
+    pub source: String,
+}
+
+/// A failure of a backing service, classified for the caller: retryable failures (throttling,
+/// timeouts, 5xx) go back to the queue; permanent ones go to the dead-letter queue with the
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl StoreError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        StoreError { retryable: true, message: message.into() }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StoreError { retryable: false, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.retryable { "retryable" } else { "permanent" };
+        write!(f, "{} ({kind})", self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// The result of recording an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time: stored, message state and suppressions updated.
+    Stored,
+    /// Already stored: nothing changed. `fanned_out` says whether the stage after storing
+    /// finished for it, so a redelivery can finish it.
+    Duplicate { fanned_out: bool },
+}
+
+/// A query over a workspace's stored events. Results come newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub workspace: String,
+    pub message_id: Option<String>,
+    pub recipient: Option<String>,
+    /// A type pattern (`email.*`); matched after the key condition.
+    pub type_pattern: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub limit: usize,
+    /// Opaque continuation from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of events, and where the next begins.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<CanonicalEvent>,
+    pub next: Option<String>,
+}
+
+/// An API key, kept as the SHA-256 of its secret; scoped to one workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: String,
+    pub workspace: String,
+    /// Hex SHA-256 of the key.
+    pub hash: String,
+    pub created_at: Timestamp,
+}
+
+/// Durable state: sources, events, message states, suppressions, nonces, API keys.
+pub trait Store: Send + Sync {
+    fn put_source(&self, source: &Source) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn source(&self, id: &str) -> impl Future<Output = Result<Option<Source>, StoreError>> + Send;
+    fn sources(&self, workspace: &str) -> impl Future<Output = Result<Vec<Source>, StoreError>> + Send;
+    /// Removes a source of `workspace`; `false` when there was none.
+    fn delete_source(&self, workspace: &str, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Remembers a single-use nonce until its expiry; says whether it was seen.
+    fn claim_nonce(&self, claim: &ReplayClaim) -> impl Future<Output = Result<NonceCheck, StoreError>> + Send;
+
+    /// Stores the event once, in one atomic step with its message state and suppression change.
+    /// `expires_at` is when retention ends (the store deletes the event after).
+    fn record(&self, event: &QueuedEvent, expires_at: Timestamp) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// Marks the stage after storing as done for `event`.
+    fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+    /// The provider record an event came from.
+    fn raw(&self, workspace: &str, event: &EventId) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    fn message_states(&self, workspace: &str, message_id: &str) -> impl Future<Output = Result<Vec<MessageState>, StoreError>> + Send;
+    /// Active suppressions of a workspace.
+    fn suppressions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Suppression>, StoreError>> + Send;
+    /// Lifts a suppression by hand; `false` when the address was not suppressed.
+    fn remove_suppression(&self, workspace: &str, recipient: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    fn put_api_key(&self, key: &ApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn api_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
+}
+
+/// The queues of the pipeline. Each has a dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QueueName {
+    Events,
+    Deliveries,
+    Redrive,
+}
+
+impl QueueName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Events => "events",
+            QueueName::Deliveries => "deliveries",
+            QueueName::Redrive => "redrive",
+        }
+    }
+}
+
+/// A message to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Unique within one batch.
+    pub id: String,
+    pub body: String,
+    pub delay_seconds: u32,
+}
+
+/// Sending to the pipeline's queues.
+pub trait Queue: Send + Sync {
+    /// Enqueues every message or fails: entries a batch call refuses are retried, and an error
+    /// means some message may not be on the queue (the caller answers 503 so it is sent again).
+    fn send(&self, queue: QueueName, messages: &[Outgoing]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// HTTPS GETs verification needs: SNS signing certificates, and confirming SNS subscriptions.
+pub trait Fetcher: Send + Sync {
+    fn get(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
