@@ -4,13 +4,21 @@
 //! - [`providers`]: one module per provider, each reading its dialect into canonical events.
 //! - [`auth`]: every authenticity scheme the providers use.
 //! - [`webhook`]: the inbound request and the one-line errors it is refused with.
+//! - [`pipeline`]: ingest and processing, written against the [`ports`] the adapters implement;
+//!   [`state`] (the message state lattice) and [`suppression`] are the rules they apply.
 
 pub mod auth;
 pub mod event;
+pub mod pattern;
+pub mod pipeline;
+pub mod ports;
 pub mod providers;
 pub mod recipient;
 pub mod schema;
 pub(crate) mod serde_util;
+pub mod source;
+pub mod state;
+pub mod suppression;
 pub mod timestamp;
 pub mod webhook;
 

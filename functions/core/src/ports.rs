@@ -104,18 +104,34 @@ pub trait Store: Send + Sync {
 
     /// Stores the event once, in one atomic step with its message state and suppression change.
     /// `expires_at` is when retention ends (the store deletes the event after).
-    fn record(&self, event: &QueuedEvent, expires_at: Timestamp) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    fn record(
+        &self,
+        event: &QueuedEvent,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// Marks the stage after storing as done for `event`.
-    fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn mark_fanned_out(
+        &self,
+        workspace: &str,
+        event: &CanonicalEvent,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
     /// The provider record an event came from.
     fn raw(&self, workspace: &str, event: &EventId) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
-    fn message_states(&self, workspace: &str, message_id: &str) -> impl Future<Output = Result<Vec<MessageState>, StoreError>> + Send;
+    fn message_states(
+        &self,
+        workspace: &str,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Vec<MessageState>, StoreError>> + Send;
     /// Active suppressions of a workspace.
     fn suppressions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Suppression>, StoreError>> + Send;
     /// Lifts a suppression by hand; `false` when the address was not suppressed.
-    fn remove_suppression(&self, workspace: &str, recipient: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    fn remove_suppression(
+        &self,
+        workspace: &str,
+        recipient: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     fn put_api_key(&self, key: &ApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn api_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;

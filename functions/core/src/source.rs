@@ -95,5 +95,9 @@ pub fn new_secret(standard_webhooks: bool) -> String {
     let mut bytes = [0u8; 32];
     let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
     let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-    if standard_webhooks { format!("whsec_{encoded}") } else { base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes) }
+    if standard_webhooks {
+        format!("whsec_{encoded}")
+    } else {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
 }

@@ -140,7 +140,8 @@ impl MessageState {
             _ => {}
         }
         if terminal(event) {
-            let candidate = Failure { status: event.event_type.status().unwrap_or(Status::Failed), at, event_id: event.id.clone() };
+            let candidate =
+                Failure { status: event.event_type.status().unwrap_or(Status::Failed), at, event_id: event.id.clone() };
             let earlier = match &self.failure {
                 None => true,
                 Some(current) => (candidate.at, &candidate.event_id) < (current.at, &current.event_id),

@@ -59,38 +59,46 @@ pub fn change_for(event: &CanonicalEvent) -> Option<Change> {
 }
 
 /// The entry after `event`'s change, given the current one. `None`: leave the entry as it is.
+///
+/// Bounces, complaints and provider suppressions always suppress, whatever order events arrive
+/// in. Unsubscribes and resubscribes are ordered by event time: a resubscribe leaves a tombstone
+/// (an inactive entry) so that an older unsubscribe arriving late does not suppress again.
 pub fn apply(current: Option<&Suppression>, event: &CanonicalEvent, change: &Change) -> Option<Suppression> {
     let recipient = event.data.recipient.clone()?;
-    if let Some(entry) = current {
-        if entry.as_of > event.time {
-            return None;
+    // Ordered by event time, ties broken by event id, so the outcome never depends on arrival.
+    let newer = current.is_none_or(|entry| (event.time, Some(&event.id)) > (entry.as_of, entry.event_id.as_ref()));
+    let entry = |reason: Reason, active: bool| Suppression {
+        workspace: event.workspaceid.clone(),
+        recipient: recipient.clone(),
+        reason,
+        active,
+        as_of: event.time,
+        event_id: Some(event.id.clone()),
+        provider: Some(event.data.provider.clone()),
+    };
+    match (change, current) {
+        // Already suppressed: a newer unsubscribe only moves the entry's time forward (so an
+        // older resubscribe cannot lift it); over any other reason it adds nothing.
+        (Change::Add(Reason::Unsubscribe), Some(current)) if current.active => {
+            (current.reason == Reason::Unsubscribe && newer).then(|| entry(Reason::Unsubscribe, true))
         }
-    }
-    match change {
-        Change::Add(reason) => {
-            // An active bounce or complaint entry is not downgraded to an unsubscribe.
-            let reason = match current {
-                Some(entry) if entry.active && *reason == Reason::Unsubscribe => entry.reason,
-                _ => *reason,
-            };
-            Some(Suppression {
-                workspace: event.workspaceid.clone(),
-                recipient,
-                reason,
-                active: true,
-                as_of: event.time,
-                event_id: Some(event.id.clone()),
-                provider: Some(event.data.provider.clone()),
-            })
+        (Change::Add(Reason::Unsubscribe), _) if !newer => None,
+        (Change::Add(Reason::Unsubscribe), _) => Some(entry(Reason::Unsubscribe, true)),
+        // Among bounces, complaints and provider suppressions the earliest (by event time, then
+        // id) names the reason, whatever order they arrive in. Any of them replaces an
+        // unsubscribe, so that a resubscribe can no longer lift the entry.
+        (Change::Add(_), Some(current))
+            if current.active
+                && current.reason != Reason::Unsubscribe
+                && (current.as_of, current.event_id.as_ref()) <= (event.time, Some(&event.id)) =>
+        {
+            None
         }
-        Change::Resubscribe => match current {
-            Some(entry) if entry.active && entry.reason == Reason::Unsubscribe => Some(Suppression {
-                active: false,
-                as_of: event.time,
-                event_id: Some(event.id.clone()),
-                ..entry.clone()
-            }),
-            _ => None,
-        },
+        (Change::Add(reason), _) => Some(entry(*reason, true)),
+        (Change::Resubscribe, None) => Some(entry(Reason::Unsubscribe, false)),
+        (Change::Resubscribe, Some(current)) if newer && (!current.active || current.reason == Reason::Unsubscribe) => {
+            Some(entry(current.reason, false))
+        }
+        (Change::Resubscribe, Some(_)) => None,
     }
 }

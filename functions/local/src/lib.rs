@@ -1,3 +1,641 @@
-//! tidings local: embedded adapters for tidings dev: SQLite store and SQLite queues with SQS semantics (issue 3).
+//! tidings on one machine: the pipeline's store and queues in one SQLite file.
 //!
-//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).
+//! [`Sqlite`] implements both [`Store`] and [`Queue`] (and [`Sqlite::receive`] and friends, what
+//! the SQS event source does for a Lambda). Each operation is one SQLite transaction, in WAL
+//! mode, so a crash at any point leaves either all of an operation or none of it, and a restart
+//! resumes where the file says.
+//!
+//! Calls run on the caller's thread under a mutex: operations take microseconds, and a dev
+//! server does not need more. The queues follow SQS: a received message is invisible for its
+//! visibility timeout, reappears unless deleted, and moves to its dead-letter queue when it has
+//! been received more than `max_receives` times.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::event::{CanonicalEvent, EventId};
+use tidings_core::pattern::TypePattern;
+use tidings_core::ports::{
+    ApiKey, EventPage, EventQuery, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError,
+};
+use tidings_core::source::Source;
+use tidings_core::state::{self, MessageState};
+use tidings_core::suppression::{self, Suppression};
+use tidings_core::timestamp::Timestamp;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS sources (
+    id TEXT PRIMARY KEY,
+    workspace TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sources_by_workspace ON sources (workspace);
+CREATE TABLE IF NOT EXISTS nonces (
+    provider TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    fingerprint BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (provider, nonce)
+);
+CREATE TABLE IF NOT EXISTS events (
+    workspace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    message_id TEXT,
+    recipient TEXT,
+    type TEXT NOT NULL,
+    time_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    source TEXT NOT NULL,
+    fanned_out INTEGER NOT NULL DEFAULT 0,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (workspace, id)
+);
+CREATE INDEX IF NOT EXISTS events_by_message ON events (workspace, message_id, time_ms);
+CREATE INDEX IF NOT EXISTS events_by_recipient ON events (workspace, recipient, time_ms);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (workspace, time_ms);
+CREATE TABLE IF NOT EXISTS message_states (
+    workspace TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, message_id, recipient)
+);
+CREATE TABLE IF NOT EXISTS suppressions (
+    workspace TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, recipient)
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    hash TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_messages_by_visibility ON queue_messages (queue, visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    body TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    receive_count INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL
+);
+"#;
+
+/// A message handed out by [`Sqlite::receive`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// Deletes or extends this receipt only: a message received again gets a new one.
+    pub receipt: String,
+    pub body: String,
+    pub receive_count: u32,
+}
+
+/// A dead-lettered message and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub queue: String,
+    pub body: String,
+    pub reason: String,
+    pub receive_count: u32,
+}
+
+/// The store and queues in one SQLite database.
+pub struct Sqlite {
+    connection: Mutex<Connection>,
+    max_receives: u32,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn db_error(error: rusqlite::Error) -> StoreError {
+    // A busy or locked database clears up; anything else (corruption, a full disk) will not
+    // by retrying the same message.
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::retryable(format!("sqlite: {error}"))
+        }
+        _ => StoreError::permanent(format!("sqlite: {error}")),
+    }
+}
+
+fn json_error(error: serde_json::Error) -> StoreError {
+    StoreError::permanent(format!("stored JSON unreadable: {error}"))
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Sqlite, StoreError> {
+        Sqlite::init(Connection::open(path).map_err(db_error)?)
+    }
+
+    /// A private in-memory database (tests).
+    pub fn in_memory() -> Result<Sqlite, StoreError> {
+        Sqlite::init(Connection::open_in_memory().map_err(db_error)?)
+    }
+
+    fn init(connection: Connection) -> Result<Sqlite, StoreError> {
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(db_error)?;
+        connection.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Sqlite { connection: Mutex::new(connection), max_receives: 5 })
+    }
+
+    /// Receives after which a message moves to its dead-letter queue (SQS `maxReceiveCount`).
+    pub fn with_max_receives(mut self, max_receives: u32) -> Self {
+        self.max_receives = max_receives.max(1);
+        self
+    }
+
+    fn db(&self) -> MutexGuard<'_, Connection> {
+        match self.connection.lock() {
+            Ok(guard) => guard,
+            // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+            // back on drop), so the connection is still good.
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Up to `max` visible messages of `queue`, each hidden for `visibility_seconds`. Messages
+    /// received more than `max_receives` times go to the dead-letter queue instead.
+    pub fn receive(&self, queue: QueueName, max: usize, visibility_seconds: u32) -> Result<Vec<Received>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let now = now_ms();
+        let rows: Vec<(i64, String, u32)> = {
+            let mut select = tx
+                .prepare_cached("SELECT id, body, receive_count FROM queue_messages WHERE queue = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3")
+                .map_err(db_error)?;
+            select
+                .query_map(params![queue.as_str(), now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db_error)?
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, body, count) in rows {
+            let count = count + 1;
+            if count > self.max_receives {
+                tx.execute(
+                    "INSERT INTO dead_letters (queue, body, reason, receive_count, failed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![queue.as_str(), body, format!("received {} times without being processed", count - 1), count - 1, now],
+                )
+                .map_err(db_error)?;
+                tx.execute("DELETE FROM queue_messages WHERE id = ?1", params![id]).map_err(db_error)?;
+                continue;
+            }
+            let receipt = format!("{id}:{count}");
+            tx.execute(
+                "UPDATE queue_messages SET receive_count = ?2, visible_at = ?3, receipt = ?4 WHERE id = ?1",
+                params![id, count, now + i64::from(visibility_seconds) * 1000, receipt],
+            )
+            .map_err(db_error)?;
+            out.push(Received { receipt, body, receive_count: count });
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(out)
+    }
+
+    /// Deletes a received message; `false` when the receipt is stale (it was received again).
+    pub fn delete(&self, queue: QueueName, receipt: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
+            .execute("DELETE FROM queue_messages WHERE queue = ?1 AND receipt = ?2", params![queue.as_str(), receipt])
+            .map_err(db_error)?;
+        Ok(changed > 0)
+    }
+
+    /// Hides a received message for `seconds` from now (SQS ChangeMessageVisibility).
+    pub fn change_visibility(&self, queue: QueueName, receipt: &str, seconds: u32) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE queue_messages SET visible_at = ?3 WHERE queue = ?1 AND receipt = ?2",
+                params![queue.as_str(), receipt, now_ms() + i64::from(seconds) * 1000],
+            )
+            .map_err(db_error)?;
+        Ok(changed > 0)
+    }
+
+    /// Puts a message on `queue`'s dead-letter queue with the reason it could not be processed.
+    pub fn dead_letter(
+        &self,
+        queue: QueueName,
+        body: &str,
+        reason: &str,
+        receive_count: u32,
+    ) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO dead_letters (queue, body, reason, receive_count, failed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![queue.as_str(), body, reason, receive_count, now_ms()],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub fn dead_letters(&self, queue: QueueName) -> Result<Vec<DeadLetter>, StoreError> {
+        let db = self.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT id, queue, body, reason, receive_count FROM dead_letters WHERE queue = ?1 ORDER BY id",
+            )
+            .map_err(db_error)?;
+        select
+            .query_map(params![queue.as_str()], |r| {
+                Ok(DeadLetter {
+                    id: r.get(0)?,
+                    queue: r.get(1)?,
+                    body: r.get(2)?,
+                    reason: r.get(3)?,
+                    receive_count: r.get(4)?,
+                })
+            })
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)
+    }
+
+    /// Moves every dead letter of `queue` back onto it; returns how many moved.
+    pub fn redrive(&self, queue: QueueName) -> Result<usize, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let moved = tx
+            .execute(
+                "INSERT INTO queue_messages (queue, body, visible_at) SELECT queue, body, ?2 FROM dead_letters WHERE queue = ?1 ORDER BY id",
+                params![queue.as_str(), now_ms()],
+            )
+            .map_err(db_error)?;
+        tx.execute("DELETE FROM dead_letters WHERE queue = ?1", params![queue.as_str()]).map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(moved)
+    }
+
+    /// Messages on `queue`, visible or in flight.
+    pub fn depth(&self, queue: QueueName) -> Result<usize, StoreError> {
+        let count: i64 = self
+            .db()
+            .query_row("SELECT COUNT(*) FROM queue_messages WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))
+            .map_err(db_error)?;
+        Ok(count as usize)
+    }
+
+    /// Deletes events and nonces past their retention.
+    pub fn expire(&self) -> Result<usize, StoreError> {
+        let now = now_ms() / 1000;
+        let db = self.db();
+        let events = db.execute("DELETE FROM events WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("DELETE FROM nonces WHERE expires < ?1", params![now]).map_err(db_error)?;
+        Ok(events)
+    }
+}
+
+fn load<T: serde::de::DeserializeOwned>(body: Option<String>) -> Result<Option<T>, StoreError> {
+    body.map(|b| serde_json::from_str(&b).map_err(json_error)).transpose()
+}
+
+impl Store for Sqlite {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let body = serde_json::to_string(source).map_err(json_error)?;
+        self.db()
+            .execute(
+                "INSERT INTO sources (id, workspace, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET body = excluded.body WHERE workspace = excluded.workspace",
+                params![source.id, source.workspace, body],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        let body = self
+            .db()
+            .query_row("SELECT body FROM sources WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        load(body)
+    }
+
+    async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
+        let db = self.db();
+        let mut select =
+            db.prepare_cached("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id").map_err(db_error)?;
+        let bodies: Vec<String> = select
+            .query_map(params![workspace], |r| r.get(0))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+    }
+
+    async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let changed = self
+            .db()
+            .execute("DELETE FROM sources WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+            .map_err(db_error)?;
+        Ok(changed > 0)
+    }
+
+    async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let provider = claim.provider.as_str();
+        let seen: Option<(Vec<u8>, i64)> = tx
+            .query_row(
+                "SELECT fingerprint, expires FROM nonces WHERE provider = ?1 AND nonce = ?2",
+                params![provider, claim.nonce],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_error)?;
+        let now = now_ms() / 1000;
+        let check = match seen {
+            Some((fingerprint, expires)) if expires >= now => {
+                if fingerprint == claim.fingerprint {
+                    NonceCheck::SameRequest
+                } else {
+                    NonceCheck::Reused
+                }
+            }
+            _ => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO nonces (provider, nonce, fingerprint, expires) VALUES (?1, ?2, ?3, ?4)",
+                    params![provider, claim.nonce, claim.fingerprint.to_vec(), claim.remember_until.unix_seconds()],
+                )
+                .map_err(db_error)?;
+                NonceCheck::Fresh
+            }
+        };
+        tx.commit().map_err(db_error)?;
+        Ok(check)
+    }
+
+    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+        let event = &queued.event;
+        let workspace = event.workspaceid.as_str();
+        let body = serde_json::to_string(event).map_err(json_error)?;
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (workspace, id) DO NOTHING",
+                params![
+                    workspace,
+                    event.id.as_str(),
+                    event.data.message_id,
+                    event.data.recipient,
+                    event.event_type.to_string(),
+                    event.time.unix_millis(),
+                    body,
+                    queued.raw,
+                    queued.source,
+                    expires_at.unix_seconds()
+                ],
+            )
+            .map_err(db_error)?;
+        if inserted == 0 {
+            let fanned_out: bool = tx
+                .query_row(
+                    "SELECT fanned_out FROM events WHERE workspace = ?1 AND id = ?2",
+                    params![workspace, event.id.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            return Ok(Recorded::Duplicate { fanned_out });
+        }
+        if let Some((message_id, recipient)) = state::key(event) {
+            let current: Option<MessageState> = load(
+                tx.query_row(
+                    "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 AND recipient = ?3",
+                    params![workspace, message_id, recipient],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?,
+            )?;
+            let next = match current {
+                Some(mut state) => {
+                    state.apply(event);
+                    Some(state)
+                }
+                None => MessageState::new(event),
+            };
+            if let Some(state) = next {
+                tx.execute(
+                    "INSERT OR REPLACE INTO message_states (workspace, message_id, recipient, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![workspace, message_id, recipient, serde_json::to_string(&state).map_err(json_error)?],
+                )
+                .map_err(db_error)?;
+            }
+        }
+        if let (Some(change), Some(recipient)) = (suppression::change_for(event), event.data.recipient.as_deref()) {
+            let current: Option<Suppression> = load(
+                tx.query_row(
+                    "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2",
+                    params![workspace, recipient],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?,
+            )?;
+            if let Some(entry) = suppression::apply(current.as_ref(), event, &change) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO suppressions (workspace, recipient, active, body) VALUES (?1, ?2, ?3, ?4)",
+                    params![workspace, recipient, entry.active, serde_json::to_string(&entry).map_err(json_error)?],
+                )
+                .map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)?;
+        Ok(Recorded::Stored)
+    }
+
+    async fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "UPDATE events SET fanned_out = 1 WHERE workspace = ?1 AND id = ?2",
+                params![workspace, event.id.as_str()],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let pattern =
+            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::permanent)?;
+        let limit = query.limit.clamp(1, 1000);
+        // The cursor is the (time, id) of the last event returned; pages continue strictly
+        // before it in (time desc, id desc) order.
+        let (mut before_ms, mut before_id) = match query.cursor.as_deref().and_then(|c| c.split_once(':')) {
+            Some((ms, id)) => (ms.parse::<i64>().map_err(|_| StoreError::permanent("invalid cursor"))?, id.to_owned()),
+            None => (i64::MAX, String::new()),
+        };
+        let since = query.since.map_or(i64::MIN, |t| t.unix_millis());
+        let until = query.until.map_or(i64::MAX, |t| t.unix_millis());
+        let db = self.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT body, time_ms, id FROM events
+                 WHERE workspace = ?1 AND (?2 IS NULL OR message_id = ?2) AND (?3 IS NULL OR recipient = ?3)
+                   AND time_ms >= ?4 AND time_ms <= ?5
+                   AND (time_ms < ?6 OR (time_ms = ?6 AND (?7 = '' OR id < ?7)))
+                 ORDER BY time_ms DESC, id DESC LIMIT ?8",
+            )
+            .map_err(db_error)?;
+        let mut events = Vec::new();
+        loop {
+            let rows: Vec<(String, i64, String)> = select
+                .query_map(
+                    params![
+                        query.workspace,
+                        query.message_id,
+                        query.recipient,
+                        since,
+                        until,
+                        before_ms,
+                        before_id,
+                        (limit * 2) as i64
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .map_err(db_error)?
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
+            let exhausted = rows.len() < limit * 2;
+            for (body, ms, id) in rows {
+                before_ms = ms;
+                before_id = id;
+                let event: CanonicalEvent = serde_json::from_str(&body).map_err(json_error)?;
+                if pattern.as_ref().is_none_or(|p| p.matches(&event.event_type.to_string())) {
+                    events.push(event);
+                    if events.len() == limit {
+                        return Ok(EventPage { events, next: Some(format!("{before_ms}:{before_id}")) });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(EventPage { events, next: None });
+            }
+        }
+    }
+
+    async fn raw(&self, workspace: &str, event: &EventId) -> Result<Option<String>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT raw FROM events WHERE workspace = ?1 AND id = ?2",
+                params![workspace, event.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)
+    }
+
+    async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
+        let db = self.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
+            )
+            .map_err(db_error)?;
+        let bodies: Vec<String> = select
+            .query_map(params![workspace, message_id], |r| r.get(0))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+    }
+
+    async fn suppressions(&self, workspace: &str) -> Result<Vec<Suppression>, StoreError> {
+        let db = self.db();
+        let mut select = db
+            .prepare_cached("SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient")
+            .map_err(db_error)?;
+        let bodies: Vec<String> = select
+            .query_map(params![workspace], |r| r.get(0))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+    }
+
+    async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let current: Option<Suppression> = load(
+            tx.query_row(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2 AND active = 1",
+                params![workspace, recipient],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?,
+        )?;
+        let Some(mut entry) = current else { return Ok(false) };
+        entry.active = false;
+        entry.as_of = Timestamp::now().max(entry.as_of);
+        tx.execute(
+            "UPDATE suppressions SET active = 0, body = ?3 WHERE workspace = ?1 AND recipient = ?2",
+            params![workspace, recipient, serde_json::to_string(&entry).map_err(json_error)?],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(true)
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT OR REPLACE INTO api_keys (hash, body) VALUES (?1, ?2)",
+                params![key.hash, serde_json::to_string(key).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let body = self
+            .db()
+            .query_row("SELECT body FROM api_keys WHERE hash = ?1", params![hash], |r| r.get(0))
+            .optional()
+            .map_err(db_error)?;
+        load(body)
+    }
+}
+
+impl Queue for Sqlite {
+    async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let now = now_ms();
+        for message in messages {
+            tx.execute(
+                "INSERT INTO queue_messages (queue, body, visible_at) VALUES (?1, ?2, ?3)",
+                params![queue.as_str(), message.body, now + i64::from(message.delay_seconds) * 1000],
+            )
+            .map_err(db_error)?;
+        }
+        tx.commit().map_err(db_error)
+    }
+}
+
+/// Hex SHA-256 of an API key: what is stored and looked up.
+pub fn api_key_hash(key: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
+}

@@ -98,19 +98,9 @@ pub struct CertUrl(String);
 impl CertUrl {
     /// Accepts only `https://sns.<region>.amazonaws.com[.cn]/<path>.pem`.
     pub fn parse(text: &str) -> Result<CertUrl, String> {
-        let url = url::Url::parse(text).map_err(|e| format!("SigningCertURL is not a URL ({e})"))?;
-        if url.scheme() != "https" {
-            return Err("SigningCertURL must use https".into());
-        }
-        if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
-            return Err("SigningCertURL must not carry credentials or a port".into());
-        }
+        let url = parse_sns_url("SigningCertURL", text)?;
         if url.query().is_some() || url.fragment().is_some() {
             return Err("SigningCertURL must not have a query or fragment".into());
-        }
-        let host = url.host_str().unwrap_or_default();
-        if !is_sns_host(host) {
-            return Err(format!("SigningCertURL host {host:?} is not sns.<region>.amazonaws.com"));
         }
         if !url.path().ends_with(".pem") || url.path().contains("..") {
             return Err("SigningCertURL must name a .pem file".into());
@@ -127,6 +117,27 @@ impl CertUrl {
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or_default()
     }
+}
+
+/// An `https://sns.<region>.amazonaws.com[.cn]/…` URL with no credentials or port.
+fn parse_sns_url(field: &str, text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{field} is not a URL ({e})"))?;
+    if url.scheme() != "https" {
+        return Err(format!("{field} must use https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
+        return Err(format!("{field} must not carry credentials or a port"));
+    }
+    let host = url.host_str().unwrap_or_default();
+    if !is_sns_host(host) {
+        return Err(format!("{field} host {host:?} is not sns.<region>.amazonaws.com"));
+    }
+    Ok(url)
+}
+
+/// Checks that a SubscribeURL points at SNS itself before tidings visits it.
+pub fn check_sns_endpoint(text: &str) -> Result<(), String> {
+    parse_sns_url("SubscribeURL", text).map(|_| ())
 }
 
 fn is_sns_host(host: &str) -> bool {

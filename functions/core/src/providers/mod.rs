@@ -31,7 +31,8 @@ pub mod twilio;
 
 /// The providers tidings reads. The text form is used in routes, config, the CLI and
 /// `data.provider`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ProviderId {
     Ses,
     Sendgrid,

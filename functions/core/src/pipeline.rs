@@ -1,0 +1,308 @@
+//! The pipeline's two services, written against the ports so that the Lambda functions and
+//! `tidings dev` run the same code: [`Ingest`] (a webhook in, canonical events on the queue)
+//! and [`Processor`] (a queued event in, stored exactly once).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
+use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
+use crate::event::CanonicalEvent;
+use crate::ports::{Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError};
+use crate::providers::{NormalizeContext, Notice, ProviderId};
+use crate::source::Source;
+use crate::timestamp::Timestamp;
+use crate::webhook::{Headers, Transport, Webhook, WebhookError};
+
+/// Largest body accepted: SendGrid batches reach ~768 KiB; anything past 4 MiB is refused
+/// with 413 before it is read as JSON.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// How long a warm ingest function trusts a source it looked up (so a rotated secret or a
+/// removed source takes effect within this time).
+pub const SOURCE_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// One webhook request as the HTTP layer hands it over.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestRequest<'a> {
+    pub provider: ProviderId,
+    pub source_id: &'a str,
+    pub body: &'a [u8],
+    pub headers: &'a Headers,
+    pub query: Option<&'a str>,
+    pub transport: Transport,
+    pub received_at: Timestamp,
+}
+
+/// What to answer the provider, and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestResponse {
+    pub status: u16,
+    /// `{"accepted": n, "notices": [...]}` or `{"error": "<provider>: <reason>"}`.
+    pub body: Value,
+    pub accepted: usize,
+    /// The metric label for the outcome (`accepted`, `unauthenticated`, `malformed`, …).
+    pub outcome: &'static str,
+}
+
+impl IngestResponse {
+    fn error(status: u16, outcome: &'static str, line: String) -> Self {
+        IngestResponse { status, body: json!({ "error": line }), accepted: 0, outcome }
+    }
+
+    fn rejected(error: &WebhookError) -> Self {
+        IngestResponse::error(error.status(), error.kind.as_str(), error.to_string())
+    }
+}
+
+/// Verifies, normalizes and enqueues webhooks.
+pub struct Ingest<S, Q, F> {
+    store: S,
+    queue: Q,
+    fetcher: F,
+    certificates: CertificateCache,
+    sources: Mutex<HashMap<String, (Instant, Option<Source>)>>,
+    max_body_bytes: usize,
+}
+
+impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
+    pub fn new(store: S, queue: Q, fetcher: F) -> Self {
+        Ingest {
+            store,
+            queue,
+            fetcher,
+            certificates: CertificateCache::new(),
+            sources: Mutex::new(HashMap::new()),
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+
+    pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Handles one webhook. Answers 2xx only once every event is on the queue.
+    pub async fn handle(&self, request: IngestRequest<'_>) -> IngestResponse {
+        let response = self.handle_inner(request).await;
+        let provider = request.provider.as_str();
+        if response.status < 300 {
+            tracing::info!(provider, source = request.source_id, events = response.accepted, "webhook accepted");
+        } else {
+            let reason = response.body["error"].as_str().unwrap_or_default();
+            tracing::warn!(
+                provider,
+                source = request.source_id,
+                status = response.status,
+                outcome = response.outcome,
+                reason,
+                "webhook refused"
+            );
+        }
+        response
+    }
+
+    async fn handle_inner(&self, request: IngestRequest<'_>) -> IngestResponse {
+        let provider = request.provider;
+        if request.body.len() > self.max_body_bytes {
+            let line = format!(
+                "{provider}: body of {} bytes is over the {}-byte limit",
+                request.body.len(),
+                self.max_body_bytes
+            );
+            return IngestResponse::error(413, "too_large", line);
+        }
+        let source = match self.source(request.source_id).await {
+            Ok(Some(source)) if source.provider == provider => source,
+            // A source of another provider answers as if it did not exist: URLs are not a way
+            // to learn which sources exist.
+            Ok(_) => {
+                return IngestResponse::error(
+                    404,
+                    "unknown_source",
+                    format!("{provider}: no source {}", request.source_id),
+                );
+            }
+            Err(error) => {
+                return IngestResponse::error(
+                    503,
+                    "store_unavailable",
+                    format!("{provider}: sources unavailable: {error}"),
+                );
+            }
+        };
+        let webhook = Webhook {
+            body: request.body,
+            headers: request.headers,
+            query: request.query,
+            transport: request.transport,
+        };
+        if provider == ProviderId::Ses
+            && request.transport == Transport::Http
+            && let Some(Ok(url)) = sns::signing_cert_url(request.body)
+            && let Err(error) = self.ensure_certificate(&url).await
+        {
+            return IngestResponse::error(503, "certificate_unavailable", format!("{provider}: {error}"));
+        }
+        let implementation = provider.provider();
+        let verified = match implementation.verify(
+            &webhook,
+            &source.auth(),
+            &VerifyContext { now: request.received_at, certificates: &self.certificates },
+        ) {
+            Ok(verified) => verified,
+            Err(error) => return IngestResponse::rejected(&error),
+        };
+        if let Some(claim) = &verified.replay_claim {
+            match self.store.claim_nonce(claim).await {
+                Ok(NonceCheck::Reused) => return IngestResponse::rejected(&reused_nonce(provider)),
+                Ok(_) => {}
+                Err(error) => {
+                    return IngestResponse::error(
+                        503,
+                        "store_unavailable",
+                        format!("{provider}: nonce store unavailable: {error}"),
+                    );
+                }
+            }
+        }
+        let ctx = NormalizeContext { workspace: &source.workspace, received_at: request.received_at };
+        let normalized = match implementation.normalize(&webhook, &ctx) {
+            Ok(normalized) => normalized,
+            Err(error) => return IngestResponse::rejected(&error),
+        };
+        let mut notices = Vec::new();
+        for notice in &normalized.notices {
+            if let Notice::SnsSubscriptionConfirmation { subscribe_url, .. } = notice
+                && let Err(error) = self.confirm_subscription(subscribe_url).await
+            {
+                return IngestResponse::error(503, "confirmation_failed", format!("{provider}: {error}"));
+            }
+            tracing::info!(provider = provider.as_str(), source = %source.id, notice = %notice, "notice");
+            notices.push(notice.to_string());
+        }
+        let messages: Vec<Outgoing> = normalized
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: source.id.clone() };
+                Outgoing {
+                    id: i.to_string(),
+                    body: serde_json::to_string(&queued).unwrap_or_default(),
+                    delay_seconds: 0,
+                }
+            })
+            .collect();
+        let accepted = messages.len();
+        if !messages.is_empty()
+            && let Err(error) = self.queue.send(QueueName::Events, &messages).await
+        {
+            if provider == ProviderId::Brevo {
+                // Brevo drops a webhook answered with 5xx instead of retrying it.
+                tracing::error!(provider = "brevo", source = %source.id, events = accepted, "queue unavailable: Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend");
+            }
+            let status = if error.retryable { 503 } else { 500 };
+            return IngestResponse::error(
+                status,
+                "queue_unavailable",
+                format!("{provider}: events queue unavailable: {error}"),
+            );
+        }
+        IngestResponse {
+            status: 200,
+            body: json!({ "accepted": accepted, "notices": notices }),
+            accepted,
+            outcome: "accepted",
+        }
+    }
+
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        if let Ok(cache) = self.sources.lock()
+            && let Some((at, source)) = cache.get(id)
+            && at.elapsed() < SOURCE_CACHE_TTL
+        {
+            return Ok(source.clone());
+        }
+        let source = self.store.source(id).await?;
+        if let Ok(mut cache) = self.sources.lock() {
+            cache.insert(id.to_owned(), (Instant::now(), source.clone()));
+        }
+        Ok(source)
+    }
+
+    async fn ensure_certificate(&self, url: &CertUrl) -> Result<(), String> {
+        if self.certificates.contains(url) {
+            return Ok(());
+        }
+        let pem = self
+            .fetcher
+            .get(url.as_str())
+            .await
+            .map_err(|e| format!("cannot fetch SNS certificate {}: {e}", url.as_str()))?;
+        let certificate =
+            SnsCertificate::from_pem(&pem).map_err(|e| format!("SNS certificate {}: {e}", url.as_str()))?;
+        self.certificates.insert(url.clone(), certificate);
+        Ok(())
+    }
+
+    /// Confirms an SNS subscription by visiting its SubscribeURL, which must be an SNS endpoint
+    /// (it came in a verified message from an allow-listed topic, and is checked again here so
+    /// nothing else can be made to fetch an arbitrary URL).
+    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
+        sns::check_sns_endpoint(url)?;
+        self.fetcher.get(url).await.map(|_| ()).map_err(|e| format!("cannot confirm SNS subscription: {e}"))
+    }
+}
+
+/// How a queued event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    Stored,
+    Duplicate,
+}
+
+/// Stores queued events exactly once.
+pub struct Processor<S> {
+    store: S,
+    retention: Duration,
+}
+
+/// Default retention of stored events.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+
+impl<S: Store> Processor<S> {
+    pub fn new(store: S, retention_days: u64) -> Self {
+        Processor { store, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Records one events-queue message. A malformed message is a permanent error (it goes to
+    /// the dead-letter queue with the reason); store errors keep their classification.
+    pub async fn process(&self, body: &str) -> Result<Processed, StoreError> {
+        let queued: QueuedEvent = serde_json::from_str(body)
+            .map_err(|e| StoreError::permanent(format!("events-queue message is not a queued event: {e}")))?;
+        let expires_at = retention_end(&queued.event, self.retention);
+        let recorded = self.store.record(&queued, expires_at).await?;
+        tracing::info!(event = %queued.event.id, r#type = %queued.event.event_type, provider = %queued.event.data.provider, outcome = ?recorded, "event processed");
+        Ok(match recorded {
+            Recorded::Stored => Processed::Stored,
+            Recorded::Duplicate { .. } => Processed::Duplicate,
+        })
+    }
+}
+
+fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
+    let start = event.data.received_at.unix_seconds();
+    Timestamp::from_unix_seconds(start.saturating_add(retention.as_secs() as i64)).unwrap_or(event.data.received_at)
+}

@@ -1,0 +1,239 @@
+//! The conformance suite: what every [`Store`] must do, written once and run against each
+//! adapter family (SQLite here; DynamoDB on moto in the AWS adapter's tests), so local and AWS
+//! behave the same. Each case uses its own workspace, so one store can run all of them.
+
+use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
+use tidings_core::ports::{ApiKey, EventQuery, QueuedEvent, Recorded, Store};
+use tidings_core::providers::{NormalizeContext, ProviderId};
+use tidings_core::source::Source;
+use tidings_core::suppression::Reason;
+use tidings_core::timestamp::Timestamp;
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_unix_seconds(1_764_300_000 + seconds).unwrap()
+}
+
+/// A canonical event as a provider would produce it.
+pub fn event(workspace: &str, status: Status, message: &str, recipient: &str, seconds: i64, key: &str) -> QueuedEvent {
+    let mut data = EventData::new(Some(Channel::EMAIL), "sendgrid", status.as_str());
+    data.message_id = Some(message.into());
+    data.recipient = Some(recipient.into());
+    if status == Status::Opened {
+        data.privacy_open = Some(key.contains("privacy"));
+    }
+    let ctx = NormalizeContext { workspace, received_at: at(seconds) };
+    let raw = std::sync::Arc::from(format!("{{\"key\":\"{key}\"}}"));
+    let normalized = ctx.event(EventType::message(Channel::EMAIL, status), Some(at(seconds)), key, data, &raw);
+    QueuedEvent { event: normalized.event, raw: raw.to_string(), source: "src_test".into() }
+}
+
+fn hard_bounce(workspace: &str, message: &str, recipient: &str, seconds: i64, key: &str) -> QueuedEvent {
+    let mut queued = event(workspace, Status::Bounced, message, recipient, seconds, key);
+    queued.event.data.bounce = Some(Bounce::of_kind(BounceKind::Hard));
+    queued
+}
+
+fn expiry() -> Timestamp {
+    at(90 * 86_400)
+}
+
+async fn record<S: Store>(store: &S, queued: &QueuedEvent) -> Recorded {
+    store.record(queued, expiry()).await.unwrap()
+}
+
+/// An event is stored once; a redelivery is a duplicate that says whether fan-out finished.
+pub async fn records_each_event_once<S: Store>(store: &S) {
+    let ws = "ws_once";
+    let e = event(ws, Status::Delivered, "m1", "a@example.com", 10, "k1");
+    assert_eq!(record(store, &e).await, Recorded::Stored);
+    assert_eq!(record(store, &e).await, Recorded::Duplicate { fanned_out: false });
+    store.mark_fanned_out(ws, &e.event).await.unwrap();
+    assert_eq!(record(store, &e).await, Recorded::Duplicate { fanned_out: true });
+    let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0], e.event);
+    assert_eq!(store.raw(ws, &e.event.id).await.unwrap().as_deref(), Some(e.raw.as_str()));
+    let states = store.message_states(ws, "m1").await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].events, 1, "a duplicate must not count twice");
+}
+
+/// The message state follows the lattice whatever order events arrive in.
+pub async fn message_state_never_moves_backwards<S: Store>(store: &S) {
+    let ws = "ws_state";
+    let r = "b@example.com";
+    for e in [
+        event(ws, Status::Opened, "m2", r, 300, "open-1"),
+        event(ws, Status::Delivered, "m2", r, 20, "delivered"),
+        event(ws, Status::Sent, "m2", r, 10, "sent"),
+        event(ws, Status::Opened, "m2", r, 400, "open-2-privacy"),
+        event(ws, Status::Clicked, "m2", r, 500, "click-1"),
+        event(ws, Status::Opened, "m2", r, 300, "open-1"),
+    ] {
+        record(store, &e).await;
+    }
+    let state = &store.message_states(ws, "m2").await.unwrap()[0];
+    assert_eq!(state.status, Status::Clicked);
+    assert_eq!((state.events, state.opens, state.privacy_opens, state.clicks), (5, 2, 1, 1));
+    assert_eq!(state.first_event_at, at(10));
+    assert_eq!(state.last_event_at, at(500));
+    assert_eq!(state.first_opened_at, Some(at(300)));
+
+    // A complaint is terminal: later engagement does not clear it.
+    record(store, &event(ws, Status::Complained, "m2", r, 600, "complaint")).await;
+    record(store, &event(ws, Status::Clicked, "m2", r, 700, "click-2")).await;
+    let state = &store.message_states(ws, "m2").await.unwrap()[0];
+    assert_eq!(state.status, Status::Complained);
+    assert_eq!(state.progress, Status::Clicked);
+    assert_eq!(state.clicks, 2);
+}
+
+/// Suppressions: added by hard bounces, complaints and unsubscribes; lifted only by a newer
+/// resubscribe of an unsubscribe, or by hand.
+pub async fn suppressions_follow_the_newest_event<S: Store>(store: &S) {
+    let ws = "ws_supp";
+    record(store, &hard_bounce(ws, "m3", "gone@example.com", 10, "hb")).await;
+    record(store, &event(ws, Status::Bounced, "m3", "soft@example.com", 10, "soft")).await;
+    record(store, &event(ws, Status::Complained, "m3", "angry@example.com", 10, "c")).await;
+    record(store, &event(ws, Status::Resubscribed, "m3", "angry@example.com", 20, "re-angry")).await;
+    // Unsubscribe at 30, resubscribe at 40, delivered in the wrong order.
+    record(store, &event(ws, Status::Resubscribed, "m3", "fickle@example.com", 40, "re")).await;
+    record(store, &event(ws, Status::Unsubscribed, "m3", "fickle@example.com", 30, "un")).await;
+    record(store, &event(ws, Status::Unsubscribed, "m3", "leaver@example.com", 30, "un2")).await;
+    record(store, &event(ws, Status::Resubscribed, "m3", "leaver@example.com", 40, "re2")).await;
+    record(store, &event(ws, Status::Unsubscribed, "m3", "quiet@example.com", 50, "un3")).await;
+
+    let list = store.suppressions(ws).await.unwrap();
+    let entries: Vec<(&str, Reason)> = list.iter().map(|s| (s.recipient.as_str(), s.reason)).collect();
+    assert_eq!(
+        entries,
+        [
+            ("angry@example.com", Reason::Complaint),
+            ("gone@example.com", Reason::HardBounce),
+            ("quiet@example.com", Reason::Unsubscribe)
+        ],
+        "soft bounces never suppress; resubscribes lift only unsubscribes, and only newer ones"
+    );
+    assert!(store.remove_suppression(ws, "quiet@example.com").await.unwrap());
+    assert!(!store.remove_suppression(ws, "quiet@example.com").await.unwrap());
+    assert!(
+        !store.remove_suppression("ws_other", "gone@example.com").await.unwrap(),
+        "another workspace cannot lift it"
+    );
+    assert_eq!(store.suppressions(ws).await.unwrap().len(), 2);
+}
+
+/// Queries: a message's timeline, a recipient's events, type patterns, time ranges, pages.
+pub async fn queries_answer_the_questions_users_ask<S: Store>(store: &S) {
+    let ws = "ws_query";
+    for i in 0..25 {
+        let status = if i % 5 == 0 { Status::Opened } else { Status::Delivered };
+        record(
+            store,
+            &event(ws, status, &format!("m{}", i % 3), &format!("r{}@example.com", i % 2), i, &format!("q{i}")),
+        )
+        .await;
+    }
+    record(store, &event("ws_other", Status::Delivered, "m0", "r0@example.com", 5, "other")).await;
+
+    let query = |f: fn(&mut EventQuery)| {
+        let mut q = EventQuery { workspace: ws.into(), limit: 100, ..EventQuery::default() };
+        f(&mut q);
+        q
+    };
+    let all = store.events(&query(|_| {})).await.unwrap();
+    assert_eq!(all.events.len(), 25, "another workspace's event must not appear");
+    assert!(all.events.windows(2).all(|w| w[0].time >= w[1].time), "newest first");
+
+    let timeline = store.events(&query(|q| q.message_id = Some("m1".into()))).await.unwrap();
+    assert_eq!(timeline.events.len(), 8);
+    assert!(timeline.events.iter().all(|e| e.data.message_id.as_deref() == Some("m1")));
+
+    let recipient = store.events(&query(|q| q.recipient = Some("r1@example.com".into()))).await.unwrap();
+    assert_eq!(recipient.events.len(), 12);
+
+    let opens = store.events(&query(|q| q.type_pattern = Some("*.opened".into()))).await.unwrap();
+    assert_eq!(opens.events.len(), 5);
+
+    let window = store.events(&query(|q| (q.since, q.until) = (Some(at(10)), Some(at(14))))).await.unwrap();
+    assert_eq!(window.events.len(), 5);
+
+    // Pages of 7 walk all 25 events exactly once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .events(&EventQuery { workspace: ws.into(), limit: 7, cursor: cursor.clone(), ..EventQuery::default() })
+            .await
+            .unwrap();
+        seen.extend(page.events.iter().map(|e| e.id.clone()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!((seen.len(), unique.len()), (25, 25));
+}
+
+/// Sources are found by id, listed per workspace, and removable only by their workspace.
+pub async fn sources_belong_to_their_workspace<S: Store>(store: &S) {
+    let source = Source {
+        id: "src_conformance".into(),
+        workspace: "ws_src".into(),
+        provider: ProviderId::Postmark,
+        description: "test".into(),
+        secrets: vec!["s3cret".into()],
+        public_url: None,
+        allowed_topics: vec![],
+        signature_header: None,
+        tolerance_seconds: None,
+        dev_signing_key: None,
+        created_at: at(0),
+    };
+    store.put_source(&source).await.unwrap();
+    assert_eq!(store.source("src_conformance").await.unwrap(), Some(source.clone()));
+    assert_eq!(store.sources("ws_src").await.unwrap(), vec![source.clone()]);
+    assert!(store.sources("ws_intruder").await.unwrap().is_empty());
+    assert!(!store.delete_source("ws_intruder", "src_conformance").await.unwrap());
+    assert!(store.delete_source("ws_src", "src_conformance").await.unwrap());
+    assert_eq!(store.source("src_conformance").await.unwrap(), None);
+}
+
+/// Nonces: first use fresh, the same request again a retry, another body a replay.
+pub async fn nonces_are_single_use<S: Store>(store: &S) {
+    let claim = ReplayClaim {
+        provider: ProviderId::Mailgun,
+        nonce: "tok-conformance".into(),
+        fingerprint: [7; 32],
+        remember_until: Timestamp::now(),
+    };
+    let later = ReplayClaim {
+        remember_until: Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 3600).unwrap(),
+        ..claim
+    };
+    assert_eq!(store.claim_nonce(&later).await.unwrap(), NonceCheck::Fresh);
+    assert_eq!(store.claim_nonce(&later).await.unwrap(), NonceCheck::SameRequest);
+    let forged = ReplayClaim { fingerprint: [8; 32], ..later.clone() };
+    assert_eq!(store.claim_nonce(&forged).await.unwrap(), NonceCheck::Reused);
+}
+
+/// API keys are found by hash and carry their workspace.
+pub async fn api_keys_are_found_by_hash<S: Store>(store: &S) {
+    let key = ApiKey { id: "key_1".into(), workspace: "ws_keys".into(), hash: "ab".repeat(32), created_at: at(0) };
+    store.put_api_key(&key).await.unwrap();
+    assert_eq!(store.api_key(&key.hash).await.unwrap(), Some(key));
+    assert_eq!(store.api_key(&"cd".repeat(32)).await.unwrap(), None);
+}
+
+/// Runs every case against `store`.
+pub async fn run_all<S: Store>(store: &S) {
+    records_each_event_once(store).await;
+    message_state_never_moves_backwards(store).await;
+    suppressions_follow_the_newest_event(store).await;
+    queries_answer_the_questions_users_ask(store).await;
+    sources_belong_to_their_workspace(store).await;
+    nonces_are_single_use(store).await;
+    api_keys_are_found_by_hash(store).await;
+}

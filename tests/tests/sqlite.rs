@@ -1,0 +1,70 @@
+//! The conformance suite on the SQLite adapter, plus what only the local queue does.
+
+use tidings_core::ports::{Outgoing, Queue, QueueName};
+use tidings_local::Sqlite;
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let store = Sqlite::in_memory().unwrap();
+    tidings_tests::run_all(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
+    let dir = std::env::temp_dir().join(format!("tidings-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tidings.db");
+    {
+        let store = Sqlite::open(&path).unwrap();
+        tidings_tests::records_each_event_once(&store).await;
+    }
+    // Reopened, the event is still there and still a duplicate.
+    let store = Sqlite::open(&path).unwrap();
+    let e = tidings_tests::event("ws_once", tidings_core::Status::Delivered, "m1", "a@example.com", 10, "k1");
+    let expires = tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap();
+    let recorded = tidings_core::ports::Store::record(&store, &e, expires).await.unwrap();
+    assert_eq!(recorded, tidings_core::ports::Recorded::Duplicate { fanned_out: true });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn message(body: &str) -> Outgoing {
+    Outgoing { id: "0".into(), body: body.into(), delay_seconds: 0 }
+}
+
+#[tokio::test]
+async fn queue_hides_received_messages_and_dead_letters_after_max_receives() {
+    let queue = Sqlite::in_memory().unwrap().with_max_receives(2);
+    queue.send(QueueName::Events, &[message("a"), message("b")]).await.unwrap();
+    let first = queue.receive(QueueName::Events, 10, 30).unwrap();
+    assert_eq!(first.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert!(queue.receive(QueueName::Events, 10, 30).unwrap().is_empty(), "in flight: invisible");
+    assert!(queue.delete(QueueName::Events, &first[0].receipt).unwrap());
+
+    // "b" was not deleted: make it visible again, as if its visibility timeout passed.
+    assert!(queue.change_visibility(QueueName::Events, &first[1].receipt, 0).unwrap());
+    let second = queue.receive(QueueName::Events, 10, 0).unwrap();
+    assert_eq!((second[0].body.as_str(), second[0].receive_count), ("b", 2));
+    assert!(!queue.delete(QueueName::Events, &first[1].receipt).unwrap(), "a stale receipt deletes nothing");
+
+    // A third receive exceeds max_receives = 2: the message moves to the dead-letter queue.
+    assert!(queue.receive(QueueName::Events, 10, 0).unwrap().is_empty());
+    let dead = queue.dead_letters(QueueName::Events).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "b");
+    assert!(dead[0].reason.contains("received 2 times"), "{}", dead[0].reason);
+
+    assert_eq!(queue.redrive(QueueName::Events).unwrap(), 1);
+    assert!(queue.dead_letters(QueueName::Events).unwrap().is_empty());
+    assert_eq!(queue.receive(QueueName::Events, 10, 30).unwrap()[0].body, "b");
+}
+
+#[tokio::test]
+async fn delayed_messages_stay_hidden_until_due() {
+    let queue = Sqlite::in_memory().unwrap();
+    queue
+        .send(QueueName::Redrive, &[Outgoing { id: "0".into(), body: "later".into(), delay_seconds: 900 }])
+        .await
+        .unwrap();
+    assert!(queue.receive(QueueName::Redrive, 10, 30).unwrap().is_empty());
+    assert_eq!(queue.depth(QueueName::Redrive).unwrap(), 1);
+}
