@@ -1,3 +1,267 @@
-//! tidings api: the admin API Lambda (issue 4).
+//! The admin API: one axum router, served by the `api` Lambda and by `tidings dev`.
 //!
-//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).
+//! Every request but `/api/health` carries `Authorization: Bearer <api key>`. A key belongs to
+//! one workspace, and every query is scoped to it: no route takes a workspace from the caller,
+//! so one workspace's key can never read or change another's data. Keys are stored as SHA-256
+//! hashes. Secrets of sources are returned once, when the source is created.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tidings_core::event::EventId;
+use tidings_core::pattern::TypePattern;
+use tidings_core::ports::{EventQuery, Store, StoreError};
+use tidings_core::providers::ProviderId;
+use tidings_core::source::{Source, new_id, new_secret};
+use tidings_core::timestamp::Timestamp;
+
+/// Hex SHA-256 of an API key: what the store keeps and looks keys up by.
+pub fn api_key_hash(key: &str) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
+}
+
+/// Where the API is reachable, to print ingest URLs for new sources.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Base URL webhooks are posted to (`https://…/` on AWS, `http://127.0.0.1:8787` in dev).
+    pub public_base_url: String,
+}
+
+struct Shared<S> {
+    store: S,
+    settings: Settings,
+}
+
+type AppState<S> = State<Arc<Shared<S>>>;
+
+pub fn router<S: Store + 'static>(store: S, settings: Settings) -> Router {
+    let shared = Arc::new(Shared { store, settings });
+    Router::new()
+        .route("/api/health", get(|| async { axum::Json(json!({"ok": true})) }))
+        .route("/api/events", get(events::<S>))
+        .route("/api/events/{id}/raw", get(raw::<S>))
+        .route("/api/messages/{id}", get(message::<S>))
+        .route("/api/suppressions", get(suppressions::<S>))
+        .route("/api/suppressions/{recipient}", delete(remove_suppression::<S>))
+        .route("/api/sources", get(sources::<S>).post(create_source::<S>))
+        .route("/api/sources/{id}", delete(delete_source::<S>))
+        .with_state(shared)
+}
+
+/// An API error: a status and one line.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let status = if error.retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
+        tracing::error!(%error, "store error in admin API");
+        ApiError(status, format!("store error: {}", error.message))
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// The workspace the request's API key belongs to.
+pub struct Workspace(pub String);
+
+impl<S: Store + 'static> FromRequestParts<Arc<Shared<S>>> for Workspace {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared<S>>) -> Result<Self, Self::Rejection> {
+        let unauthorized =
+            || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer <key>)".into());
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(unauthorized)?;
+        let found = shared.store.api_key(&api_key_hash(key)).await?;
+        found.map(|k| Workspace(k.workspace)).ok_or_else(unauthorized)
+    }
+}
+
+fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::from_unix_text(text)
+        .or_else(|| Timestamp::parse_rfc3339(text))
+        .ok_or_else(|| bad_request(format!("{field}: {text:?} is neither RFC 3339 nor Unix seconds")))
+}
+
+#[derive(Deserialize, Default)]
+struct EventsParams {
+    message: Option<String>,
+    recipient: Option<String>,
+    r#type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+async fn events<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Query(p): Query<EventsParams>,
+) -> Result<Response, ApiError> {
+    if let Some(pattern) = &p.r#type {
+        TypePattern::parse(pattern).map_err(bad_request)?;
+    }
+    let query = EventQuery {
+        workspace,
+        message_id: p.message,
+        recipient: p.recipient.map(|r| tidings_core::recipient::any(&r)),
+        type_pattern: p.r#type,
+        since: p.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
+        until: p.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
+        limit: p.limit.unwrap_or(100).clamp(1, 1000),
+        cursor: p.cursor,
+    };
+    let page = shared.store.events(&query).await?;
+    Ok(axum::Json(json!({"events": page.events, "next": page.next})).into_response())
+}
+
+async fn raw<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: EventId = serde_json::from_value(Value::String(id)).map_err(|_| bad_request("not an event id"))?;
+    match shared.store.raw(&workspace, &id).await? {
+        Some(raw) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
+    }
+}
+
+async fn message<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let states = shared.store.message_states(&workspace, &id).await?;
+    let query = EventQuery { workspace, message_id: Some(id.clone()), limit: 1000, ..EventQuery::default() };
+    let mut timeline = shared.store.events(&query).await?.events;
+    timeline.reverse();
+    if states.is_empty() && timeline.is_empty() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no message {id}")));
+    }
+    Ok(axum::Json(json!({"message_id": id, "states": states, "timeline": timeline})).into_response())
+}
+
+async fn suppressions<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(json!({"suppressions": shared.store.suppressions(&workspace).await?})).into_response())
+}
+
+async fn remove_suppression<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Path(recipient): Path<String>,
+) -> Result<Response, ApiError> {
+    let recipient = tidings_core::recipient::any(&recipient);
+    if shared.store.remove_suppression(&workspace, &recipient).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is not suppressed")))
+    }
+}
+
+fn source_view(source: &Source, settings: &Settings) -> Value {
+    let mut view = source.redacted();
+    view["url"] =
+        json!(format!("{}/webhooks/{}/{}", settings.public_base_url.trim_end_matches('/'), source.provider, source.id));
+    view
+}
+
+async fn sources<S: Store>(State(shared): AppState<S>, Workspace(workspace): Workspace) -> Result<Response, ApiError> {
+    let sources = shared.store.sources(&workspace).await?;
+    let views: Vec<Value> = sources.iter().map(|s| source_view(s, &shared.settings)).collect();
+    Ok(axum::Json(json!({"sources": views})).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewSource {
+    provider: String,
+    #[serde(default)]
+    description: String,
+    /// The provider's secret or key; generated when the provider lets you choose (shared
+    /// secrets, Active Reach, Standard Webhooks).
+    secret: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    allowed_topics: Vec<String>,
+    signature_header: Option<String>,
+    tolerance_seconds: Option<u64>,
+}
+
+async fn create_source<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    axum::Json(new): axum::Json<NewSource>,
+) -> Result<Response, ApiError> {
+    use tidings_core::auth::Authentication;
+    let provider: ProviderId = new.provider.parse().map_err(bad_request)?;
+    let scheme = provider.provider().authentication();
+    let secrets = match (new.secret, scheme) {
+        (Some(secret), _) => vec![secret],
+        (None, Authentication::SnsSignature) => vec![],
+        (None, Authentication::SharedSecret | Authentication::HmacSha256Hex { .. }) => vec![new_secret(false)],
+        (None, other) => {
+            return Err(bad_request(format!("{provider} sources need `secret`: the {}", other.secret_name())));
+        }
+    };
+    if provider == ProviderId::Ses && new.allowed_topics.is_empty() {
+        return Err(bad_request("ses sources need `allowed_topics`: the SNS topic ARNs to accept"));
+    }
+    if provider == ProviderId::Twilio && new.public_url.is_none() {
+        return Err(bad_request("twilio sources need `public_url`: the exact URL configured in Twilio"));
+    }
+    let source = Source {
+        id: new_id("src"),
+        workspace,
+        provider,
+        description: new.description,
+        secrets: secrets.clone(),
+        public_url: new.public_url,
+        allowed_topics: new.allowed_topics,
+        signature_header: new.signature_header,
+        tolerance_seconds: new.tolerance_seconds,
+        dev_signing_key: None,
+        created_at: Timestamp::now(),
+    };
+    shared.store.put_source(&source).await?;
+    let mut view = source_view(&source, &shared.settings);
+    // Shown once: the API never returns it again.
+    view["secrets"] = json!(secrets);
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+async fn delete_source<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if shared.store.delete_source(&workspace, &id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no source {id}")))
+    }
+}

@@ -4,8 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+mod dev;
+mod events;
 mod normalize;
 mod providers;
+mod replay;
+mod sources;
 
 #[derive(Parser)]
 #[command(name = "tidings", version, about = "Messaging delivery events, verified, normalized and delivered")]
@@ -22,6 +27,28 @@ enum Command {
     Providers(providers::Args),
     /// Print the JSON Schema of the canonical event.
     Schema,
+    /// Run the whole pipeline locally on an SQLite file: ingest, admin API and processor.
+    Dev(dev::Args),
+    /// Post sample payloads to a tidings server, signed with the dev sources' secrets.
+    Replay(replay::Args),
+    /// Print stored events, newest last.
+    Events(events::Args),
+    /// List, add or remove sources.
+    Sources(sources::Args),
+}
+
+/// Runs an async command on a multi-threaded runtime, with logs on stderr (`RUST_LOG` filters;
+/// default `info` for tidings, `warn` for the rest).
+fn block_on(future: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tidings_core=info,tidings=info"));
+    tidings_ingest::install_crypto_provider();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(future)
 }
 
 /// How a command failed: bad input (exit 1) or bad usage (exit 2).
@@ -39,6 +66,10 @@ fn main() -> ExitCode {
             print!("{}", tidings_core::schema::canonical_event_schema());
             Ok(())
         }
+        Command::Dev(args) => block_on(dev::run(args)),
+        Command::Replay(args) => block_on(replay::run(args)),
+        Command::Events(args) => block_on(events::run(args)),
+        Command::Sources(args) => block_on(sources::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

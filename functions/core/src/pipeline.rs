@@ -66,6 +66,7 @@ pub struct Ingest<S, Q, F> {
     certificates: CertificateCache,
     sources: Mutex<HashMap<String, (Instant, Option<Source>)>>,
     max_body_bytes: usize,
+    confirm_subscriptions: bool,
 }
 
 impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
@@ -77,7 +78,15 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             certificates: CertificateCache::new(),
             sources: Mutex::new(HashMap::new()),
             max_body_bytes: MAX_BODY_BYTES,
+            confirm_subscriptions: true,
         }
+    }
+
+    /// Log SNS subscription confirmations instead of visiting their SubscribeURL (`tidings dev`
+    /// on a laptop: SNS cannot reach it, and a human can click the printed URL).
+    pub fn without_subscription_confirmation(mut self) -> Self {
+        self.confirm_subscriptions = false;
+        self
     }
 
     pub fn with_max_body_bytes(mut self, limit: usize) -> Self {
@@ -180,10 +189,14 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         };
         let mut notices = Vec::new();
         for notice in &normalized.notices {
-            if let Notice::SnsSubscriptionConfirmation { subscribe_url, .. } = notice
-                && let Err(error) = self.confirm_subscription(subscribe_url).await
-            {
-                return IngestResponse::error(503, "confirmation_failed", format!("{provider}: {error}"));
+            if let Notice::SnsSubscriptionConfirmation { subscribe_url, .. } = notice {
+                if self.confirm_subscriptions {
+                    if let Err(error) = self.confirm_subscription(subscribe_url).await {
+                        return IngestResponse::error(503, "confirmation_failed", format!("{provider}: {error}"));
+                    }
+                } else {
+                    notices.push(format!("not confirmed automatically: visit {subscribe_url} to confirm"));
+                }
             }
             tracing::info!(provider = provider.as_str(), source = %source.id, notice = %notice, "notice");
             notices.push(notice.to_string());

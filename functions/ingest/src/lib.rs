@@ -1,3 +1,144 @@
-//! tidings ingest: per-provider ingest Lambdas: verify, normalize, enqueue (issue 3).
-//!
-//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).
+//! The ingest HTTP surface: `POST /webhooks/<provider>/<source id>`, one axum router for every
+//! provider. The same router runs in each ingest Lambda (through `lambda_http`) and in
+//! `tidings dev`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+use tidings_core::pipeline::{Ingest, IngestRequest, MAX_BODY_BYTES};
+use tidings_core::ports::{Fetcher, Queue, Store};
+use tidings_core::{Headers, ProviderId, Timestamp, Transport};
+
+/// What the router serves besides the public webhook route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also serve `POST /webhooks/<provider>/<source>/queued`, which takes a body as if it came
+    /// from the source's SQS queue (unsigned SES records). For `tidings dev` only: on AWS that
+    /// path is the queue itself, guarded by IAM.
+    pub queue_route: bool,
+}
+
+struct Shared<S, Q, F> {
+    ingest: Ingest<S, Q, F>,
+}
+
+/// The ingest router.
+pub fn router<S, Q, F>(ingest: Ingest<S, Q, F>, options: Options) -> Router
+where
+    S: Store + 'static,
+    Q: Queue + 'static,
+    F: Fetcher + 'static,
+{
+    let shared = Arc::new(Shared { ingest });
+    let mut router = Router::new().route("/webhooks/{provider}/{source}", post(webhook::<S, Q, F>));
+    if options.queue_route {
+        router = router.route("/webhooks/{provider}/{source}/queued", post(queued::<S, Q, F>));
+    }
+    router.with_state(shared)
+}
+
+async fn webhook<S: Store, Q: Queue, F: Fetcher>(
+    State(shared): State<Arc<Shared<S, Q, F>>>,
+    Path((provider, source)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(&shared.ingest, &provider, &source, query.as_deref(), &headers, body, Transport::Http).await
+}
+
+async fn queued<S: Store, Q: Queue, F: Fetcher>(
+    State(shared): State<Arc<Shared<S, Q, F>>>,
+    Path((provider, source)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(&shared.ingest, &provider, &source, None, &headers, body, Transport::Queue).await
+}
+
+async fn handle<S: Store, Q: Queue, F: Fetcher>(
+    ingest: &Ingest<S, Q, F>,
+    provider: &str,
+    source: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+    transport: Transport,
+) -> Response {
+    let Ok(provider) = provider.parse::<ProviderId>() else {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no provider {provider:?}")})))
+            .into_response();
+    };
+    // Read one byte past the limit, so the service can tell "too large" with its own reason.
+    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES + 1).await else {
+        let line = format!("{provider}: body is over the {MAX_BODY_BYTES}-byte limit");
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"error": line}))).into_response();
+    };
+    let headers = convert(headers);
+    let request = IngestRequest {
+        provider,
+        source_id: source,
+        body: &bytes,
+        headers: &headers,
+        query,
+        transport,
+        received_at: Timestamp::now(),
+    };
+    let response = ingest.handle(request).await;
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(response.body)).into_response()
+}
+
+/// Request headers as the core reads them. Values that are not visible ASCII (which no
+/// provider signs with) are kept lossily.
+pub fn convert(headers: &HeaderMap) -> Headers {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .collect()
+}
+
+/// HTTPS GETs for SNS certificates and subscription confirmations.
+pub struct HttpsFetcher {
+    client: reqwest::Client,
+}
+
+/// Installs ring as rustls's process-wide crypto provider; every HTTPS client needs it, and
+/// calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpsFetcher {
+    pub fn new() -> Result<HttpsFetcher, String> {
+        install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the HTTPS client: {e}"))?;
+        Ok(HttpsFetcher { client })
+    }
+}
+
+impl Fetcher for HttpsFetcher {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        let response = self.client.get(url).send().await.map_err(|e| e.to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("{url} answered {}", response.status()));
+        }
+        // Certificates are ~2 KiB and confirmations smaller: refuse anything large.
+        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() > 64 * 1024 {
+            return Err(format!("{url} answered with {} bytes, more than expected", bytes.len()));
+        }
+        Ok(bytes.to_vec())
+    }
+}

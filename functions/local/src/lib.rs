@@ -11,7 +11,7 @@
 //! been received more than `max_receives` times.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -113,9 +113,10 @@ pub struct DeadLetter {
     pub receive_count: u32,
 }
 
-/// The store and queues in one SQLite database.
+/// The store and queues in one SQLite database. Cloning shares the connection.
+#[derive(Clone)]
 pub struct Sqlite {
-    connection: Mutex<Connection>,
+    connection: Arc<Mutex<Connection>>,
     max_receives: u32,
 }
 
@@ -154,7 +155,7 @@ impl Sqlite {
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
-        Ok(Sqlite { connection: Mutex::new(connection), max_receives: 5 })
+        Ok(Sqlite { connection: Arc::new(Mutex::new(connection)), max_receives: 5 })
     }
 
     /// Receives after which a message moves to its dead-letter queue (SQS `maxReceiveCount`).
@@ -633,9 +634,4 @@ impl Queue for Sqlite {
         }
         tx.commit().map_err(db_error)
     }
-}
-
-/// Hex SHA-256 of an API key: what is stored and looked up.
-pub fn api_key_hash(key: &str) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
 }

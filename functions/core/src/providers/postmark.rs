@@ -159,12 +159,15 @@ impl Provider for Postmark {
         let time = event_time.and_then(Timestamp::parse_rfc3339);
         let dedup = match &r.id {
             Some(bounce_id) => format!("{name}|{bounce_id}"),
+            // No id: the record's own facts, including what a subscription change changed to.
             None => format!(
-                "{name}|{}|{}|{}|{}",
+                "{name}|{}|{}|{}|{}|{:?}|{}",
                 data.message_id.as_deref().unwrap_or_default(),
                 data.recipient.as_deref().unwrap_or_default(),
                 event_time.unwrap_or_default(),
-                data.url.as_deref().unwrap_or_default()
+                data.url.as_deref().unwrap_or_default(),
+                r.suppress_sending,
+                r.suppression_reason.as_deref().unwrap_or_default()
             ),
         };
         let raw = raw_body(webhook);

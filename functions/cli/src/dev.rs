@@ -1,0 +1,249 @@
+//! `tidings dev`: the whole pipeline in one process on one SQLite file. The ingest router and
+//! the admin API serve HTTP; a worker drains the events queue through the processor. On first
+//! start it creates a workspace, one source per provider and an API key, prints them, and
+//! keeps what the other commands need in `dev.json` beside the database.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tidings_core::auth::Authentication;
+use tidings_core::auth::signer::generate_sendgrid_key_pair;
+use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Ingest, Processor};
+use tidings_core::ports::{ApiKey, Outgoing, Queue, QueueName, Store, StoreError};
+use tidings_core::source::{Source, new_id, new_secret};
+use tidings_core::{ProviderId, Timestamp};
+use tidings_local::Sqlite;
+use tokio::sync::Notify;
+
+use crate::Failure;
+
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
+pub const DEFAULT_DB: &str = ".tidings/dev.db";
+pub const WORKSPACE: &str = "ws_default";
+/// The SNS topic the dev SES source accepts (the dev SES samples name it).
+pub const DEV_TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:ses-events";
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    addr: SocketAddr,
+    /// The SQLite database (created if missing).
+    #[arg(long, default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// Days events are kept.
+    #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
+    retention_days: u64,
+}
+
+/// What `tidings dev` leaves for the other commands: `dev.json` beside the database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevConfig {
+    pub api: String,
+    pub api_key: String,
+    pub workspace: String,
+    pub db: PathBuf,
+}
+
+pub fn config_path(db: &Path) -> PathBuf {
+    db.with_file_name("dev.json")
+}
+
+pub fn read_config(db: &Path) -> Option<DevConfig> {
+    let text = std::fs::read_to_string(config_path(db)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// A queue that wakes the worker when something is sent.
+#[derive(Clone)]
+struct Waking {
+    db: Sqlite,
+    notify: Arc<Notify>,
+}
+
+impl Queue for Waking {
+    async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
+        self.db.send(queue, messages).await?;
+        self.notify.notify_one();
+        Ok(())
+    }
+}
+
+pub async fn run(args: Args) -> Result<(), Failure> {
+    if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let db = Sqlite::open(&args.db).map_err(|e| Failure::Usage(format!("cannot open {}: {e}", args.db.display())))?;
+    let base = format!("http://{}", args.addr);
+    let config = match read_config(&args.db).filter(|c| c.api == base) {
+        Some(config) => {
+            println!("tidings dev: resuming {} (workspace {})", args.db.display(), config.workspace);
+            config
+        }
+        None => bootstrap(&db, &args.db, &base).await?,
+    };
+    print_sources(&db, &base).await;
+
+    let notify = Arc::new(Notify::new());
+    let queue = Waking { db: db.clone(), notify: notify.clone() };
+    let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
+    let ingest = Ingest::new(db.clone(), queue, fetcher).without_subscription_confirmation();
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true })
+        .merge(tidings_api::router(db.clone(), tidings_api::Settings { public_base_url: base.clone() }));
+
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
+    println!(
+        "\napi key (workspace {}): {}  (also in {})",
+        config.workspace,
+        config.api_key,
+        config_path(&args.db).display()
+    );
+    println!("tidings dev: listening on {base}; Ctrl-C stops");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker =
+        tokio::spawn(work(Processor::new(db.clone(), args.retention_days), db.clone(), notify, stop_rx.clone()));
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
+    let signal = async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("\ntidings dev: stopping (queued events stay in {} for the next start)", args.db.display());
+        let _ = stop_tx.send(true);
+    };
+    let (served, _) = tokio::join!(server, signal);
+    served.map_err(|e| Failure::Usage(format!("server failed: {e}")))?;
+    let _ = worker.await;
+    Ok(())
+}
+
+/// Drains the events queue through the processor until told to stop. A message whose
+/// processing fails retryably is left to reappear after its visibility timeout; one that fails
+/// permanently goes to the dead-letter queue with the reason.
+async fn work(
+    processor: Processor<Sqlite>,
+    db: Sqlite,
+    notify: Arc<Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    const VISIBILITY_SECONDS: u32 = 30;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let batch = match db.receive(QueueName::Events, 10, VISIBILITY_SECONDS) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the events queue");
+                Vec::new()
+            }
+        };
+        for message in &batch {
+            match processor.process(&message.body).await {
+                Ok(_) => {
+                    let _ = db.delete(QueueName::Events, &message.receipt);
+                }
+                Err(error) if error.retryable => {
+                    tracing::warn!(%error, receive_count = message.receive_count, "event will be retried");
+                    let backoff = 2u32.saturating_pow(message.receive_count.min(8));
+                    let _ = db.change_visibility(QueueName::Events, &message.receipt, backoff);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "event dead-lettered");
+                    let _ = db.dead_letter(QueueName::Events, &message.body, &error.message, message.receive_count);
+                    let _ = db.delete(QueueName::Events, &message.receipt);
+                }
+            }
+        }
+        if batch.is_empty() {
+            // Woken by the next send, or after a second for messages whose delay or
+            // visibility timeout ran out.
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}
+
+/// The first start: a workspace, an API key, and one source per provider.
+async fn bootstrap(db: &Sqlite, path: &Path, base: &str) -> Result<DevConfig, Failure> {
+    let fail = |e: StoreError| Failure::Usage(format!("cannot initialise {}: {e}", path.display()));
+    let api_key = format!("tdk_{}", new_secret(false));
+    db.put_api_key(&ApiKey {
+        id: new_id("key"),
+        workspace: WORKSPACE.into(),
+        hash: tidings_api::api_key_hash(&api_key),
+        created_at: Timestamp::now(),
+    })
+    .await
+    .map_err(fail)?;
+    let existing = db.sources(WORKSPACE).await.map_err(fail)?;
+    for provider in ProviderId::ALL {
+        if existing.iter().any(|s| s.provider == provider) {
+            continue;
+        }
+        db.put_source(&dev_source(provider, base).map_err(Failure::Usage)?).await.map_err(fail)?;
+    }
+    let config = DevConfig { api: base.to_owned(), api_key, workspace: WORKSPACE.into(), db: path.to_owned() };
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    std::fs::write(config_path(path), text)
+        .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", config_path(path).display())))?;
+    println!(
+        "tidings dev: created {} with workspace {WORKSPACE}, an API key and a source per provider",
+        path.display()
+    );
+    Ok(config)
+}
+
+fn dev_source(provider: ProviderId, base: &str) -> Result<Source, String> {
+    let id = new_id("src");
+    let mut source = Source {
+        id: id.clone(),
+        workspace: WORKSPACE.into(),
+        provider,
+        description: format!("{provider} (dev)"),
+        secrets: Vec::new(),
+        public_url: None,
+        allowed_topics: Vec::new(),
+        signature_header: None,
+        tolerance_seconds: None,
+        dev_signing_key: None,
+        created_at: Timestamp::now(),
+    };
+    match provider.provider().authentication() {
+        Authentication::SnsSignature => source.allowed_topics = vec![DEV_TOPIC.into()],
+        Authentication::SendgridEcdsa => {
+            let (private, public) = generate_sendgrid_key_pair()?;
+            source.secrets = vec![public];
+            source.dev_signing_key = Some(private);
+        }
+        Authentication::StandardWebhooks { .. } => source.secrets = vec![new_secret(true)],
+        Authentication::TwilioHmacSha1 => {
+            source.secrets = vec![new_secret(false)];
+            source.public_url = Some(format!("{base}/webhooks/twilio/{id}"));
+        }
+        _ => source.secrets = vec![new_secret(false)],
+    }
+    Ok(source)
+}
+
+async fn print_sources(db: &Sqlite, base: &str) {
+    let Ok(sources) = db.sources(WORKSPACE).await else { return };
+    println!("\n{:<12} {:<62} secret", "provider", "webhook URL");
+    for source in sources {
+        let url = format!("{base}/webhooks/{}/{}", source.provider, source.id);
+        let secret = match source.provider.provider().authentication() {
+            Authentication::SnsSignature => format!("topic {}", source.allowed_topics.join(", ")),
+            _ => source.secrets.first().cloned().unwrap_or_default(),
+        };
+        println!("{:<12} {url:<62} {secret}", source.provider.as_str());
+    }
+}

@@ -1,0 +1,72 @@
+//! `tidings sources list|add|remove`.
+
+use serde_json::json;
+
+use crate::Failure;
+use crate::client::{ApiArgs, Client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List the workspace's sources and their webhook URLs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a source; prints its webhook URL and (once) its secret.
+    Add {
+        /// Provider id.
+        provider: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The provider's secret or key (generated where the provider lets you choose).
+        #[arg(long, env = "TIDINGS_SOURCE_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Twilio: the exact URL configured in Twilio.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// SES: an SNS topic ARN to accept (repeatable).
+        #[arg(long = "allow-topic")]
+        allowed_topics: Vec<String>,
+    },
+    /// Remove a source.
+    Remove { id: String },
+}
+
+pub async fn run(args: Args) -> Result<(), Failure> {
+    let client = Client::new(&args.api)?;
+    match args.command {
+        Command::List { json } => {
+            let body = client.get("/api/sources", &[]).await?;
+            for source in body["sources"].as_array().cloned().unwrap_or_default() {
+                if json {
+                    println!("{source}");
+                } else {
+                    println!(
+                        "{:<26} {:<12} {}",
+                        source["id"].as_str().unwrap_or(""),
+                        source["provider"].as_str().unwrap_or(""),
+                        source["url"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        Command::Add { provider, description, secret, public_url, allowed_topics } => {
+            let body = json!({"provider": provider, "description": description, "secret": secret, "public_url": public_url, "allowed_topics": allowed_topics});
+            let created = client.post("/api/sources", &body).await?;
+            println!("{}", serde_json::to_string_pretty(&created).unwrap_or_default());
+        }
+        Command::Remove { id } => {
+            client.delete(&format!("/api/sources/{id}")).await?;
+            println!("removed {id}");
+        }
+    }
+    Ok(())
+}
