@@ -70,7 +70,10 @@ fn glob_expected() -> Vec<PathBuf> {
 }
 
 fn stored_ids(db: &Path) -> BTreeSet<String> {
-    let out = Command::new(bin()).args(["events", "--json", "--limit", "100000", "--db", &db.to_string_lossy()]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["events", "--json", "--limit", "100000", "--db", &db.to_string_lossy()])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout)
         .unwrap()
@@ -112,7 +115,11 @@ fn sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
 
     // Restart on the same file and send everything again, as providers retry.
     let _dev = start(&db, port);
-    let again = Command::new(bin()).args(["replay", &events, "--db", &db.to_string_lossy()]).stdout(Stdio::null()).status().unwrap();
+    let again = Command::new(bin())
+        .args(["replay", &events, "--db", &db.to_string_lossy()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(again.success());
 
     // The worker drains in the background: wait (bounded) until it has stored the lot.
