@@ -3,11 +3,33 @@
 # Usage: ./scripts/test.sh
 #
 # It installs what the tests need by itself, so it works on a fresh machine with only the Rust
-# toolchain. (Later stages add moto, the AWS emulator, here.)
+# toolchain and Python 3: moto (the AWS emulator the DynamoDB and SQS adapters are tested on)
+# goes into target/moto-venv and runs on a free loopback port for the length of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+MOTO_VERSION=5.2.5
+venv=target/moto-venv
+step "moto ${MOTO_VERSION}"
+if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"
+fi
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_pid=$!
+log=$(mktemp)
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:${port}/moto-api/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$moto_pid" 2>/dev/null || { cat target/moto.log; echo "moto did not start" >&2; exit 1; }
+  sleep 0.1
+done
+export TIDINGS_MOTO_ENDPOINT="http://127.0.0.1:${port}"
 
 step "rustfmt"
 cargo fmt --all --check
@@ -16,8 +38,6 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
 
 # One closing line for the whole run: cargo prints a result per test binary, and the last

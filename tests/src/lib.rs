@@ -53,7 +53,10 @@ pub async fn records_each_event_once<S: Store>(store: &S) {
     let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0], e.event);
-    assert_eq!(store.raw(ws, &e.event.id).await.unwrap().as_deref(), Some(e.raw.as_str()));
+    assert_eq!(
+        store.raw(ws, e.event.data.message_id.as_deref(), &e.event.id).await.unwrap().as_deref(),
+        Some(e.raw.as_str())
+    );
     let states = store.message_states(ws, "m1").await.unwrap();
     assert_eq!(states.len(), 1);
     assert_eq!(states[0].events, 1, "a duplicate must not count twice");

@@ -137,13 +137,20 @@ async fn events<S: Store>(
     Ok(axum::Json(json!({"events": page.events, "next": page.next})).into_response())
 }
 
+#[derive(Deserialize, Default)]
+struct RawParams {
+    /// The event's message id (events are kept with their message).
+    message: Option<String>,
+}
+
 async fn raw<S: Store>(
     State(shared): AppState<S>,
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
+    Query(p): Query<RawParams>,
 ) -> Result<Response, ApiError> {
     let id: EventId = serde_json::from_value(Value::String(id)).map_err(|_| bad_request("not an event id"))?;
-    match shared.store.raw(&workspace, &id).await? {
+    match shared.store.raw(&workspace, p.message.as_deref(), &id).await? {
         Some(raw) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
         None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
     }

@@ -1,3 +1,156 @@
-//! tidings aws: adapters for the core ports on AWS: SQS, DynamoDB, SESv2 (issue 3).
-//!
-//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).
+//! tidings on AWS: the core's ports implemented on DynamoDB ([`DynamoStore`]) and SQS
+//! ([`SqsQueues`]), SDK clients built once per process, and configuration from the environment.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use tidings_core::ports::{QueueName, StoreError};
+
+pub mod dynamo;
+pub mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use sqs::{QueueUrls, SqsQueues};
+
+/// Loads the SDK configuration the standard way (environment, profile, container or instance
+/// role), with one HTTPS client on rustls and ring. `AWS_ENDPOINT_URL` points every client at
+/// another endpoint (moto in tests).
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).load().await
+}
+
+/// The one HTTP client every SDK client uses: hyper with rustls on ring (no aws-lc build).
+fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
+/// Settings read from the environment of a function (names as in `template.yaml`).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table: String,
+    pub queues: QueueUrls,
+    pub retention_days: u64,
+}
+
+const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
+    (QueueName::Events, "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
+    (QueueName::Deliveries, "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
+    (QueueName::Redrive, "TIDINGS_REDRIVE_QUEUE_URL", "TIDINGS_REDRIVE_DLQ_URL"),
+];
+
+impl Settings {
+    /// `TIDINGS_TABLE` is required; queue URLs are read when set (each function needs only
+    /// some); `TIDINGS_RETENTION_DAYS` defaults to 90.
+    pub fn from_env() -> Result<Settings, String> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let table = get("TIDINGS_TABLE").filter(|t| !t.is_empty()).ok_or("TIDINGS_TABLE is not set")?;
+        let mut queues = QueueUrls { queues: HashMap::new(), dead_letters: HashMap::new() };
+        for (queue, url, dlq) in QUEUE_VARIABLES {
+            if let Some(value) = get(url).filter(|v| !v.is_empty()) {
+                queues.queues.insert(queue, value);
+            }
+            if let Some(value) = get(dlq).filter(|v| !v.is_empty()) {
+                queues.dead_letters.insert(queue, value);
+            }
+        }
+        let retention_days = match get("TIDINGS_RETENTION_DAYS") {
+            Some(days) => {
+                days.parse().map_err(|_| format!("TIDINGS_RETENTION_DAYS {days:?} is not a number of days"))?
+            }
+            None => tidings_core::pipeline::DEFAULT_RETENTION_DAYS,
+        };
+        Ok(Settings { table, queues, retention_days })
+    }
+}
+
+/// Error codes that clear up when the same request is sent again later.
+const RETRYABLE_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "InternalServerError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "RequestThrottled",
+    "KMSThrottlingException",
+];
+
+/// Classifies an SDK error the way the SDK's retry logic sees it: timeouts, connection
+/// failures and unreadable responses are transient; so are throttling and server (5xx) errors.
+/// Everything else (validation, missing table, access denied) will fail again the same way.
+pub fn classify<E, R>(operation: &str, error: &SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + fmt::Debug + std::error::Error + 'static,
+    R: fmt::Debug + 'static,
+{
+    let message = match error.as_service_error() {
+        Some(service) => {
+            format!("{operation}: {}: {}", service.code().unwrap_or("error"), service.message().unwrap_or(""))
+        }
+        None => format!("{operation}: {}", aws_sdk_dynamodb::error::DisplayErrorContext(error)),
+    };
+    let retryable = match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(context) => {
+            let code = context.err().code().unwrap_or("");
+            RETRYABLE_CODES.contains(&code) || status_is_server_error(format!("{:?}", context.raw()).as_str())
+        }
+        _ => false,
+    };
+    if retryable { StoreError::retryable(message) } else { StoreError::permanent(message) }
+}
+
+/// Whether a raw response's debug text shows a 5xx status (the response type differs between
+/// SDK crates; its status is in its debug form either way).
+fn status_is_server_error(raw: &str) -> bool {
+    raw.split("status: StatusCode(")
+        .nth(1)
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .is_some_and(|code| code >= 500)
+}
+
+/// SDK configuration for an emulator or other local endpoint (moto in tests): fixed region and
+/// dummy static credentials, so nothing is read from the environment.
+pub async fn sdk_config_for_endpoint(endpoint: &str) -> SdkConfig {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tidings-tests"))
+        .load()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_come_from_the_environment() {
+        let env = HashMap::from([
+            ("TIDINGS_TABLE", "tidings"),
+            ("TIDINGS_EVENTS_QUEUE_URL", "https://sqs/events"),
+            ("TIDINGS_EVENTS_DLQ_URL", "https://sqs/events-dlq"),
+            ("TIDINGS_RETENTION_DAYS", "30"),
+        ]);
+        let settings = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(settings.table, "tidings");
+        assert_eq!(settings.queues.queues[&QueueName::Events], "https://sqs/events");
+        assert_eq!(settings.queues.dead_letters[&QueueName::Events], "https://sqs/events-dlq");
+        assert_eq!(settings.retention_days, 30);
+        assert!(Settings::from_lookup(|_| None).unwrap_err().contains("TIDINGS_TABLE"));
+        let bad = HashMap::from([("TIDINGS_TABLE", "t"), ("TIDINGS_RETENTION_DAYS", "ninety")]);
+        assert!(Settings::from_lookup(|k| bad.get(k).map(|v| v.to_string())).is_err());
+    }
+}

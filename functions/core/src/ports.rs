@@ -117,8 +117,14 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
-    /// The provider record an event came from.
-    fn raw(&self, workspace: &str, event: &EventId) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// The provider record an event came from. `message_id` is the event's message, when it has
+    /// one (stores may keep events in their message's partition).
+    fn raw(
+        &self,
+        workspace: &str,
+        message_id: Option<&str>,
+        event: &EventId,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     fn message_states(
         &self,
         workspace: &str,

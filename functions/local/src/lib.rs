@@ -537,7 +537,12 @@ impl Store for Sqlite {
         }
     }
 
-    async fn raw(&self, workspace: &str, event: &EventId) -> Result<Option<String>, StoreError> {
+    async fn raw(
+        &self,
+        workspace: &str,
+        _message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<String>, StoreError> {
         self.db()
             .query_row(
                 "SELECT raw FROM events WHERE workspace = ?1 AND id = ?2",

@@ -1,0 +1,667 @@
+//! [`Store`] on one DynamoDB table. The item layout and the access pattern behind each query
+//! are written down in `infra/TABLE.md`; in short:
+//!
+//! | item | PK | SK | GSI1 (PK / SK) | GSI2 (PK / SK) |
+//! |---|---|---|---|---|
+//! | event | `WS#<ws>#MSG#<message>` (or `WS#<ws>#EVT#<id>` without a message) | `EVT#<id>` | `WS#<ws>#RCPT#<recipient>` / `<ms>#<id>` | `WS#<ws>#DAY#<yyyy-mm-dd>` / `<ms>#<id>` |
+//! | message state | `WS#<ws>#MSG#<message>` | `STATE#<recipient>` | | |
+//! | suppression | `WS#<ws>#SUPP` | `<recipient>` | | |
+//! | source | `SRC#<id>` | `SRC` | `WS#<ws>#SOURCES` / `<id>` | |
+//! | nonce | `NONCE#<provider>#<nonce>` | `NONCE` | | |
+//! | API key | `KEY#<sha256>` | `KEY` | | |
+//!
+//! Event bodies and raw records are stored deflated, which keeps a typical event item under
+//! 1 KB (one write unit). Recording an event is one `TransactWriteItems`: the event item with a
+//! condition on its own key (a duplicate fails it, which is how duplicates are detected), the
+//! message state, and the suppression entry, both with optimistic version checks.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::event::{CanonicalEvent, EventId};
+use tidings_core::pattern::TypePattern;
+use tidings_core::ports::{ApiKey, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError};
+use tidings_core::source::Source;
+use tidings_core::state::{self, MessageState};
+use tidings_core::suppression::{self, Suppression};
+use tidings_core::timestamp::Timestamp;
+
+use crate::classify;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How many times a transaction is retried when another writer changed the same message state
+/// or suppression entry in between (optimistic concurrency).
+const MAX_ATTEMPTS: usize = 8;
+/// How far back a workspace-wide query walks day partitions when no `since` is given.
+const MAX_DAYS_BACK: i64 = 400;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn deflate(text: &str) -> AttributeValue {
+    AttributeValue::B(Blob::new(miniz_oxide::deflate::compress_to_vec(text.as_bytes(), 6)))
+}
+
+fn inflate(item: &Item, name: &str) -> Result<String, StoreError> {
+    let bytes = match item.get(name) {
+        Some(AttributeValue::B(blob)) => blob.as_ref(),
+        _ => return Err(StoreError::permanent(format!("item has no `{name}` attribute"))),
+    };
+    // Bodies are small; a limit keeps a corrupt item from inflating without bound.
+    let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(bytes, 16 * 1024 * 1024)
+        .map_err(|e| StoreError::permanent(format!("`{name}` is not deflate data: {e:?}")))?;
+    String::from_utf8(raw).map_err(|_| StoreError::permanent(format!("`{name}` is not UTF-8")))
+}
+
+fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(StoreError::permanent(format!("item has no `{name}` string"))),
+    }
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().ok(),
+        _ => None,
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::permanent(format!("stored JSON unreadable: {e}")))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::permanent(format!("cannot encode: {e}")))
+}
+
+/// The sort key of an event in a time-ordered index: zero-padded milliseconds, then the id.
+fn time_key(ms: i64, id: &str) -> String {
+    format!("{:013}#{id}", ms.max(0))
+}
+
+fn message_pk(workspace: &str, message_id: &str) -> String {
+    format!("WS#{workspace}#MSG#{message_id}")
+}
+
+fn event_pk(workspace: &str, message_id: Option<&str>, id: &str) -> String {
+    match message_id {
+        Some(message) => message_pk(workspace, message),
+        None => format!("WS#{workspace}#EVT#{id}"),
+    }
+}
+
+fn day(ms: i64) -> String {
+    Timestamp::from_unix_millis(ms).map(|t| t.to_string()[..10].to_owned()).unwrap_or_else(|| "1970-01-01".into())
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(pk))
+            .key("SK", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        Ok(out.item)
+    }
+
+    async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))?;
+        Ok(())
+    }
+
+    fn put_item(
+        &self,
+        item: Item,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        for (name, value) in values {
+            put = put.expression_attribute_values(name, value);
+        }
+        let put = put.build().map_err(|e| StoreError::permanent(format!("transaction item: {e}")))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// One query's results, following pages: each item is mapped (`None` skips it) until
+    /// `want` values are collected or the query ends.
+    async fn query_all<T>(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        forward: bool,
+        mut map: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+        want: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(key_condition)
+                .scan_index_forward(forward)
+                .set_index_name(index.map(str::to_owned))
+                .set_exclusive_start_key(start.take());
+            for (name, value) in &values {
+                request = request.expression_attribute_values(*name, value.clone());
+            }
+            let page = request.send().await.map_err(|e| classify("Query", &e))?;
+            for item in page.items.unwrap_or_default() {
+                if let Some(value) = map(&item)? {
+                    out.push(value);
+                    if out.len() >= want {
+                        return Ok(out);
+                    }
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn event_item(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Item, StoreError> {
+        let e = &queued.event;
+        let ws = e.workspaceid.as_str();
+        let id = e.id.as_str();
+        let ms = e.time.unix_millis();
+        let mut item: Item = HashMap::from([
+            ("PK".to_owned(), s(event_pk(ws, e.data.message_id.as_deref(), id))),
+            ("SK".to_owned(), s(format!("EVT#{id}"))),
+            ("GSI2PK".to_owned(), s(format!("WS#{ws}#DAY#{}", day(ms)))),
+            ("GSI2SK".to_owned(), s(time_key(ms, id))),
+            ("t".to_owned(), n(ms)),
+            ("ty".to_owned(), s(e.event_type.to_string())),
+            ("d".to_owned(), deflate(&to_json(e)?)),
+            ("r".to_owned(), deflate(&queued.raw)),
+            ("src".to_owned(), s(&queued.source)),
+            ("fo".to_owned(), AttributeValue::Bool(false)),
+            ("ttl".to_owned(), n(expires_at.unix_seconds())),
+        ]);
+        if let Some(recipient) = &e.data.recipient {
+            item.insert("GSI1PK".into(), s(format!("WS#{ws}#RCPT#{recipient}")));
+            item.insert("GSI1SK".into(), s(time_key(ms, id)));
+        }
+        Ok(item)
+    }
+
+    /// One attempt at the recording transaction.
+    async fn try_record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
+        let e = &queued.event;
+        let ws = e.workspaceid.as_str();
+        let mut items =
+            vec![self.put_item(self.event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![])?];
+
+        if let Some((message_id, recipient)) = state::key(e) {
+            let pk = message_pk(ws, message_id);
+            let sk = format!("STATE#{recipient}");
+            let current = self.get(&pk, &sk).await?;
+            let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
+            let next = match current {
+                Some(item) => {
+                    let mut state: MessageState = json(text(&item, "d")?)?;
+                    state.apply(e);
+                    Some(state)
+                }
+                None => MessageState::new(e),
+            };
+            if let Some(state) = next {
+                let item: Item = HashMap::from([
+                    ("PK".to_owned(), s(pk)),
+                    ("SK".to_owned(), s(sk)),
+                    ("d".to_owned(), s(to_json(&state)?)),
+                    ("v".to_owned(), n(version + 1)),
+                    ("ttl".to_owned(), n(expires_at.unix_seconds())),
+                ]);
+                let (condition, values) = version_condition(version);
+                items.push(self.put_item(item, condition, values)?);
+            }
+        }
+
+        if let (Some(change), Some(recipient)) = (suppression::change_for(e), e.data.recipient.as_deref()) {
+            let pk = format!("WS#{ws}#SUPP");
+            let current = self.get(&pk, recipient).await?;
+            let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
+            let entry: Option<Suppression> = current.as_ref().map(|i| text(i, "d").and_then(json)).transpose()?;
+            if let Some(next) = suppression::apply(entry.as_ref(), e, &change) {
+                let item: Item = HashMap::from([
+                    ("PK".to_owned(), s(pk)),
+                    ("SK".to_owned(), s(recipient)),
+                    ("active".to_owned(), AttributeValue::Bool(next.active)),
+                    ("d".to_owned(), s(to_json(&next)?)),
+                    ("v".to_owned(), n(version + 1)),
+                ]);
+                let (condition, values) = version_condition(version);
+                items.push(self.put_item(item, condition, values)?);
+            }
+        }
+
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Attempt::Done(Recorded::Stored)),
+            Err(error) => match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
+                    let reasons = canceled.cancellation_reasons();
+                    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                    if failed(0) {
+                        // The event item exists: a duplicate.
+                        let pk = event_pk(ws, e.data.message_id.as_deref(), e.id.as_str());
+                        let existing = self.get(&pk, &format!("EVT#{}", e.id)).await?;
+                        let fanned_out =
+                            matches!(existing.as_ref().and_then(|i| i.get("fo")), Some(AttributeValue::Bool(true)));
+                        Ok(Attempt::Done(Recorded::Duplicate { fanned_out }))
+                    } else if reasons
+                        .iter()
+                        .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict")))
+                    {
+                        Ok(Attempt::Conflict)
+                    } else {
+                        Err(classify("TransactWriteItems", &error))
+                    }
+                }
+                _ => Err(classify("TransactWriteItems", &error)),
+            },
+        }
+    }
+
+    async fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let ws = query.workspace.as_str();
+        let pattern =
+            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::permanent)?;
+        let limit = query.limit.clamp(1, 1000);
+        let since = query.since.map_or(0, |t| t.unix_millis());
+        let until = query.until.map_or(i64::MAX / 2, |t| t.unix_millis());
+        let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+        // Newest-first position below which results continue.
+        let below = |ms: i64, id: &str| cursor.as_ref().is_none_or(|(cms, cid)| (ms, id) < (*cms, cid.as_str()));
+        let wanted = |event: &CanonicalEvent| {
+            let ms = event.time.unix_millis();
+            ms >= since
+                && ms <= until
+                && below(ms, event.id.as_str())
+                && query.recipient.as_deref().is_none_or(|r| event.data.recipient.as_deref() == Some(r))
+                && pattern.as_ref().is_none_or(|p| p.matches(&event.event_type.to_string()))
+        };
+
+        let mut events: Vec<CanonicalEvent> = Vec::new();
+        if let Some(message_id) = &query.message_id {
+            // A message's timeline is one partition; it is small, so read it whole and order it.
+            events = self
+                .query_all(
+                    None,
+                    "PK = :pk AND begins_with(SK, :evt)",
+                    vec![(":pk", s(message_pk(ws, message_id))), (":evt", s("EVT#"))],
+                    true,
+                    |item| decode_event(item, &wanted),
+                    usize::MAX,
+                )
+                .await?;
+            events.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+            events.truncate(limit + 1);
+        } else {
+            let hi = cursor.as_ref().map_or(until, |(ms, _)| (*ms).min(until));
+            let lo_key = time_key(since, "");
+            let hi_key = format!("{:013}#~", hi.max(0));
+            if let Some(recipient) = &query.recipient {
+                events = self
+                    .query_all(
+                        Some("GSI1"),
+                        "GSI1PK = :pk AND GSI1SK BETWEEN :lo AND :hi",
+                        vec![(":pk", s(format!("WS#{ws}#RCPT#{recipient}"))), (":lo", s(lo_key)), (":hi", s(hi_key))],
+                        false,
+                        |item| decode_event(item, &wanted),
+                        limit + 1,
+                    )
+                    .await?;
+            } else {
+                // The workspace's events, one day partition at a time, newest day first, back to
+                // `since` or MAX_DAYS_BACK days.
+                let newest = hi.min(Timestamp::now().unix_millis() + 86_400_000);
+                let oldest_day = day(since.max(newest - MAX_DAYS_BACK * 86_400_000));
+                let mut day_ms = newest;
+                loop {
+                    let need = limit + 1 - events.len();
+                    let found = self
+                        .query_all(
+                            Some("GSI2"),
+                            "GSI2PK = :pk AND GSI2SK BETWEEN :lo AND :hi",
+                            vec![
+                                (":pk", s(format!("WS#{ws}#DAY#{}", day(day_ms)))),
+                                (":lo", s(lo_key.clone())),
+                                (":hi", s(hi_key.clone())),
+                            ],
+                            false,
+                            |item| decode_event(item, &wanted),
+                            need,
+                        )
+                        .await?;
+                    events.extend(found);
+                    if events.len() > limit || day(day_ms) <= oldest_day {
+                        break;
+                    }
+                    day_ms -= 86_400_000;
+                }
+            }
+        }
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|e| format!("{}:{}", e.time.unix_millis(), e.id))
+        } else {
+            None
+        };
+        Ok(EventPage { events, next })
+    }
+}
+
+fn decode_event(item: &Item, wanted: &impl Fn(&CanonicalEvent) -> bool) -> Result<Option<CanonicalEvent>, StoreError> {
+    let event: CanonicalEvent = json(&inflate(item, "d")?)?;
+    Ok(wanted(&event).then_some(event))
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let (ms, id) = cursor.split_once(':').ok_or_else(|| StoreError::permanent("invalid cursor"))?;
+    Ok((ms.parse().map_err(|_| StoreError::permanent("invalid cursor"))?, id.to_owned()))
+}
+
+fn version_condition(version: i64) -> (&'static str, Vec<(&'static str, AttributeValue)>) {
+    if version == 0 { ("attribute_not_exists(PK)", vec![]) } else { ("v = :v", vec![(":v", n(version))]) }
+}
+
+enum Attempt {
+    Done(Recorded),
+    /// Another writer changed the state or suppression in between: read again and retry.
+    Conflict,
+}
+
+impl Store for DynamoStore {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        if let Some(existing) = self.source(&source.id).await?
+            && existing.workspace != source.workspace
+        {
+            return Err(StoreError::permanent(format!("source {} belongs to another workspace", source.id)));
+        }
+        self.put(HashMap::from([
+            ("PK".to_owned(), s(format!("SRC#{}", source.id))),
+            ("SK".to_owned(), s("SRC")),
+            ("GSI1PK".to_owned(), s(format!("WS#{}#SOURCES", source.workspace))),
+            ("GSI1SK".to_owned(), s(&source.id)),
+            ("d".to_owned(), s(to_json(source)?)),
+        ]))
+        .await
+    }
+
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        self.get(&format!("SRC#{id}"), "SRC").await?.map(|item| json(text(&item, "d")?)).transpose()
+    }
+
+    async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
+        let items = self
+            .query_all(
+                Some("GSI1"),
+                "GSI1PK = :pk",
+                vec![(":pk", s(format!("WS#{workspace}#SOURCES")))],
+                true,
+                |i| json(text(i, "d")?).map(Some),
+                usize::MAX,
+            )
+            .await?;
+        Ok(items)
+    }
+
+    async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("PK", s(format!("SRC#{id}")))
+            .key("SK", s("SRC"))
+            .condition_expression("GSI1PK = :ws")
+            .expression_attribute_values(":ws", s(format!("WS#{workspace}#SOURCES")))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(classify("DeleteItem", &e)),
+        }
+    }
+
+    async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
+        let pk = format!("NONCE#{}#{}", claim.provider, claim.nonce);
+        let now = Timestamp::now().unix_seconds();
+        // A nonce past its window may still be in the table (TTL deletion lags): overwrite it.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(&pk))
+            .item("SK", s("NONCE"))
+            .item("fp", AttributeValue::B(Blob::new(claim.fingerprint.to_vec())))
+            .item("ttl", n(claim.remember_until.unix_seconds()))
+            .condition_expression("attribute_not_exists(PK) OR #ttl < :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(NonceCheck::Fresh),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                let existing = self.get(&pk, "NONCE").await?;
+                let same = matches!(existing.as_ref().and_then(|i| i.get("fp")), Some(AttributeValue::B(b)) if b.as_ref() == claim.fingerprint);
+                Ok(if same { NonceCheck::SameRequest } else { NonceCheck::Reused })
+            }
+            Err(e) => Err(classify("PutItem", &e)),
+        }
+    }
+
+    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            if let Attempt::Done(recorded) = self.try_record(queued, expires_at).await? {
+                return Ok(recorded);
+            }
+        }
+        Err(StoreError::retryable(format!(
+            "event {}: message state kept changing under concurrent writers",
+            queued.event.id
+        )))
+    }
+
+    async fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(event_pk(workspace, event.data.message_id.as_deref(), event.id.as_str())))
+            .key("SK", s(format!("EVT#{}", event.id)))
+            .update_expression("SET fo = :t")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        self.event_page(query).await
+    }
+
+    async fn raw(
+        &self,
+        workspace: &str,
+        message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<String>, StoreError> {
+        let item = self.get(&event_pk(workspace, message_id, event.as_str()), &format!("EVT#{event}")).await?;
+        item.map(|i| inflate(&i, "r")).transpose()
+    }
+
+    async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
+        let items = self
+            .query_all(
+                None,
+                "PK = :pk AND begins_with(SK, :state)",
+                vec![(":pk", s(message_pk(workspace, message_id))), (":state", s("STATE#"))],
+                true,
+                |i| json(text(i, "d")?).map(Some),
+                usize::MAX,
+            )
+            .await?;
+        Ok(items)
+    }
+
+    async fn suppressions(&self, workspace: &str) -> Result<Vec<Suppression>, StoreError> {
+        let active = |item: &Item| match item.get("active") {
+            Some(AttributeValue::Bool(true)) => json(text(item, "d")?).map(Some),
+            _ => Ok(None),
+        };
+        self.query_all(None, "PK = :pk", vec![(":pk", s(format!("WS#{workspace}#SUPP")))], true, active, usize::MAX)
+            .await
+    }
+
+    async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
+        let pk = format!("WS#{workspace}#SUPP");
+        let Some(item) = self.get(&pk, recipient).await? else { return Ok(false) };
+        let mut entry: Suppression = json(text(&item, "d")?)?;
+        if !entry.active {
+            return Ok(false);
+        }
+        entry.active = false;
+        entry.as_of = Timestamp::now().max(entry.as_of);
+        let version = number(&item, "v").unwrap_or(0);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("PK", s(pk))
+            .item("SK", s(recipient))
+            .item("active", AttributeValue::Bool(false))
+            .item("d", s(to_json(&entry)?))
+            .item("v", n(version + 1))
+            .condition_expression("v = :v")
+            .expression_attribute_values(":v", n(version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(StoreError::retryable("suppression changed while being removed; try again"))
+            }
+            Err(e) => Err(classify("PutItem", &e)),
+        }
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        self.put(HashMap::from([
+            ("PK".to_owned(), s(format!("KEY#{}", key.hash))),
+            ("SK".to_owned(), s("KEY")),
+            ("d".to_owned(), s(to_json(key)?)),
+        ]))
+        .await
+    }
+
+    async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.get(&format!("KEY#{hash}"), "KEY").await?.map(|item| json(text(&item, "d")?)).transpose()
+    }
+}
+
+/// Creates the table as `template.yaml` declares it (on-demand, the two GSIs, TTL on `ttl`):
+/// for tests on moto and for running against a hand-made table.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| StoreError::permanent(e.to_string()))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| StoreError::permanent(e.to_string()))
+    };
+    let index = |name: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(&format!("{name}PK"), KeyType::Hash)?)
+            .key_schema(key(&format!("{name}SK"), KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("d")
+                    .non_key_attributes("t")
+                    .build(),
+            )
+            .build()
+            .map_err(|e| StoreError::permanent(e.to_string()))
+    };
+    let mut request = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
+    for name in ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"] {
+        request = request.attribute_definitions(attribute(name)?);
+    }
+    request
+        .key_schema(key("PK", KeyType::Hash)?)
+        .key_schema(key("SK", KeyType::Range)?)
+        .global_secondary_indexes(index("GSI1")?)
+        .global_secondary_indexes(index("GSI2")?)
+        .send()
+        .await
+        .map_err(|e| classify("CreateTable", &e))?;
+    let ttl = TimeToLiveSpecification::builder()
+        .attribute_name("ttl")
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::permanent(e.to_string()))?;
+    client
+        .update_time_to_live()
+        .table_name(table)
+        .time_to_live_specification(ttl)
+        .send()
+        .await
+        .map_err(|e| classify("UpdateTimeToLive", &e))?;
+    Ok(())
+}

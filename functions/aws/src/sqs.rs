@@ -1,0 +1,168 @@
+//! [`Queue`] on SQS: `SendMessageBatch` in chunks SQS accepts (at most 10 entries and 256 KiB a
+//! call), entries a call refuses retried, and dead letters sent with their reason.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use tidings_core::ports::{Outgoing, Queue, QueueName, StoreError};
+
+use crate::classify;
+
+/// SQS's limits for one `SendMessageBatch` call.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Attempts for entries a batch call reports as failed (not the call itself: the SDK retries
+/// throttled and failed calls on its own).
+const ENTRY_ATTEMPTS: u32 = 3;
+
+/// The pipeline's queue URLs.
+#[derive(Debug, Clone, Default)]
+pub struct QueueUrls {
+    pub queues: HashMap<QueueName, String>,
+    pub dead_letters: HashMap<QueueName, String>,
+}
+
+#[derive(Clone)]
+pub struct SqsQueues {
+    client: Client,
+    urls: QueueUrls,
+}
+
+/// Splits `messages` into batches within SQS's entry and size limits. A single message over
+/// the size limit is an error: SQS would refuse it on every attempt.
+pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, message) in messages.iter().enumerate() {
+        let size = message.body.len();
+        if size > MAX_BATCH_BYTES {
+            return Err(StoreError::permanent(format!(
+                "message of {size} bytes is over SQS's {MAX_BATCH_BYTES}-byte limit"
+            )));
+        }
+        if i - start == MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_BYTES {
+            out.push(&messages[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        out.push(&messages[start..]);
+    }
+    Ok(out)
+}
+
+impl SqsQueues {
+    pub fn new(client: Client, urls: QueueUrls) -> Self {
+        SqsQueues { client, urls }
+    }
+
+    fn url(&self, queue: QueueName) -> Result<&str, StoreError> {
+        self.urls
+            .queues
+            .get(&queue)
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::permanent(format!("no URL configured for the {} queue", queue.as_str())))
+    }
+
+    async fn send_chunk(&self, url: &str, chunk: &[Outgoing]) -> Result<(), StoreError> {
+        let mut pending: Vec<&Outgoing> = chunk.iter().collect();
+        for attempt in 0..ENTRY_ATTEMPTS {
+            let entries = pending
+                .iter()
+                .map(|m| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(&m.id)
+                        .message_body(&m.body)
+                        .delay_seconds(m.delay_seconds.min(900) as i32)
+                        .build()
+                        .map_err(|e| StoreError::permanent(format!("batch entry: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify("SendMessageBatch", &e))?;
+            let failed = out.failed;
+            if failed.is_empty() {
+                return Ok(());
+            }
+            if let Some(refused) = failed.iter().find(|f| f.sender_fault) {
+                return Err(StoreError::permanent(format!(
+                    "SQS refused a message: {} {}",
+                    refused.code,
+                    refused.message.as_deref().unwrap_or("")
+                )));
+            }
+            pending.retain(|m| failed.iter().any(|f| f.id == m.id));
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+        Err(StoreError::retryable(format!(
+            "SQS did not take {} of {} messages after {ENTRY_ATTEMPTS} attempts",
+            pending.len(),
+            chunk.len()
+        )))
+    }
+
+    /// Sends `body` to `queue`'s dead-letter queue with the reason it could not be processed
+    /// (as the `tidings-reason` message attribute).
+    pub async fn dead_letter(&self, queue: QueueName, body: &str, reason: &str) -> Result<(), StoreError> {
+        let url = self.urls.dead_letters.get(&queue).ok_or_else(|| {
+            StoreError::permanent(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
+        })?;
+        let reason: String = reason.chars().take(1024).collect();
+        let attribute = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(reason)
+            .build()
+            .map_err(|e| StoreError::permanent(format!("message attribute: {e}")))?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .message_attributes("tidings-reason", attribute)
+            .send()
+            .await
+            .map_err(|e| classify("SendMessage", &e))?;
+        Ok(())
+    }
+}
+
+impl Queue for SqsQueues {
+    async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
+        let url = self.url(queue)?.to_owned();
+        for chunk in chunks(messages)? {
+            self.send_chunk(&url, chunk).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(size: usize) -> Outgoing {
+        Outgoing { id: "x".into(), body: "a".repeat(size), delay_seconds: 0 }
+    }
+
+    #[test]
+    fn chunks_respect_entry_and_byte_limits() {
+        let many: Vec<Outgoing> = (0..25).map(|_| message(10)).collect();
+        let sizes: Vec<usize> = chunks(&many).unwrap().iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let big: Vec<Outgoing> = (0..4).map(|_| message(100 * 1024)).collect();
+        let sizes: Vec<usize> = chunks(&big).unwrap().iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [2, 2]);
+        assert!(chunks(&[message(MAX_BATCH_BYTES + 1)]).is_err());
+        assert!(chunks(&[]).unwrap().is_empty());
+    }
+}

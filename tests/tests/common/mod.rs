@@ -1,0 +1,182 @@
+//! What the pipeline tests share: sources for every provider, posting samples the way
+//! `tidings replay` does, and the event ids the checked-in expectations promise.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use serde_json::Value;
+use tidings_core::auth::signer::{self, SigningKey, generate_sendgrid_key_pair};
+use tidings_core::pipeline::Ingest;
+use tidings_core::ports::{ApiKey, EventQuery, Queue, Store};
+use tidings_core::source::Source;
+use tidings_core::{Headers, ProviderId, Timestamp};
+use tower::ServiceExt;
+
+pub const WS: &str = "ws_default";
+pub const BASE: &str = "http://127.0.0.1:8787";
+
+pub struct Offline;
+impl tidings_core::ports::Fetcher for Offline {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        Err(format!("offline test: no fetch of {url}"))
+    }
+}
+
+pub struct Fixture<S> {
+    pub store: S,
+    pub app: Router,
+    pub sources: Vec<Source>,
+}
+
+/// A store with a source per provider and two workspaces' API keys, behind the real routers.
+pub async fn fixture<S: Store + Clone + 'static, Q: Queue + 'static>(store: S, queue: Q) -> Fixture<S> {
+    let mut sources = Vec::new();
+    for provider in ProviderId::ALL {
+        let id = format!("src_test_{provider}_{}", std::process::id());
+        let mut source = Source {
+            id: id.clone(),
+            workspace: WS.into(),
+            provider,
+            description: String::new(),
+            secrets: vec![format!("secret-{provider}")],
+            public_url: Some(format!("{BASE}/webhooks/twilio/{id}")),
+            allowed_topics: vec!["arn:aws:sns:eu-west-1:111122223333:ses-events".into()],
+            signature_header: None,
+            tolerance_seconds: None,
+            dev_signing_key: None,
+            created_at: Timestamp::now(),
+        };
+        match provider {
+            ProviderId::Sendgrid => {
+                let (private, public) = generate_sendgrid_key_pair().unwrap();
+                source.secrets = vec![public];
+                source.dev_signing_key = Some(private);
+            }
+            ProviderId::Resend => source.secrets = vec!["whsec_dGVzdC1zZWNyZXQ=".into()],
+            _ => {}
+        }
+        store.put_source(&source).await.unwrap();
+        sources.push(source);
+    }
+    for (workspace, key) in [(WS, "key-default"), ("ws_other", "key-other")] {
+        let hash = tidings_api::api_key_hash(key);
+        store
+            .put_api_key(&ApiKey { id: key.into(), workspace: workspace.into(), hash, created_at: Timestamp::now() })
+            .await
+            .unwrap();
+    }
+    let ingest = Ingest::new(store.clone(), queue, Offline).without_subscription_confirmation();
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true })
+        .merge(tidings_api::router(store.clone(), tidings_api::Settings { public_base_url: BASE.into() }));
+    Fixture { store, app, sources }
+}
+
+pub fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+/// Every sample file as (provider, path).
+pub fn samples() -> Vec<(ProviderId, PathBuf)> {
+    let mut out = Vec::new();
+    for provider in ProviderId::ALL {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(events_dir().join(provider.as_str()))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "form")))
+            .collect();
+        files.sort();
+        out.extend(files.into_iter().map(|f| (provider, f)));
+    }
+    out
+}
+
+/// The ids the checked-in expectations say the samples produce (in workspace `ws_default`).
+pub fn expected_ids() -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for provider in ProviderId::ALL {
+        for entry in std::fs::read_dir(events_dir().join(provider.as_str()).join("expected")).unwrap() {
+            let expected: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+            for event in expected["events"].as_array().cloned().unwrap_or_default() {
+                ids.insert(event["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    ids
+}
+
+impl<S: Store> Fixture<S> {
+    pub fn source(&self, provider: ProviderId) -> &Source {
+        self.sources.iter().find(|s| s.provider == provider).unwrap()
+    }
+
+    pub async fn call(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Posts a sample the way `tidings replay` does: signed, or through the queue route (SES).
+    pub async fn post_sample(&self, provider: ProviderId, path: &Path) -> (StatusCode, Value) {
+        let source = self.source(provider);
+        let body = std::fs::read(path).unwrap();
+        let mut headers = match std::fs::read_to_string(path.with_extension("headers")) {
+            Ok(text) => Headers::parse_lines(&text).unwrap(),
+            Err(_) => Headers::new(),
+        };
+        let (uri, body) = if provider == ProviderId::Ses {
+            (format!("/webhooks/ses/{}/queued", source.id), body)
+        } else {
+            let key = SigningKey { secret: source.signing_secret().unwrap(), public_url: source.public_url.as_deref() };
+            (
+                format!("/webhooks/{provider}/{}", source.id),
+                signer::sign(provider, &body, &mut headers, &key, Timestamp::now()).unwrap(),
+            )
+        };
+        let mut request = Request::post(uri);
+        for (name, value) in headers.iter() {
+            request = request.header(name, value);
+        }
+        self.call(request.body(Body::from(body)).unwrap()).await
+    }
+
+    pub async fn stored_ids(&self) -> BTreeSet<String> {
+        let mut ids = BTreeSet::new();
+        let mut cursor = None;
+        loop {
+            let query = EventQuery { workspace: WS.into(), limit: 1000, cursor, ..EventQuery::default() };
+            let page = self.store.events(&query).await.unwrap();
+            ids.extend(page.events.iter().map(|e| e.id.to_string()));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return ids,
+            }
+        }
+    }
+}
+
+/// After every sample: the message states and suppressions the samples imply.
+pub async fn check_states_and_suppressions<S: Store>(store: &S) {
+    // The SES samples share one message: jane's events run up to a click, and its Reject is a
+    // terminal failure that the later engagement does not clear.
+    let states =
+        store.message_states(WS, "0102019ac9b1d2f4-5b1f7a34-8c1e-4f5d-9a77-0f3c2d1e9b8a-000000").await.unwrap();
+    let jane = states.iter().find(|s| s.recipient == "jane.doe@example.com").unwrap();
+    assert_eq!(jane.progress, tidings_core::Status::Clicked);
+    assert_eq!(jane.status, tidings_core::Status::Dropped, "the SES Reject is a terminal failure");
+    assert_eq!((jane.opens, jane.clicks), (1, 1));
+
+    let suppressed: BTreeSet<String> = store.suppressions(WS).await.unwrap().into_iter().map(|s| s.recipient).collect();
+    for address in ["nobody@example.com", "angry@example.com", "+15558675310"] {
+        assert!(suppressed.contains(address), "{address} should be suppressed: {suppressed:?}");
+    }
+    for address in ["full@example.com", "busy@example.com", "slow@example.com"] {
+        assert!(!suppressed.contains(address), "a soft bounce or deferral must not suppress {address}");
+    }
+}
