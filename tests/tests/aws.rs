@@ -159,3 +159,77 @@ async fn every_sample_posted_twice_is_stored_once_on_dynamodb_and_sqs() {
     assert!(aws.receive_all(&dlq).await.is_empty());
     common::check_states_and_suppressions(&f.store).await;
 }
+
+fn sqs_event(bodies: &[&str]) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = Some(format!("m{i}"));
+        record.body = Some(body.to_string());
+        event.records.push(record);
+    }
+    event
+}
+
+#[tokio::test]
+async fn processor_function_stores_once_and_dead_letters_poison_with_its_reason() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (queues, _, dlq) = aws.queues().await;
+    let processor = Processor::new(store.clone(), 90);
+    let queued = tidings_tests::event("ws_lambda", tidings_core::Status::Delivered, "m1", "a@example.com", 1, "lambda");
+    let body = serde_json::to_string(&queued).unwrap();
+
+    let response = tidings_processor::handle(&processor, &queues, sqs_event(&[&body, &body, "{not json"])).await;
+    assert!(response.batch_item_failures.is_empty(), "nothing to retry: {:?}", response.batch_item_failures);
+    let stored = tidings_core::ports::Store::events(
+        &store,
+        &tidings_core::ports::EventQuery { workspace: "ws_lambda".into(), limit: 10, ..Default::default() },
+    )
+    .await
+    .unwrap();
+    assert_eq!(stored.events.len(), 1, "the redelivered record is a duplicate");
+    let dead = aws.receive_all(&dlq).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body.as_deref(), Some("{not json"));
+    let reason = dead[0].message_attributes.as_ref().unwrap()["tidings-reason"].string_value.clone().unwrap();
+    assert!(reason.starts_with("events-queue message is not a queued event"), "{reason}");
+}
+
+#[tokio::test]
+async fn processor_function_reports_records_to_retry_when_the_store_is_down() {
+    let aws = aws().await;
+    let (queues, _, dlq) = aws.queues().await;
+    // Nothing listens on port 9: every DynamoDB call fails to connect, a retryable failure.
+    let down = tidings_aws::sdk_config_for_endpoint("http://127.0.0.1:9").await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&down), "tidings");
+    let processor = Processor::new(store, 90);
+    let queued = tidings_tests::event("ws_down", tidings_core::Status::Delivered, "m1", "a@example.com", 1, "down");
+    let body = serde_json::to_string(&queued).unwrap();
+    let response = tidings_processor::handle(&processor, &queues, sqs_event(&[&body])).await;
+    let ids: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(ids, ["m0"], "left on the queue for SQS to redeliver");
+    assert!(aws.receive_all(&dlq).await.is_empty(), "a retryable failure is not dead-lettered");
+}
+
+#[tokio::test]
+async fn ses_intake_takes_sqs_and_eventbridge_records() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (queues, url, _) = aws.queues().await;
+    let f = fixture(store.clone(), queues.clone()).await;
+    let source = f.source(tidings_core::ProviderId::Ses).id.clone();
+    let ingest = tidings_core::pipeline::Ingest::new(store.clone(), queues, common::Offline);
+    let read = |name: &str| std::fs::read_to_string(common::events_dir().join("ses").join(name)).unwrap();
+    let batch = serde_json::json!({"Records": [
+        {"messageId": "sns", "body": read("bounce-permanent.json")},
+        {"messageId": "raw", "body": read("delivery.json")},
+        {"messageId": "junk", "body": "{\"hello\": 1}"},
+    ]});
+    let response = tidings_ingest::lambda::handle_ses_event(&ingest, &source, batch).await.unwrap();
+    assert_eq!(response["batchItemFailures"], serde_json::json!([{"itemIdentifier": "junk"}]));
+    let eventbridge: serde_json::Value = serde_json::from_str(&read("eventbridge-delivery.json")).unwrap();
+    tidings_ingest::lambda::handle_ses_event(&ingest, &source, eventbridge).await.unwrap();
+    // One bounce, two deliveries, and the EventBridge delivery (the same SES event as one of them).
+    assert_eq!(aws.receive_all(&url).await.len(), 4);
+}

@@ -27,6 +27,32 @@ fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
+/// Structured JSON logs for Lambda (CloudWatch adds the time). `TIDINGS_LOG_LEVEL` (or
+/// `RUST_LOG`) filters; the default is `info`.
+pub fn init_lambda_logging() {
+    let filter = std::env::var("TIDINGS_LOG_LEVEL")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// The store and queues of a function, from its environment: what every Lambda builds once,
+/// at cold start.
+pub async fn ports_from_env() -> Result<(Settings, DynamoStore, SqsQueues), String> {
+    let settings = Settings::from_env()?;
+    let config = sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.table.clone());
+    let queues = SqsQueues::new(aws_sdk_sqs::Client::new(&config), settings.queues.clone());
+    Ok((settings, store, queues))
+}
+
 /// Settings read from the environment of a function (names as in `template.yaml`).
 #[derive(Debug, Clone)]
 pub struct Settings {

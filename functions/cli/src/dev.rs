@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let queue = Waking { db: db.clone(), notify: notify.clone() };
     let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
     let ingest = Ingest::new(db.clone(), queue, fetcher).without_subscription_confirmation();
-    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true })
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
         .merge(tidings_api::router(db.clone(), tidings_api::Settings { public_base_url: base.clone() }));
 
     let listener = tokio::net::TcpListener::bind(args.addr)

@@ -2,6 +2,8 @@
 //! provider. The same router runs in each ingest Lambda (through `lambda_http`) and in
 //! `tidings dev`.
 
+pub mod lambda;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +25,13 @@ pub struct Options {
     /// from the source's SQS queue (unsigned SES records). For `tidings dev` only: on AWS that
     /// path is the queue itself, guarded by IAM.
     pub queue_route: bool,
+    /// Serve only this provider's route (each ingest Lambda serves one provider).
+    pub only: Option<ProviderId>,
 }
 
 struct Shared<S, Q, F> {
     ingest: Ingest<S, Q, F>,
+    only: Option<ProviderId>,
 }
 
 /// The ingest router.
@@ -36,7 +41,7 @@ where
     Q: Queue + 'static,
     F: Fetcher + 'static,
 {
-    let shared = Arc::new(Shared { ingest });
+    let shared = Arc::new(Shared { ingest, only: options.only });
     let mut router = Router::new().route("/webhooks/{provider}/{source}", post(webhook::<S, Q, F>));
     if options.queue_route {
         router = router.route("/webhooks/{provider}/{source}/queued", post(queued::<S, Q, F>));
@@ -51,7 +56,7 @@ async fn webhook<S: Store, Q: Queue, F: Fetcher>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&shared.ingest, &provider, &source, query.as_deref(), &headers, body, Transport::Http).await
+    handle(&shared, &provider, &source, query.as_deref(), &headers, body, Transport::Http).await
 }
 
 async fn queued<S: Store, Q: Queue, F: Fetcher>(
@@ -60,11 +65,11 @@ async fn queued<S: Store, Q: Queue, F: Fetcher>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(&shared.ingest, &provider, &source, None, &headers, body, Transport::Queue).await
+    handle(&shared, &provider, &source, None, &headers, body, Transport::Queue).await
 }
 
 async fn handle<S: Store, Q: Queue, F: Fetcher>(
-    ingest: &Ingest<S, Q, F>,
+    shared: &Shared<S, Q, F>,
     provider: &str,
     source: &str,
     query: Option<&str>,
@@ -72,7 +77,8 @@ async fn handle<S: Store, Q: Queue, F: Fetcher>(
     body: Body,
     transport: Transport,
 ) -> Response {
-    let Ok(provider) = provider.parse::<ProviderId>() else {
+    let parsed = provider.parse::<ProviderId>().ok().filter(|p| shared.only.is_none_or(|only| only == *p));
+    let Some(provider) = parsed else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"error": format!("no provider {provider:?}")})))
             .into_response();
     };
@@ -91,7 +97,7 @@ async fn handle<S: Store, Q: Queue, F: Fetcher>(
         transport,
         received_at: Timestamp::now(),
     };
-    let response = ingest.handle(request).await;
+    let response = shared.ingest.handle(request).await;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, axum::Json(response.body)).into_response()
 }

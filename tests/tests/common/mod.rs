@@ -71,7 +71,7 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + 'static>(store: S, q
             .unwrap();
     }
     let ingest = Ingest::new(store.clone(), queue, Offline).without_subscription_confirmation();
-    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true })
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
         .merge(tidings_api::router(store.clone(), tidings_api::Settings { public_base_url: BASE.into() }));
     Fixture { store, app, sources }
 }

@@ -1,0 +1,88 @@
+//! The ingest Lambda functions: each provider's function serves its route through
+//! `lambda_http` (API Gateway HTTP API or a Function URL), with the store and queue built once
+//! at cold start. `ses-queue` reads SES records that reach tidings through AWS instead of HTTP:
+//! an SQS queue subscribed to the SES topic (SNS→SQS, raw or enveloped) or an EventBridge rule.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::{Value, json};
+use tidings_core::pipeline::{Ingest, IngestRequest};
+use tidings_core::{Headers, ProviderId, Timestamp, Transport};
+
+use crate::{HttpsFetcher, Options, router};
+
+/// Runs `provider`'s ingest function.
+pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
+    tidings_aws::init_lambda_logging();
+    let (_, store, queues) = tidings_aws::ports_from_env().await?;
+    let ingest = Ingest::new(store, queues, HttpsFetcher::new()?);
+    lambda_http::run(router(ingest, Options { queue_route: false, only: Some(provider) })).await
+}
+
+/// Runs the SES intake function for SQS batches and EventBridge events. `TIDINGS_SES_SOURCE`
+/// names the source those records belong to.
+pub async fn run_ses_queue() -> Result<(), lambda_runtime::Error> {
+    tidings_aws::init_lambda_logging();
+    let (_, store, queues) = tidings_aws::ports_from_env().await?;
+    let source = std::env::var("TIDINGS_SES_SOURCE").map_err(|_| "TIDINGS_SES_SOURCE is not set")?;
+    let shared = std::sync::Arc::new((Ingest::new(store, queues, HttpsFetcher::new()?), source));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let shared = shared.clone();
+        // Boxed: the SDK's futures are deep types, and the runtime's own nesting on top of them
+        // exceeds the compiler's type-layout depth otherwise.
+        let future: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+            Box::pin(async move { handle_ses_event(&shared.0, &shared.1, event.payload).await });
+        future
+    }))
+    .await
+}
+
+/// Handles one invocation: an SQS batch (answered with the ids of records to retry, for
+/// `ReportBatchItemFailures`) or one EventBridge event (an error makes Lambda retry it).
+pub async fn handle_ses_event<S, Q, F>(
+    ingest: &Ingest<S, Q, F>,
+    source: &str,
+    payload: Value,
+) -> Result<Value, lambda_runtime::Error>
+where
+    S: tidings_core::ports::Store,
+    Q: tidings_core::ports::Queue,
+    F: tidings_core::ports::Fetcher,
+{
+    let headers = Headers::new();
+    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
+        let mut failures = Vec::new();
+        for record in records {
+            let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default();
+            let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+            let response = ingest.handle(queued(source, body.as_bytes(), &headers)).await;
+            // 4xx will not get better either; it is retried until the queue's redrive policy
+            // moves it to the dead-letter queue, where it can be inspected and redriven.
+            if response.status >= 300 {
+                failures.push(json!({"itemIdentifier": id}));
+            }
+        }
+        return Ok(json!({"batchItemFailures": failures}));
+    }
+    if payload.get("detail-type").is_some() {
+        let body = serde_json::to_vec(&payload)?;
+        let response = ingest.handle(queued(source, &body, &headers)).await;
+        if response.status >= 300 {
+            return Err(format!("EventBridge event refused: {}", response.body).into());
+        }
+        return Ok(response.body);
+    }
+    Err("not an SQS batch or an EventBridge event".into())
+}
+
+/// An SES record that arrived through AWS (IAM guards the way in, so no signature is needed).
+fn queued<'a>(source: &'a str, body: &'a [u8], headers: &'a Headers) -> IngestRequest<'a> {
+    IngestRequest {
+        provider: ProviderId::Ses,
+        source_id: source,
+        body,
+        headers,
+        query: None,
+        transport: Transport::Queue,
+        received_at: Timestamp::now(),
+    }
+}
