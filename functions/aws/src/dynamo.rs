@@ -15,7 +15,9 @@
 //! condition on its own key (a duplicate fails it, which is how duplicates are detected), the
 //! message state, and the suppression entry, both with optimistic version checks.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -44,6 +46,80 @@ const MAX_DAYS_BACK: i64 = 400;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    usage: Arc<Usage>,
+}
+
+/// What this store has asked of DynamoDB: requests by operation, and the capacity units they
+/// cost as DynamoDB bills them (computed from the real item sizes: writes 1 unit per KB,
+/// doubled in transactions, plus one write per index the item is in; strongly consistent reads
+/// 1 unit per 4 KB). The cost model in BENCHMARKS.md is built from these.
+#[derive(Debug, Default)]
+pub struct Usage {
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    write_units: AtomicU64,
+    read_units: AtomicU64,
+}
+
+/// A copy of [`Usage`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageSnapshot {
+    pub requests: BTreeMap<&'static str, u64>,
+    pub write_units: u64,
+    pub read_units: u64,
+}
+
+impl Usage {
+    fn request(&self, operation: &'static str) {
+        if let Ok(mut requests) = self.requests.lock() {
+            *requests.entry(operation).or_default() += 1;
+        }
+    }
+
+    fn write(&self, units: u64) {
+        self.write_units.fetch_add(units, Ordering::Relaxed);
+    }
+
+    fn read(&self, units: u64) {
+        self.read_units.fetch_add(units, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> UsageSnapshot {
+        UsageSnapshot {
+            requests: self.requests.lock().map(|r| r.clone()).unwrap_or_default(),
+            write_units: self.write_units.load(Ordering::Relaxed),
+            read_units: self.read_units.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An item's size as DynamoDB counts it: every attribute's name plus its value (strings and
+/// binaries by length; numbers about one byte per two digits plus one; booleans one byte).
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+fn value_size(value: &AttributeValue) -> usize {
+    match value {
+        AttributeValue::S(text) => text.len(),
+        AttributeValue::B(blob) => blob.as_ref().len(),
+        AttributeValue::N(number) => number.trim_start_matches('-').len().div_ceil(2) + 1,
+        AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+        AttributeValue::M(map) => 3 + map.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>(),
+        AttributeValue::L(list) => 3 + list.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+/// Write units of one item write: 1 per started KB, and the same again for each index the
+/// item appears in (projected size; the projections here are keys plus `d` and `t`).
+fn write_units(item: &Item) -> u64 {
+    let base = item_size(item).div_ceil(1024).max(1) as u64;
+    let indexes = ["GSI1PK", "GSI2PK"].iter().filter(|k| item.contains_key(**k)).count() as u64;
+    base * (1 + indexes)
+}
+
+fn read_units(bytes: usize) -> u64 {
+    bytes.div_ceil(4096).max(1) as u64
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -113,7 +189,12 @@ fn day(ms: i64) -> String {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore { client, table: table.into(), usage: Arc::new(Usage::default()) }
+    }
+
+    /// What this store (and its clones) has used so far.
+    pub fn usage(&self) -> UsageSnapshot {
+        self.usage.snapshot()
     }
 
     pub fn table(&self) -> &str {
@@ -131,10 +212,14 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("GetItem", &e))?;
+        self.usage.request("GetItem");
+        self.usage.read(read_units(out.item.as_ref().map_or(0, item_size)));
         Ok(out.item)
     }
 
     async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.usage.request("PutItem");
+        self.usage.write(write_units(&item));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -185,7 +270,10 @@ impl DynamoStore {
                 request = request.expression_attribute_values(*name, value.clone());
             }
             let page = request.send().await.map_err(|e| classify("Query", &e))?;
-            for item in page.items.unwrap_or_default() {
+            self.usage.request("Query");
+            let items = page.items.unwrap_or_default();
+            self.usage.read(read_units(items.iter().map(item_size).sum()));
+            for item in items {
                 if let Some(value) = map(&item)? {
                     out.push(value);
                     if out.len() >= want {
@@ -229,8 +317,17 @@ impl DynamoStore {
     async fn try_record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
         let e = &queued.event;
         let ws = e.workspaceid.as_str();
-        let mut items =
-            vec![self.put_item(self.event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![])?];
+        // Providers resend often (SendGrid ~3 times on average), and a cancelled transaction
+        // is billed like a written one: one read first makes a duplicate cost 1 read unit
+        // instead of ~6 write units. The transaction's condition still settles races.
+        let event_sk = format!("EVT#{}", e.id);
+        if let Some(existing) = self.get(&event_pk(ws, e.data.message_id.as_deref(), e.id.as_str()), &event_sk).await? {
+            let fanned_out = matches!(existing.get("fo"), Some(AttributeValue::Bool(true)));
+            return Ok(Attempt::Done(Recorded::Duplicate { fanned_out }));
+        }
+        let event_item = self.event_item(queued, expires_at)?;
+        let mut written = vec![event_item.clone()];
+        let mut items = vec![self.put_item(event_item, "attribute_not_exists(PK)", vec![])?];
 
         if let Some((message_id, recipient)) = state::key(e) {
             let pk = message_pk(ws, message_id);
@@ -254,6 +351,7 @@ impl DynamoStore {
                     ("ttl".to_owned(), n(expires_at.unix_seconds())),
                 ]);
                 let (condition, values) = version_condition(version);
+                written.push(item.clone());
                 items.push(self.put_item(item, condition, values)?);
             }
         }
@@ -272,10 +370,16 @@ impl DynamoStore {
                     ("v".to_owned(), n(version + 1)),
                 ]);
                 let (condition, values) = version_condition(version);
+                written.push(item.clone());
                 items.push(self.put_item(item, condition, values)?);
             }
         }
 
+        // Transactions cost twice the units of the same writes (the index writes are ordinary).
+        let units: u64 =
+            written.iter().map(|item| write_units(item) + item_size(item).div_ceil(1024).max(1) as u64).sum();
+        self.usage.request("TransactWriteItems");
+        self.usage.write(units);
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Attempt::Done(Recorded::Stored)),
             Err(error) => match error.as_service_error() {

@@ -2,6 +2,8 @@
 //! call), entries a call refuses retried, and dead letters sent with their reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
@@ -28,6 +30,8 @@ pub struct QueueUrls {
 pub struct SqsQueues {
     client: Client,
     urls: QueueUrls,
+    /// SQS requests this sender made (each `SendMessageBatch` or `SendMessage` call).
+    requests: Arc<AtomicU64>,
 }
 
 /// Splits `messages` into batches within SQS's entry and size limits. A single message over
@@ -58,7 +62,12 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
 
 impl SqsQueues {
     pub fn new(client: Client, urls: QueueUrls) -> Self {
-        SqsQueues { client, urls }
+        SqsQueues { client, urls, requests: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// SQS requests made so far (billed per request, each up to 64 KiB).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     fn url(&self, queue: QueueName) -> Result<&str, StoreError> {
@@ -83,6 +92,7 @@ impl SqsQueues {
                         .map_err(|e| StoreError::permanent(format!("batch entry: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
             let out = self
                 .client
                 .send_message_batch()
@@ -124,6 +134,7 @@ impl SqsQueues {
             .string_value(reason)
             .build()
             .map_err(|e| StoreError::permanent(format!("message attribute: {e}")))?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
         self.client
             .send_message()
             .queue_url(url)
