@@ -144,3 +144,65 @@ async fn the_api_shows_a_workspace_only_its_own_data() {
     let text = listed.to_string();
     assert!(!text.contains("secret-postmark") && !text.contains("dev_signing_key"), "secrets are never listed");
 }
+
+/// Records the URLs the ingest fetched.
+#[derive(Clone, Default)]
+struct Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tidings_core::ports::Fetcher for Recording {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        self.0.lock().unwrap().push(url.to_owned());
+        Ok(b"<ConfirmSubscriptionResponse/>".to_vec())
+    }
+}
+
+#[tokio::test]
+async fn sns_subscriptions_are_confirmed_only_for_allow_listed_topics() {
+    use tidings_core::pipeline::{Ingest, IngestRequest};
+    use tidings_core::{Headers, Timestamp, Transport};
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let fetched = Recording::default();
+    let ingest = Ingest::new(db.clone(), db.clone(), fetched.clone());
+    let body = std::fs::read(events_dir().join("ses/subscription-confirmation.json")).unwrap();
+    let headers = Headers::new();
+    let request = |source: &'static str| IngestRequest {
+        provider: ProviderId::Ses,
+        source_id: source,
+        body: &body,
+        headers: &headers,
+        query: None,
+        transport: Transport::Queue,
+        received_at: Timestamp::now(),
+    };
+    let allowed: &'static str = Box::leak(f.source(ProviderId::Ses).id.clone().into_boxed_str());
+    let response = ingest.handle(request(allowed)).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let urls = fetched.0.lock().unwrap().clone();
+    assert_eq!(urls.len(), 1);
+    assert!(urls[0].starts_with("https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription"), "{urls:?}");
+
+    // A source that does not list the topic refuses the message and confirms nothing.
+    let mut other = f.source(ProviderId::Ses).clone();
+    other.id = "src_other_topics".into();
+    other.allowed_topics = vec!["arn:aws:sns:eu-west-1:111122223333:something-else".into()];
+    tidings_core::ports::Store::put_source(&db, &other).await.unwrap();
+    let response = ingest.handle(request("src_other_topics")).await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert_eq!(fetched.0.lock().unwrap().len(), 1, "no confirmation for a topic not on the list");
+}
+
+#[tokio::test]
+async fn each_ingest_function_serves_only_its_provider() {
+    use tidings_core::pipeline::Ingest;
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let only_postmark = tidings_ingest::router(
+        Ingest::new(db.clone(), db.clone(), common::Offline),
+        tidings_ingest::Options { queue_route: false, only: Some(ProviderId::Postmark) },
+    );
+    let brevo = f.source(ProviderId::Brevo).id.clone();
+    let request = Request::post(format!("/webhooks/brevo/{brevo}")).body(Body::from("{}")).unwrap();
+    let response = tower::ServiceExt::oneshot(only_postmark, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
