@@ -307,6 +307,31 @@ impl Sqlite {
     }
 }
 
+impl Sqlite {
+    /// The JSON body one row holds, read as `T`.
+    fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<T>, StoreError> {
+        let body: Option<String> = self.db().query_row(sql, params, |r| r.get(0)).optional().map_err(db_error)?;
+        load(body)
+    }
+
+    /// The JSON bodies of every row, read as `T`.
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, StoreError> {
+        let db = self.db();
+        let mut select = db.prepare_cached(sql).map_err(db_error)?;
+        let bodies: Vec<String> =
+            select.query_map(params, |r| r.get(0)).map_err(db_error)?.collect::<Result<_, _>>().map_err(db_error)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+    }
+}
+
 fn load<T: serde::de::DeserializeOwned>(body: Option<String>) -> Result<Option<T>, StoreError> {
     body.map(|b| serde_json::from_str(&b).map_err(json_error)).transpose()
 }
@@ -324,24 +349,11 @@ impl Store for Sqlite {
     }
 
     async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
-        let body = self
-            .db()
-            .query_row("SELECT body FROM sources WHERE id = ?1", params![id], |r| r.get(0))
-            .optional()
-            .map_err(db_error)?;
-        load(body)
+        self.one("SELECT body FROM sources WHERE id = ?1", params![id])
     }
 
     async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
-        let db = self.db();
-        let mut select =
-            db.prepare_cached("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id").map_err(db_error)?;
-        let bodies: Vec<String> = select
-            .query_map(params![workspace], |r| r.get(0))
-            .map_err(db_error)?
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?;
-        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+        self.all("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id", params![workspace])
     }
 
     async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
@@ -554,31 +566,17 @@ impl Store for Sqlite {
     }
 
     async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
-        let db = self.db();
-        let mut select = db
-            .prepare_cached(
-                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
-            )
-            .map_err(db_error)?;
-        let bodies: Vec<String> = select
-            .query_map(params![workspace, message_id], |r| r.get(0))
-            .map_err(db_error)?
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?;
-        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+        self.all(
+            "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
+            params![workspace, message_id],
+        )
     }
 
     async fn suppressions(&self, workspace: &str) -> Result<Vec<Suppression>, StoreError> {
-        let db = self.db();
-        let mut select = db
-            .prepare_cached("SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient")
-            .map_err(db_error)?;
-        let bodies: Vec<String> = select
-            .query_map(params![workspace], |r| r.get(0))
-            .map_err(db_error)?
-            .collect::<Result<_, _>>()
-            .map_err(db_error)?;
-        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+        self.all(
+            "SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient",
+            params![workspace],
+        )
     }
 
     async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
@@ -616,12 +614,7 @@ impl Store for Sqlite {
     }
 
     async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        let body = self
-            .db()
-            .query_row("SELECT body FROM api_keys WHERE hash = ?1", params![hash], |r| r.get(0))
-            .optional()
-            .map_err(db_error)?;
-        load(body)
+        self.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])
     }
 }
 
