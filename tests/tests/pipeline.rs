@@ -206,3 +206,60 @@ async fn each_ingest_function_serves_only_its_provider() {
     let response = tower::ServiceExt::oneshot(only_postmark, request).await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// Serves the real SNS certificate for its URL, and counts fetches.
+#[derive(Clone, Default)]
+struct CertServer(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl tidings_core::ports::Fetcher for CertServer {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let path = events_dir().join("../functions/core/tests/vectors").join(format!("sns_cert_{name}"));
+        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[tokio::test]
+async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cached_certificate() {
+    use tidings_core::pipeline::{Ingest, IngestRequest};
+    use tidings_core::{Headers, Timestamp, Transport};
+    let db = Sqlite::in_memory().unwrap();
+    let vectors = events_dir().join("../functions/core/tests/vectors");
+    let message = std::fs::read(vectors.join("sns_real_signed_v1_sha1.json")).unwrap();
+    let topic = "arn:aws:sns:us-east-2:295079676684:publish-and-verify-892f85fe-4836-424d-8188-ab85bef0f362";
+    let mut source = fixture(db.clone(), db.clone()).await.source(ProviderId::Ses).clone();
+    source.id = "src_real_sns".into();
+    source.allowed_topics = vec![topic.into()];
+    tidings_core::ports::Store::put_source(&db, &source).await.unwrap();
+    let fetches = CertServer::default();
+    let ingest = Ingest::new(db.clone(), db.clone(), fetches.clone());
+    let headers = Headers::new();
+    let request = |body: &'static [u8]| IngestRequest {
+        provider: ProviderId::Ses,
+        source_id: "src_real_sns",
+        body,
+        headers: &headers,
+        query: None,
+        transport: Transport::Http,
+        received_at: Timestamp::now(),
+    };
+    let message: &'static [u8] = Box::leak(message.into_boxed_slice());
+    for _ in 0..3 {
+        let response = ingest.handle(request(message)).await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert!(response.body["notices"][0].as_str().unwrap().contains("not an SES event record"));
+    }
+    assert_eq!(fetches.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the certificate is fetched once, then cached");
+
+    let tampered: &'static [u8] = Box::leak(
+        String::from_utf8(message.to_vec())
+            .unwrap()
+            .replace("Hello world", "Hello World")
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let response = ingest.handle(request(tampered)).await;
+    assert_eq!(response.status, 401, "{}", response.body);
+    assert_eq!(db.depth(QueueName::Events).unwrap(), 0);
+}

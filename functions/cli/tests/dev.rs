@@ -133,3 +133,24 @@ fn sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
     assert_eq!(stored, expected, "every event exactly once");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn ctrl_c_stops_the_dev_server_cleanly() {
+    let dir = std::env::temp_dir().join(format!("tidings-sigint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut dev = start(&dir.join("dev.db"), free_port());
+    let pid = dev.0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    // Bounded wait for the exit the signal asked for.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = dev.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tidings dev did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+    std::fs::remove_dir_all(&dir).ok();
+}
