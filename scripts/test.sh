@@ -4,19 +4,23 @@
 #
 # It installs what the tests need by itself, so it works on a fresh machine with only the Rust
 # toolchain and Python 3: moto (the AWS emulator the DynamoDB and SQS adapters are tested on)
-# goes into target/moto-venv and runs on a free loopback port for the length of the run.
+# and the official Standard Webhooks verifier go into target/moto-venv; moto runs on a free
+# loopback port for the length of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
 MOTO_VERSION=5.2.5
+STANDARDWEBHOOKS_VERSION=1.1.0
 venv=target/moto-venv
-step "moto ${MOTO_VERSION}"
-if ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
+step "moto ${MOTO_VERSION}, standardwebhooks ${STANDARDWEBHOOKS_VERSION}"
+if ! "$venv/bin/python" -c "import moto, standardwebhooks, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}" "standardwebhooks==${STANDARDWEBHOOKS_VERSION}"
 fi
+# The official Standard Webhooks verifier checks tidings' signatures (functions/core/tests).
+export TIDINGS_PYTHON="$PWD/$venv/bin/python"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
 moto_pid=$!

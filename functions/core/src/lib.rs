@@ -8,7 +8,9 @@
 //!   [`state`] (the message state lattice) and [`suppression`] are the rules they apply.
 
 pub mod auth;
+pub mod delivery;
 pub mod event;
+pub mod outbound;
 pub mod pattern;
 pub mod pipeline;
 pub mod ports;
@@ -17,7 +19,9 @@ pub mod recipient;
 pub mod schema;
 pub(crate) mod serde_util;
 pub mod source;
+pub mod ssrf;
 pub mod state;
+pub mod subscription;
 pub mod suppression;
 pub mod timestamp;
 pub mod webhook;

@@ -1,0 +1,118 @@
+//! Delivery rules: when to try again, and when to give up on a subscriber.
+//!
+//! The retry schedule is Svix's: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first
+//! attempt fails, each ±20% jittered so failing subscribers are not retried in lockstep. A 429
+//! or a timeout waits at least 60 s; a `Retry-After` is honoured between the scheduled delay and
+//! twice it. A 410 disables the subscription at once, as does failing for 5 days.
+
+use std::time::Duration;
+
+/// Delays after attempt 1, 2, … fails.
+pub const SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// A subscription failing for this long is disabled.
+pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * 86_400);
+
+/// Longest a single delivery attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How one attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx.
+    Delivered,
+    /// Any other status (3xx included: redirects are not followed).
+    Status { code: u16, retry_after: Option<Duration> },
+    /// No answer within [`ATTEMPT_TIMEOUT`].
+    Timeout,
+    /// Could not connect or the connection broke (or the address was refused).
+    Unreachable,
+}
+
+/// What to do after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Done,
+    /// Try again after this delay.
+    Retry(Duration),
+    /// Stop: no more attempts for this event.
+    Exhausted,
+    /// Stop and disable the subscription (410 Gone).
+    Disable,
+}
+
+/// What follows attempt number `attempt` (1-based) ending in `outcome`. `jitter` is a number
+/// in [-1, 1] scaling the ±20% spread (random in production, fixed in tests).
+pub fn next(attempt: u32, outcome: &Outcome, jitter: f64) -> Next {
+    let retry_after = match outcome {
+        Outcome::Delivered => return Next::Done,
+        Outcome::Status { code: 410, .. } => return Next::Disable,
+        Outcome::Status { retry_after, .. } => *retry_after,
+        _ => None,
+    };
+    let Some(base) = SCHEDULE.get(attempt.saturating_sub(1) as usize) else { return Next::Exhausted };
+    let jitter = jitter.clamp(-1.0, 1.0) * 0.2;
+    let mut delay = base.mul_f64(1.0 + jitter);
+    let slow_down = matches!(outcome, Outcome::Timeout | Outcome::Status { code: 429, .. });
+    if slow_down {
+        delay = delay.max(Duration::from_secs(60));
+    }
+    if let Some(asked) = retry_after {
+        delay = asked.clamp(delay, delay * 2);
+    }
+    Next::Retry(delay)
+}
+
+/// Whether a subscription failing since `since` should be disabled at `now` (both Unix seconds).
+pub fn should_disable(failing_since: i64, now: i64) -> bool {
+    now.saturating_sub(failing_since) >= DISABLE_AFTER.as_secs() as i64
+}
+
+/// SQS delays a message at most 15 minutes; longer waits extend the message's visibility.
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> Outcome {
+        Outcome::Status { code, retry_after: None }
+    }
+
+    #[test]
+    fn schedule_follows_the_svix_steps_with_bounded_jitter() {
+        assert_eq!(next(1, &status(500), 0.0), Next::Retry(Duration::from_secs(5)));
+        assert_eq!(next(2, &status(500), 0.0), Next::Retry(Duration::from_secs(300)));
+        assert_eq!(next(7, &Outcome::Unreachable, 0.0), Next::Retry(Duration::from_secs(36_000)));
+        assert_eq!(next(8, &status(500), 0.0), Next::Exhausted);
+        assert_eq!(next(3, &status(500), 1.0), Next::Retry(Duration::from_secs(2160)), "+20%");
+        assert_eq!(next(3, &status(500), -1.0), Next::Retry(Duration::from_secs(1440)), "-20%");
+        assert_eq!(next(1, &Outcome::Delivered, 0.0), Next::Done);
+        assert_eq!(next(1, &status(302), 0.0), Next::Retry(Duration::from_secs(5)), "a redirect is a failure");
+    }
+
+    #[test]
+    fn rate_limits_and_timeouts_wait_at_least_a_minute_and_retry_after_is_bounded() {
+        assert_eq!(next(1, &status(429), 0.0), Next::Retry(Duration::from_secs(60)));
+        assert_eq!(next(1, &Outcome::Timeout, 0.0), Next::Retry(Duration::from_secs(60)));
+        let asked = |secs| Outcome::Status { code: 429, retry_after: Some(Duration::from_secs(secs)) };
+        assert_eq!(next(1, &asked(90), 0.0), Next::Retry(Duration::from_secs(90)));
+        assert_eq!(next(1, &asked(10), 0.0), Next::Retry(Duration::from_secs(60)), "never sooner than scheduled");
+        assert_eq!(next(1, &asked(86_400), 0.0), Next::Retry(Duration::from_secs(120)), "never later than twice");
+    }
+
+    #[test]
+    fn gone_disables_and_five_days_of_failure_disables() {
+        assert_eq!(next(1, &status(410), 0.0), Next::Disable);
+        assert!(!should_disable(0, 5 * 86_400 - 1));
+        assert!(should_disable(0, 5 * 86_400));
+    }
+}

@@ -1,0 +1,191 @@
+//! Subscriptions: where a workspace's canonical events are delivered, which of them, in what
+//! format, signed with which secrets.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::CanonicalEvent;
+use crate::pattern::TypePattern;
+use crate::timestamp::Timestamp;
+
+/// The body a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// The canonical event (CloudEvents 1.0 structured JSON).
+    #[default]
+    Cloudevents,
+    /// A Dittofeed `track` call (`POST <dittofeed>/api/public/apps/track`).
+    Dittofeed,
+}
+
+/// A signing secret. During rotation the old one keeps signing until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningSecret {
+    /// `whsec_` + base64.
+    pub secret: String,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: String,
+    pub workspace: String,
+    pub url: String,
+    /// Type patterns (`email.*`, `*.bounced`, `*`); an event matching any is delivered.
+    pub types: Vec<String>,
+    /// Only events from these providers (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    /// Only events from these sources (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+    #[serde(default)]
+    pub format: Format,
+    pub secrets: Vec<SigningSecret>,
+    /// Extra request headers (a Dittofeed write key as `Authorization`). Never returned by the
+    /// API after creation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub description: String,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// When the current run of failed deliveries began (cleared by a success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+/// Headers a subscription may not set: the signature's own, and hop-by-hop or framing ones.
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Checks what a user asks for before a subscription is created.
+pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("url {url:?} is not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return Err(format!("url must be http or https, not {}", parsed.scheme()));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("url must not carry credentials: use a header instead".into());
+    }
+    if parsed.host().is_none() {
+        return Err("url has no host".into());
+    }
+    if types.is_empty() {
+        return Err("types: give at least one pattern (`*` for every event)".into());
+    }
+    for pattern in types {
+        TypePattern::parse(pattern)?;
+    }
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("webhook-") || RESERVED_HEADERS.contains(&lower.as_str()) {
+            return Err(format!("header {name} is set by tidings and cannot be overridden"));
+        }
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
+            return Err(format!("header name {name:?} is not a valid header name"));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(format!("header {name} has a line break in its value"));
+        }
+    }
+    Ok(())
+}
+
+impl Subscription {
+    /// Whether `event` goes to this subscription (enabled or not).
+    pub fn matches(&self, event: &CanonicalEvent, source: &str) -> bool {
+        let event_type = event.event_type.to_string();
+        event.workspaceid == self.workspace
+            && self.types.iter().any(|p| TypePattern::parse(p).is_ok_and(|p| p.matches(&event_type)))
+            && (self.providers.is_empty() || self.providers.iter().any(|p| *p == event.data.provider))
+            && (self.sources.is_empty() || self.sources.iter().any(|s| s == source))
+    }
+
+    /// The secrets that sign a delivery at `now`: every one not yet expired.
+    pub fn active_secrets(&self, now: Timestamp) -> impl Iterator<Item = &SigningSecret> {
+        self.secrets.iter().filter(move |s| s.expires_at.is_none_or(|at| at > now))
+    }
+
+    /// Rotates: `new` signs from now; the current secrets keep signing for `grace_seconds`.
+    pub fn rotate(&mut self, new: String, now: Timestamp, grace_seconds: i64) {
+        let until = Timestamp::from_unix_seconds(now.unix_seconds() + grace_seconds).unwrap_or(now);
+        self.secrets.retain(|s| s.expires_at.is_none_or(|at| at > now));
+        for secret in &mut self.secrets {
+            secret.expires_at = Some(secret.expires_at.map_or(until, |at| at.min(until)));
+        }
+        self.secrets.push(SigningSecret { secret: new, created_at: now, expires_at: None });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_refuses_credentials_schemes_and_reserved_headers() {
+        let types = vec!["email.*".to_owned()];
+        assert!(
+            validate("https://hooks.example.com/tidings", &types, &[("Authorization".into(), "Basic abc".into())])
+                .is_ok()
+        );
+        for (url, why) in [
+            ("ftp://example.com/x", "http or https"),
+            ("https://user:pw@example.com/", "credentials"),
+            ("file:///etc/passwd", "http or https"),
+            ("not a url", "not a URL"),
+        ] {
+            assert!(validate(url, &types, &[]).unwrap_err().contains(why), "{url}");
+        }
+        for header in ["webhook-signature", "Webhook-Id", "Host", "Transfer-Encoding", "Connection"] {
+            assert!(validate("https://example.com", &types, &[(header.into(), "x".into())]).is_err(), "{header}");
+        }
+        assert!(validate("https://example.com", &types, &[("X-Key".into(), "a\r\nInjected: 1".into())]).is_err());
+        assert!(validate("https://example.com", &[], &[]).is_err());
+        assert!(validate("https://example.com", &["Email.*".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn rotation_keeps_old_secrets_signing_for_the_grace_period_only() {
+        let t0 = Timestamp::from_unix_seconds(1_000_000).unwrap();
+        let mut sub = Subscription {
+            id: "sub_1".into(),
+            workspace: "ws".into(),
+            url: "https://example.com".into(),
+            types: vec!["*".into()],
+            providers: vec![],
+            sources: vec![],
+            format: Format::Cloudevents,
+            secrets: vec![SigningSecret { secret: "whsec_b2xk".into(), created_at: t0, expires_at: None }],
+            headers: vec![],
+            description: String::new(),
+            enabled: true,
+            disabled_reason: None,
+            failing_since: None,
+            created_at: t0,
+        };
+        sub.rotate("whsec_bmV3".into(), t0, 3600);
+        let at = |s: i64| Timestamp::from_unix_seconds(1_000_000 + s).unwrap();
+        assert_eq!(sub.active_secrets(at(10)).count(), 2);
+        assert_eq!(sub.active_secrets(at(3601)).map(|s| s.secret.as_str()).collect::<Vec<_>>(), ["whsec_bmV3"]);
+        // Rotating again drops expired secrets and shortens, never extends, a grace period.
+        sub.rotate("whsec_dGhpcmQ=".into(), at(4000), 86_400);
+        assert_eq!(sub.secrets.len(), 2);
+    }
+}

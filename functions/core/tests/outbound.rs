@@ -1,0 +1,153 @@
+//! What subscribers receive: Standard Webhooks signatures that the official verifier (the
+//! `standardwebhooks` package from PyPI, which `./scripts/test.sh` installs) accepts, also
+//! across a secret rotation; and Dittofeed `track` calls carrying Dittofeed's own tags.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use tidings_core::outbound;
+use tidings_core::subscription::{Format, SigningSecret, Subscription};
+use tidings_core::{CanonicalEvent, ProviderId, Timestamp};
+
+fn subscription(secrets: &[&str]) -> Subscription {
+    let t0 = Timestamp::from_unix_seconds(1_700_000_000).unwrap();
+    Subscription {
+        id: "sub_test".into(),
+        workspace: "ws_default".into(),
+        url: "https://hooks.example.com/tidings".into(),
+        types: vec!["*".into()],
+        providers: vec![],
+        sources: vec![],
+        format: Format::Cloudevents,
+        secrets: secrets
+            .iter()
+            .map(|s| SigningSecret { secret: (*s).into(), created_at: t0, expires_at: None })
+            .collect(),
+        headers: vec![],
+        description: String::new(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: t0,
+    }
+}
+
+fn sample_events() -> Vec<CanonicalEvent> {
+    common::samples()
+        .iter()
+        .filter_map(|s| common::run_sample(s).ok())
+        .flat_map(|n| n.events.into_iter().map(|e| e.event))
+        .collect()
+}
+
+/// Asks the official verifier, once for all cases, which (secret, body, headers) verify.
+fn python_verifies(cases: &[(String, Vec<u8>, Vec<(String, String)>)]) -> Vec<bool> {
+    let python = std::env::var("TIDINGS_PYTHON").unwrap_or_else(|_| {
+        panic!("TIDINGS_PYTHON is not set: run ./scripts/test.sh, which installs the standardwebhooks package")
+    });
+    let script = r#"
+import json, sys
+from standardwebhooks import Webhook
+results = []
+for case in json.load(sys.stdin):
+    try:
+        Webhook(case["secret"]).verify(case["body"], case["headers"])
+        results.append(True)
+    except Exception:
+        results.append(False)
+print(json.dumps(results))
+"#;
+    let input: Vec<Value> = cases
+        .iter()
+        .map(|(secret, body, headers)| {
+            let headers: serde_json::Map<String, Value> = headers.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            json!({"secret": secret, "body": String::from_utf8(body.clone()).unwrap(), "headers": headers})
+        })
+        .collect();
+    let mut child =
+        Command::new(python).args(["-c", script]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&input).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_official_verifier_accepts_every_delivery_also_during_rotation() {
+    let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let new = "whsec_dGlkaW5ncy1yb3RhdGVkLXNlY3JldA==";
+    let now = Timestamp::now();
+    let single = subscription(&[old]);
+    let mut rotating = subscription(&[old]);
+    rotating.rotate(new.into(), now, 3600);
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for event in sample_events().iter().take(60) {
+        let body = outbound::body(event, Format::Cloudevents);
+        let headers = outbound::signed_headers(&single, event, &body, now).unwrap();
+        cases.push((old.to_owned(), body.clone(), headers.clone()));
+        expected.push(true);
+        // During rotation both secrets sign: a subscriber holding either one accepts.
+        let both = outbound::signed_headers(&rotating, event, &body, now).unwrap();
+        cases.push((old.to_owned(), body.clone(), both.clone()));
+        cases.push((new.to_owned(), body.clone(), both));
+        expected.extend([true, true]);
+        // And a changed body, or the wrong secret, is refused.
+        let mut tampered = body.clone();
+        tampered[10] ^= 1;
+        cases.push((old.to_owned(), tampered, headers.clone()));
+        cases.push((new.to_owned(), body, headers));
+        expected.extend([false, false]);
+    }
+    assert_eq!(python_verifies(&cases), expected);
+}
+
+#[test]
+fn webhook_id_is_the_event_id_so_retries_can_be_deduplicated() {
+    let event = &sample_events()[0];
+    let body = outbound::body(event, Format::Cloudevents);
+    let a = outbound::signed_headers(&subscription(&["whsec_dGVzdA=="]), event, &body, Timestamp::now()).unwrap();
+    assert_eq!(a[0], ("webhook-id".to_owned(), event.id.to_string()));
+    let expired = {
+        let mut s = subscription(&["whsec_dGVzdA=="]);
+        s.secrets[0].expires_at = Some(Timestamp::from_unix_seconds(1).unwrap());
+        s
+    };
+    assert!(
+        outbound::signed_headers(&expired, event, &body, Timestamp::now()).is_err(),
+        "no active secret, no delivery"
+    );
+}
+
+fn event_of(provider: ProviderId, name: &str) -> CanonicalEvent {
+    let sample = common::samples().into_iter().find(|s| s.provider == provider && s.name == name).unwrap();
+    common::run_sample(&sample).unwrap().events.remove(0).event
+}
+
+#[test]
+fn dittofeed_calls_use_its_event_names_users_and_tags() {
+    let bounce = outbound::dittofeed_track(&event_of(ProviderId::Sendgrid, "bounce"));
+    assert_eq!(bounce["event"], "DFEmailBounced");
+    assert_eq!(bounce["userId"], "user_7", "the userId tag Dittofeed set at send time");
+    assert_eq!(bounce["properties"]["journeyId"], "j_12");
+    assert_eq!(bounce["properties"]["bounceKind"], "hard");
+    assert!(bounce["messageId"].as_str().unwrap().starts_with("evt_"), "tidings' id is Dittofeed's idempotency key");
+
+    let sms = outbound::dittofeed_track(&event_of(ProviderId::Twilio, "delivered"));
+    assert_eq!(sms["event"], "DFSmsDelivered");
+    assert_eq!(sms["anonymousId"], "+15558675310", "no userId tag: the recipient, anonymously");
+
+    let unsubscribe =
+        outbound::dittofeed_track(&event_of(ProviderId::Postmark, "subscription-change-manual-suppression"));
+    assert_eq!(
+        (unsubscribe["event"].as_str(), unsubscribe["properties"]["action"].as_str()),
+        (Some("DFSubscriptionChange"), Some("Unsubscribe"))
+    );
+    let spam = outbound::dittofeed_track(&event_of(ProviderId::Ses, "complaint"));
+    assert_eq!(spam["event"], "DFEmailMarkedSpam");
+    let deferred = outbound::dittofeed_track(&event_of(ProviderId::Ses, "delivery-delay"));
+    assert_eq!(deferred["event"], "email.deferred", "no Dittofeed name: the canonical type");
+}
