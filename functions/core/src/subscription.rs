@@ -114,8 +114,8 @@ impl Subscription {
         let event_type = event.event_type.to_string();
         event.workspaceid == self.workspace
             && self.types.iter().any(|p| TypePattern::parse(p).is_ok_and(|p| p.matches(&event_type)))
-            && (self.providers.is_empty() || self.providers.iter().any(|p| *p == event.data.provider))
-            && (self.sources.is_empty() || self.sources.iter().any(|s| s == source))
+            && (self.providers.is_empty() || self.providers.contains(&event.data.provider))
+            && (self.sources.is_empty() || self.sources.iter().any(|s| s.as_str() == source))
     }
 
     /// The secrets that sign a delivery at `now`: every one not yet expired.
