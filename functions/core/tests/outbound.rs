@@ -43,8 +43,11 @@ fn sample_events() -> Vec<CanonicalEvent> {
         .collect()
 }
 
-/// Asks the official verifier, once for all cases, which (secret, body, headers) verify.
-fn python_verifies(cases: &[(String, Vec<u8>, Vec<(String, String)>)]) -> Vec<bool> {
+/// One delivery to check: the subscriber's secret, the body, the headers it came with.
+type Case = (String, Vec<u8>, Vec<(String, String)>);
+
+/// Asks the official verifier, once for all cases, which verify.
+fn python_verifies(cases: &[Case]) -> Vec<bool> {
     let python = std::env::var("TIDINGS_PYTHON").unwrap_or_else(|_| {
         panic!("TIDINGS_PYTHON is not set: run ./scripts/test.sh, which installs the standardwebhooks package")
     });
