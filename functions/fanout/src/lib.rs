@@ -1,3 +1,150 @@
-//! tidings fanout: the fan-out Lambda: signed deliveries to subscribers (issue 4).
+//! Sending one delivery: an HTTP POST that cannot be turned against tidings' own network.
 //!
-//! Not built yet: this crate holds its place in the workspace layout (see ARCHITECTURE in the README).
+//! - Every address connected to passes the [`Guard`]: names are resolved by a resolver that
+//!   returns only allowed addresses (so the address checked is the address used: no DNS
+//!   rebinding gap), and literal IP hosts (also decimal, octal and IPv4-mapped forms, which the
+//!   URL parser normalises) are checked before any connection.
+//! - Redirects are not followed (a 3xx is a failed attempt), no proxy from the environment is
+//!   used, the whole attempt is bounded by a timeout, and at most 64 KiB of the answer is read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use tidings_core::delivery::Outcome;
+use tidings_core::ssrf::Guard;
+
+/// What one attempt did, for the attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub latency: Duration,
+    /// The start of the answer's body (at most 1 KiB), or why there was no answer.
+    pub detail: String,
+}
+
+/// Bytes of a subscriber's answer read at most (the rest is not waited for).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+const EXCERPT_BYTES: usize = 1024;
+
+struct GuardedResolver {
+    guard: Arc<Guard>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.guard.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = addresses.iter().copied().filter(|a| guard.check(a.ip()).is_ok()).collect();
+            if allowed.is_empty() {
+                let why = addresses
+                    .first()
+                    .map(|a| guard.check(a.ip()).unwrap_err())
+                    .unwrap_or_else(|| "no addresses".into());
+                let error =
+                    std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{host} resolves to {why}"));
+                return Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Sends deliveries.
+pub struct Deliverer {
+    client: reqwest::Client,
+    guard: Arc<Guard>,
+}
+
+impl Deliverer {
+    pub fn new(guard: Guard, timeout: Duration) -> Result<Deliverer, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let guard = Arc::new(guard);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
+            .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the delivery client: {e}"))?;
+        Ok(Deliverer { client, guard })
+    }
+
+    /// POSTs `body` to `url` with `headers`.
+    pub async fn deliver(&self, url: &str, headers: &[(String, String)], body: Vec<u8>) -> Attempt {
+        let started = Instant::now();
+        let refused = |detail: String| Attempt { outcome: Outcome::Unreachable, latency: started.elapsed(), detail };
+        let parsed = match url::Url::parse(url) {
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => parsed,
+            _ => return refused(format!("{url} is not an http(s) URL")),
+        };
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && let Err(why) = self.guard.check(ip)
+        {
+            return refused(why);
+        }
+        let mut request = self.client.post(parsed).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let outcome = if error.is_timeout() { Outcome::Timeout } else { Outcome::Unreachable };
+                return Attempt { outcome, latency: started.elapsed(), detail: error_chain(&error) };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut read = Vec::new();
+        while read.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(error) if error.is_timeout() => {
+                    return Attempt {
+                        outcome: Outcome::Timeout,
+                        latency: started.elapsed(),
+                        detail: "answer body timed out".into(),
+                    };
+                }
+                Err(_) => break,
+            }
+        }
+        read.truncate(EXCERPT_BYTES);
+        let detail = String::from_utf8_lossy(&read).into_owned();
+        let outcome = if (200..300).contains(&status) {
+            Outcome::Delivered
+        } else {
+            Outcome::Status { code: status, retry_after }
+        };
+        Attempt { outcome, latency: started.elapsed(), detail }
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message hides the refusal reason).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
