@@ -3,10 +3,12 @@
 //! behave the same. Each case uses its own workspace, so one store can run all of them.
 
 use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
 use tidings_core::ports::{ApiKey, EventQuery, QueuedEvent, Recorded, Store};
 use tidings_core::providers::{NormalizeContext, ProviderId};
 use tidings_core::source::Source;
+use tidings_core::subscription::{Format, SigningSecret, Subscription};
 use tidings_core::suppression::Reason;
 use tidings_core::timestamp::Timestamp;
 
@@ -230,6 +232,67 @@ pub async fn api_keys_are_found_by_hash<S: Store>(store: &S) {
     assert_eq!(store.api_key(&"cd".repeat(32)).await.unwrap(), None);
 }
 
+fn subscription(workspace: &str, id: &str) -> Subscription {
+    Subscription {
+        id: id.into(),
+        workspace: workspace.into(),
+        url: "https://hooks.example.com/tidings".into(),
+        types: vec!["email.*".into()],
+        providers: vec![],
+        sources: vec![],
+        format: Format::Cloudevents,
+        secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: at(0), expires_at: None }],
+        headers: vec![("Authorization".into(), "Basic d3JpdGU6a2V5".into())],
+        description: "test".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: at(0),
+    }
+}
+
+/// Subscriptions are kept per workspace; updates replace them.
+pub async fn subscriptions_belong_to_their_workspace<S: Store>(store: &S) {
+    let mut sub = subscription("ws_subs", "sub_a");
+    store.put_subscription(&sub).await.unwrap();
+    store.put_subscription(&subscription("ws_subs", "sub_b")).await.unwrap();
+    store.put_subscription(&subscription("ws_subs_other", "sub_c")).await.unwrap();
+    assert_eq!(store.subscription("ws_subs", "sub_a").await.unwrap(), Some(sub.clone()));
+    assert_eq!(store.subscription("ws_subs_other", "sub_a").await.unwrap(), None, "not visible from another workspace");
+    let ids: Vec<String> = store.subscriptions("ws_subs").await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, ["sub_a", "sub_b"]);
+    sub.enabled = false;
+    sub.disabled_reason = Some("410 Gone".into());
+    store.put_subscription(&sub).await.unwrap();
+    assert_eq!(
+        store.subscription("ws_subs", "sub_a").await.unwrap().unwrap().disabled_reason.as_deref(),
+        Some("410 Gone")
+    );
+}
+
+/// The attempt log returns a subscription's attempts newest first.
+pub async fn attempts_are_logged_newest_first<S: Store>(store: &S) {
+    for (i, outcome) in ["status", "timeout", "delivered"].iter().enumerate() {
+        let attempt = AttemptRecord {
+            workspace: "ws_att".into(),
+            subscription: "sub_a".into(),
+            event_id: "evt_00000000000000000000000000000001".into(),
+            attempt: i as u32 + 1,
+            at: at(i as i64 * 60),
+            outcome: (*outcome).into(),
+            status: (i == 0).then_some(500),
+            latency_ms: 12,
+            detail: String::new(),
+            next_attempt_at: None,
+        };
+        store.record_attempt(&attempt).await.unwrap();
+    }
+    let log = store.attempts("ws_att", "sub_a", 10).await.unwrap();
+    assert_eq!(log.iter().map(|a| a.attempt).collect::<Vec<_>>(), [3, 2, 1]);
+    assert_eq!(store.attempts("ws_att", "sub_a", 1).await.unwrap().len(), 1);
+    assert!(store.attempts("ws_other", "sub_a", 10).await.unwrap().is_empty());
+}
+
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: &S) {
     records_each_event_once(store).await;
@@ -239,4 +302,6 @@ pub async fn run_all<S: Store>(store: &S) {
     sources_belong_to_their_workspace(store).await;
     nonces_are_single_use(store).await;
     api_keys_are_found_by_hash(store).await;
+    subscriptions_belong_to_their_workspace(store).await;
+    attempts_are_logged_newest_first(store).await;
 }

@@ -24,11 +24,13 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{ApiKey, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError};
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
+use tidings_core::subscription::Subscription;
 use tidings_core::suppression::{self, Suppression};
 use tidings_core::timestamp::Timestamp;
 
@@ -710,6 +712,47 @@ impl Store for DynamoStore {
             }
             Err(e) => Err(classify("PutItem", &e)),
         }
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.put(HashMap::from([
+            ("PK".to_owned(), s(format!("WS#{}#SUBS", subscription.workspace))),
+            ("SK".to_owned(), s(&subscription.id)),
+            ("d".to_owned(), s(to_json(subscription)?)),
+        ]))
+        .await
+    }
+
+    async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
+        self.get(&format!("WS#{workspace}#SUBS"), id).await?.map(|item| json(text(&item, "d")?)).transpose()
+    }
+
+    async fn subscriptions(&self, workspace: &str) -> Result<Vec<Subscription>, StoreError> {
+        let pk = s(format!("WS#{workspace}#SUBS"));
+        self.query_all(None, "PK = :pk", vec![(":pk", pk)], true, |i| json(text(i, "d")?).map(Some), usize::MAX).await
+    }
+
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        // Newest first by sort key; the attempt log is kept as long as events are.
+        let sk = format!("{:013}#{}#{:03}", attempt.at.unix_millis().max(0), attempt.event_id, attempt.attempt);
+        self.put(HashMap::from([
+            ("PK".to_owned(), s(format!("WS#{}#SUB#{}#ATT", attempt.workspace, attempt.subscription))),
+            ("SK".to_owned(), s(sk)),
+            ("d".to_owned(), s(to_json(attempt)?)),
+            ("ttl".to_owned(), n(attempt.at.unix_seconds() + 90 * 86_400)),
+        ]))
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let pk = s(format!("WS#{workspace}#SUB#{subscription}#ATT"));
+        self.query_all(None, "PK = :pk", vec![(":pk", pk)], false, |i| json(text(i, "d")?).map(Some), limit.max(1))
+            .await
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {

@@ -79,6 +79,26 @@ pub fn should_disable(failing_since: i64, now: i64) -> bool {
 /// SQS delays a message at most 15 minutes; longer waits extend the message's visibility.
 pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
 
+/// One delivery attempt, as the attempt log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttemptRecord {
+    pub workspace: String,
+    pub subscription: String,
+    pub event_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub at: crate::timestamp::Timestamp,
+    /// `delivered`, `status`, `timeout` or `unreachable`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The start of the answer, or why there was none (at most 1 KiB).
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<crate::timestamp::Timestamp>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

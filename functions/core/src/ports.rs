@@ -6,9 +6,11 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{NonceCheck, ReplayClaim};
+use crate::delivery::AttemptRecord;
 use crate::event::{CanonicalEvent, EventId};
 use crate::source::Source;
 use crate::state::MessageState;
+use crate::subscription::Subscription;
 use crate::suppression::Suppression;
 use crate::timestamp::Timestamp;
 
@@ -138,6 +140,25 @@ pub trait Store: Send + Sync {
         workspace: &str,
         recipient: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Creates or replaces a subscription (within its workspace).
+    fn put_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn subscription(
+        &self,
+        workspace: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
+    fn subscriptions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
+
+    /// Appends to a subscription's attempt log.
+    fn record_attempt(&self, attempt: &AttemptRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A subscription's most recent attempts, newest first.
+    fn attempts(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<AttemptRecord>, StoreError>> + Send;
 
     fn put_api_key(&self, key: &ApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn api_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;

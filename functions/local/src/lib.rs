@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
@@ -23,6 +24,7 @@ use tidings_core::ports::{
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
+use tidings_core::subscription::Subscription;
 use tidings_core::suppression::{self, Suppression};
 use tidings_core::timestamp::Timestamp;
 
@@ -71,6 +73,19 @@ CREATE TABLE IF NOT EXISTS suppressions (
     body TEXT NOT NULL,
     PRIMARY KEY (workspace, recipient)
 );
+CREATE TABLE IF NOT EXISTS subscriptions (
+    workspace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, id)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (workspace, subscription, seq);
 CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -601,6 +616,50 @@ impl Store for Sqlite {
         .map_err(db_error)?;
         tx.commit().map_err(db_error)?;
         Ok(true)
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT OR REPLACE INTO subscriptions (workspace, id, body) VALUES (?1, ?2, ?3)",
+                params![
+                    subscription.workspace,
+                    subscription.id,
+                    serde_json::to_string(subscription).map_err(json_error)?
+                ],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
+        self.one("SELECT body FROM subscriptions WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+    }
+
+    async fn subscriptions(&self, workspace: &str) -> Result<Vec<Subscription>, StoreError> {
+        self.all("SELECT body FROM subscriptions WHERE workspace = ?1 ORDER BY id", params![workspace])
+    }
+
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
+                params![attempt.workspace, attempt.subscription, serde_json::to_string(attempt).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.all(
+            "SELECT body FROM attempts WHERE workspace = ?1 AND subscription = ?2 ORDER BY seq DESC LIMIT ?3",
+            params![workspace, subscription, limit as i64],
+        )
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
