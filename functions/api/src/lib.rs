@@ -20,6 +20,7 @@ use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{EventQuery, Store, StoreError};
 use tidings_core::providers::ProviderId;
 use tidings_core::source::{Source, new_id, new_secret};
+use tidings_core::subscription::{Format, SigningSecret, Subscription};
 use tidings_core::timestamp::Timestamp;
 
 /// Hex SHA-256 of an API key: what the store keeps and looks keys up by.
@@ -52,6 +53,8 @@ pub fn router<S: Store + 'static>(store: S, settings: Settings) -> Router {
         .route("/api/suppressions/{recipient}", delete(remove_suppression::<S>))
         .route("/api/sources", get(sources::<S>).post(create_source::<S>))
         .route("/api/sources/{id}", delete(delete_source::<S>))
+        .route("/api/subscriptions", get(subscriptions::<S>).post(create_subscription::<S>))
+        .route("/api/subscriptions/{id}/attempts", get(attempts::<S>))
         .with_state(shared)
 }
 
@@ -271,4 +274,99 @@ async fn delete_source<S: Store>(
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no source {id}")))
     }
+}
+
+/// A subscription as the API shows it: secrets and header values never leave after creation.
+fn subscription_view(subscription: &Subscription) -> Value {
+    let mut view = serde_json::to_value(subscription).unwrap_or_default();
+    if let Some(object) = view.as_object_mut() {
+        object.insert(
+            "secrets".into(),
+            json!(format!("{} active", subscription.active_secrets(Timestamp::now()).count())),
+        );
+        let names: Vec<&str> = subscription.headers.iter().map(|(n, _)| n.as_str()).collect();
+        object.insert("headers".into(), json!(names));
+    }
+    view
+}
+
+async fn subscriptions<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+) -> Result<Response, ApiError> {
+    let subscriptions = shared.store.subscriptions(&workspace).await?;
+    let views: Vec<Value> = subscriptions.iter().map(subscription_view).collect();
+    Ok(axum::Json(json!({"subscriptions": views})).into_response())
+}
+
+#[derive(Deserialize)]
+struct NewSubscription {
+    url: String,
+    types: Vec<String>,
+    #[serde(default)]
+    providers: Vec<String>,
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    format: Format,
+    /// `["Name: value", …]`.
+    #[serde(default)]
+    headers: Vec<String>,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_subscription<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    axum::Json(new): axum::Json<NewSubscription>,
+) -> Result<Response, ApiError> {
+    let mut headers = Vec::new();
+    for line in &new.headers {
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| bad_request(format!("header {line:?} is not 'Name: value'")))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    tidings_core::subscription::validate(&new.url, &new.types, &headers).map_err(bad_request)?;
+    let now = Timestamp::now();
+    let secret = new_secret(true);
+    let subscription = Subscription {
+        id: new_id("sub"),
+        workspace,
+        url: new.url,
+        types: new.types,
+        providers: new.providers,
+        sources: new.sources,
+        format: new.format,
+        secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
+        headers,
+        description: new.description,
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+    };
+    shared.store.put_subscription(&subscription).await?;
+    let mut view = subscription_view(&subscription);
+    // Shown once: verify deliveries with it (Standard Webhooks).
+    view["secret"] = json!(secret);
+    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct AttemptParams {
+    limit: Option<usize>,
+}
+
+async fn attempts<S: Store>(
+    State(shared): AppState<S>,
+    Workspace(workspace): Workspace,
+    Path(id): Path<String>,
+    Query(p): Query<AttemptParams>,
+) -> Result<Response, ApiError> {
+    if shared.store.subscription(&workspace, &id).await?.is_none() {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")));
+    }
+    let attempts = shared.store.attempts(&workspace, &id, p.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    Ok(axum::Json(json!({"attempts": attempts})).into_response())
 }

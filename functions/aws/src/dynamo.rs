@@ -649,6 +649,16 @@ impl Store for DynamoStore {
         self.event_page(query).await
     }
 
+    async fn event(
+        &self,
+        workspace: &str,
+        message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<CanonicalEvent>, StoreError> {
+        let item = self.get(&event_pk(workspace, message_id, event.as_str()), &event_sk(event.as_str())).await?;
+        item.map(|i| json(&event_parts(&i)?.0)).transpose()
+    }
+
     async fn raw(
         &self,
         workspace: &str,

@@ -11,9 +11,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_sendgrid_key_pair;
-use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Ingest, Processor};
+use tidings_core::delivery::ATTEMPT_TIMEOUT;
+use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor};
 use tidings_core::ports::{ApiKey, Outgoing, Queue, QueueName, Store, StoreError};
 use tidings_core::source::{Source, new_id, new_secret};
+use tidings_core::ssrf::Guard;
 use tidings_core::{ProviderId, Timestamp};
 use tidings_local::Sqlite;
 use tokio::sync::Notify;
@@ -90,10 +92,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let notify = Arc::new(Notify::new());
     let queue = Waking { db: db.clone(), notify: notify.clone() };
     let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
-    let ingest = Ingest::new(db.clone(), queue, fetcher).without_subscription_confirmation();
+    let ingest = Ingest::new(db.clone(), queue.clone(), fetcher).without_subscription_confirmation();
     let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
         .merge(tidings_api::router(db.clone(), tidings_api::Settings { public_base_url: base.clone() }));
 
+    // Listen for Ctrl-C (and SIGTERM) before opening the port, so a signal that arrives as soon
+    // as the server is reachable still stops it cleanly.
+    let stop_signal = stop_signal().map_err(|e| Failure::Usage(format!("cannot handle signals: {e}")))?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| Failure::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
@@ -106,14 +111,21 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     println!("tidings dev: listening on {base}; Ctrl-C stops");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let worker =
-        tokio::spawn(work(Processor::new(db.clone(), args.retention_days), db.clone(), notify, stop_rx.clone()));
+    let processor = Processor::with_fanout(db.clone(), queue.clone(), args.retention_days);
+    // Locally, subscribers usually run on this machine: loopback is allowed (and only that).
+    let guard = Guard::allowing(vec![
+        "127.0.0.0/8".parse().map_err(Failure::Usage)?,
+        "::1/128".parse().map_err(Failure::Usage)?,
+    ]);
+    let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT).map_err(Failure::Usage)?;
+    let fanout = Fanout::new(db.clone(), queue.clone(), sender);
+    let worker = tokio::spawn(work(processor, fanout, db.clone(), notify, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     });
     let signal = async {
-        let _ = tokio::signal::ctrl_c().await;
+        stop_signal.await;
         println!("\ntidings dev: stopping (queued events stay in {} for the next start)", args.db.display());
         let _ = stop_tx.send(true);
     };
@@ -123,11 +135,25 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Drains the events queue through the processor until told to stop. A message whose
-/// processing fails retryably is left to reappear after its visibility timeout; one that fails
-/// permanently goes to the dead-letter queue with the reason.
+/// Resolves on SIGINT or SIGTERM. The handlers are in place when this returns.
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Drains the events queue through the processor and the deliveries queue through fan-out,
+/// until told to stop. A message whose handling fails retryably is left to reappear after a
+/// backoff; one that fails permanently goes to its dead-letter queue with the reason.
 async fn work(
-    processor: Processor<Sqlite>,
+    processor: Processor<Sqlite, Waking>,
+    fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
     db: Sqlite,
     notify: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -137,31 +163,39 @@ async fn work(
         if *stop.borrow() {
             return;
         }
-        let batch = match db.receive(QueueName::Events, 10, VISIBILITY_SECONDS) {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the events queue");
-                Vec::new()
-            }
-        };
-        for message in &batch {
-            match processor.process(&message.body).await {
-                Ok(_) => {
-                    let _ = db.delete(QueueName::Events, &message.receipt);
-                }
-                Err(error) if error.retryable => {
-                    tracing::warn!(%error, receive_count = message.receive_count, "event will be retried");
-                    let backoff = 2u32.saturating_pow(message.receive_count.min(8));
-                    let _ = db.change_visibility(QueueName::Events, &message.receipt, backoff);
-                }
+        let mut handled = 0;
+        for queue in [QueueName::Events, QueueName::Deliveries] {
+            let batch = match db.receive(queue, 10, VISIBILITY_SECONDS) {
+                Ok(batch) => batch,
                 Err(error) => {
-                    tracing::error!(%error, "event dead-lettered");
-                    let _ = db.dead_letter(QueueName::Events, &message.body, &error.message, message.receive_count);
-                    let _ = db.delete(QueueName::Events, &message.receipt);
+                    tracing::error!(%error, queue = queue.as_str(), "cannot read the queue");
+                    Vec::new()
+                }
+            };
+            handled += batch.len();
+            for message in &batch {
+                let result = match queue {
+                    QueueName::Events => processor.process(&message.body).await.map(|_| ()),
+                    _ => fanout.deliver(&message.body, Timestamp::now()).await,
+                };
+                match result {
+                    Ok(()) => {
+                        let _ = db.delete(queue, &message.receipt);
+                    }
+                    Err(error) if error.retryable => {
+                        tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
+                        let backoff = 2u32.saturating_pow(message.receive_count.min(8));
+                        let _ = db.change_visibility(queue, &message.receipt, backoff);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, queue = queue.as_str(), "dead-lettered");
+                        let _ = db.dead_letter(queue, &message.body, &error.message, message.receive_count);
+                        let _ = db.delete(queue, &message.receipt);
+                    }
                 }
             }
         }
-        if batch.is_empty() {
+        if handled == 0 {
             // Woken by the next send, or after a second for messages whose delay or
             // visibility timeout ran out.
             tokio::select! {

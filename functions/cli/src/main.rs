@@ -11,6 +11,7 @@ mod normalize;
 mod providers;
 mod replay;
 mod sources;
+mod subscriptions;
 
 #[derive(Parser)]
 #[command(name = "tidings", version, about = "Messaging delivery events, verified, normalized and delivered")]
@@ -35,6 +36,10 @@ enum Command {
     Events(events::Args),
     /// List, add or remove sources.
     Sources(sources::Args),
+    /// Add or list subscriptions (where events are delivered).
+    Subscriptions(subscriptions::Args),
+    /// A subscription's delivery attempts, newest first.
+    Attempts(subscriptions::AttemptsArgs),
 }
 
 /// Runs an async command on a multi-threaded runtime, with logs on stderr (`RUST_LOG` filters;
@@ -70,6 +75,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => block_on(replay::run(args)),
         Command::Events(args) => block_on(events::run(args)),
         Command::Sources(args) => block_on(sources::run(args)),
+        Command::Subscriptions(args) => block_on(subscriptions::run(args)),
+        Command::Attempts(args) => block_on(subscriptions::attempts(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,6 +37,15 @@ pub enum Outcome {
     Unreachable,
 }
 
+/// What sending one delivery returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub outcome: Outcome,
+    pub latency: Duration,
+    /// The start of the answer's body (at most 1 KiB), or why there was no answer.
+    pub detail: String,
+}
+
 /// What to do after an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {
@@ -135,4 +144,26 @@ mod tests {
         assert!(!should_disable(0, 5 * 86_400 - 1));
         assert!(should_disable(0, 5 * 86_400));
     }
+}
+
+/// What the deliveries queue carries: one event for one subscription, and which attempt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryTask {
+    pub workspace: String,
+    pub subscription: String,
+    pub event_id: crate::event::EventId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub attempt: u32,
+    /// Not before this time: waits longer than a queue delay allows are taken in steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<crate::timestamp::Timestamp>,
+}
+
+/// A random number in [-1, 1] for retry jitter.
+pub fn jitter() -> f64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    f64::from(u32::from_be_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0
 }

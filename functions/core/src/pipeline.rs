@@ -1,6 +1,7 @@
 //! The pipeline's two services, written against the ports so that the Lambda functions and
 //! `tidings dev` run the same code: [`Ingest`] (a webhook in, canonical events on the queue)
-//! and [`Processor`] (a queued event in, stored exactly once).
+//! [`Processor`] (a queued event in, stored exactly once, fanned out), and [`Fanout`] (a
+//! delivery task in, a signed POST out).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,10 +11,13 @@ use serde_json::{Value, json};
 
 use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
+use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
 use crate::event::CanonicalEvent;
-use crate::ports::{Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError};
+use crate::outbound;
+use crate::ports::{Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError};
 use crate::providers::{NormalizeContext, Notice, ProviderId};
 use crate::source::Source;
+use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Headers, Transport, Webhook, WebhookError};
 
@@ -282,18 +286,39 @@ pub enum Processed {
     Duplicate,
 }
 
-/// Stores queued events exactly once.
-pub struct Processor<S> {
+/// A deliveries queue that takes nothing: a processor without fan-out.
+pub struct NoFanout;
+
+impl Queue for NoFanout {
+    async fn send(&self, _: QueueName, _: &[Outgoing]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Stores queued events exactly once, then puts one delivery task per matching subscription on
+/// the deliveries queue.
+pub struct Processor<S, Q = NoFanout> {
     store: S,
+    deliveries: Option<Q>,
     retention: Duration,
 }
 
 /// Default retention of stored events.
 pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
-impl<S: Store> Processor<S> {
+impl<S: Store> Processor<S, NoFanout> {
     pub fn new(store: S, retention_days: u64) -> Self {
-        Processor { store, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
+        Processor { store, deliveries: None, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
+    }
+}
+
+impl<S: Store, Q: Queue> Processor<S, Q> {
+    pub fn with_fanout(store: S, deliveries: Q, retention_days: u64) -> Self {
+        Processor {
+            store,
+            deliveries: Some(deliveries),
+            retention: Duration::from_secs(retention_days.max(1) * 86_400),
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -301,21 +326,164 @@ impl<S: Store> Processor<S> {
     }
 
     /// Records one events-queue message. A malformed message is a permanent error (it goes to
-    /// the dead-letter queue with the reason); store errors keep their classification.
+    /// the dead-letter queue with the reason); store errors keep their classification. A
+    /// duplicate whose fan-out did not finish fans out again, so a crash between storing and
+    /// fanning out loses no delivery (a subscriber may then see a `webhook-id` twice).
     pub async fn process(&self, body: &str) -> Result<Processed, StoreError> {
         let queued: QueuedEvent = serde_json::from_str(body)
             .map_err(|e| StoreError::permanent(format!("events-queue message is not a queued event: {e}")))?;
         let expires_at = retention_end(&queued.event, self.retention);
         let recorded = self.store.record(&queued, expires_at).await?;
         tracing::info!(event = %queued.event.id, r#type = %queued.event.event_type, provider = %queued.event.data.provider, outcome = ?recorded, "event processed");
+        if let (Some(deliveries), Recorded::Stored | Recorded::Duplicate { fanned_out: false }) =
+            (&self.deliveries, recorded)
+        {
+            self.fan_out(deliveries, &queued).await?;
+        }
         Ok(match recorded {
             Recorded::Stored => Processed::Stored,
             Recorded::Duplicate { .. } => Processed::Duplicate,
         })
+    }
+
+    async fn fan_out(&self, deliveries: &Q, queued: &QueuedEvent) -> Result<(), StoreError> {
+        let event = &queued.event;
+        let subscriptions = self.store.subscriptions(&event.workspaceid).await?;
+        let tasks: Vec<Outgoing> = subscriptions
+            .iter()
+            .filter(|s| s.enabled && s.matches(event, &queued.source))
+            .enumerate()
+            .map(|(i, s)| {
+                let task = DeliveryTask {
+                    workspace: event.workspaceid.clone(),
+                    subscription: s.id.clone(),
+                    event_id: event.id.clone(),
+                    message_id: event.data.message_id.clone(),
+                    attempt: 1,
+                    due_at: None,
+                };
+                Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
+            })
+            .collect();
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        deliveries.send(QueueName::Deliveries, &tasks).await?;
+        self.store.mark_fanned_out(&event.workspaceid, event).await
     }
 }
 
 fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
     let start = event.data.received_at.unix_seconds();
     Timestamp::from_unix_seconds(start.saturating_add(retention.as_secs() as i64)).unwrap_or(event.data.received_at)
+}
+
+/// Delivers tasks from the deliveries queue: render, sign, send, log the attempt, and then
+/// retry on schedule, give up, or disable the subscription.
+pub struct Fanout<S, Q, D> {
+    store: S,
+    queue: Q,
+    sender: D,
+}
+
+impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
+    pub fn new(store: S, queue: Q, sender: D) -> Self {
+        Fanout { store, queue, sender }
+    }
+
+    /// Handles one deliveries-queue message at `now`.
+    pub async fn deliver(&self, body: &str, now: Timestamp) -> Result<(), StoreError> {
+        let task: DeliveryTask = serde_json::from_str(body)
+            .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))?;
+        if let Some(due) = task.due_at.filter(|due| *due > now) {
+            let wait = Duration::from_secs(now.seconds_until(due).max(1) as u64);
+            return self.requeue(&task, task.attempt, now, wait).await;
+        }
+        let Some(mut subscription) = self.store.subscription(&task.workspace, &task.subscription).await? else {
+            tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
+            return Ok(());
+        };
+        if !subscription.enabled {
+            return Ok(());
+        }
+        let Some(event) = self.store.event(&task.workspace, task.message_id.as_deref(), &task.event_id).await? else {
+            tracing::warn!(event = %task.event_id, "delivery for an expired event dropped");
+            return Ok(());
+        };
+        let body = outbound::body(&event, subscription.format);
+        let mut headers = outbound::signed_headers(&subscription, &event, &body, now).map_err(StoreError::permanent)?;
+        headers.extend(subscription.headers.iter().cloned());
+        let response = self.sender.post(&subscription.url, &headers, body).await;
+        let next = delivery::next(task.attempt, &response.outcome, delivery::jitter());
+        let next_attempt_at = match next {
+            Next::Retry(delay) => Timestamp::from_unix_seconds(now.unix_seconds() + delay.as_secs() as i64),
+            _ => None,
+        };
+        let (outcome, status) = match &response.outcome {
+            Outcome::Delivered => ("delivered", None),
+            Outcome::Status { code, .. } => ("status", Some(*code)),
+            Outcome::Timeout => ("timeout", None),
+            Outcome::Unreachable => ("unreachable", None),
+        };
+        self.store
+            .record_attempt(&AttemptRecord {
+                workspace: task.workspace.clone(),
+                subscription: task.subscription.clone(),
+                event_id: task.event_id.to_string(),
+                attempt: task.attempt,
+                at: now,
+                outcome: outcome.into(),
+                status,
+                latency_ms: response.latency.as_millis() as u64,
+                detail: response.detail.chars().take(1024).collect(),
+                next_attempt_at,
+            })
+            .await?;
+        tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt = task.attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
+        match next {
+            Next::Done => {
+                if subscription.failing_since.take().is_some() {
+                    self.store.put_subscription(&subscription).await?;
+                }
+            }
+            Next::Retry(delay) => {
+                let since = *subscription.failing_since.get_or_insert(now);
+                if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
+                    self.disable(subscription, "deliveries failed for 5 days").await?;
+                } else {
+                    self.store.put_subscription(&subscription).await?;
+                    self.requeue(&task, task.attempt + 1, now, delay).await?;
+                }
+            }
+            Next::Exhausted => {
+                tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
+            }
+            Next::Disable => self.disable(subscription, "the subscriber answered 410 Gone").await?,
+        }
+        Ok(())
+    }
+
+    async fn disable(&self, mut subscription: Subscription, reason: &str) -> Result<(), StoreError> {
+        tracing::warn!(subscription = %subscription.id, reason, "subscription disabled");
+        subscription.enabled = false;
+        subscription.disabled_reason = Some(reason.into());
+        self.store.put_subscription(&subscription).await
+    }
+
+    /// Puts the task back for `attempt`, due after `wait`; waits longer than a queue delay
+    /// allows come back early and are put back again until due.
+    async fn requeue(
+        &self,
+        task: &DeliveryTask,
+        attempt: u32,
+        now: Timestamp,
+        wait: Duration,
+    ) -> Result<(), StoreError> {
+        let due_at = Timestamp::from_unix_seconds(now.unix_seconds() + wait.as_secs() as i64);
+        let next = DeliveryTask { attempt, due_at, ..task.clone() };
+        let delay = wait.min(delivery::MAX_QUEUE_DELAY).as_secs() as u32;
+        let message =
+            Outgoing { id: "0".into(), body: serde_json::to_string(&next).unwrap_or_default(), delay_seconds: delay };
+        self.queue.send(QueueName::Deliveries, &[message]).await
+    }
 }

@@ -119,6 +119,14 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
+    /// One stored event. `message_id` is the event's message, when it has one.
+    fn event(
+        &self,
+        workspace: &str,
+        message_id: Option<&str>,
+        event: &EventId,
+    ) -> impl Future<Output = Result<Option<CanonicalEvent>, StoreError>> + Send;
+
     /// The provider record an event came from. `message_id` is the event's message, when it has
     /// one (stores may keep events in their message's partition).
     fn raw(
@@ -201,4 +209,14 @@ pub trait Queue: Send + Sync {
 /// HTTPS GETs verification needs: SNS signing certificates, and confirming SNS subscriptions.
 pub trait Fetcher: Send + Sync {
     fn get(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
+/// Sends one delivery (an SSRF-guarded HTTP POST in production).
+pub trait Sender: Send + Sync {
+    fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+    ) -> impl Future<Output = crate::delivery::Response> + Send;
 }

@@ -12,17 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use tidings_core::delivery::Outcome;
+use tidings_core::delivery::{Outcome, Response};
+use tidings_core::ports::Sender;
 use tidings_core::ssrf::Guard;
 
-/// What one attempt did, for the attempt log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    pub outcome: Outcome,
-    pub latency: Duration,
-    /// The start of the answer's body (at most 1 KiB), or why there was no answer.
-    pub detail: String,
-}
+/// What one attempt did (the core's delivery response).
+pub type Attempt = Response;
 
 /// Bytes of a subscriber's answer read at most (the rest is not waited for).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -134,6 +129,12 @@ impl Deliverer {
             Outcome::Status { code: status, retry_after }
         };
         Attempt { outcome, latency: started.elapsed(), detail }
+    }
+}
+
+impl Sender for Deliverer {
+    async fn post(&self, url: &str, headers: &[(String, String)], body: Vec<u8>) -> Response {
+        self.deliver(url, headers, body).await
     }
 }
 

@@ -564,6 +564,15 @@ impl Store for Sqlite {
         }
     }
 
+    async fn event(
+        &self,
+        workspace: &str,
+        _message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<CanonicalEvent>, StoreError> {
+        self.one("SELECT body FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, event.as_str()])
+    }
+
     async fn raw(
         &self,
         workspace: &str,

@@ -7,9 +7,13 @@
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use tidings_aws::SqsQueues;
 use tidings_core::pipeline::Processor;
-use tidings_core::ports::{QueueName, Store};
+use tidings_core::ports::{Queue, QueueName, Store};
 
-pub async fn handle<S: Store>(processor: &Processor<S>, queues: &SqsQueues, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle<S: Store, Q: Queue>(
+    processor: &Processor<S, Q>,
+    queues: &SqsQueues,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();

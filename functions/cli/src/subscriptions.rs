@@ -1,0 +1,110 @@
+//! `tidings subscriptions add|list` and `tidings attempts`.
+
+use serde_json::json;
+
+use crate::Failure;
+use crate::client::{ApiArgs, Client};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Deliver matching events to a URL; prints the signing secret (shown once).
+    Add {
+        /// Where to POST events.
+        url: String,
+        /// A type pattern (`email.*`, `*.bounced`, `*`); repeatable.
+        #[arg(long = "type", required = true)]
+        types: Vec<String>,
+        /// Only events from this provider (repeatable).
+        #[arg(long = "provider")]
+        providers: Vec<String>,
+        /// `cloudevents` (default) or `dittofeed`.
+        #[arg(long, default_value = "cloudevents")]
+        format: String,
+        /// A request header, `Name: value` (repeatable; never shown again).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the workspace's subscriptions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(args: Args) -> Result<(), Failure> {
+    let client = Client::new(&args.api)?;
+    match args.command {
+        Command::Add { url, types, providers, format, headers, description } => {
+            let body = json!({"url": url, "types": types, "providers": providers, "format": format, "headers": headers, "description": description});
+            let created = client.post("/api/subscriptions", &body).await?;
+            println!("{}", serde_json::to_string_pretty(&created).unwrap_or_default());
+        }
+        Command::List { json } => {
+            let body = client.get("/api/subscriptions", &[]).await?;
+            for s in body["subscriptions"].as_array().cloned().unwrap_or_default() {
+                if json {
+                    println!("{s}");
+                } else {
+                    let state = if s["enabled"].as_bool() == Some(true) {
+                        "enabled".to_owned()
+                    } else {
+                        format!("disabled: {}", s["disabled_reason"].as_str().unwrap_or(""))
+                    };
+                    println!(
+                        "{:<26} {:<40} {:<24} {state}",
+                        s["id"].as_str().unwrap_or(""),
+                        s["url"].as_str().unwrap_or(""),
+                        s["types"].to_string()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct AttemptsArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The subscription.
+    subscription: String,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn attempts(args: AttemptsArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.api)?;
+    let body = client
+        .get(&format!("/api/subscriptions/{}/attempts", args.subscription), &[("limit", args.limit.to_string())])
+        .await?;
+    for a in body["attempts"].as_array().cloned().unwrap_or_default() {
+        if args.json {
+            println!("{a}");
+        } else {
+            println!(
+                "{}  #{} {:<12} {:>4} {:>6} ms  {}  next {}",
+                a["at"].as_str().unwrap_or(""),
+                a["attempt"],
+                a["outcome"].as_str().unwrap_or(""),
+                a["status"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                a["latency_ms"],
+                a["event_id"].as_str().unwrap_or(""),
+                a["next_attempt_at"].as_str().unwrap_or("-")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Fan-out end to end, in process: events posted to the ingest router are stored, fanned out
+//! to matching subscriptions, and POSTed, signed, to subscribers on loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::routing::post;
+use common::{events_dir, fixture};
+use serde_json::{Value, json};
+use tidings_core::ProviderId;
+use tidings_core::auth::standard_webhooks;
+use tidings_core::pipeline::{Fanout, Processor};
+use tidings_core::ports::{QueueName, Store};
+use tidings_core::ssrf::Guard;
+use tidings_core::timestamp::Timestamp;
+use tidings_local::Sqlite;
+
+type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
+
+/// Subscribers on 127.0.0.1: `/hook` takes everything, `/gone` answers 410.
+async fn subscribers() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let log = received.clone();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(move |headers: HeaderMap, body: String| async move {
+                log.lock().unwrap().push((headers, body));
+                StatusCode::NO_CONTENT
+            }),
+        )
+        .route("/gone", post(|| async { StatusCode::GONE }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, received)
+}
+
+async fn drain(
+    db: &Sqlite,
+    processor: &Processor<Sqlite, Sqlite>,
+    fanout: &Fanout<Sqlite, Sqlite, tidings_fanout::Deliverer>,
+) {
+    loop {
+        let events = db.receive(QueueName::Events, 10, 30).unwrap();
+        for m in &events {
+            processor.process(&m.body).await.unwrap();
+            db.delete(QueueName::Events, &m.receipt).unwrap();
+        }
+        let deliveries = db.receive(QueueName::Deliveries, 10, 30).unwrap();
+        for m in &deliveries {
+            fanout.deliver(&m.body, Timestamp::now()).await.unwrap();
+            db.delete(QueueName::Deliveries, &m.receipt).unwrap();
+        }
+        if events.is_empty() && deliveries.is_empty() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn matching_events_are_delivered_signed_once_and_a_gone_subscriber_is_disabled() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let (addr, received) = subscribers().await;
+    let api = |body: Value| {
+        Request::post("/api/subscriptions")
+            .header("Authorization", "Bearer key-default")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, bounced) = f.call(api(json!({"url": format!("http://{addr}/hook"), "types": ["*.bounced"]}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{bounced}");
+    let secret = bounced["secret"].as_str().unwrap().to_owned();
+    let (_, gone) = f.call(api(json!({"url": format!("http://{addr}/gone"), "types": ["email.*"]}))).await;
+    let (status, refused) = f.call(api(json!({"url": "http://user:pw@example.com/", "types": ["*"]}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+    let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let batch = events_dir().join("sendgrid/batch-every-type.json");
+    for _ in 0..2 {
+        // The second time is SendGrid retrying the batch: stored once, delivered once.
+        assert_eq!(f.post_sample(ProviderId::Sendgrid, &batch).await.0, StatusCode::OK);
+        drain(&db, &processor, &fanout).await;
+    }
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 3, "the batch's three bounces, each once");
+    let key = standard_webhooks::secret_key(&secret).unwrap();
+    for (headers, body) in &received {
+        let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["type"], "email.bounced");
+        assert_eq!(header("webhook-id"), event["id"].as_str().unwrap(), "webhook-id is the event id");
+        assert!(standard_webhooks::verify_signature(
+            std::slice::from_ref(&key),
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            body.as_bytes(),
+            &header("webhook-signature")
+        ));
+    }
+
+    let gone_id = gone["id"].as_str().unwrap();
+    let disabled = db.subscription("ws_default", gone_id).await.unwrap().unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.disabled_reason.as_deref(), Some("the subscriber answered 410 Gone"));
+    let log = db.attempts("ws_default", gone_id, 100).await.unwrap();
+    assert_eq!(log.len(), 1, "disabled at once: no more attempts");
+    assert_eq!(log[0].status, Some(410));
+    let bounced_log = db.attempts("ws_default", bounced["id"].as_str().unwrap(), 100).await.unwrap();
+    assert_eq!(bounced_log.iter().filter(|a| a.outcome == "delivered").count(), 3);
+}
