@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::event::EventId;
 use tidings_core::pattern::TypePattern;
-use tidings_core::ports::{EventQuery, Store, StoreError};
+use tidings_core::ports::{EventQuery, Queue, Store, StoreError};
 use tidings_core::providers::ProviderId;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::subscription::{Format, SigningSecret, Subscription};
@@ -35,26 +35,29 @@ pub struct Settings {
     pub public_base_url: String,
 }
 
-struct Shared<S> {
+struct Shared<S, Q> {
     store: S,
+    queue: Q,
     settings: Settings,
 }
 
-type AppState<S> = State<Arc<Shared<S>>>;
+type AppState<S, Q> = State<Arc<Shared<S, Q>>>;
 
-pub fn router<S: Store + 'static>(store: S, settings: Settings) -> Router {
-    let shared = Arc::new(Shared { store, settings });
+/// The admin API over `store`; `queue` takes the delivery tasks a replay makes.
+pub fn router<S: Store + 'static, Q: Queue + 'static>(store: S, queue: Q, settings: Settings) -> Router {
+    let shared = Arc::new(Shared { store, queue, settings });
     Router::new()
         .route("/api/health", get(|| async { axum::Json(json!({"ok": true})) }))
-        .route("/api/events", get(events::<S>))
-        .route("/api/events/{id}/raw", get(raw::<S>))
-        .route("/api/messages/{id}", get(message::<S>))
-        .route("/api/suppressions", get(suppressions::<S>))
-        .route("/api/suppressions/{recipient}", delete(remove_suppression::<S>))
-        .route("/api/sources", get(sources::<S>).post(create_source::<S>))
-        .route("/api/sources/{id}", delete(delete_source::<S>))
-        .route("/api/subscriptions", get(subscriptions::<S>).post(create_subscription::<S>))
-        .route("/api/subscriptions/{id}/attempts", get(attempts::<S>))
+        .route("/api/events", get(events::<S, Q>))
+        .route("/api/events/{id}/raw", get(raw::<S, Q>))
+        .route("/api/messages/{id}", get(message::<S, Q>))
+        .route("/api/suppressions", get(suppressions::<S, Q>))
+        .route("/api/suppressions/{recipient}", delete(remove_suppression::<S, Q>))
+        .route("/api/sources", get(sources::<S, Q>).post(create_source::<S, Q>))
+        .route("/api/sources/{id}", delete(delete_source::<S, Q>))
+        .route("/api/subscriptions", get(subscriptions::<S, Q>).post(create_subscription::<S, Q>))
+        .route("/api/subscriptions/{id}/attempts", get(attempts::<S, Q>))
+        .route("/api/subscriptions/{id}/{action}", axum::routing::post(subscription_action::<S, Q>))
         .with_state(shared)
 }
 
@@ -82,10 +85,10 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 /// The workspace the request's API key belongs to.
 pub struct Workspace(pub String);
 
-impl<S: Store + 'static> FromRequestParts<Arc<Shared<S>>> for Workspace {
+impl<S: Store + 'static, Q: Queue + 'static> FromRequestParts<Arc<Shared<S, Q>>> for Workspace {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared<S>>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared<S, Q>>) -> Result<Self, Self::Rejection> {
         let unauthorized =
             || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer <key>)".into());
         let key = parts
@@ -118,8 +121,8 @@ struct EventsParams {
     cursor: Option<String>,
 }
 
-async fn events<S: Store>(
-    State(shared): AppState<S>,
+async fn events<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Query(p): Query<EventsParams>,
 ) -> Result<Response, ApiError> {
@@ -146,8 +149,8 @@ struct RawParams {
     message: Option<String>,
 }
 
-async fn raw<S: Store>(
-    State(shared): AppState<S>,
+async fn raw<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
     Query(p): Query<RawParams>,
@@ -159,8 +162,8 @@ async fn raw<S: Store>(
     }
 }
 
-async fn message<S: Store>(
-    State(shared): AppState<S>,
+async fn message<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -174,15 +177,15 @@ async fn message<S: Store>(
     Ok(axum::Json(json!({"message_id": id, "states": states, "timeline": timeline})).into_response())
 }
 
-async fn suppressions<S: Store>(
-    State(shared): AppState<S>,
+async fn suppressions<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(json!({"suppressions": shared.store.suppressions(&workspace).await?})).into_response())
 }
 
-async fn remove_suppression<S: Store>(
-    State(shared): AppState<S>,
+async fn remove_suppression<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(recipient): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -201,7 +204,10 @@ fn source_view(source: &Source, settings: &Settings) -> Value {
     view
 }
 
-async fn sources<S: Store>(State(shared): AppState<S>, Workspace(workspace): Workspace) -> Result<Response, ApiError> {
+async fn sources<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+) -> Result<Response, ApiError> {
     let sources = shared.store.sources(&workspace).await?;
     let views: Vec<Value> = sources.iter().map(|s| source_view(s, &shared.settings)).collect();
     Ok(axum::Json(json!({"sources": views})).into_response())
@@ -222,8 +228,8 @@ struct NewSource {
     tolerance_seconds: Option<u64>,
 }
 
-async fn create_source<S: Store>(
-    State(shared): AppState<S>,
+async fn create_source<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     axum::Json(new): axum::Json<NewSource>,
 ) -> Result<Response, ApiError> {
@@ -264,8 +270,8 @@ async fn create_source<S: Store>(
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())
 }
 
-async fn delete_source<S: Store>(
-    State(shared): AppState<S>,
+async fn delete_source<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -290,8 +296,8 @@ fn subscription_view(subscription: &Subscription) -> Value {
     view
 }
 
-async fn subscriptions<S: Store>(
-    State(shared): AppState<S>,
+async fn subscriptions<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
 ) -> Result<Response, ApiError> {
     let subscriptions = shared.store.subscriptions(&workspace).await?;
@@ -316,8 +322,8 @@ struct NewSubscription {
     description: String,
 }
 
-async fn create_subscription<S: Store>(
-    State(shared): AppState<S>,
+async fn create_subscription<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     axum::Json(new): axum::Json<NewSubscription>,
 ) -> Result<Response, ApiError> {
@@ -358,8 +364,8 @@ struct AttemptParams {
     limit: Option<usize>,
 }
 
-async fn attempts<S: Store>(
-    State(shared): AppState<S>,
+async fn attempts<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
     Query(p): Query<AttemptParams>,
@@ -369,4 +375,64 @@ async fn attempts<S: Store>(
     }
     let attempts = shared.store.attempts(&workspace, &id, p.limit.unwrap_or(50).clamp(1, 1000)).await?;
     Ok(axum::Json(json!({"attempts": attempts})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct ActionParams {
+    /// Replay: events at or after this time (RFC 3339 or Unix seconds).
+    since: Option<String>,
+    /// Replay: events at or before this time.
+    until: Option<String>,
+    /// Replay: only events of this type pattern.
+    r#type: Option<String>,
+    /// Rotate: how long the old secrets keep signing (seconds, default one day).
+    grace_seconds: Option<i64>,
+}
+
+/// `rotate`, `enable`, `disable` or `replay` a subscription.
+async fn subscription_action<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    Path((id, action)): Path<(String, String)>,
+    Query(p): Query<ActionParams>,
+) -> Result<Response, ApiError> {
+    let Some(mut subscription) = shared.store.subscription(&workspace, &id).await? else {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")));
+    };
+    let now = Timestamp::now();
+    let mut reply = json!({});
+    match action.as_str() {
+        "rotate" => {
+            let secret = new_secret(true);
+            subscription.rotate(secret.clone(), now, p.grace_seconds.unwrap_or(86_400).clamp(0, 7 * 86_400));
+            reply["secret"] = json!(secret);
+        }
+        "enable" => {
+            subscription.enabled = true;
+            subscription.disabled_reason = None;
+            subscription.failing_since = None;
+        }
+        "disable" => {
+            subscription.enabled = false;
+            subscription.disabled_reason = Some("disabled by an operator".into());
+        }
+        "replay" => {
+            if let Some(pattern) = &p.r#type {
+                TypePattern::parse(pattern).map_err(bad_request)?;
+            }
+            let since = p.since.as_deref().map(|t| parse_time("since", t)).transpose()?;
+            let until = p.until.as_deref().map(|t| parse_time("until", t)).transpose()?;
+            let queued =
+                tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, p.r#type)
+                    .await?;
+            return Ok(axum::Json(json!({"replayed": queued})).into_response());
+        }
+        other => return Err(bad_request(format!("unknown action {other:?}: rotate, enable, disable or replay"))),
+    }
+    shared.store.put_subscription(&subscription).await?;
+    let mut view = subscription_view(&subscription);
+    if let Some(secret) = reply.get("secret") {
+        view["secret"] = secret.clone();
+    }
+    Ok(axum::Json(view).into_response())
 }

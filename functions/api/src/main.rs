@@ -4,7 +4,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
-    let (_, store, _) = tidings_aws::ports_from_env().await?;
+    let (_, store, queues) = tidings_aws::ports_from_env().await?;
     let public_base_url = std::env::var("TIDINGS_PUBLIC_URL").map_err(|_| "TIDINGS_PUBLIC_URL is not set")?;
-    lambda_http::run(tidings_api::router(store, tidings_api::Settings { public_base_url })).await
+    lambda_http::run(tidings_api::router(store, queues, tidings_api::Settings { public_base_url })).await
 }

@@ -94,7 +94,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
     let ingest = Ingest::new(db.clone(), queue.clone(), fetcher).without_subscription_confirmation();
     let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
-        .merge(tidings_api::router(db.clone(), tidings_api::Settings { public_base_url: base.clone() }));
+        .merge(tidings_api::router(db.clone(), queue.clone(), tidings_api::Settings { public_base_url: base.clone() }));
 
     // Listen for Ctrl-C (and SIGTERM) before opening the port, so a signal that arrives as soon
     // as the server is reachable still stops it cleanly.

@@ -39,6 +39,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A new signing secret (printed once); the old ones keep signing for the grace period.
+    Rotate {
+        id: String,
+        /// Seconds the old secrets keep signing.
+        #[arg(long, default_value_t = 86_400)]
+        grace_seconds: i64,
+    },
+    /// Deliver to the subscription again (also clears its failure clock).
+    Enable { id: String },
+    /// Stop delivering to the subscription.
+    Disable { id: String },
+    /// Deliver stored events again, with their original webhook-ids.
+    Replay {
+        id: String,
+        /// Events at or after this time (RFC 3339 or Unix seconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Events at or before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events of this type pattern.
+        #[arg(long = "type")]
+        type_pattern: Option<String>,
+    },
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {
@@ -69,8 +93,46 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Rotate { id, grace_seconds } => {
+            let path = format!("/api/subscriptions/{id}/rotate?grace_seconds={grace_seconds}");
+            let rotated = client.post(&path, &json!({})).await?;
+            println!("new secret (shown once): {}", rotated["secret"].as_str().unwrap_or(""));
+        }
+        Command::Enable { id } => {
+            client.post(&format!("/api/subscriptions/{id}/enable"), &json!({})).await?;
+            println!("enabled {id}");
+        }
+        Command::Disable { id } => {
+            client.post(&format!("/api/subscriptions/{id}/disable"), &json!({})).await?;
+            println!("disabled {id}");
+        }
+        Command::Replay { id, since, until, type_pattern } => {
+            let mut query = Vec::new();
+            for (name, value) in [("since", since), ("until", until), ("type", type_pattern)] {
+                if let Some(v) = value {
+                    query.push(format!("{name}={}", url_encode(&v)));
+                }
+            }
+            let path = format!("/api/subscriptions/{id}/replay?{}", query.join("&"));
+            let replayed = client.post(&path, &json!({})).await?;
+            println!("{} events queued for redelivery to {id}", replayed["replayed"]);
+        }
     }
     Ok(())
+}
+
+/// Percent-encodes a query value (times carry `:` and `+`).
+fn url_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~*".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[derive(clap::Args)]

@@ -149,3 +149,39 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     line
 }
+
+/// The fan-out function's handler: an SQS batch from the deliveries queue, answered with the
+/// records to retry. A delivery's own failures are not errors here (they are retried through
+/// the queue with the schedule's delays); only store or queue trouble is.
+pub async fn handle<S, Q, D>(
+    fanout: &tidings_core::pipeline::Fanout<S, Q, D>,
+    queues: &tidings_aws::SqsQueues,
+    event: aws_lambda_events::sqs::SqsEvent,
+) -> aws_lambda_events::sqs::SqsBatchResponse
+where
+    S: tidings_core::ports::Store,
+    Q: tidings_core::ports::Queue,
+    D: Sender,
+{
+    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
+    use tidings_core::ports::QueueName;
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        let retry = match fanout.deliver(body, tidings_core::Timestamp::now()).await {
+            Ok(()) => false,
+            Err(error) if error.retryable => true,
+            Err(error) => {
+                tracing::error!(message = %id, %error, "delivery task dead-lettered");
+                queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
+            }
+        };
+        if retry {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
