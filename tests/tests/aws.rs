@@ -233,3 +233,88 @@ async fn ses_intake_takes_sqs_and_eventbridge_records() {
     // One bounce, two deliveries, and the EventBridge delivery (the same SES event as one of them).
     assert_eq!(aws.receive_all(&url).await.len(), 4);
 }
+
+#[tokio::test]
+async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (_, events_url, _) = aws.queues().await;
+    let (_, deliveries_url, _) = aws.queues().await;
+    // One SqsQueues that knows both queues, as the functions' environment gives them.
+    let urls = QueueUrls {
+        queues: [(QueueName::Events, events_url.clone()), (QueueName::Deliveries, deliveries_url.clone())].into(),
+        dead_letters: Default::default(),
+    };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: axum::http::HeaderMap| async move {
+            log.lock().unwrap().push(headers.get("webhook-id").unwrap().to_str().unwrap().to_owned());
+            axum::http::StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let f = fixture(store.clone(), queues.clone()).await;
+    let subscription = tidings_core::subscription::Subscription {
+        id: "sub_moto".into(),
+        workspace: "ws_default".into(),
+        url: format!("http://{addr}/hook"),
+        types: vec!["*.bounced".into()],
+        providers: vec![],
+        sources: vec![],
+        format: tidings_core::subscription::Format::Cloudevents,
+        secrets: vec![tidings_core::subscription::SigningSecret {
+            secret: "whsec_dGVzdA==".into(),
+            created_at: tidings_core::Timestamp::now(),
+            expires_at: None,
+        }],
+        headers: vec![],
+        description: String::new(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: tidings_core::Timestamp::now(),
+    };
+    tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
+    let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
+    let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = tidings_core::pipeline::Fanout::new(
+        store.clone(),
+        queues.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let batch = common::events_dir().join("sendgrid/batch-every-type.json");
+    for _ in 0..2 {
+        assert_eq!(f.post_sample(tidings_core::ProviderId::Sendgrid, &batch).await.0.as_u16(), 200);
+        let events = aws.receive_all(&events_url).await;
+        let response = tidings_processor::handle(
+            &processor,
+            &queues,
+            sqs_event(&events.iter().map(|m| m.body.as_deref().unwrap()).collect::<Vec<_>>()),
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty());
+        let tasks = aws.receive_all(&deliveries_url).await;
+        let response = tidings_fanout::handle(
+            &fanout,
+            &queues,
+            sqs_event(&tasks.iter().map(|m| m.body.as_deref().unwrap()).collect::<Vec<_>>()),
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let mut ids = received.lock().unwrap().clone();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((received.lock().unwrap().len(), ids.len()), (3, 3), "three bounces, each delivered once");
+    let attempts = tidings_core::ports::Store::attempts(&store, "ws_default", "sub_moto", 10).await.unwrap();
+    assert_eq!(attempts.iter().filter(|a| a.outcome == "delivered").count(), 3);
+}
