@@ -34,7 +34,8 @@ async fn subscribers() -> (SocketAddr, Received) {
                 StatusCode::NO_CONTENT
             }),
         )
-        .route("/gone", post(|| async { StatusCode::GONE }));
+        .route("/gone", post(|| async { StatusCode::GONE }))
+        .route("/fail", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -79,6 +80,7 @@ async fn matching_events_are_delivered_signed_once_and_a_gone_subscriber_is_disa
     assert_eq!(status, StatusCode::CREATED, "{bounced}");
     let secret = bounced["secret"].as_str().unwrap().to_owned();
     let (_, gone) = f.call(api(json!({"url": format!("http://{addr}/gone"), "types": ["email.*"]}))).await;
+    let (_, watcher) = f.call(api(json!({"url": format!("http://{addr}/hook"), "types": ["subscription.*"]}))).await;
     let (status, refused) = f.call(api(json!({"url": "http://user:pw@example.com/", "types": ["*"]}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
 
@@ -97,6 +99,16 @@ async fn matching_events_are_delivered_signed_once_and_a_gone_subscriber_is_disa
     }
 
     let received = received.lock().unwrap().clone();
+    let disabled_notice: Vec<&(HeaderMap, String)> =
+        received.iter().filter(|(_, b)| b.contains("\"subscription.disabled\"")).collect();
+    assert_eq!(disabled_notice.len(), 1, "the watcher hears about the disabled subscription once");
+    let notice: Value = serde_json::from_str(&disabled_notice[0].1).unwrap();
+    assert_eq!(notice["data"]["details"]["subscription"], gone["id"]);
+    assert_eq!(notice["data"]["reason"], "the subscriber answered 410 Gone");
+    let watcher_log = db.attempts("ws_default", watcher["id"].as_str().unwrap(), 10).await.unwrap();
+    assert_eq!(watcher_log.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(), ["delivered"]);
+    let received: Vec<(HeaderMap, String)> =
+        received.into_iter().filter(|(_, b)| !b.contains("\"subscription.disabled\"")).collect();
     assert_eq!(received.len(), 3, "the batch's three bounces, each once");
     let key = standard_webhooks::secret_key(&secret).unwrap();
     for (headers, body) in &received {
@@ -200,4 +212,51 @@ async fn a_disabled_subscription_gets_nothing_and_after_enable_a_replay_redelive
             ));
         }
     }
+}
+
+#[tokio::test]
+async fn exhausted_retries_are_announced_to_others_but_never_to_the_failing_subscription() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let (addr, received) = subscribers().await;
+    let api = |body: Value| {
+        Request::post("/api/subscriptions")
+            .header("Authorization", "Bearer key-default")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    // The failing subscriber also asks for delivery.*: it must not be fed its own failures.
+    let (_, failing) =
+        f.call(api(json!({"url": format!("http://{addr}/fail"), "types": ["email.bounced", "delivery.*"]}))).await;
+    f.call(api(json!({"url": format!("http://{addr}/hook"), "types": ["delivery.exhausted"]}))).await;
+    let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    f.post_sample(ProviderId::Sendgrid, &events_dir().join("sendgrid/bounce.json")).await;
+    // Store the event; its first delivery fails and is rescheduled (5 s, not waited for here).
+    let events = db.receive(QueueName::Events, 10, 30).unwrap();
+    processor.process(&events[0].body).await.unwrap();
+    let first = db.receive(QueueName::Deliveries, 10, 30).unwrap();
+    assert_eq!(first.len(), 1);
+    // The eighth attempt, as the queue would hand it over after the schedule's seven retries.
+    let mut task: Value = serde_json::from_str(&first[0].body).unwrap();
+    task["attempt"] = json!(8);
+    fanout.deliver(&task.to_string(), Timestamp::now()).await.unwrap();
+    drain(&db, &processor, &fanout).await;
+
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "the watcher gets delivery.exhausted");
+    let notice: Value = serde_json::from_str(&received[0].1).unwrap();
+    assert_eq!(notice["type"], "delivery.exhausted");
+    assert_eq!(notice["data"]["details"]["subscription"], failing["id"]);
+    let log = db.attempts("ws_default", failing["id"].as_str().unwrap(), 10).await.unwrap();
+    assert!(
+        log.iter().all(|a| a.event_id != notice["id"].as_str().unwrap()),
+        "never delivered to the failing subscription"
+    );
 }

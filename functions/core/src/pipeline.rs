@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
 use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
-use crate::event::CanonicalEvent;
+use crate::event::{CanonicalEvent, EventData, EventType};
 use crate::outbound;
 use crate::ports::{Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError};
 use crate::providers::{NormalizeContext, Notice, ProviderId};
@@ -351,7 +351,7 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
         let subscriptions = self.store.subscriptions(&event.workspaceid).await?;
         let tasks: Vec<Outgoing> = subscriptions
             .iter()
-            .filter(|s| s.enabled && s.matches(event, &queued.source))
+            .filter(|s| s.enabled && s.matches(event, &queued.source) && !about_itself(event, s))
             .enumerate()
             .map(|(i, s)| {
                 let task = DeliveryTask {
@@ -372,6 +372,16 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
         self.store.mark_fanned_out(&event.workspaceid, event).await
     }
 }
+
+/// An operational event about `subscription` is never delivered to it: a subscriber failing on
+/// `delivery.*` would otherwise feed on its own failures.
+fn about_itself(event: &CanonicalEvent, subscription: &Subscription) -> bool {
+    event.data.provider == OPERATIONAL_PROVIDER
+        && event.data.details.get("subscription").and_then(|v| v.as_str()) == Some(subscription.id.as_str())
+}
+
+/// The `data.provider` (and source) of tidings' own operational events.
+pub const OPERATIONAL_PROVIDER: &str = "tidings";
 
 fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
     let start = event.data.received_at.unix_seconds();
@@ -449,7 +459,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             Next::Retry(delay) => {
                 let since = *subscription.failing_since.get_or_insert(now);
                 if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
-                    self.disable(subscription, "deliveries failed for 5 days").await?;
+                    self.disable(subscription, "deliveries failed for 5 days", &task, now).await?;
                 } else {
                     self.store.put_subscription(&subscription).await?;
                     self.requeue(&task, task.attempt + 1, now, delay).await?;
@@ -457,17 +467,58 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             }
             Next::Exhausted => {
                 tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
+                let reason = format!(
+                    "{} attempts failed; the last: {outcome} {}",
+                    task.attempt,
+                    status.map(|s| s.to_string()).unwrap_or_default()
+                );
+                self.announce("delivery.exhausted", &subscription, &task, &reason, now).await?;
             }
-            Next::Disable => self.disable(subscription, "the subscriber answered 410 Gone").await?,
+            Next::Disable => self.disable(subscription, "the subscriber answered 410 Gone", &task, now).await?,
         }
         Ok(())
     }
 
-    async fn disable(&self, mut subscription: Subscription, reason: &str) -> Result<(), StoreError> {
+    async fn disable(
+        &self,
+        mut subscription: Subscription,
+        reason: &str,
+        task: &DeliveryTask,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         tracing::warn!(subscription = %subscription.id, reason, "subscription disabled");
         subscription.enabled = false;
         subscription.disabled_reason = Some(reason.into());
-        self.store.put_subscription(&subscription).await
+        self.store.put_subscription(&subscription).await?;
+        self.announce("subscription.disabled", &subscription, task, reason, now).await
+    }
+
+    /// Puts an operational event (`subscription.disabled`, `delivery.exhausted`) on the events
+    /// queue, where it is stored and delivered like any event to subscriptions that ask for it.
+    /// Its id derives from the subscription and the delivery that caused it, so a redelivered
+    /// task announces it once.
+    async fn announce(
+        &self,
+        kind: &str,
+        subscription: &Subscription,
+        task: &DeliveryTask,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event_type =
+            EventType::platform(kind).ok_or_else(|| StoreError::permanent(format!("{kind} is not an event type")))?;
+        let mut data = EventData::new(None, OPERATIONAL_PROVIDER, kind);
+        data.reason = Some(reason.to_owned());
+        data.details.insert("subscription".into(), serde_json::json!(subscription.id));
+        data.details.insert("url".into(), serde_json::json!(subscription.url));
+        data.details.insert("event_id".into(), serde_json::json!(task.event_id));
+        let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
+        let key = format!("{kind}|{}|{}|{}", subscription.id, task.event_id, task.attempt);
+        let event = ctx.event(event_type, Some(now), &key, data, &std::sync::Arc::from("{}")).event;
+        let queued = QueuedEvent { event, raw: "{}".into(), source: OPERATIONAL_PROVIDER.into() };
+        let message =
+            Outgoing { id: "0".into(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 };
+        self.queue.send(QueueName::Events, &[message]).await
     }
 
     /// Puts the task back for `attempt`, due after `wait`; waits longer than a queue delay
