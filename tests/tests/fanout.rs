@@ -260,3 +260,33 @@ async fn exhausted_retries_are_announced_to_others_but_never_to_the_failing_subs
         "never delivered to the failing subscription"
     );
 }
+
+#[tokio::test]
+async fn one_workspace_can_neither_see_nor_act_on_another_workspace_s_subscriptions() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let request = |method: &str, uri: String, key: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"url": "https://hooks.example.com/x", "types": ["*"], "headers": ["Authorization: Bearer sekrit"]}).to_string()))
+            .unwrap()
+    };
+    let (_, created) = f.call(request("POST", "/api/subscriptions".into(), "key-default")).await;
+    let id = created["id"].as_str().unwrap();
+    let (_, theirs) = f.call(request("GET", "/api/subscriptions".into(), "key-other")).await;
+    assert!(theirs["subscriptions"].as_array().unwrap().is_empty());
+    for action in ["rotate", "enable", "disable", "replay", "test"] {
+        let (status, _) = f.call(request("POST", format!("/api/subscriptions/{id}/{action}"), "key-other")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{action} from another workspace");
+    }
+    let (status, _) = f.call(request("GET", format!("/api/subscriptions/{id}/attempts"), "key-other")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The owner's listing names the header but never shows its value or the secret.
+    let (_, mine) = f.call(request("GET", "/api/subscriptions".into(), "key-default")).await;
+    let text = mine.to_string();
+    assert!(text.contains("Authorization") && !text.contains("sekrit") && !text.contains("whsec_"), "{text}");
+    assert_eq!(db.depth(QueueName::Deliveries).unwrap(), 0, "nothing was queued by the other workspace");
+}

@@ -427,7 +427,11 @@ async fn subscription_action<S: Store, Q: Queue>(
                     .await?;
             return Ok(axum::Json(json!({"replayed": queued})).into_response());
         }
-        other => return Err(bad_request(format!("unknown action {other:?}: rotate, enable, disable or replay"))),
+        "test" => {
+            let event_id = send_test_event(&shared.store, &shared.queue, &subscription, now).await?;
+            return Ok(axum::Json(json!({"event_id": event_id})).into_response());
+        }
+        other => return Err(bad_request(format!("unknown action {other:?}: rotate, enable, disable, replay or test"))),
     }
     shared.store.put_subscription(&subscription).await?;
     let mut view = subscription_view(&subscription);
@@ -435,4 +439,43 @@ async fn subscription_action<S: Store, Q: Queue>(
         view["secret"] = secret.clone();
     }
     Ok(axum::Json(view).into_response())
+}
+
+/// Stores a `subscription.test` event and queues it for `subscription` alone (it is delivered
+/// whatever the subscription's type patterns, through the same signing and retry path).
+async fn send_test_event<S: Store, Q: Queue>(
+    store: &S,
+    queue: &Q,
+    subscription: &Subscription,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    use tidings_core::delivery::DeliveryTask;
+    use tidings_core::event::{EventData, EventType};
+    use tidings_core::ports::{Outgoing, QueueName, QueuedEvent};
+    use tidings_core::providers::NormalizeContext;
+    let event_type = EventType::platform("subscription.test").ok_or_else(|| StoreError::permanent("bad event type"))?;
+    let mut data = EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, "subscription.test");
+    data.reason = Some("a test event sent from the admin API".into());
+    data.details.insert("subscription".into(), json!(subscription.id));
+    let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
+    let key = format!("subscription.test|{}|{}", subscription.id, now.unix_millis());
+    let event = ctx.event(event_type, Some(now), &key, data, &std::sync::Arc::from("{}")).event;
+    let expires = Timestamp::from_unix_seconds(now.unix_seconds() + 7 * 86_400).unwrap_or(now);
+    let queued = QueuedEvent {
+        event: event.clone(),
+        raw: "{}".into(),
+        source: tidings_core::pipeline::OPERATIONAL_PROVIDER.into(),
+    };
+    store.record(&queued, expires).await?;
+    let task = DeliveryTask {
+        workspace: subscription.workspace.clone(),
+        subscription: subscription.id.clone(),
+        event_id: event.id.clone(),
+        message_id: None,
+        attempt: 1,
+        due_at: None,
+    };
+    let body = serde_json::to_string(&task).map_err(|e| StoreError::permanent(e.to_string()))?;
+    queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds: 0 }]).await?;
+    Ok(event.id.to_string())
 }

@@ -11,13 +11,13 @@ use crate::dev;
 #[derive(clap::Args, Clone)]
 pub struct ApiArgs {
     /// The admin API's base URL (default: the local dev server).
-    #[arg(long, env = "TIDINGS_API")]
+    #[arg(long, env = "TIDINGS_API", global = true)]
     pub api: Option<String>,
     /// An API key (default: the dev key `tidings dev` stored).
-    #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "TIDINGS_API_KEY", hide_env_values = true, global = true)]
     pub api_key: Option<String>,
     /// The dev database whose `dev.json` supplies the defaults.
-    #[arg(long, default_value = dev::DEFAULT_DB)]
+    #[arg(long, default_value = dev::DEFAULT_DB, global = true)]
     pub db: PathBuf,
 }
 

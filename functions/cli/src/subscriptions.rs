@@ -48,6 +48,8 @@ enum Command {
     },
     /// Deliver to the subscription again (also clears its failure clock).
     Enable { id: String },
+    /// Send the subscription a `subscription.test` event.
+    Test { id: String },
     /// Stop delivering to the subscription.
     Disable { id: String },
     /// Deliver stored events again, with their original webhook-ids.
@@ -101,6 +103,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         Command::Enable { id } => {
             client.post(&format!("/api/subscriptions/{id}/enable"), &json!({})).await?;
             println!("enabled {id}");
+        }
+        Command::Test { id } => {
+            let sent = client.post(&format!("/api/subscriptions/{id}/test"), &json!({})).await?;
+            println!(
+                "test event {} queued for {id}; see `tidings attempts {id}`",
+                sent["event_id"].as_str().unwrap_or("")
+            );
         }
         Command::Disable { id } => {
             client.post(&format!("/api/subscriptions/{id}/disable"), &json!({})).await?;

@@ -154,3 +154,84 @@ fn ctrl_c_stops_the_dev_server_cleanly() {
     assert!(status.success(), "exit status {status}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_sample_posted_to_tidings_dev_reaches_a_local_subscriber_signed() {
+    use std::sync::{Arc, Mutex};
+    let dir = std::env::temp_dir().join(format!("tidings-fanout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("dev.db");
+    let db_arg = db.to_string_lossy().into_owned();
+    let _dev = start(&db, free_port());
+
+    // A subscriber on loopback, in its own runtime.
+    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
+    let log = received.clone();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/hook",
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| async move {
+                    log.lock().unwrap().push((headers, body));
+                    axum::http::StatusCode::OK
+                }),
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+
+    let tidings = |args: &[&str]| {
+        let out = Command::new(bin()).args(args).args(["--db", &db_arg]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created: Value = serde_json::from_str(&tidings(&[
+        "subscriptions",
+        "add",
+        &format!("http://{addr}/hook"),
+        "--type",
+        "*.bounced",
+    ]))
+    .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let secret = created["secret"].as_str().unwrap();
+    tidings(&["subscriptions", "test", id]);
+    let replay = Command::new(bin())
+        .args(["replay", &repo().join("events/sendgrid/bounce.json").to_string_lossy(), "--db", &db_arg])
+        .status()
+        .unwrap();
+    assert!(replay.success());
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "deliveries did not arrive");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let received = received.lock().unwrap().clone();
+    let mut types: Vec<String> = received
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
+    types.sort();
+    assert_eq!(types, ["email.bounced", "subscription.test"]);
+    let key = tidings_core::auth::standard_webhooks::secret_key(secret).unwrap();
+    for (headers, body) in &received {
+        let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+        assert!(tidings_core::auth::standard_webhooks::verify_signature(
+            std::slice::from_ref(&key),
+            &header("webhook-id"),
+            &header("webhook-timestamp"),
+            body.as_bytes(),
+            &header("webhook-signature")
+        ));
+    }
+    let attempts = tidings(&["attempts", id, "--json"]);
+    assert_eq!(attempts.lines().count(), 2, "{attempts}");
+    std::fs::remove_dir_all(&dir).ok();
+}
