@@ -290,3 +290,67 @@ async fn one_workspace_can_neither_see_nor_act_on_another_workspace_s_subscripti
     assert!(text.contains("Authorization") && !text.contains("sekrit") && !text.contains("whsec_"), "{text}");
     assert_eq!(db.depth(QueueName::Deliveries).unwrap(), 0, "nothing was queued by the other workspace");
 }
+
+#[tokio::test]
+async fn a_failing_subscriber_is_retried_on_schedule_and_disabled_after_five_days() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let (addr, received) = subscribers().await;
+    let create = |body: Value| {
+        Request::post("/api/subscriptions")
+            .header("Authorization", "Bearer key-default")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (_, failing) = f.call(create(json!({"url": format!("http://{addr}/fail"), "types": ["email.bounced"]}))).await;
+    let (_, ditto) = f
+        .call(create(json!({"url": format!("http://{addr}/hook"), "types": ["email.bounced"], "format": "dittofeed"})))
+        .await;
+    f.call(create(json!({"url": format!("http://{addr}/hook"), "types": ["subscription.disabled"]}))).await;
+    let id = failing["id"].as_str().unwrap();
+    let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    f.post_sample(ProviderId::Sendgrid, &events_dir().join("sendgrid/bounce.json")).await;
+    drain(&db, &processor, &fanout).await;
+
+    // The 500 is logged with the time of the next attempt, and the task waits on the queue.
+    let log = db.attempts("ws_default", id, 10).await.unwrap();
+    assert_eq!((log.len(), log[0].outcome.as_str(), log[0].status), (1, "status", Some(500)));
+    let wait = log[0].at.seconds_until(log[0].next_attempt_at.unwrap());
+    assert!((4..=6).contains(&wait), "first retry 5 s ±20%, got {wait} s");
+    assert_eq!(db.depth(QueueName::Deliveries).unwrap(), 1, "the retry is queued, delayed");
+    let sub = db.subscription("ws_default", id).await.unwrap().unwrap();
+    assert!(sub.enabled && sub.failing_since.is_some());
+
+    // The Dittofeed subscriber got a track call for the same event.
+    let track: Value = serde_json::from_str(&received.lock().unwrap()[0].1).unwrap();
+    assert_eq!((track["type"].as_str(), track["event"].as_str()), (Some("track"), Some("DFEmailBounced")));
+    assert_eq!(track["userId"], "user_7");
+    let ditto_log = db.attempts("ws_default", ditto["id"].as_str().unwrap(), 10).await.unwrap();
+    assert_eq!(ditto_log.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>(), ["delivered"]);
+
+    // Five days of failure later, the next failed attempt disables it, and says so.
+    let mut sub = sub;
+    sub.failing_since = Some(Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() - 5 * 86_400).unwrap());
+    db.put_subscription(&sub).await.unwrap();
+    // The queued retry is still delayed: hand its task over as the queue will.
+    let event = db
+        .events(&tidings_core::ports::EventQuery { workspace: "ws_default".into(), limit: 1, ..Default::default() })
+        .await
+        .unwrap()
+        .events
+        .remove(0);
+    let task = json!({"workspace": "ws_default", "subscription": id, "event_id": event.id, "message_id": event.data.message_id, "attempt": 2});
+    fanout.deliver(&task.to_string(), Timestamp::now()).await.unwrap();
+    drain(&db, &processor, &fanout).await;
+    let sub = db.subscription("ws_default", id).await.unwrap().unwrap();
+    assert_eq!((sub.enabled, sub.disabled_reason.as_deref()), (false, Some("deliveries failed for 5 days")));
+    let notices = received.lock().unwrap().iter().filter(|(_, b)| b.contains("\"subscription.disabled\"")).count();
+    assert_eq!(notices, 1);
+}
