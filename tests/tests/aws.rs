@@ -318,3 +318,71 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     let attempts = tidings_core::ports::Store::attempts(&store, "ws_default", "sub_moto", 10).await.unwrap();
     assert_eq!(attempts.iter().filter(|a| a.outcome == "delivered").count(), 3);
 }
+
+#[tokio::test]
+async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
+    use axum::routing::post;
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (_, deliveries_url, _) = aws.queues().await;
+    let queues = SqsQueues::new(
+        aws.sqs.clone(),
+        QueueUrls { queues: [(QueueName::Deliveries, deliveries_url.clone())].into(), ..QueueUrls::default() },
+    );
+    let app = axum::Router::new().route("/fail", post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let queued = tidings_tests::event("ws_retry", tidings_core::Status::Bounced, "m1", "a@example.com", 1, "retry");
+    tidings_core::ports::Store::record(
+        &store,
+        &queued,
+        tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap(),
+    )
+    .await
+    .unwrap();
+    let now = tidings_core::Timestamp::now();
+    let subscription = tidings_core::subscription::Subscription {
+        id: "sub_retry".into(),
+        workspace: "ws_retry".into(),
+        url: format!("http://{addr}/fail"),
+        types: vec!["*".into()],
+        providers: vec![],
+        sources: vec![],
+        format: tidings_core::subscription::Format::Cloudevents,
+        secrets: vec![tidings_core::subscription::SigningSecret {
+            secret: "whsec_dGVzdA==".into(),
+            created_at: now,
+            expires_at: None,
+        }],
+        headers: vec![],
+        description: String::new(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+    };
+    tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
+    let task = serde_json::json!({"workspace": "ws_retry", "subscription": "sub_retry", "event_id": queued.event.id, "message_id": "m1"});
+    aws.sqs.send_message().queue_url(&deliveries_url).message_body(task.to_string()).send().await.unwrap();
+
+    let received = aws.sqs.receive_message().queue_url(&deliveries_url).send().await.unwrap();
+    let message = received.messages.unwrap().remove(0);
+    let mut event = sqs_event(&[message.body.as_deref().unwrap()]);
+    event.records[0].receipt_handle = message.receipt_handle.clone();
+    event.records[0].attributes.insert("ApproximateReceiveCount".into(), "1".into());
+    let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = tidings_core::pipeline::Fanout::new(
+        store.clone(),
+        queues.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let response = tidings_fanout::handle(&fanout, &queues, event).await;
+    assert_eq!(response.batch_item_failures.len(), 1, "kept on the queue for the retry, not deleted");
+    let again = aws.sqs.receive_message().queue_url(&deliveries_url).send().await.unwrap();
+    assert!(again.messages.unwrap_or_default().is_empty(), "hidden until the retry is due");
+    let log = tidings_core::ports::Store::attempts(&store, "ws_retry", "sub_retry", 10).await.unwrap();
+    assert_eq!((log[0].attempt, log[0].status), (1, Some(503)));
+    assert!(log[0].next_attempt_at.is_some());
+}

@@ -122,6 +122,27 @@ impl SqsQueues {
         )))
     }
 
+    /// Hides a received message for `seconds` from now (`ChangeMessageVisibility`, at most
+    /// 12 hours): how a delivery waits for its retry without a new message.
+    pub async fn change_visibility(
+        &self,
+        queue: QueueName,
+        receipt_handle: &str,
+        seconds: u32,
+    ) -> Result<(), StoreError> {
+        let url = self.url(queue)?.to_owned();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.client
+            .change_message_visibility()
+            .queue_url(url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds.min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| classify("ChangeMessageVisibility", &e))?;
+        Ok(())
+    }
+
     /// Sends `body` to `queue`'s dead-letter queue with the reason it could not be processed
     /// (as the `tidings-reason` message attribute).
     pub async fn dead_letter(&self, queue: QueueName, body: &str, reason: &str) -> Result<(), StoreError> {

@@ -78,7 +78,10 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let db = Sqlite::open(&args.db).map_err(|e| Failure::Usage(format!("cannot open {}: {e}", args.db.display())))?;
+    // Deliveries are retried up to 8 times (the schedule), each a receive of the same message.
+    let db = Sqlite::open(&args.db)
+        .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", args.db.display())))?
+        .with_max_receives(10);
     let base = format!("http://{}", args.addr);
     let config = match read_config(&args.db).filter(|c| c.api == base) {
         Some(config) => {
@@ -175,12 +178,16 @@ async fn work(
             handled += batch.len();
             for message in &batch {
                 let result = match queue {
-                    QueueName::Events => processor.process(&message.body).await.map(|_| ()),
-                    _ => fanout.deliver(&message.body, Timestamp::now()).await,
+                    QueueName::Events => processor.process(&message.body).await.map(|_| None),
+                    _ => fanout.deliver(&message.body, message.receive_count, Timestamp::now()).await,
                 };
                 match result {
-                    Ok(()) => {
+                    Ok(None) => {
                         let _ = db.delete(queue, &message.receipt);
+                    }
+                    // A delivery to retry: the same message, hidden until the retry is due.
+                    Ok(Some(delay)) => {
+                        let _ = db.change_visibility(queue, &message.receipt, delay.as_secs() as u32);
                     }
                     Err(error) if error.retryable => {
                         tracing::warn!(%error, receive_count = message.receive_count, "will be retried");

@@ -85,8 +85,9 @@ pub fn should_disable(failing_since: i64, now: i64) -> bool {
     now.saturating_sub(failing_since) >= DISABLE_AFTER.as_secs() as i64
 }
 
-/// SQS delays a message at most 15 minutes; longer waits extend the message's visibility.
-pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(15 * 60);
+/// The longest SQS keeps a received message invisible (`ChangeMessageVisibility`): 12 hours,
+/// which holds the schedule's longest wait (10 h + 20%).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 /// One delivery attempt, as the attempt log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,7 +147,9 @@ mod tests {
     }
 }
 
-/// What the deliveries queue carries: one event for one subscription, and which attempt.
+/// What the deliveries queue carries: one event for one subscription. A retry is the same
+/// message handed over again after its visibility was extended to the retry's delay, so the
+/// attempt number is the message's receive count.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryTask {
     pub workspace: String,
@@ -154,10 +157,6 @@ pub struct DeliveryTask {
     pub event_id: crate::event::EventId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    pub attempt: u32,
-    /// Not before this time: waits longer than a queue delay allows are taken in steps.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<crate::timestamp::Timestamp>,
 }
 
 /// A random number in [-1, 1] for retry jitter.

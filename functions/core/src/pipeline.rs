@@ -359,8 +359,6 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
                     subscription: s.id.clone(),
                     event_id: event.id.clone(),
                     message_id: event.data.message_id.clone(),
-                    attempt: 1,
-                    due_at: None,
                 };
                 Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
             })
@@ -401,30 +399,30 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         Fanout { store, queue, sender }
     }
 
-    /// Handles one deliveries-queue message at `now`.
-    pub async fn deliver(&self, body: &str, now: Timestamp) -> Result<(), StoreError> {
+    /// Handles one deliveries-queue message, received for the `attempt`th time, at `now`.
+    /// Returns the delay after which the same message should be handed over again (the caller
+    /// extends its visibility by that much instead of deleting it: SQS
+    /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
+    pub async fn deliver(&self, body: &str, attempt: u32, now: Timestamp) -> Result<Option<Duration>, StoreError> {
         let task: DeliveryTask = serde_json::from_str(body)
             .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))?;
-        if let Some(due) = task.due_at.filter(|due| *due > now) {
-            let wait = Duration::from_secs(now.seconds_until(due).max(1) as u64);
-            return self.requeue(&task, task.attempt, now, wait).await;
-        }
+        let attempt = attempt.max(1);
         let Some(mut subscription) = self.store.subscription(&task.workspace, &task.subscription).await? else {
             tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
-            return Ok(());
+            return Ok(None);
         };
         if !subscription.enabled {
-            return Ok(());
+            return Ok(None);
         }
         let Some(event) = self.store.event(&task.workspace, task.message_id.as_deref(), &task.event_id).await? else {
             tracing::warn!(event = %task.event_id, "delivery for an expired event dropped");
-            return Ok(());
+            return Ok(None);
         };
         let body = outbound::body(&event, subscription.format);
         let mut headers = outbound::signed_headers(&subscription, &event, &body, now).map_err(StoreError::permanent)?;
         headers.extend(subscription.headers.iter().cloned());
         let response = self.sender.post(&subscription.url, &headers, body).await;
-        let next = delivery::next(task.attempt, &response.outcome, delivery::jitter());
+        let next = delivery::next(attempt, &response.outcome, delivery::jitter());
         let next_attempt_at = match next {
             Next::Retry(delay) => Timestamp::from_unix_seconds(now.unix_seconds() + delay.as_secs() as i64),
             _ => None,
@@ -440,7 +438,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 workspace: task.workspace.clone(),
                 subscription: task.subscription.clone(),
                 event_id: task.event_id.to_string(),
-                attempt: task.attempt,
+                attempt,
                 at: now,
                 outcome: outcome.into(),
                 status,
@@ -449,34 +447,36 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 next_attempt_at,
             })
             .await?;
-        tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt = task.attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
+        tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
         match next {
             Next::Done => {
                 if subscription.failing_since.take().is_some() {
                     self.store.put_subscription(&subscription).await?;
                 }
+                Ok(None)
             }
             Next::Retry(delay) => {
                 let since = *subscription.failing_since.get_or_insert(now);
                 if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
-                    self.disable(subscription, "deliveries failed for 5 days", &task, now).await?;
+                    self.disable(subscription, "deliveries failed for 5 days", &task, attempt, now).await?;
+                    Ok(None)
                 } else {
                     self.store.put_subscription(&subscription).await?;
-                    self.requeue(&task, task.attempt + 1, now, delay).await?;
+                    Ok(Some(delay.min(delivery::MAX_VISIBILITY)))
                 }
             }
             Next::Exhausted => {
                 tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
-                let reason = format!(
-                    "{} attempts failed; the last: {outcome} {}",
-                    task.attempt,
-                    status.map(|s| s.to_string()).unwrap_or_default()
-                );
-                self.announce("delivery.exhausted", &subscription, &task, &reason, now).await?;
+                let last = status.map(|s| s.to_string()).unwrap_or_default();
+                let reason = format!("{attempt} attempts failed; the last: {outcome} {last}");
+                self.announce("delivery.exhausted", &subscription, &task, attempt, &reason, now).await?;
+                Ok(None)
             }
-            Next::Disable => self.disable(subscription, "the subscriber answered 410 Gone", &task, now).await?,
+            Next::Disable => {
+                self.disable(subscription, "the subscriber answered 410 Gone", &task, attempt, now).await?;
+                Ok(None)
+            }
         }
-        Ok(())
     }
 
     async fn disable(
@@ -484,13 +484,14 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         mut subscription: Subscription,
         reason: &str,
         task: &DeliveryTask,
+        attempt: u32,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         tracing::warn!(subscription = %subscription.id, reason, "subscription disabled");
         subscription.enabled = false;
         subscription.disabled_reason = Some(reason.into());
         self.store.put_subscription(&subscription).await?;
-        self.announce("subscription.disabled", &subscription, task, reason, now).await
+        self.announce("subscription.disabled", &subscription, task, attempt, reason, now).await
     }
 
     /// Puts an operational event (`subscription.disabled`, `delivery.exhausted`) on the events
@@ -502,6 +503,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         kind: &str,
         subscription: &Subscription,
         task: &DeliveryTask,
+        attempt: u32,
         reason: &str,
         now: Timestamp,
     ) -> Result<(), StoreError> {
@@ -513,29 +515,12 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         data.details.insert("url".into(), serde_json::json!(subscription.url));
         data.details.insert("event_id".into(), serde_json::json!(task.event_id));
         let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
-        let key = format!("{kind}|{}|{}|{}", subscription.id, task.event_id, task.attempt);
+        let key = format!("{kind}|{}|{}|{attempt}", subscription.id, task.event_id);
         let event = ctx.event(event_type, Some(now), &key, data, &std::sync::Arc::from("{}")).event;
         let queued = QueuedEvent { event, raw: "{}".into(), source: OPERATIONAL_PROVIDER.into() };
         let message =
             Outgoing { id: "0".into(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 };
         self.queue.send(QueueName::Events, &[message]).await
-    }
-
-    /// Puts the task back for `attempt`, due after `wait`; waits longer than a queue delay
-    /// allows come back early and are put back again until due.
-    async fn requeue(
-        &self,
-        task: &DeliveryTask,
-        attempt: u32,
-        now: Timestamp,
-        wait: Duration,
-    ) -> Result<(), StoreError> {
-        let due_at = Timestamp::from_unix_seconds(now.unix_seconds() + wait.as_secs() as i64);
-        let next = DeliveryTask { attempt, due_at, ..task.clone() };
-        let delay = wait.min(delivery::MAX_QUEUE_DELAY).as_secs() as u32;
-        let message =
-            Outgoing { id: "0".into(), body: serde_json::to_string(&next).unwrap_or_default(), delay_seconds: delay };
-        self.queue.send(QueueName::Deliveries, &[message]).await
     }
 }
 
@@ -576,8 +561,6 @@ pub async fn replay<S: Store, Q: Queue>(
                     subscription: subscription.id.clone(),
                     event_id: e.id.clone(),
                     message_id: e.data.message_id.clone(),
-                    attempt: 1,
-                    due_at: None,
                 };
                 Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
             })

@@ -151,8 +151,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// The fan-out function's handler: an SQS batch from the deliveries queue, answered with the
-/// records to retry. A delivery's own failures are not errors here (they are retried through
-/// the queue with the schedule's delays); only store or queue trouble is.
+/// records to keep. A delivery to retry stays on the queue: its visibility is extended to the
+/// retry's delay and it is reported as a batch item failure so Lambda does not delete it; its
+/// receive count is the attempt number. Store or queue trouble is retried the same way, by SQS.
 pub async fn handle<S, Q, D>(
     fanout: &tidings_core::pipeline::Fanout<S, Q, D>,
     queues: &tidings_aws::SqsQueues,
@@ -169,8 +170,18 @@ where
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
-        let retry = match fanout.deliver(body, tidings_core::Timestamp::now()).await {
-            Ok(()) => false,
+        let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+        let receipt = record.receipt_handle.clone().unwrap_or_default();
+        let retry = match fanout.deliver(body, attempt, tidings_core::Timestamp::now()).await {
+            Ok(None) => false,
+            Ok(Some(delay)) => {
+                if let Err(error) =
+                    queues.change_visibility(QueueName::Deliveries, &receipt, delay.as_secs() as u32).await
+                {
+                    tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
+                }
+                true
+            }
             Err(error) if error.retryable => true,
             Err(error) => {
                 tracing::error!(message = %id, %error, "delivery task dead-lettered");
