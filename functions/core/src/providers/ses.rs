@@ -76,6 +76,10 @@ impl Provider for Ses {
             ("Rendering Failure", "email.failed"),
             ("Subscription", "email.unsubscribed or email.resubscribed by newTopicPreferences"),
             ("Received (inbound receipt notification)", "email.received (one per receipt.recipients)"),
+            (
+                "SendFailure (report from a sending application)",
+                "email.retry_scheduled when retryable, else email.failed",
+            ),
             ("SNS SubscriptionConfirmation", "no event; confirmed for allow-listed topics"),
             ("SNS UnsubscribeConfirmation / topic validation message", "no event"),
             ("anything else", "email.unknown"),
@@ -354,6 +358,15 @@ fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
 
 fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
     let id = ProviderId::Ses;
+    if serde_json::from_str::<Shape<'_>>(text)
+        .ok()
+        .and_then(|s| s.event_type)
+        .and_then(|t| t.as_str().map(str::to_owned))
+        .as_deref()
+        == Some("SendFailure")
+    {
+        return from_send_failure(text, ctx);
+    }
     let record: Record<'_> = parse_json(id, &"SES record", text.as_bytes())?;
     let raw: Arc<str> = Arc::from(text);
     let name = record.event_type.as_ref();
@@ -570,4 +583,89 @@ fn insert_text(details: &mut BTreeMap<String, Value>, key: &str, value: &Option<
     if let Some(v) = value {
         details.insert(key.to_owned(), Value::String(v.clone()));
     }
+}
+
+/// A report a sending application makes when an SESv2 `SendEmail` call failed (see the README,
+/// "Reporting SES send failures"): `{"eventType": "SendFailure", "mail": <the SendEmail request,
+/// or at least its destination and tags>, "error": <the SDK error>, "attempt": n, "timestamp": …,
+/// "reportId": …}`. Retryable errors become `email.retry_scheduled`, the rest `email.failed`, one
+/// event per recipient of the request.
+#[derive(Deserialize)]
+struct SendFailure {
+    #[serde(default)]
+    mail: Value,
+    #[serde(default)]
+    error: crate::retryable::SendError,
+    #[serde(default)]
+    attempt: Option<u32>,
+    #[serde(default)]
+    timestamp: Option<String>,
+    #[serde(default, rename = "reportId")]
+    report_id: Option<String>,
+}
+
+fn from_send_failure(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    let id = ProviderId::Ses;
+    let report: SendFailure = parse_json(id, &"SES SendFailure report", text.as_bytes())?;
+    let mail = &report.mail;
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let destination = mail.get("Destination");
+    let mut recipients: Vec<String> = ["ToAddresses", "CcAddresses", "BccAddresses"]
+        .iter()
+        .flat_map(|field| strings(destination.and_then(|d| d.get(*field))))
+        .collect();
+    recipients.extend(strings(mail.get("destination")));
+    if recipients.is_empty() {
+        return Err(WebhookError::malformed(
+            id,
+            "SendFailure report names no recipient (mail.Destination or mail.destination)",
+        ));
+    }
+    let mut tags = BTreeMap::new();
+    if let Some(list) = mail.get("EmailTags").and_then(Value::as_array) {
+        for tag in list {
+            if let (Some(name), Some(value)) =
+                (tag.get("Name").and_then(Value::as_str), tag.get("Value").and_then(Value::as_str))
+            {
+                tags.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+    super::tags_from_object(mail.get("tags"), &mut tags);
+    let retryable = report.error.is_retryable();
+    let status = if retryable { Status::RetryScheduled } else { Status::Failed };
+    let attempt = report.attempt.unwrap_or(1);
+    let time = report.timestamp.as_deref().and_then(Timestamp::parse_rfc3339);
+    let report_key = report
+        .report_id
+        .clone()
+        .unwrap_or_else(|| hex::encode(&ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..16]));
+    let raw: Arc<str> = Arc::from(text);
+    let events = recipients
+        .iter()
+        .map(|recipient| {
+            let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), "SendFailure");
+            data.message_id =
+                mail.get("MessageId").or_else(|| mail.get("messageId")).and_then(Value::as_str).map(str::to_owned);
+            data.recipient = Some(recipient::email(recipient));
+            data.tags = tags.clone();
+            data.retryable = Some(retryable);
+            data.reason = report.error.message.clone().or_else(|| report.error.name.clone());
+            data.details.insert("error".into(), serde_json::to_value(&report.error).unwrap_or_default());
+            data.details.insert("attempt".into(), Value::from(attempt));
+            data.details.insert("throttling".into(), Value::Bool(report.error.is_throttling()));
+            // The request can be sent again only if the report carried it whole.
+            data.details.insert("resendable".into(), Value::Bool(mail.get("Content").is_some()));
+            if let Some(set) = mail.get("ConfigurationSetName").and_then(Value::as_str) {
+                data.details.insert("configuration_set".into(), Value::String(set.to_owned()));
+            }
+            let dedup = format!("SendFailure|{report_key}|{attempt}");
+            ctx.event(message_type(&Channel::EMAIL, Some(status)), time, &dedup, data, &raw)
+        })
+        .collect();
+    Ok(Normalized::events(events))
 }
