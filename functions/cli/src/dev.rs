@@ -14,6 +14,7 @@ use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor};
 use tidings_core::ports::{ApiKey, Outgoing, Queue, QueueName, Store, StoreError};
+use tidings_core::redrive::Redrive;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
 use tidings_core::{ProviderId, Timestamp};
@@ -122,7 +123,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     ]);
     let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT).map_err(Failure::Usage)?;
     let fanout = Fanout::new(db.clone(), queue.clone(), sender);
-    let worker = tokio::spawn(work(processor, fanout, db.clone(), notify, stop_rx.clone()));
+    // Resends of SES sends that failed retryably go to the local outbox (`tidings outbox`).
+    let redrive = Redrive::new(db.clone(), queue.clone(), db.clone());
+    let worker = tokio::spawn(work(processor, fanout, redrive, db.clone(), notify, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -157,6 +160,7 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 async fn work(
     processor: Processor<Sqlite, Waking>,
     fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
+    redrive: Redrive<Sqlite, Waking, Sqlite>,
     db: Sqlite,
     notify: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -167,7 +171,7 @@ async fn work(
             return;
         }
         let mut handled = 0;
-        for queue in [QueueName::Events, QueueName::Deliveries] {
+        for queue in [QueueName::Events, QueueName::Deliveries, QueueName::Redrive] {
             let batch = match db.receive(queue, 10, VISIBILITY_SECONDS) {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -179,7 +183,10 @@ async fn work(
             for message in &batch {
                 let result = match queue {
                     QueueName::Events => processor.process(&message.body).await.map(|_| None),
-                    _ => fanout.deliver(&message.body, message.receive_count, Timestamp::now()).await,
+                    QueueName::Redrive => redrive.resend(&message.body, Timestamp::now()).await.map(|_| None),
+                    QueueName::Deliveries => {
+                        fanout.deliver(&message.body, message.receive_count, Timestamp::now()).await
+                    }
                 };
                 match result {
                     Ok(None) => {

@@ -40,6 +40,21 @@ enum Command {
     Subscriptions(subscriptions::Args),
     /// A subscription's delivery attempts, newest first.
     Attempts(subscriptions::AttemptsArgs),
+    /// The emails `tidings dev` resent locally (retryable SES failures), oldest first.
+    Outbox {
+        /// The dev database.
+        #[arg(long, default_value = dev::DEFAULT_DB)]
+        db: std::path::PathBuf,
+    },
+}
+
+fn outbox(db: &std::path::Path) -> Result<(), Failure> {
+    let db =
+        tidings_local::Sqlite::open(db).map_err(|e| Failure::Usage(format!("cannot open {}: {e}", db.display())))?;
+    for (id, request) in db.outbox().map_err(|e| Failure::Input(e.to_string()))? {
+        println!("{id}\t{request}");
+    }
+    Ok(())
 }
 
 /// Runs an async command on a multi-threaded runtime, with logs on stderr (`RUST_LOG` filters;
@@ -77,6 +92,7 @@ fn main() -> ExitCode {
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),
+        Command::Outbox { db } => outbox(&db),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod providers;
 pub mod recipient;
+pub mod redrive;
 pub mod retryable;
 pub mod schema;
 pub(crate) mod serde_util;

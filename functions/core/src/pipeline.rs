@@ -348,6 +348,13 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
 
     async fn fan_out(&self, deliveries: &Q, queued: &QueuedEvent) -> Result<(), StoreError> {
         let event = &queued.event;
+        // A retryable SES send failure: schedule its resend (the redrive claims each attempt
+        // once, so scheduling again after a crash is harmless).
+        if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
+            let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
+            let body = serde_json::to_string(&task).unwrap_or_default();
+            deliveries.send(QueueName::Redrive, &[Outgoing { id: "0".into(), body, delay_seconds: delay }]).await?;
+        }
         let subscriptions = self.store.subscriptions(&event.workspaceid).await?;
         let tasks: Vec<Outgoing> = subscriptions
             .iter()

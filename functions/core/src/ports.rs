@@ -220,3 +220,12 @@ pub trait Sender: Send + Sync {
         body: Vec<u8>,
     ) -> impl Future<Output = crate::delivery::Response> + Send;
 }
+
+/// Sends an email again: the SESv2 `SendEmail` request a send-failure report carried.
+pub trait Emailer: Send + Sync {
+    /// The new message id, or the error as the SDK reports it (classified like any send error).
+    fn send_email(
+        &self,
+        request: &serde_json::Value,
+    ) -> impl Future<Output = Result<String, crate::retryable::SendError>> + Send;
+}

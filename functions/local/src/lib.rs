@@ -86,6 +86,11 @@ CREATE TABLE IF NOT EXISTS attempts (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (workspace, subscription, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request TEXT NOT NULL,
+    sent_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     hash TEXT PRIMARY KEY,
     body TEXT NOT NULL
@@ -683,6 +688,37 @@ impl Store for Sqlite {
 
     async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
         self.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])
+    }
+}
+
+/// Locally, resends go to the outbox table instead of SES (`tidings outbox` lists them).
+impl tidings_core::ports::Emailer for Sqlite {
+    async fn send_email(&self, request: &serde_json::Value) -> Result<String, tidings_core::retryable::SendError> {
+        let db = self.db();
+        let stored =
+            db.execute("INSERT INTO outbox (request, sent_at) VALUES (?1, ?2)", params![request.to_string(), now_ms()]);
+        match stored {
+            Ok(_) => Ok(format!("local-{}", db.last_insert_rowid())),
+            Err(error) => Err(tidings_core::retryable::SendError {
+                name: Some("OutboxUnavailable".into()),
+                message: Some(error.to_string()),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+impl Sqlite {
+    /// The resends written to the local outbox, oldest first: (id, request).
+    pub fn outbox(&self) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
+        let db = self.db();
+        let mut select = db.prepare_cached("SELECT id, request FROM outbox ORDER BY id").map_err(db_error)?;
+        let rows: Vec<(i64, String)> = select
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(db_error)?
+            .collect::<Result<_, _>>()
+            .map_err(db_error)?;
+        rows.into_iter().map(|(id, text)| serde_json::from_str(&text).map(|v| (id, v)).map_err(json_error)).collect()
     }
 }
 
