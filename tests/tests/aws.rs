@@ -386,3 +386,116 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     assert_eq!((log[0].attempt, log[0].status), (1, Some(503)));
     assert!(log[0].next_attempt_at.is_some());
 }
+
+/// The `mail` (SendEmail request) of the throttled send-failure sample.
+fn reported_send_request() -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::events_dir().join("ses/send-failure-throttled.json")).unwrap(),
+    )
+    .unwrap();
+    report["mail"].clone()
+}
+
+#[tokio::test]
+async fn a_reported_send_request_is_resent_through_sesv2() {
+    use tidings_core::ports::Emailer;
+    let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    ses.create_email_identity().email_identity("acme.example").send().await.unwrap();
+    let emailer = tidings_aws::SesEmailer::new(ses);
+
+    let id = emailer.send_email(&reported_send_request()).await.expect("a verified sender's request is resent");
+    assert!(!id.is_empty(), "SES answers with the new message's id");
+
+    // SES refusing the request (here: the sender is not verified) is a client error: not
+    // retryable, so the redrive reports the event as failed instead of trying again.
+    let mut unverified = reported_send_request();
+    unverified["FromEmailAddress"] = "billing@not-verified.example".into();
+    let error = emailer.send_email(&unverified).await.expect_err("an unverified sender is refused");
+    assert!(!error.is_retryable(), "{error:?}");
+
+    // A request with no content never reaches SES.
+    let mut empty = reported_send_request();
+    empty.as_object_mut().unwrap().remove("Content");
+    let error = emailer.send_email(&empty).await.expect_err("nothing to send");
+    assert!(!error.is_retryable());
+    assert!(error.message.as_deref().unwrap_or_default().contains("Content"), "{error:?}");
+}
+
+#[tokio::test]
+async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_tasks() {
+    use tidings_core::ports::{EventQuery, Store};
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (_, events_url, _) = aws.queues().await;
+    let (_, redrive_url, redrive_dlq) = aws.queues().await;
+    let urls = QueueUrls {
+        queues: [(QueueName::Events, events_url.clone()), (QueueName::Redrive, redrive_url.clone())].into(),
+        dead_letters: [(QueueName::Redrive, redrive_dlq.clone())].into(),
+    };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+    let f = fixture(store.clone(), queues.clone()).await;
+    let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
+    let stored = |pattern: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = EventQuery {
+                workspace: common::WS.into(),
+                type_pattern: Some(pattern.into()),
+                limit: 10,
+                ..Default::default()
+            };
+            store.events(&query).await.unwrap().events
+        }
+    };
+    let process_events = async || {
+        let events = aws.receive_all(&events_url).await;
+        let bodies: Vec<&str> = events.iter().map(|m| m.body.as_deref().unwrap()).collect();
+        assert!(
+            tidings_processor::handle(&processor, &queues, sqs_event(&bodies)).await.batch_item_failures.is_empty()
+        );
+        events.len()
+    };
+
+    let sample = common::events_dir().join("ses/send-failure-throttled.json");
+    assert_eq!(f.post_sample(tidings_core::ProviderId::Ses, &sample).await.0.as_u16(), 200);
+    assert_eq!(process_events().await, 2, "one event per recipient");
+    let scheduled = stored("email.retry_scheduled").await;
+    assert_eq!(scheduled.len(), 2);
+    let delayed = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&redrive_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::ApproximateNumberOfMessagesDelayed]
+        .clone();
+    assert_eq!(delayed, "2", "each redrive waits out its backoff on the queue");
+    // The tasks as the processor enqueued them (they stay delayed for ~30 s on the queue).
+    let source = f.source(tidings_core::ProviderId::Ses).id.clone();
+    let tasks: Vec<String> = scheduled
+        .iter()
+        .map(|e| serde_json::to_string(&tidings_core::redrive::task_for(e, &source).unwrap().0).unwrap())
+        .collect();
+    let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+
+    // SES refuses the resend (no verified identity in this region): the send is reported as
+    // failed, once, though both recipients' tasks arrive.
+    let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
+    let unverified = aws_sdk_sesv2::config::Builder::from(&config)
+        .region(aws_sdk_sesv2::config::Region::new("ap-southeast-2"))
+        .build();
+    let redrive = tidings_core::redrive::Redrive::new(
+        store.clone(),
+        queues.clone(),
+        tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::from_conf(unverified)),
+    );
+    let response = tidings_processor::handle_redrive(&redrive, &queues, sqs_event(&tasks)).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    assert_eq!(process_events().await, 2, "the refusal, reported once per recipient");
+    assert_eq!(stored("email.failed").await.len(), 2);
+    assert!(aws.receive_all(&redrive_dlq).await.is_empty());
+}

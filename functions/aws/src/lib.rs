@@ -10,9 +10,11 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tidings_core::ports::{QueueName, StoreError};
 
 pub mod dynamo;
+pub mod ses;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use ses::SesEmailer;
 pub use sqs::{QueueUrls, SqsQueues};
 
 /// Loads the SDK configuration the standard way (environment, profile, container or instance

@@ -1,0 +1,19 @@
+//! The redrive Lambda function: resends SES sends that failed retryably. It is its own function
+//! so its concurrency (and so the resend rate SES sees) is capped apart from the processor's.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use tidings_core::redrive::Redrive;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tidings_aws::init_lambda_logging();
+    let (_settings, store, queues) = tidings_aws::ports_from_env().await?;
+    let config = tidings_aws::sdk_config().await;
+    let redrive =
+        Redrive::new(store, queues.clone(), tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::new(&config)));
+    let (redrive, queues) = (&redrive, &queues);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+        Ok::<_, lambda_runtime::Error>(tidings_processor::handle_redrive(redrive, queues, event.payload).await)
+    }))
+    .await
+}
