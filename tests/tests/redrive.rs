@@ -70,6 +70,32 @@ async fn a_throttled_send_is_scheduled_and_resent_once_per_attempt() {
     assert_eq!(outbox.len(), 1, "one resend for attempt 2");
     assert_eq!(outbox[0].1["Destination"]["ToAddresses"][0], "Jane.Doe@example.com");
     assert_eq!(outbox[0].1["ConfigurationSetName"], "tidings", "same configuration set, so SES's events come back");
+    let tags = outbox[0].1["EmailTags"].as_array().unwrap();
+    assert!(tags.contains(&serde_json::json!({"Name": "userId", "Value": "user_7"})), "the sender's tags are kept");
+    assert!(
+        tags.contains(&serde_json::json!({"Name": "tidings-message", "Value": "rep_01JDXA0000000000000000001"})),
+        "the resend names the timeline it belongs to: {tags:?}"
+    );
+
+    // SES's delivery of the resent message (its tags as SES reports them) joins the same timeline.
+    f.post_sample(ProviderId::Ses, &events_dir().join("ses/delivery-after-resend.json")).await;
+    drain_events(&db, &processor).await;
+    let timeline = db
+        .events(&EventQuery {
+            workspace: WS.into(),
+            message_id: Some("rep_01JDXA0000000000000000001".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .events;
+    let mut types: Vec<String> = timeline.iter().map(|e| e.event_type.to_string()).collect();
+    types.sort();
+    assert_eq!(types, ["email.delivered", "email.delivered", "email.retry_scheduled", "email.retry_scheduled"]);
+    let states = db.message_states(WS, "rep_01JDXA0000000000000000001").await.unwrap();
+    assert_eq!(states.len(), 2);
+    assert!(states.iter().all(|s| s.status == tidings_core::Status::Delivered), "{states:?}");
 }
 
 #[tokio::test]

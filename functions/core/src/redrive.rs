@@ -56,6 +56,19 @@ pub fn task_for(event: &CanonicalEvent, source: &str) -> Option<(RedriveTask, u3
     Some((task, attempt))
 }
 
+/// Adds the `tidings-message` tag naming the timeline to a `SendEmail` request that lacks it, so
+/// SES's events for the resent message join the timeline of the failed send.
+fn tag_with_timeline(mail: &mut Value, timeline: Option<&str>) {
+    use crate::providers::ses::{MESSAGE_TAG, valid_tag_value};
+    let Some(timeline) = timeline.filter(|t| valid_tag_value(t)) else { return };
+    let Some(request) = mail.as_object_mut() else { return };
+    let tags = request.entry("EmailTags").or_insert_with(|| json!([]));
+    let Some(tags) = tags.as_array_mut() else { return };
+    if !tags.iter().any(|t| t.get("Name").and_then(Value::as_str) == Some(MESSAGE_TAG)) {
+        tags.push(json!({"Name": MESSAGE_TAG, "Value": timeline}));
+    }
+}
+
 /// Resends reported sends.
 pub struct Redrive<S, Q, E> {
     store: S,
@@ -97,7 +110,8 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
         if self.store.claim_nonce(&claim).await? != NonceCheck::Fresh {
             return Ok(());
         }
-        let mail = report.get("mail").cloned().unwrap_or(Value::Null);
+        let mut mail = report.get("mail").cloned().unwrap_or(Value::Null);
+        tag_with_timeline(&mut mail, task.message_id.as_deref());
         match self.emailer.send_email(&mail).await {
             Ok(message_id) => {
                 tracing::info!(report = %key, attempt, message_id, "resent");

@@ -373,7 +373,14 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
     let mail_time = time(&record.mail.timestamp);
     let blank = || {
         let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), name);
-        data.message_id = Some(record.mail.message_id.to_string());
+        // A resend tidings made carries the timeline it belongs to in a tag (see `MESSAGE_TAG`).
+        match record.mail.tags.get(MESSAGE_TAG).and_then(|v| v.first()).filter(|v| !v.is_empty()) {
+            Some(timeline) => {
+                data.message_id = Some(timeline.clone());
+                data.details.insert("ses_message_id".into(), Value::String(record.mail.message_id.to_string()));
+            }
+            None => data.message_id = Some(record.mail.message_id.to_string()),
+        }
         data.tags = record.mail.tags.iter().map(|(k, values)| (k.clone(), values.join(","))).collect();
         data
     };
@@ -585,6 +592,19 @@ fn insert_text(details: &mut BTreeMap<String, Value>, key: &str, value: &Option<
     }
 }
 
+/// The email tag that names the timeline a message belongs to. tidings adds it to every resend
+/// (SES tag values allow ASCII letters, digits, `_` and `-`), so the SES events of the new
+/// message join the failed send's timeline instead of starting their own; a sending application
+/// can set it on its own sends too.
+pub const MESSAGE_TAG: &str = "tidings-message";
+
+/// Whether a value can be an SES email tag value.
+pub fn valid_tag_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 256
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// A report a sending application makes when an SESv2 `SendEmail` call failed (see the README,
 /// "Reporting SES send failures"): `{"eventType": "SendFailure", "mail": <the SendEmail request,
 /// or at least its destination and tags>, "error": <the SDK error>, "attempt": n, "timestamp": …,
@@ -649,8 +669,15 @@ fn from_send_failure(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalize
         .iter()
         .map(|recipient| {
             let mut data = EventData::new(Some(Channel::EMAIL), id.as_str(), "SendFailure");
-            data.message_id =
-                mail.get("MessageId").or_else(|| mail.get("messageId")).and_then(Value::as_str).map(str::to_owned);
+            // A failed send has no SES message id; its timeline is named by the request's
+            // `tidings-message` tag, or else by the report, and a resend carries that name on.
+            data.message_id = mail
+                .get("MessageId")
+                .or_else(|| mail.get("messageId"))
+                .and_then(Value::as_str)
+                .or_else(|| tags.get(MESSAGE_TAG).map(String::as_str))
+                .or(Some(report_key.as_str()))
+                .map(str::to_owned);
             data.recipient = Some(recipient::email(recipient));
             data.tags = tags.clone();
             data.retryable = Some(retryable);
