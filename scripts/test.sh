@@ -42,7 +42,7 @@ step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
-cargo test --workspace --locked 2>&1 | tee "$log"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 
 # One closing line for the whole run: cargo prints a result per test binary, and the last
 # ones belong to crates without tests.

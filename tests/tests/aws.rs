@@ -499,3 +499,21 @@ async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_ta
     assert_eq!(stored("email.failed").await.len(), 2);
     assert!(aws.receive_all(&redrive_dlq).await.is_empty());
 }
+
+#[tokio::test]
+async fn manual_redrive_moves_every_dead_letter_back_to_its_queue_once() {
+    use tidings_core::ports::{DeadLetters, MoveMethod};
+    let aws = aws().await;
+    let (queues, url, dlq) = aws.queues().await;
+    for i in 0..13 {
+        queues.dead_letter(QueueName::Events, &format!("poison {i}"), "test").await.unwrap();
+    }
+    let status = queues.redrive_dead_letters(QueueName::Events, MoveMethod::Manual).await.unwrap();
+    assert_eq!((status.moved, status.waiting), (13, 0), "{status:?}");
+    let mut bodies: Vec<String> = aws.receive_all(&url).await.into_iter().filter_map(|m| m.body).collect();
+    bodies.sort();
+    let mut expected: Vec<String> = (0..13).map(|i| format!("poison {i}")).collect();
+    expected.sort();
+    assert_eq!(bodies, expected, "each dead letter back on its queue, once");
+    assert!(aws.receive_all(&dlq).await.is_empty());
+}

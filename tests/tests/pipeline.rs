@@ -263,3 +263,43 @@ async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cac
     assert_eq!(response.status, 401, "{}", response.body);
     assert_eq!(db.depth(QueueName::Events).unwrap(), 0);
 }
+
+#[tokio::test]
+async fn an_operator_redrives_dead_letters_back_to_their_queue_and_others_may_not() {
+    let f = sqlite_fixture().await;
+    let db = &f.store;
+    let body = serde_json::to_string(&tidings_tests::event(
+        common::WS,
+        tidings_core::Status::Delivered,
+        "m-dead",
+        "a@example.com",
+        1,
+        "dlq",
+    ))
+    .unwrap();
+    db.dead_letter(QueueName::Events, &body, "store was down", 5).unwrap();
+    let call = |method: &str, uri: &str, key: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("Authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    // Dead-letter queues hold every workspace's messages: a tenant's key cannot touch them.
+    let (status, reply) = f.call(call("POST", "/api/queues/events/redrive", "key-other")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{reply}");
+    assert_eq!(db.dead_letters(QueueName::Events).unwrap().len(), 1);
+    let (status, reply) = f.call(call("POST", "/api/queues/nowhere/redrive", "key-default")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+
+    let (status, reply) = f.call(call("GET", "/api/queues/events/dead-letters", "key-default")).await;
+    assert_eq!((status, reply["waiting"].as_u64()), (StatusCode::OK, Some(1)), "{reply}");
+    let (status, reply) = f.call(call("POST", "/api/queues/events/redrive?method=manual", "key-default")).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!((reply["moved"].as_u64(), reply["waiting"].as_u64()), (Some(1), Some(0)), "{reply}");
+    assert_eq!(drain(db).await, 1, "the dead letter is processed again");
+    let (status, _) = f.call(call("GET", "/api/messages/m-dead", "key-default")).await;
+    assert_eq!(status, StatusCode::OK, "and stored");
+}

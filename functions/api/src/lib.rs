@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tidings_core::event::EventId;
 use tidings_core::pattern::TypePattern;
-use tidings_core::ports::{EventQuery, Queue, Store, StoreError};
+use tidings_core::ports::{DeadLetters, EventQuery, MoveMethod, Queue, QueueName, Store, StoreError};
 use tidings_core::providers::ProviderId;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::subscription::{Format, SigningSecret, Subscription};
@@ -33,6 +33,9 @@ pub fn api_key_hash(key: &str) -> String {
 pub struct Settings {
     /// Base URL webhooks are posted to (`https://…/` on AWS, `http://127.0.0.1:8787` in dev).
     pub public_base_url: String,
+    /// Workspaces whose API keys may act on the deployment as a whole (the dead-letter queues
+    /// every workspace shares): `TIDINGS_OPERATOR_WORKSPACES` on AWS, the dev workspace locally.
+    pub operator_workspaces: Vec<String>,
 }
 
 struct Shared<S, Q> {
@@ -44,7 +47,7 @@ struct Shared<S, Q> {
 type AppState<S, Q> = State<Arc<Shared<S, Q>>>;
 
 /// The admin API over `store`; `queue` takes the delivery tasks a replay makes.
-pub fn router<S: Store + 'static, Q: Queue + 'static>(store: S, queue: Q, settings: Settings) -> Router {
+pub fn router<S: Store + 'static, Q: Queue + DeadLetters + 'static>(store: S, queue: Q, settings: Settings) -> Router {
     let shared = Arc::new(Shared { store, queue, settings });
     Router::new()
         .route("/api/health", get(|| async { axum::Json(json!({"ok": true})) }))
@@ -58,6 +61,8 @@ pub fn router<S: Store + 'static, Q: Queue + 'static>(store: S, queue: Q, settin
         .route("/api/subscriptions", get(subscriptions::<S, Q>).post(create_subscription::<S, Q>))
         .route("/api/subscriptions/{id}/attempts", get(attempts::<S, Q>))
         .route("/api/subscriptions/{id}/{action}", axum::routing::post(subscription_action::<S, Q>))
+        .route("/api/queues/{queue}/dead-letters", get(dead_letters::<S, Q>))
+        .route("/api/queues/{queue}/redrive", axum::routing::post(redrive_dead_letters::<S, Q>))
         .with_state(shared)
 }
 
@@ -439,6 +444,48 @@ async fn subscription_action<S: Store, Q: Queue>(
         view["secret"] = secret.clone();
     }
     Ok(axum::Json(view).into_response())
+}
+
+/// The queue named in the path, for an operator's key only: dead-letter queues hold every
+/// workspace's messages.
+fn operator_queue<S, Q>(shared: &Shared<S, Q>, workspace: &str, queue: &str) -> Result<QueueName, ApiError> {
+    if !shared.settings.operator_workspaces.iter().any(|w| w == workspace) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "queues are shared by every workspace: only an operator workspace's key may act on them, and {workspace} is not one (TIDINGS_OPERATOR_WORKSPACES)"
+            ),
+        ));
+    }
+    queue.parse().map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))
+}
+
+async fn dead_letters<S: Store, Q: Queue + DeadLetters>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    let queue = operator_queue(&shared, &workspace, &queue)?;
+    Ok(axum::Json(shared.queue.dead_letter_status(queue).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct RedriveParams {
+    method: Option<MoveMethod>,
+}
+
+/// Moves a queue's dead letters back to it: the answer says how far the move got (SQS moves
+/// asynchronously; follow it with `GET /api/queues/{queue}/dead-letters`).
+async fn redrive_dead_letters<S: Store, Q: Queue + DeadLetters>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    Path(queue): Path<String>,
+    Query(p): Query<RedriveParams>,
+) -> Result<Response, ApiError> {
+    let queue = operator_queue(&shared, &workspace, &queue)?;
+    let status = shared.queue.redrive_dead_letters(queue, p.method.unwrap_or_default()).await?;
+    tracing::info!(queue = queue.as_str(), workspace, moved = status.moved, "dead letters redriven");
+    Ok(axum::Json(status).into_response())
 }
 
 /// Stores a `subscription.test` event and queues it for `subscription` alone (it is delivered

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tidings_core::ports::{QueueName, StoreError};
 
+pub mod dlq;
 pub mod dynamo;
 pub mod ses;
 pub mod sqs;

@@ -28,10 +28,10 @@ pub struct QueueUrls {
 
 #[derive(Clone)]
 pub struct SqsQueues {
-    client: Client,
-    urls: QueueUrls,
+    pub(crate) client: Client,
+    pub(crate) urls: QueueUrls,
     /// SQS requests this sender made (each `SendMessageBatch` or `SendMessage` call).
-    requests: Arc<AtomicU64>,
+    pub(crate) requests: Arc<AtomicU64>,
 }
 
 /// Splits `messages` into batches within SQS's entry and size limits. A single message over
@@ -70,7 +70,7 @@ impl SqsQueues {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn url(&self, queue: QueueName) -> Result<&str, StoreError> {
+    pub(crate) fn url(&self, queue: QueueName) -> Result<&str, StoreError> {
         self.urls
             .queues
             .get(&queue)

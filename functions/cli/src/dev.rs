@@ -13,7 +13,9 @@ use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor};
-use tidings_core::ports::{ApiKey, Outgoing, Queue, QueueName, Store, StoreError};
+use tidings_core::ports::{
+    ApiKey, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, Store, StoreError,
+};
 use tidings_core::redrive::Redrive;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
@@ -67,6 +69,18 @@ struct Waking {
     notify: Arc<Notify>,
 }
 
+impl DeadLetters for Waking {
+    async fn dead_letter_status(&self, queue: QueueName) -> Result<DeadLetterStatus, StoreError> {
+        self.db.dead_letter_status(queue).await
+    }
+
+    async fn redrive_dead_letters(&self, queue: QueueName, method: MoveMethod) -> Result<DeadLetterStatus, StoreError> {
+        let status = self.db.redrive_dead_letters(queue, method).await?;
+        self.notify.notify_one();
+        Ok(status)
+    }
+}
+
 impl Queue for Waking {
     async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
         self.db.send(queue, messages).await?;
@@ -97,8 +111,17 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let queue = Waking { db: db.clone(), notify: notify.clone() };
     let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
     let ingest = Ingest::new(db.clone(), queue.clone(), fetcher).without_subscription_confirmation();
-    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
-        .merge(tidings_api::router(db.clone(), queue.clone(), tidings_api::Settings { public_base_url: base.clone() }));
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None }).merge(
+        tidings_api::router(
+            db.clone(),
+            queue.clone(),
+            // Locally the one workspace is also the operator: its key can redrive dead letters.
+            tidings_api::Settings {
+                public_base_url: base.clone(),
+                operator_workspaces: vec![config.workspace.clone()],
+            },
+        ),
+    );
 
     // Listen for Ctrl-C (and SIGTERM) before opening the port, so a signal that arrives as soon
     // as the server is reachable still stops it cleanly.

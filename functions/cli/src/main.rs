@@ -9,6 +9,7 @@ mod dev;
 mod events;
 mod normalize;
 mod providers;
+mod redrive;
 mod replay;
 mod sources;
 mod subscriptions;
@@ -40,6 +41,8 @@ enum Command {
     Subscriptions(subscriptions::Args),
     /// A subscription's delivery attempts, newest first.
     Attempts(subscriptions::AttemptsArgs),
+    /// Move a queue's dead letters back to it (operator keys only), and follow the move.
+    Redrive(redrive::Args),
     /// The emails `tidings dev` resent locally (retryable SES failures), oldest first.
     Outbox {
         /// The dev database.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),
+        Command::Redrive(args) => block_on(redrive::run(args)),
         Command::Outbox { db } => outbox(&db),
     };
     match result {

@@ -19,7 +19,7 @@ pub mod recipient;
 pub mod redrive;
 pub mod retryable;
 pub mod schema;
-pub(crate) mod serde_util;
+pub mod serde_util;
 pub mod source;
 pub mod ssrf;
 pub mod state;

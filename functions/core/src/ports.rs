@@ -206,6 +206,57 @@ pub trait Queue: Send + Sync {
     fn send(&self, queue: QueueName, messages: &[Outgoing]) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+impl std::str::FromStr for QueueName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "events" => Ok(QueueName::Events),
+            "deliveries" => Ok(QueueName::Deliveries),
+            "redrive" => Ok(QueueName::Redrive),
+            other => Err(format!("no queue named {other:?} (events, deliveries or redrive)")),
+        }
+    }
+}
+
+/// How dead-lettered messages go back to their queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveMethod {
+    /// The queue service moves them (SQS `StartMessageMoveTask`, asynchronous).
+    #[default]
+    Native,
+    /// tidings receives, resends and deletes them itself, at least once each (for queues or
+    /// credentials that cannot start a move task).
+    Manual,
+}
+
+/// Where moving a dead-letter queue's messages back to their queue stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterStatus {
+    pub queue: String,
+    /// Messages on the dead-letter queue now (approximate on SQS).
+    pub waiting: u64,
+    /// The latest move: `RUNNING`, `COMPLETED`, `CANCELLING`, `CANCELLED` or `FAILED`; none if
+    /// there has not been one.
+    pub status: Option<String>,
+    /// Messages the latest move has put back.
+    pub moved: u64,
+    /// Messages the latest move set out to put back, when known.
+    pub to_move: Option<u64>,
+    pub failure: Option<String>,
+}
+
+/// Dead-letter queues: what is on them, and moving it back (`tidings redrive <queue>`).
+pub trait DeadLetters: Send + Sync {
+    fn dead_letter_status(&self, queue: QueueName)
+    -> impl Future<Output = Result<DeadLetterStatus, StoreError>> + Send;
+    fn redrive_dead_letters(
+        &self,
+        queue: QueueName,
+        method: MoveMethod,
+    ) -> impl Future<Output = Result<DeadLetterStatus, StoreError>> + Send;
+}
+
 /// HTTPS GETs verification needs: SNS signing certificates, and confirming SNS subscriptions.
 pub trait Fetcher: Send + Sync {
     fn get(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, String>> + Send;

@@ -12,7 +12,8 @@ pub fn canonical_event_schema() -> String {
         "description".into(),
         "A tidings canonical delivery event: one CloudEvents 1.0 structured-mode JSON object.".into(),
     );
-    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    let value = serde_json::to_value(&schema).unwrap_or_default();
+    let mut text = serde_json::to_string_pretty(&crate::serde_util::sorted_keys(value)).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -102,3 +102,18 @@ impl<'de> Deserialize<'de> for Text<'de> {
         de.deserialize_str(V)
     }
 }
+
+/// `value` with every object's keys in order, so its text is the same whether or not something
+/// in the build turns on serde_json's `preserve_order` (the AWS SDK's test utilities do, and
+/// features are unified across a workspace build). For text that is compared or checked in.
+pub fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted_keys(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted_keys).collect()),
+        other => other,
+    }
+}

@@ -16,7 +16,7 @@ fn rendered(sample: &common::Sample) -> String {
         }),
         Err(error) => json!({"error": error.to_string(), "status": error.status()}),
     };
-    let mut text = serde_json::to_string_pretty(&value).unwrap();
+    let mut text = serde_json::to_string_pretty(&tidings_core::serde_util::sorted_keys(value)).unwrap();
     text.push('\n');
     text
 }

@@ -20,7 +20,8 @@ use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, EventPage, EventQuery, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError,
+    ApiKey, DeadLetterStatus, DeadLetters, EventPage, EventQuery, MoveMethod, Outgoing, Queue, QueueName, QueuedEvent,
+    Recorded, Store, StoreError,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -719,6 +720,29 @@ impl Sqlite {
             .collect::<Result<_, _>>()
             .map_err(db_error)?;
         rows.into_iter().map(|(id, text)| serde_json::from_str(&text).map(|v| (id, v)).map_err(json_error)).collect()
+    }
+}
+
+/// Locally both methods move every dead letter back at once, in one transaction.
+impl DeadLetters for Sqlite {
+    async fn dead_letter_status(&self, queue: QueueName) -> Result<DeadLetterStatus, StoreError> {
+        Ok(DeadLetterStatus {
+            queue: queue.as_str().into(),
+            waiting: self.dead_letters(queue)?.len() as u64,
+            ..DeadLetterStatus::default()
+        })
+    }
+
+    async fn redrive_dead_letters(&self, queue: QueueName, _: MoveMethod) -> Result<DeadLetterStatus, StoreError> {
+        let moved = self.redrive(queue)? as u64;
+        Ok(DeadLetterStatus {
+            queue: queue.as_str().into(),
+            waiting: self.dead_letters(queue)?.len() as u64,
+            status: Some("COMPLETED".into()),
+            moved,
+            to_move: Some(moved),
+            failure: None,
+        })
     }
 }
 

@@ -34,7 +34,10 @@ pub struct Fixture<S> {
 }
 
 /// A store with a source per provider and two workspaces' API keys, behind the real routers.
-pub async fn fixture<S: Store + Clone + 'static, Q: Queue + Clone + 'static>(store: S, queue: Q) -> Fixture<S> {
+pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports::DeadLetters + Clone + 'static>(
+    store: S,
+    queue: Q,
+) -> Fixture<S> {
     let mut sources = Vec::new();
     for provider in ProviderId::ALL {
         let id = format!("src_test_{provider}_{}", std::process::id());
@@ -71,8 +74,13 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + Clone + 'static>(sto
             .unwrap();
     }
     let ingest = Ingest::new(store.clone(), queue.clone(), Offline).without_subscription_confirmation();
-    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None })
-        .merge(tidings_api::router(store.clone(), queue, tidings_api::Settings { public_base_url: BASE.into() }));
+    let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None }).merge(
+        tidings_api::router(
+            store.clone(),
+            queue,
+            tidings_api::Settings { public_base_url: BASE.into(), operator_workspaces: vec![WS.into()] },
+        ),
+    );
     Fixture { store, app, sources }
 }
 
