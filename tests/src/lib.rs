@@ -30,7 +30,7 @@ pub fn event(workspace: &str, status: Status, message: &str, recipient: &str, se
     QueuedEvent { event: normalized.event, raw: raw.to_string(), source: "src_test".into() }
 }
 
-fn hard_bounce(workspace: &str, message: &str, recipient: &str, seconds: i64, key: &str) -> QueuedEvent {
+pub fn hard_bounce(workspace: &str, message: &str, recipient: &str, seconds: i64, key: &str) -> QueuedEvent {
     let mut queued = event(workspace, Status::Bounced, message, recipient, seconds, key);
     queued.event.data.bounce = Some(Bounce::of_kind(BounceKind::Hard));
     queued

@@ -142,3 +142,183 @@ async fn a_refused_move_task_is_an_error_naming_the_operation_and_sqs_reason() {
     assert!(error.message.starts_with("StartMessageMoveTask: "), "{}", error.message);
     assert!(error.message.contains("already running"), "{}", error.message);
 }
+
+/// One SESv2 call (REST-JSON) and its answer.
+fn sesv2(method: &str, path: &str, request: Option<serde_json::Value>, status: u16, response: &str) -> ReplayEvent {
+    let mut builder =
+        http::Request::builder().method(method).uri(format!("https://email.eu-west-1.amazonaws.com{path}"));
+    if request.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let mut answer = http::Response::builder().status(status).header("content-type", "application/json");
+    match status {
+        404 => answer = answer.header("x-amzn-errortype", "NotFoundException"),
+        429 => answer = answer.header("x-amzn-errortype", "TooManyRequestsException"),
+        _ => {}
+    }
+    ReplayEvent::new(
+        builder.body(SdkBody::from(request.map(|r| r.to_string()).unwrap_or_default())).unwrap(),
+        answer.body(SdkBody::from(response.to_owned())).unwrap(),
+    )
+}
+
+fn ses_list(replay: &StaticReplayClient) -> tidings_aws::SesSuppressionList {
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new("eu-west-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new("AKIDEXAMPLE", "secret", None, None, "replay"))
+        .http_client(replay.clone())
+        .build();
+    tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::from_conf(config))
+}
+
+fn sqs_event(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = Some(format!("m{i}"));
+        record.body = Some(body.clone());
+        event.records.push(record);
+    }
+    event
+}
+
+#[tokio::test]
+async fn hard_bounces_and_complaints_of_synced_workspaces_go_on_the_ses_suppression_list() {
+    use tidings_core::Status;
+    let replay = StaticReplayClient::new(vec![
+        sesv2(
+            "PUT",
+            "/v2/email/suppression/addresses",
+            Some(serde_json::json!({"EmailAddress": "gone@example.com", "Reason": "BOUNCE"})),
+            200,
+            "{}",
+        ),
+        sesv2(
+            "PUT",
+            "/v2/email/suppression/addresses",
+            Some(serde_json::json!({"EmailAddress": "angry@example.com", "Reason": "COMPLAINT"})),
+            200,
+            "{}",
+        ),
+    ]);
+    let sync = tidings_processor::SuppressionSync { list: ses_list(&replay), workspaces: vec!["ws_synced".into()] };
+    let db = tidings_local::Sqlite::in_memory().unwrap();
+    let processor = tidings_core::pipeline::Processor::new(db, 90);
+    let events = [
+        tidings_tests::hard_bounce("ws_synced", "m1", "gone@example.com", 1, "b1"),
+        tidings_tests::event("ws_synced", Status::Complained, "m2", "angry@example.com", 2, "c1"),
+        // Not for SES: a delivery, an unsubscribe (SES has no such reason), another workspace.
+        tidings_tests::event("ws_synced", Status::Delivered, "m3", "fine@example.com", 3, "d1"),
+        tidings_tests::event("ws_synced", Status::Unsubscribed, "m4", "bye@example.com", 4, "u1"),
+        tidings_tests::hard_bounce("ws_other", "m5", "theirs@example.com", 5, "b2"),
+    ];
+    let bodies: Vec<String> = events.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    // No SQS call is expected: nothing is dead-lettered.
+    let sqs = sqs_queues(&StaticReplayClient::new(vec![]));
+    let response = tidings_processor::handle_with_sync(&processor, &sqs, Some(&sync), sqs_event(&bodies)).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    replay.relaxed_requests_match();
+}
+
+#[tokio::test]
+async fn a_throttled_suppression_sync_leaves_the_record_for_sqs_to_retry() {
+    let replay = StaticReplayClient::new(
+        (0..3)
+            .map(|_| {
+                sesv2(
+                    "PUT",
+                    "/v2/email/suppression/addresses",
+                    Some(serde_json::json!({"EmailAddress": "gone@example.com", "Reason": "BOUNCE"})),
+                    429,
+                    r#"{"message": "Rate exceeded"}"#,
+                )
+            })
+            .collect(),
+    );
+    let sync = tidings_processor::SuppressionSync { list: ses_list(&replay), workspaces: vec!["*".into()] };
+    let processor = tidings_core::pipeline::Processor::new(tidings_local::Sqlite::in_memory().unwrap(), 90);
+    let body = serde_json::to_string(&tidings_tests::hard_bounce("ws_any", "m1", "gone@example.com", 1, "b1")).unwrap();
+    let sqs = sqs_queues(&StaticReplayClient::new(vec![]));
+    let response = tidings_processor::handle_with_sync(&processor, &sqs, Some(&sync), sqs_event(&[body])).await;
+    let ids: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(ids, ["m0"], "stored, but retried until SES has it too");
+}
+
+#[tokio::test]
+async fn removing_from_the_ses_suppression_list_says_whether_the_address_was_there() {
+    let replay = StaticReplayClient::new(vec![
+        sesv2("DELETE", "/v2/email/suppression/addresses/gone%40example.com", None, 200, "{}"),
+        sesv2(
+            "DELETE",
+            "/v2/email/suppression/addresses/never%40example.com",
+            None,
+            404,
+            r#"{"message": "Email address never@example.com does not exist on your suppression list."}"#,
+        ),
+    ]);
+    let list = ses_list(&replay);
+    assert!(list.remove("gone@example.com").await.unwrap());
+    assert!(!list.remove("never@example.com").await.unwrap());
+    replay.relaxed_requests_match();
+}
+
+#[tokio::test]
+async fn lifting_a_suppression_with_ses_true_also_lifts_it_in_ses_for_a_synced_workspace_only() {
+    use axum::body::Body;
+    use tidings_core::ports::{ApiKey, Store};
+    use tower::ServiceExt;
+    let replay = StaticReplayClient::new(vec![sesv2(
+        "DELETE",
+        "/v2/email/suppression/addresses/gone%40example.com",
+        None,
+        200,
+        "{}",
+    )]);
+    let list = ses_list(&replay);
+    let remove: tidings_api::SesRemover = std::sync::Arc::new(move |address: String| {
+        let list = list.clone();
+        Box::pin(async move { list.remove(&address).await })
+    });
+    let db = tidings_local::Sqlite::in_memory().unwrap();
+    for (workspace, key) in [("ws_synced", "key-synced"), ("ws_plain", "key-plain")] {
+        let hash = tidings_api::api_key_hash(key);
+        db.put_api_key(&ApiKey {
+            id: key.into(),
+            workspace: workspace.into(),
+            hash,
+            created_at: tidings_core::Timestamp::now(),
+        })
+        .await
+        .unwrap();
+        let bounce = tidings_tests::hard_bounce(workspace, "m1", "gone@example.com", 1, "b1");
+        db.record(&bounce, tidings_core::Timestamp::now()).await.unwrap();
+    }
+    let settings = tidings_api::Settings {
+        public_base_url: "http://127.0.0.1".into(),
+        ses_suppressions: Some(tidings_api::SesSuppressions { workspaces: vec!["ws_synced".into()], remove }),
+        ..Default::default()
+    };
+    let app = tidings_api::router(db.clone(), db.clone(), settings);
+    let delete = |uri: &str, key: &str| {
+        http::Request::delete(uri).header("Authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()
+    };
+
+    // A workspace that does not mirror to SES cannot lift the account-wide entry.
+    let response =
+        app.clone().oneshot(delete("/api/suppressions/gone@example.com?ses=true", "key-plain")).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+    assert_eq!(db.suppressions("ws_plain").await.unwrap().iter().filter(|s| s.active).count(), 1, "nothing lifted");
+
+    let response =
+        app.clone().oneshot(delete("/api/suppressions/gone@example.com?ses=true", "key-synced")).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((reply["removed"].as_bool(), reply["ses_removed"].as_bool()), (Some(true), Some(true)), "{reply}");
+    replay.relaxed_requests_match();
+
+    // Without ses=true, SES is not asked (the replay has no more calls to answer).
+    let response = app.oneshot(delete("/api/suppressions/gone@example.com", "key-plain")).await.unwrap();
+    assert_eq!(response.status(), http::StatusCode::NO_CONTENT);
+}

@@ -5,6 +5,7 @@
 //! so one workspace's key can never read or change another's data. Keys are stored as SHA-256
 //! hashes. Secrets of sources are returned once, when the source is created.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
@@ -28,14 +29,29 @@ pub fn api_key_hash(key: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
 }
 
-/// Where the API is reachable, to print ingest URLs for new sources.
-#[derive(Debug, Clone)]
+/// Takes an address off the SES account-level suppression list; `Ok(false)` if it was not on it.
+pub type SesRemover =
+    Arc<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = Result<bool, StoreError>> + Send>> + Send + Sync>;
+
+/// Lifting suppressions in SES too (`DELETE /api/suppressions/{recipient}?ses=true`), for the
+/// workspaces whose hard bounces and complaints are mirrored there.
+#[derive(Clone)]
+pub struct SesSuppressions {
+    /// As `TIDINGS_SES_SUPPRESSION_SYNC`: workspace ids, or `*`.
+    pub workspaces: Vec<String>,
+    pub remove: SesRemover,
+}
+
+/// How the API is set up.
+#[derive(Clone, Default)]
 pub struct Settings {
     /// Base URL webhooks are posted to (`https://…/` on AWS, `http://127.0.0.1:8787` in dev).
     pub public_base_url: String,
     /// Workspaces whose API keys may act on the deployment as a whole (the dead-letter queues
     /// every workspace shares): `TIDINGS_OPERATOR_WORKSPACES` on AWS, the dev workspace locally.
     pub operator_workspaces: Vec<String>,
+    /// Set when suppressions are mirrored to SES.
+    pub ses_suppressions: Option<SesSuppressions>,
 }
 
 struct Shared<S, Q> {
@@ -189,17 +205,44 @@ async fn suppressions<S: Store, Q: Queue>(
     Ok(axum::Json(json!({"suppressions": shared.store.suppressions(&workspace).await?})).into_response())
 }
 
+#[derive(Deserialize, Default)]
+struct RemoveSuppressionParams {
+    #[serde(default)]
+    ses: bool,
+}
+
+/// Lifts a suppression. With `?ses=true` the address also comes off the SES account-level list,
+/// for a workspace that mirrors suppressions there; that list is the whole SES account's, so
+/// it is asked for explicitly, never implied.
 async fn remove_suppression<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     Path(recipient): Path<String>,
+    Query(p): Query<RemoveSuppressionParams>,
 ) -> Result<Response, ApiError> {
     let recipient = tidings_core::recipient::any(&recipient);
-    if shared.store.remove_suppression(&workspace, &recipient).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is not suppressed")))
+    let ses = match (&shared.settings.ses_suppressions, p.ses) {
+        (_, false) => None,
+        (Some(ses), true) if ses.workspaces.iter().any(|w| w == "*" || *w == workspace) => Some(ses),
+        (_, true) => {
+            return Err(bad_request(format!(
+                "ses=true: workspace {workspace} does not mirror suppressions to SES (TIDINGS_SES_SUPPRESSION_SYNC)"
+            )));
+        }
+    };
+    let removed = shared.store.remove_suppression(&workspace, &recipient).await?;
+    let Some(ses) = ses else {
+        return if removed {
+            Ok(StatusCode::NO_CONTENT.into_response())
+        } else {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is not suppressed")))
+        };
+    };
+    let ses_removed = (ses.remove)(recipient.clone()).await?;
+    if !removed && !ses_removed {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is suppressed neither here nor in SES")));
     }
+    Ok(axum::Json(json!({"recipient": recipient, "removed": removed, "ses_removed": ses_removed})).into_response())
 }
 
 fn source_view(source: &Source, settings: &Settings) -> Value {

@@ -14,6 +14,20 @@ async fn main() -> Result<(), lambda_http::Error> {
         .filter(|w| !w.is_empty())
         .map(str::to_owned)
         .collect();
-    let settings = tidings_api::Settings { public_base_url, operator_workspaces };
+    // Suppressions mirrored to SES (see the processor) can be lifted there too.
+    let ses_suppressions = match std::env::var("TIDINGS_SES_SUPPRESSION_SYNC") {
+        Ok(value) if !value.trim().is_empty() => {
+            let config = tidings_aws::sdk_config().await;
+            let list = tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::new(&config));
+            let remove: tidings_api::SesRemover = std::sync::Arc::new(move |address: String| {
+                let list = list.clone();
+                Box::pin(async move { list.remove(&address).await })
+            });
+            let workspaces = value.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
+            Some(tidings_api::SesSuppressions { workspaces, remove })
+        }
+        _ => None,
+    };
+    let settings = tidings_api::Settings { public_base_url, operator_workspaces, ses_suppressions };
     lambda_http::run(tidings_api::router(store, queues, settings)).await
 }

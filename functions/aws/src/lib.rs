@@ -15,7 +15,7 @@ pub mod ses;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
-pub use ses::SesEmailer;
+pub use ses::{SesEmailer, SesSuppressionList};
 pub use sqs::{QueueUrls, SqsQueues};
 
 /// Loads the SDK configuration the standard way (environment, profile, container or instance
@@ -102,6 +102,7 @@ impl Settings {
 const RETRYABLE_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",
+    "TooManyRequestsException",
     "ProvisionedThroughputExceededException",
     "RequestLimitExceeded",
     "TransactionConflictException",
@@ -138,14 +139,14 @@ where
     if retryable { StoreError::retryable(message) } else { StoreError::permanent(message) }
 }
 
-/// Whether a raw response's debug text shows a 5xx status (the response type differs between
-/// SDK crates; its status is in its debug form either way).
+/// Whether a raw response's debug text shows a 5xx or 429 status (the response type differs
+/// between SDK crates; its status is in its debug form either way).
 fn status_is_server_error(raw: &str) -> bool {
     raw.split("status: StatusCode(")
         .nth(1)
         .and_then(|rest| rest.get(..3))
         .and_then(|code| code.parse::<u16>().ok())
-        .is_some_and(|code| code >= 500)
+        .is_some_and(|code| code >= 500 || code == 429)
 }
 
 /// SDK configuration for an emulator or other local endpoint (moto in tests): fixed region and

@@ -6,11 +6,14 @@
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::primitives::Blob;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageTag, RawMessage, Template};
+use aws_sdk_sesv2::types::{
+    Body, Content, Destination, EmailContent, Message, MessageTag, RawMessage, SuppressionListReason, Template,
+};
 use base64::Engine as _;
 use serde_json::Value;
-use tidings_core::ports::Emailer;
+use tidings_core::ports::{Emailer, StoreError};
 use tidings_core::retryable::SendError;
+use tidings_core::suppression::Reason;
 
 #[derive(Clone)]
 pub struct SesEmailer {
@@ -127,6 +130,48 @@ impl Emailer for SesEmailer {
         match call.send().await {
             Ok(out) => Ok(out.message_id.unwrap_or_default()),
             Err(error) => Err(send_error(&error)),
+        }
+    }
+}
+
+/// The SES account-level suppression list (SESv2 `PutSuppressedDestination` /
+/// `DeleteSuppressedDestination`): tidings mirrors the hard bounces and complaints it learns of,
+/// from any provider, so SES itself refuses to send to those addresses.
+#[derive(Clone)]
+pub struct SesSuppressionList {
+    client: Client,
+}
+
+impl SesSuppressionList {
+    pub fn new(client: Client) -> Self {
+        SesSuppressionList { client }
+    }
+
+    /// Puts `address` on the list. SES knows two reasons, so only hard bounces and complaints
+    /// are mirrored (unsubscribes and provider suppressions stay per workspace): `Ok(false)`
+    /// for the rest. Putting an address that is already there updates its reason.
+    pub async fn put(&self, address: &str, reason: Reason) -> Result<bool, StoreError> {
+        let reason = match reason {
+            Reason::HardBounce => SuppressionListReason::Bounce,
+            Reason::Complaint => SuppressionListReason::Complaint,
+            Reason::ProviderSuppression | Reason::Unsubscribe => return Ok(false),
+        };
+        self.client
+            .put_suppressed_destination()
+            .email_address(address)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| crate::classify("PutSuppressedDestination", &e))?;
+        Ok(true)
+    }
+
+    /// Takes `address` off the list; `Ok(false)` when it was not on it.
+    pub async fn remove(&self, address: &str) -> Result<bool, StoreError> {
+        match self.client.delete_suppressed_destination().email_address(address).send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
+            Err(error) => Err(crate::classify("DeleteSuppressedDestination", &error)),
         }
     }
 }

@@ -119,6 +119,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             tidings_api::Settings {
                 public_base_url: base.clone(),
                 operator_workspaces: vec![config.workspace.clone()],
+                ses_suppressions: None,
             },
         ),
     );

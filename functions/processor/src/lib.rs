@@ -8,11 +8,61 @@
 use std::future::Future;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use tidings_aws::SqsQueues;
+use tidings_aws::{SesSuppressionList, SqsQueues};
 use tidings_core::Timestamp;
 use tidings_core::pipeline::Processor;
-use tidings_core::ports::{Emailer, Queue, QueueName, Store, StoreError};
+use tidings_core::ports::{Emailer, Queue, QueueName, QueuedEvent, Store, StoreError};
 use tidings_core::redrive::Redrive;
+use tidings_core::suppression::{self, Change};
+
+/// Mirrors hard bounces and complaints onto the SES account-level suppression list, for the
+/// workspaces that asked (`TIDINGS_SES_SUPPRESSION_SYNC`: comma-separated workspace ids, or `*`).
+pub struct SuppressionSync {
+    pub list: SesSuppressionList,
+    pub workspaces: Vec<String>,
+}
+
+impl SuppressionSync {
+    /// The workspaces to sync from the environment variable's value; `None` when empty.
+    pub fn workspaces_from(value: &str) -> Option<Vec<String>> {
+        let workspaces: Vec<String> =
+            value.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
+        (!workspaces.is_empty()).then_some(workspaces)
+    }
+
+    fn covers(&self, workspace: &str) -> bool {
+        self.workspaces.iter().any(|w| w == "*" || w == workspace)
+    }
+
+    /// Puts the event's recipient on the SES list if the event suppresses it. Runs for
+    /// duplicates too (the put is idempotent), so a sync that failed is completed when SQS
+    /// redelivers the record. A refusal that will not change (no IAM permission) is logged and
+    /// counted, not retried: the event itself is stored.
+    async fn mirror(&self, body: &str) -> Result<(), StoreError> {
+        let Ok(queued) = serde_json::from_str::<QueuedEvent>(body) else { return Ok(()) };
+        let event = &queued.event;
+        let (Some(Change::Add(reason)), Some(recipient)) = (suppression::change_for(event), &event.data.recipient)
+        else {
+            return Ok(());
+        };
+        if !self.covers(&event.workspaceid) || !recipient.contains('@') {
+            return Ok(());
+        }
+        match self.list.put(recipient, reason).await {
+            Ok(mirrored) => {
+                if mirrored {
+                    tracing::info!(event = %event.id, workspace = %event.workspaceid, "recipient put on the SES suppression list");
+                }
+                Ok(())
+            }
+            Err(error) if error.retryable => Err(error),
+            Err(error) => {
+                tracing::error!(event = %event.id, %error, metric = "ses_suppression_sync_failed", "SES suppression sync refused");
+                Ok(())
+            }
+        }
+    }
+}
 
 /// Handles one events-queue batch.
 pub async fn handle<S: Store, Q: Queue>(
@@ -20,7 +70,24 @@ pub async fn handle<S: Store, Q: Queue>(
     queues: &SqsQueues,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    each_record(QueueName::Events, queues, event, |body| async move { processor.process(&body).await.map(drop) }).await
+    handle_with_sync(processor, queues, None, event).await
+}
+
+/// Handles one events-queue batch, mirroring suppressions to SES when `sync` is given.
+pub async fn handle_with_sync<S: Store, Q: Queue>(
+    processor: &Processor<S, Q>,
+    queues: &SqsQueues,
+    sync: Option<&SuppressionSync>,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    each_record(QueueName::Events, queues, event, |body| async move {
+        processor.process(&body).await?;
+        match sync {
+            Some(sync) => sync.mirror(&body).await,
+            None => Ok(()),
+        }
+    })
+    .await
 }
 
 /// Handles one redrive-queue batch: each task resends its report's request through SESv2 (at

@@ -78,7 +78,11 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
         tidings_api::router(
             store.clone(),
             queue,
-            tidings_api::Settings { public_base_url: BASE.into(), operator_workspaces: vec![WS.into()] },
+            tidings_api::Settings {
+                public_base_url: BASE.into(),
+                operator_workspaces: vec![WS.into()],
+                ses_suppressions: None,
+            },
         ),
     );
     Fixture { store, app, sources }
