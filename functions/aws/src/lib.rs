@@ -149,6 +149,18 @@ fn status_is_server_error(raw: &str) -> bool {
         .is_some_and(|code| code >= 500 || code == 429)
 }
 
+/// SDK configuration for the usual AWS environment (credentials chain, region, `us-east-1` if
+/// none is set) with every call sent to `endpoint`: `tidings dev --ses-endpoint`.
+pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
+    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .region(region)
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
 /// SDK configuration for an emulator or other local endpoint (moto in tests): fixed region and
 /// dummy static credentials, so nothing is read from the environment.
 pub async fn sdk_config_for_endpoint(endpoint: &str) -> SdkConfig {

@@ -42,6 +42,27 @@ pub struct Args {
     /// Days events are kept.
     #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
     retention_days: u64,
+    /// Resend retryably-failed SES sends through SESv2 at this endpoint (an emulator such as
+    /// moto, or `https://email.<region>.amazonaws.com`), with credentials and region from the
+    /// usual AWS environment. Without it, resends go to the local outbox (`tidings outbox`).
+    #[arg(long, env = "TIDINGS_SES_ENDPOINT")]
+    ses_endpoint: Option<String>,
+}
+
+/// Where `tidings dev` resends: SESv2 when an endpoint is given, else the local outbox.
+#[derive(Clone)]
+enum DevEmailer {
+    Outbox(Sqlite),
+    Ses(tidings_aws::SesEmailer),
+}
+
+impl tidings_core::ports::Emailer for DevEmailer {
+    async fn send_email(&self, request: &serde_json::Value) -> Result<String, tidings_core::retryable::SendError> {
+        match self {
+            DevEmailer::Outbox(db) => db.send_email(request).await,
+            DevEmailer::Ses(ses) => ses.send_email(request).await,
+        }
+    }
 }
 
 /// What `tidings dev` leaves for the other commands: `dev.json` beside the database.
@@ -147,8 +168,17 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     ]);
     let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT).map_err(Failure::Usage)?;
     let fanout = Fanout::new(db.clone(), queue.clone(), sender);
-    // Resends of SES sends that failed retryably go to the local outbox (`tidings outbox`).
-    let redrive = Redrive::new(db.clone(), queue.clone(), db.clone());
+    // Resends of SES sends that failed retryably go to SESv2 if an endpoint is given, else to
+    // the local outbox (`tidings outbox`).
+    let emailer = match &args.ses_endpoint {
+        Some(endpoint) => {
+            let config = tidings_aws::sdk_config_at(endpoint).await;
+            println!("tidings dev: resending failed SES sends through SESv2 at {endpoint}");
+            DevEmailer::Ses(tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::new(&config)))
+        }
+        None => DevEmailer::Outbox(db.clone()),
+    };
+    let redrive = Redrive::new(db.clone(), queue.clone(), emailer);
     let worker = tokio::spawn(work(processor, fanout, redrive, db.clone(), notify, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -184,7 +214,7 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 async fn work(
     processor: Processor<Sqlite, Waking>,
     fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
-    redrive: Redrive<Sqlite, Waking, Sqlite>,
+    redrive: Redrive<Sqlite, Waking, DevEmailer>,
     db: Sqlite,
     notify: Arc<Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
