@@ -152,10 +152,15 @@ fn status_is_server_error(raw: &str) -> bool {
 /// SDK configuration for the usual AWS environment (credentials chain, region, `us-east-1` if
 /// none is set) with every call sent to `endpoint`: `tidings dev --ses-endpoint`.
 pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
-    let region = aws_config::meta::region::RegionProviderChain::default_provider().or_else("us-east-1");
+    // The region from the environment only: the full provider chain would build its own HTTP
+    // client for instance metadata.
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|r| !r.is_empty()))
+        .unwrap_or_else(|| "us-east-1".into());
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
-        .region(region)
+        .region(aws_sdk_dynamodb::config::Region::new(region))
         .endpoint_url(endpoint)
         .load()
         .await

@@ -235,3 +235,84 @@ fn a_sample_posted_to_tidings_dev_reaches_a_local_subscriber_signed() {
     assert_eq!(attempts.lines().count(), 2, "{attempts}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn with_an_ses_endpoint_dev_resends_a_throttled_send_through_sesv2() {
+    let moto = std::env::var("TIDINGS_MOTO_ENDPOINT")
+        .unwrap_or_else(|_| panic!("TIDINGS_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which starts moto"));
+    let python = std::env::var("TIDINGS_PYTHON")
+        .unwrap_or_else(|_| panic!("TIDINGS_PYTHON is not set: run ./scripts/test.sh, which installs it"));
+    let dir = std::env::temp_dir().join(format!("tidings-ses-resend-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("ses")).unwrap();
+    // The throttled sample, from a sender of its own so this test finds its own resend on moto.
+    let domain = format!("dev-{}.example", std::process::id());
+    let mut report: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("events/ses/send-failure-throttled.json")).unwrap())
+            .unwrap();
+    report["mail"]["FromEmailAddress"] = format!("billing@{domain}").into();
+    report["reportId"] = format!("rep_dev_{}", std::process::id()).into();
+    let sample = dir.join("ses/resend.json");
+    std::fs::write(&sample, report.to_string()).unwrap();
+    let aws_env = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_REGION", "eu-north-1"),
+        ("AWS_DEFAULT_REGION", "eu-north-1"),
+    ];
+    let created = Command::new(&python)
+        .args([
+            "-c",
+            "import boto3, sys; boto3.client('sesv2', endpoint_url=sys.argv[1]).create_email_identity(EmailIdentity=sys.argv[2])",
+            &moto,
+            &domain,
+        ])
+        .envs(aws_env)
+        .status()
+        .unwrap();
+    assert!(created.success(), "could not create the SES identity on moto");
+
+    let db = dir.join("dev.db");
+    let db_arg = db.to_string_lossy().into_owned();
+    let port = free_port();
+    let child = Command::new(bin())
+        .args(["dev", "--addr", &format!("127.0.0.1:{port}"), "--db", &db_arg, "--ses-endpoint", &moto])
+        .envs(aws_env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _dev = Dev(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tidings dev did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let replay = Command::new(bin())
+        .args(["replay", &sample.to_string_lossy(), "--db", &db_arg, "--to", &format!("http://127.0.0.1:{port}")])
+        .status()
+        .unwrap();
+    assert!(replay.success());
+
+    // The resend waits out its backoff (30 s ± 20%) on the redrive queue, then reaches moto.
+    let sent_from_domain = || -> usize {
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "import json, sys, urllib.request; d = json.load(urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json')); print(sum(m['source'] == sys.argv[2] for m in d['ses']['Message']))",
+                &moto,
+                &format!("billing@{domain}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while sent_from_domain() == 0 {
+        assert!(Instant::now() < deadline, "the resend did not reach SESv2");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let outbox = Command::new(bin()).args(["outbox", "--db", &db_arg]).output().unwrap();
+    assert!(outbox.stdout.is_empty(), "nothing went to the local outbox");
+    std::fs::remove_dir_all(&dir).ok();
+}
