@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use common::{expected_ids, fixture, samples};
+use common::{expected_ids, fixture, samples, sqs_event};
 use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
 use tidings_core::pipeline::Processor;
 use tidings_core::ports::{Outgoing, Queue, QueueName, StoreError};
@@ -158,17 +158,6 @@ async fn every_sample_posted_twice_is_stored_once_on_dynamodb_and_sqs() {
     assert_eq!(f.stored_ids().await, expected_ids());
     assert!(aws.receive_all(&dlq).await.is_empty());
     common::check_states_and_suppressions(&f.store).await;
-}
-
-fn sqs_event(bodies: &[&str]) -> aws_lambda_events::sqs::SqsEvent {
-    let mut event = aws_lambda_events::sqs::SqsEvent::default();
-    for (i, body) in bodies.iter().enumerate() {
-        let mut record = aws_lambda_events::sqs::SqsMessage::default();
-        record.message_id = Some(format!("m{i}"));
-        record.body = Some(body.to_string());
-        event.records.push(record);
-    }
-    event
 }
 
 #[tokio::test]

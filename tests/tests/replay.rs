@@ -3,9 +3,12 @@
 //! request the SDK makes is compared with the one AWS documents (URI, operation, JSON body),
 //! and answered with the response AWS gives.
 
+mod common;
+
 use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
 use aws_smithy_types::body::SdkBody;
 use axum::http;
+use common::sqs_event;
 use tidings_aws::{QueueUrls, SqsQueues};
 use tidings_core::ports::{DeadLetters, MoveMethod, QueueName};
 
@@ -170,17 +173,6 @@ fn ses_list(replay: &StaticReplayClient) -> tidings_aws::SesSuppressionList {
         .http_client(replay.clone())
         .build();
     tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::from_conf(config))
-}
-
-fn sqs_event(bodies: &[String]) -> aws_lambda_events::sqs::SqsEvent {
-    let mut event = aws_lambda_events::sqs::SqsEvent::default();
-    for (i, body) in bodies.iter().enumerate() {
-        let mut record = aws_lambda_events::sqs::SqsMessage::default();
-        record.message_id = Some(format!("m{i}"));
-        record.body = Some(body.clone());
-        event.records.push(record);
-    }
-    event
 }
 
 #[tokio::test]

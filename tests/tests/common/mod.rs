@@ -192,3 +192,15 @@ pub async fn check_states_and_suppressions<S: Store>(store: &S) {
         assert!(!suppressed.contains(address), "a soft bounce or deferral must not suppress {address}");
     }
 }
+
+/// An SQS-triggered Lambda event with one record per body (ids `m0`, `m1`, …).
+pub fn sqs_event<B: AsRef<str>>(bodies: &[B]) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    for (i, body) in bodies.iter().enumerate() {
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = Some(format!("m{i}"));
+        record.body = Some(body.as_ref().to_owned());
+        event.records.push(record);
+    }
+    event
+}
