@@ -35,6 +35,9 @@ for _ in $(seq 1 100); do
 done
 export TIDINGS_MOTO_ENDPOINT="http://127.0.0.1:${port}"
 
+step "cfn-lint template.yaml"
+"$venv/bin/cfn-lint" template.yaml
+
 step "rustfmt"
 cargo fmt --all --check
 
