@@ -303,3 +303,32 @@ async fn an_operator_redrives_dead_letters_back_to_their_queue_and_others_may_no
     let (status, _) = f.call(call("GET", "/api/messages/m-dead", "key-default")).await;
     assert_eq!(status, StatusCode::OK, "and stored");
 }
+
+#[tokio::test]
+async fn without_a_public_url_source_urls_use_the_host_the_api_was_called_on() {
+    use tidings_core::ports::{ApiKey, Store};
+    use tower::ServiceExt;
+    let db = Sqlite::in_memory().unwrap();
+    let hash = tidings_api::api_key_hash("key-host");
+    db.put_api_key(&ApiKey {
+        id: "k".into(),
+        workspace: "ws_host".into(),
+        hash,
+        created_at: tidings_core::Timestamp::now(),
+    })
+    .await
+    .unwrap();
+    let app = tidings_api::router(db.clone(), db, tidings_api::Settings::default());
+    let request = Request::post("/api/sources")
+        .header("Host", "abc123.execute-api.eu-west-1.amazonaws.com")
+        .header("Authorization", "Bearer key-host")
+        .header("Content-Type", "application/json")
+        .body(Body::from(r#"{"provider": "postmark"}"#))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let url = view["url"].as_str().unwrap();
+    assert!(url.starts_with("https://abc123.execute-api.eu-west-1.amazonaws.com/webhooks/postmark/src_"), "{url}");
+}

@@ -45,7 +45,8 @@ pub struct SesSuppressions {
 /// How the API is set up.
 #[derive(Clone, Default)]
 pub struct Settings {
-    /// Base URL webhooks are posted to (`https://…/` on AWS, `http://127.0.0.1:8787` in dev).
+    /// Base URL webhooks are posted to (a custom domain on AWS, `http://127.0.0.1:8787` in
+    /// dev); empty: `https://` and the host each request came to.
     pub public_base_url: String,
     /// Workspaces whose API keys may act on the deployment as a whole (the dead-letter queues
     /// every workspace shares): `TIDINGS_OPERATOR_WORKSPACES` on AWS, the dev workspace locally.
@@ -245,19 +246,31 @@ async fn remove_suppression<S: Store, Q: Queue>(
     Ok(axum::Json(json!({"recipient": recipient, "removed": removed, "ses_removed": ses_removed})).into_response())
 }
 
-fn source_view(source: &Source, settings: &Settings) -> Value {
+/// Where providers post: the configured public URL, or else `https://` and the host this request
+/// came to (on AWS, the HTTP API's own domain, which the template cannot pass in without a
+/// dependency cycle).
+fn base_url(settings: &Settings, headers: &axum::http::HeaderMap) -> String {
+    if !settings.public_base_url.is_empty() {
+        return settings.public_base_url.clone();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("https://{host}")
+}
+
+fn source_view(source: &Source, base: &str) -> Value {
     let mut view = source.redacted();
-    view["url"] =
-        json!(format!("{}/webhooks/{}/{}", settings.public_base_url.trim_end_matches('/'), source.provider, source.id));
+    view["url"] = json!(format!("{}/webhooks/{}/{}", base.trim_end_matches('/'), source.provider, source.id));
     view
 }
 
 async fn sources<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response, ApiError> {
     let sources = shared.store.sources(&workspace).await?;
-    let views: Vec<Value> = sources.iter().map(|s| source_view(s, &shared.settings)).collect();
+    let base = base_url(&shared.settings, &headers);
+    let views: Vec<Value> = sources.iter().map(|s| source_view(s, &base)).collect();
     Ok(axum::Json(json!({"sources": views})).into_response())
 }
 
@@ -279,6 +292,7 @@ struct NewSource {
 async fn create_source<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
+    headers: axum::http::HeaderMap,
     axum::Json(new): axum::Json<NewSource>,
 ) -> Result<Response, ApiError> {
     use tidings_core::auth::Authentication;
@@ -312,7 +326,7 @@ async fn create_source<S: Store, Q: Queue>(
         created_at: Timestamp::now(),
     };
     shared.store.put_source(&source).await?;
-    let mut view = source_view(&source, &shared.settings);
+    let mut view = source_view(&source, &base_url(&shared.settings, &headers));
     // Shown once: the API never returns it again.
     view["secrets"] = json!(secrets);
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())

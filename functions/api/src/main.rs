@@ -1,12 +1,14 @@
-//! The admin API Lambda function. `TIDINGS_PUBLIC_URL` is the base URL providers post
-//! webhooks to (shown with each source); `TIDINGS_OPERATOR_WORKSPACES` (comma-separated) the
-//! workspaces whose keys may redrive the shared dead-letter queues.
+//! The admin API Lambda function. `TIDINGS_PUBLIC_URL`: the base URL providers post webhooks to
+//! (shown with each source; default: the host the API was called on).
+//! `TIDINGS_OPERATOR_WORKSPACES` (comma-separated): the workspaces whose keys may redrive the
+//! shared dead-letter queues.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
     let (_, store, queues) = tidings_aws::ports_from_env().await?;
-    let public_base_url = std::env::var("TIDINGS_PUBLIC_URL").map_err(|_| "TIDINGS_PUBLIC_URL is not set")?;
+    // Optional: without it, source URLs use the host the API was called on.
+    let public_base_url = std::env::var("TIDINGS_PUBLIC_URL").unwrap_or_default();
     let operator_workspaces = std::env::var("TIDINGS_OPERATOR_WORKSPACES")
         .unwrap_or_default()
         .split(',')
