@@ -93,3 +93,18 @@ fn every_setting_the_code_reads_is_set_by_the_template() {
         .collect();
     assert!(missing.is_empty(), "read by the code, never set in template.yaml: {missing:?}");
 }
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm() {
+    let template = template();
+    let dead_letter_queues: Vec<&str> = template
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ").and_then(|l| l.strip_suffix(':')))
+        .filter(|name| !name.starts_with(' ') && name.ends_with("DeadLetterQueue"))
+        .collect();
+    assert!(dead_letter_queues.len() >= 4, "events, deliveries, redrive, SES intake: {dead_letter_queues:?}");
+    for queue in dead_letter_queues {
+        let watched = format!("{{Name: QueueName, Value: !GetAtt {queue}.QueueName}}");
+        assert!(template.contains(&watched), "no alarm on {queue}");
+    }
+}
