@@ -40,21 +40,16 @@ impl Aws {
         DynamoStore::new(self.dynamo.clone(), table)
     }
 
+    async fn attribute(&self, url: &str, name: QueueAttributeName) -> String {
+        let out = self.sqs.get_queue_attributes().queue_url(url).attribute_names(name.clone()).send().await.unwrap();
+        out.attributes.unwrap()[&name].clone()
+    }
+
     /// The events queue with its dead-letter queue, as the template wires them.
     async fn queues(&self) -> (SqsQueues, String, String) {
         let name = unique("events");
         let dlq = self.sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
-        let dlq_arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&dlq)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&QueueAttributeName::QueueArn]
-            .clone();
+        let dlq_arn = self.attribute(&dlq, QueueAttributeName::QueueArn).await;
         let policy = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#);
         let url = self
             .sqs
@@ -451,17 +446,7 @@ async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_ta
     assert_eq!(process_events().await, 2, "one event per recipient");
     let scheduled = stored("email.retry_scheduled").await;
     assert_eq!(scheduled.len(), 2);
-    let delayed = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&redrive_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::ApproximateNumberOfMessagesDelayed]
-        .clone();
+    let delayed = aws.attribute(&redrive_url, QueueAttributeName::ApproximateNumberOfMessagesDelayed).await;
     assert_eq!(delayed, "2", "each redrive waits out its backoff on the queue");
     // The tasks as the processor enqueued them (they stay delayed for ~30 s on the queue).
     let source = f.source(tidings_core::ProviderId::Ses).id.clone();

@@ -6,30 +6,19 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
-    let (_, store, queues) = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env().await?;
     // Optional: without it, source URLs use the host the API was called on.
     let public_base_url = std::env::var("TIDINGS_PUBLIC_URL").unwrap_or_default();
-    let operator_workspaces = std::env::var("TIDINGS_OPERATOR_WORKSPACES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .map(str::to_owned)
-        .collect();
     // Suppressions mirrored to SES (see the processor) can be lifted there too.
-    let ses_suppressions = match std::env::var("TIDINGS_SES_SUPPRESSION_SYNC") {
-        Ok(value) if !value.trim().is_empty() => {
-            let config = tidings_aws::sdk_config().await;
-            let list = tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::new(&config));
-            let remove: tidings_api::SesRemover = std::sync::Arc::new(move |address: String| {
-                let list = list.clone();
-                Box::pin(async move { list.remove(&address).await })
-            });
-            let workspaces = value.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
-            Some(tidings_api::SesSuppressions { workspaces, remove })
-        }
-        _ => None,
-    };
-    let settings = tidings_api::Settings { public_base_url, operator_workspaces, ses_suppressions };
+    let ses_suppressions = (!settings.ses_suppression_sync.is_empty()).then(|| {
+        let list = tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::new(&config));
+        let remove: tidings_api::SesRemover = std::sync::Arc::new(move |address: String| {
+            let list = list.clone();
+            Box::pin(async move { list.remove(&address).await })
+        });
+        tidings_api::SesSuppressions { workspaces: settings.ses_suppression_sync.clone(), remove }
+    });
+    let settings =
+        tidings_api::Settings { public_base_url, operator_workspaces: settings.operator_workspaces, ses_suppressions };
     lambda_http::run(tidings_api::router(store, queues, settings)).await
 }

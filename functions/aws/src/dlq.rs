@@ -10,12 +10,6 @@ use tidings_core::ports::{DeadLetterStatus, DeadLetters, MoveMethod, QueueName, 
 use crate::{SqsQueues, classify};
 
 impl SqsQueues {
-    fn dead_letter_url(&self, queue: QueueName) -> Result<&str, StoreError> {
-        self.urls.dead_letters.get(&queue).map(String::as_str).ok_or_else(|| {
-            StoreError::permanent(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
-        })
-    }
-
     async fn attribute(&self, url: &str, name: QueueAttributeName) -> Result<Option<String>, StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let out = self
@@ -27,6 +21,12 @@ impl SqsQueues {
             .await
             .map_err(|e| classify("GetQueueAttributes", &e))?;
         Ok(out.attributes.and_then(|mut a| a.remove(&name)))
+    }
+
+    /// Messages on the dead-letter queue at `url` now (SQS's approximate count).
+    async fn waiting(&self, url: &str) -> Result<u64, StoreError> {
+        let count = self.attribute(url, QueueAttributeName::ApproximateNumberOfMessages).await?;
+        Ok(count.and_then(|n| n.parse().ok()).unwrap_or(0))
     }
 
     async fn arn(&self, url: &str) -> Result<String, StoreError> {
@@ -111,10 +111,9 @@ impl SqsQueues {
 impl DeadLetters for SqsQueues {
     async fn dead_letter_status(&self, queue: QueueName) -> Result<DeadLetterStatus, StoreError> {
         let dlq = self.dead_letter_url(queue)?;
-        let waiting = self.attribute(dlq, QueueAttributeName::ApproximateNumberOfMessages).await?;
         let mut status = DeadLetterStatus {
             queue: queue.as_str().into(),
-            waiting: waiting.and_then(|w| w.parse().ok()).unwrap_or(0),
+            waiting: self.waiting(dlq).await?,
             ..DeadLetterStatus::default()
         };
         let source_arn = self.arn(dlq).await?;
@@ -155,8 +154,7 @@ impl DeadLetters for SqsQueues {
             MoveMethod::Manual => {
                 // What was there when the move began, so messages that fail again and come back
                 // while it runs do not keep it going forever.
-                let before = self.attribute(dlq, QueueAttributeName::ApproximateNumberOfMessages).await?;
-                let budget = before.and_then(|w| w.parse::<u64>().ok()).unwrap_or(0).max(10);
+                let budget = self.waiting(dlq).await?.max(10);
                 let mut moved = 0u64;
                 while moved < budget {
                     let n = self.move_batch(dlq, target).await?;
@@ -165,10 +163,9 @@ impl DeadLetters for SqsQueues {
                     }
                     moved += n as u64;
                 }
-                let waiting = self.attribute(dlq, QueueAttributeName::ApproximateNumberOfMessages).await?;
                 Ok(DeadLetterStatus {
                     queue: queue.as_str().into(),
-                    waiting: waiting.and_then(|w| w.parse().ok()).unwrap_or(0),
+                    waiting: self.waiting(dlq).await?,
                     status: Some("COMPLETED".into()),
                     moved,
                     to_move: Some(moved),

@@ -46,14 +46,23 @@ pub fn init_lambda_logging() {
         .try_init();
 }
 
-/// The store and queues of a function, from its environment: what every Lambda builds once,
-/// at cold start.
-pub async fn ports_from_env() -> Result<(Settings, DynamoStore, SqsQueues), String> {
+/// What every Lambda builds once, at cold start, from its environment.
+pub struct Ports {
+    pub settings: Settings,
+    pub store: DynamoStore,
+    pub queues: SqsQueues,
+    /// For any further SDK client the function needs (SESv2), so the configuration is loaded
+    /// once.
+    pub config: SdkConfig,
+}
+
+/// The store and queues of a function, from its environment.
+pub async fn ports_from_env() -> Result<Ports, String> {
     let settings = Settings::from_env()?;
     let config = sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.table.clone());
     let queues = SqsQueues::new(aws_sdk_sqs::Client::new(&config), settings.queues.clone());
-    Ok((settings, store, queues))
+    Ok(Ports { settings, store, queues, config })
 }
 
 /// Settings read from the environment of a function (names as in `template.yaml`).
@@ -62,6 +71,10 @@ pub struct Settings {
     pub table: String,
     pub queues: QueueUrls,
     pub retention_days: u64,
+    /// `TIDINGS_OPERATOR_WORKSPACES`: whose API keys may redrive the shared dead-letter queues.
+    pub operator_workspaces: Vec<String>,
+    /// `TIDINGS_SES_SUPPRESSION_SYNC`: workspaces (or `*`) whose suppressions are mirrored to SES.
+    pub ses_suppression_sync: Vec<String>,
 }
 
 const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
@@ -72,7 +85,7 @@ const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
 
 impl Settings {
     /// `TIDINGS_TABLE` is required; queue URLs are read when set (each function needs only
-    /// some); `TIDINGS_RETENTION_DAYS` defaults to 90.
+    /// some); `TIDINGS_RETENTION_DAYS` defaults to 90; the workspace lists default to empty.
     pub fn from_env() -> Result<Settings, String> {
         Settings::from_lookup(|name| std::env::var(name).ok())
     }
@@ -94,7 +107,23 @@ impl Settings {
             }
             None => tidings_core::pipeline::DEFAULT_RETENTION_DAYS,
         };
-        Ok(Settings { table, queues, retention_days })
+        // Comma-separated, blanks ignored; unset is empty.
+        let list = |name: &str| -> Vec<String> {
+            get(name)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        Ok(Settings {
+            table,
+            queues,
+            retention_days,
+            operator_workspaces: list("TIDINGS_OPERATOR_WORKSPACES"),
+            ses_suppression_sync: list("TIDINGS_SES_SUPPRESSION_SYNC"),
+        })
     }
 }
 
@@ -190,12 +219,15 @@ mod tests {
             ("TIDINGS_EVENTS_QUEUE_URL", "https://sqs/events"),
             ("TIDINGS_EVENTS_DLQ_URL", "https://sqs/events-dlq"),
             ("TIDINGS_RETENTION_DAYS", "30"),
+            ("TIDINGS_OPERATOR_WORKSPACES", " ws_ops, ,ws_admin "),
         ]);
         let settings = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(settings.table, "tidings");
         assert_eq!(settings.queues.queues[&QueueName::Events], "https://sqs/events");
         assert_eq!(settings.queues.dead_letters[&QueueName::Events], "https://sqs/events-dlq");
         assert_eq!(settings.retention_days, 30);
+        assert_eq!(settings.operator_workspaces, ["ws_ops", "ws_admin"]);
+        assert!(settings.ses_suppression_sync.is_empty(), "unset: no workspace is mirrored to SES");
         assert!(Settings::from_lookup(|_| None).unwrap_err().contains("TIDINGS_TABLE"));
         let bad = HashMap::from([("TIDINGS_TABLE", "t"), ("TIDINGS_RETENTION_DAYS", "ninety")]);
         assert!(Settings::from_lookup(|k| bad.get(k).map(|v| v.to_string())).is_err());

@@ -70,6 +70,12 @@ impl SqsQueues {
         self.requests.load(Ordering::Relaxed)
     }
 
+    pub(crate) fn dead_letter_url(&self, queue: QueueName) -> Result<&str, StoreError> {
+        self.urls.dead_letters.get(&queue).map(String::as_str).ok_or_else(|| {
+            StoreError::permanent(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
+        })
+    }
+
     pub(crate) fn url(&self, queue: QueueName) -> Result<&str, StoreError> {
         self.urls
             .queues
@@ -146,9 +152,7 @@ impl SqsQueues {
     /// Sends `body` to `queue`'s dead-letter queue with the reason it could not be processed
     /// (as the `tidings-reason` message attribute).
     pub async fn dead_letter(&self, queue: QueueName, body: &str, reason: &str) -> Result<(), StoreError> {
-        let url = self.urls.dead_letters.get(&queue).ok_or_else(|| {
-            StoreError::permanent(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
-        })?;
+        let url = self.dead_letter_url(queue)?;
         let reason: String = reason.chars().take(1024).collect();
         let attribute = MessageAttributeValue::builder()
             .data_type("String")

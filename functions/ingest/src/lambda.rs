@@ -13,7 +13,7 @@ use crate::{HttpsFetcher, Options, router};
 /// Runs `provider`'s ingest function.
 pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
-    let (_, store, queues) = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { store, queues, .. } = tidings_aws::ports_from_env().await?;
     let ingest = Ingest::new(store, queues, HttpsFetcher::new()?);
     lambda_http::run(router(ingest, Options { queue_route: false, only: Some(provider) })).await
 }
@@ -22,7 +22,7 @@ pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
 /// names the source those records belong to.
 pub async fn run_ses_queue() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let (_, store, queues) = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { store, queues, .. } = tidings_aws::ports_from_env().await?;
     let source = std::env::var("TIDINGS_SES_SOURCE").map_err(|_| "TIDINGS_SES_SOURCE is not set")?;
     let shared = std::sync::Arc::new((Ingest::new(store, queues, HttpsFetcher::new()?), source));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

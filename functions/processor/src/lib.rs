@@ -23,13 +23,6 @@ pub struct SuppressionSync {
 }
 
 impl SuppressionSync {
-    /// The workspaces to sync from the environment variable's value; `None` when empty.
-    pub fn workspaces_from(value: &str) -> Option<Vec<String>> {
-        let workspaces: Vec<String> =
-            value.split(',').map(str::trim).filter(|w| !w.is_empty()).map(str::to_owned).collect();
-        (!workspaces.is_empty()).then_some(workspaces)
-    }
-
     fn covers(&self, workspace: &str) -> bool {
         self.workspaces.iter().any(|w| w == "*" || w == workspace)
     }

@@ -7,8 +7,7 @@ use tidings_core::redrive::Redrive;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let (_settings, store, queues) = tidings_aws::ports_from_env().await?;
-    let config = tidings_aws::sdk_config().await;
+    let tidings_aws::Ports { store, queues, config, .. } = tidings_aws::ports_from_env().await?;
     let redrive =
         Redrive::new(store, queues.clone(), tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::new(&config)));
     let (redrive, queues) = (&redrive, &queues);
