@@ -2,6 +2,8 @@
 //! adapter family (SQLite here; DynamoDB on moto in the AWS adapter's tests), so local and AWS
 //! behave the same. Each case uses its own workspace, so one store can run all of them.
 
+pub mod lambda_events;
+
 use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};

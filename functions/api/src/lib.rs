@@ -81,6 +81,23 @@ pub fn router<S: Store + 'static, Q: Queue + DeadLetters + 'static>(store: S, qu
         .route("/api/queues/{queue}/dead-letters", get(dead_letters::<S, Q>))
         .route("/api/queues/{queue}/redrive", axum::routing::post(redrive_dead_letters::<S, Q>))
         .with_state(shared)
+        .layer(axum::middleware::from_fn(access_log))
+}
+
+/// One log line per admin request: method, route (its template, so no ids or query), status
+/// and time taken. Headers are never logged: they carry the API key.
+async fn access_log(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!(method = %method, route, status, ms, "admin request");
+    response
 }
 
 /// An API error: a status and one line.
@@ -257,9 +274,14 @@ fn base_url(settings: &Settings, headers: &axum::http::HeaderMap) -> String {
     format!("https://{host}")
 }
 
+/// Where a source's provider posts: `<base>/webhooks/<provider>/<source id>`.
+fn webhook_url(base: &str, provider: ProviderId, id: &str) -> String {
+    format!("{}/webhooks/{provider}/{id}", base.trim_end_matches('/'))
+}
+
 fn source_view(source: &Source, base: &str) -> Value {
     let mut view = source.redacted();
-    view["url"] = json!(format!("{}/webhooks/{}/{}", base.trim_end_matches('/'), source.provider, source.id));
+    view["url"] = json!(webhook_url(base, source.provider, &source.id));
     view
 }
 
@@ -309,16 +331,21 @@ async fn create_source<S: Store, Q: Queue>(
     if provider == ProviderId::Ses && new.allowed_topics.is_empty() {
         return Err(bad_request("ses sources need `allowed_topics`: the SNS topic ARNs to accept"));
     }
-    if provider == ProviderId::Twilio && new.public_url.is_none() {
-        return Err(bad_request("twilio sources need `public_url`: the exact URL configured in Twilio"));
-    }
+    let id = new_id("src");
+    let base = base_url(&shared.settings, &headers);
+    // Twilio signs the exact URL it posts to. Unless told otherwise (a proxy in front), that is
+    // this source's own webhook URL, which only exists once the id does.
+    let public_url = match (provider, new.public_url) {
+        (ProviderId::Twilio, None) => Some(webhook_url(&base, provider, &id)),
+        (_, given) => given,
+    };
     let source = Source {
-        id: new_id("src"),
+        id,
         workspace,
         provider,
         description: new.description,
         secrets: secrets.clone(),
-        public_url: new.public_url,
+        public_url,
         allowed_topics: new.allowed_topics,
         signature_header: new.signature_header,
         tolerance_seconds: new.tolerance_seconds,
@@ -326,7 +353,7 @@ async fn create_source<S: Store, Q: Queue>(
         created_at: Timestamp::now(),
     };
     shared.store.put_source(&source).await?;
-    let mut view = source_view(&source, &base_url(&shared.settings, &headers));
+    let mut view = source_view(&source, &base);
     // Shown once: the API never returns it again.
     view["secrets"] = json!(secrets);
     Ok((StatusCode::CREATED, axum::Json(view)).into_response())

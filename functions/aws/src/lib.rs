@@ -30,9 +30,11 @@ fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
-/// Structured JSON logs for Lambda (CloudWatch adds the time). `TIDINGS_LOG_LEVEL` (or
-/// `RUST_LOG`) filters; the default is `info`.
+/// Structured JSON logs for Lambda (CloudWatch adds the time), and metrics as EMF lines
+/// ([`tidings_core::metrics`]). `TIDINGS_LOG_LEVEL` (or `RUST_LOG`) filters; the default is
+/// `info`.
 pub fn init_lambda_logging() {
+    tidings_core::metrics::emit_to_stdout();
     let filter = std::env::var("TIDINGS_LOG_LEVEL")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod dev;
 mod events;
+mod keys;
 mod normalize;
 mod providers;
 mod redrive;
@@ -41,6 +42,8 @@ enum Command {
     Subscriptions(subscriptions::Args),
     /// A subscription's delivery attempts, newest first.
     Attempts(subscriptions::AttemptsArgs),
+    /// Create the API keys of a deployment on AWS (straight in its table).
+    Keys(keys::Args),
     /// Move a queue's dead letters back to it (operator keys only), and follow the move.
     Redrive(redrive::Args),
     /// The emails `tidings dev` resent locally (retryable SES failures), oldest first.
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),
+        Command::Keys(args) => block_on(keys::run(args)),
         Command::Redrive(args) => block_on(redrive::run(args)),
         Command::Outbox { db } => outbox(&db),
     };

@@ -50,15 +50,55 @@ pub struct IngestResponse {
     pub accepted: usize,
     /// The metric label for the outcome (`accepted`, `unauthenticated`, `malformed`, …).
     pub outcome: &'static str,
+    /// The type of each event enqueued (`email.bounced`, …), for metrics.
+    pub event_types: Vec<String>,
+    /// How long putting the events on the queue took.
+    pub enqueue_time: Option<Duration>,
 }
 
 impl IngestResponse {
     fn error(status: u16, outcome: &'static str, line: String) -> Self {
-        IngestResponse { status, body: json!({ "error": line }), accepted: 0, outcome }
+        IngestResponse {
+            status,
+            body: json!({ "error": line }),
+            accepted: 0,
+            outcome,
+            event_types: Vec::new(),
+            enqueue_time: None,
+        }
     }
 
     fn rejected(error: &WebhookError) -> Self {
         IngestResponse::error(error.status(), error.kind.as_str(), error.to_string())
+    }
+}
+
+/// The ingest metrics of one webhook (see [`crate::metrics`]).
+fn record_ingest_metrics(provider: &str, response: &IngestResponse) {
+    use crate::metrics::{Unit, record};
+    if response.status >= 300 {
+        let mut values = vec![("Rejected", Unit::Count, 1.0)];
+        if response.outcome == crate::webhook::Rejection::Unauthenticated.as_str() {
+            values.push(("SignatureFailures", Unit::Count, 1.0));
+        }
+        record(&[("Provider", provider), ("Reason", response.outcome)], &values[..1]);
+        if values.len() > 1 {
+            record(&[("Provider", provider)], &values[1..]);
+        }
+        return;
+    }
+    let mut by_type: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for event_type in &response.event_types {
+        *by_type.entry(event_type).or_default() += 1;
+    }
+    let unknown = response.event_types.iter().filter(|t| t.ends_with(".unknown")).count();
+    let mut values = vec![("WebhooksAccepted", Unit::Count, 1.0), ("UnknownTypes", Unit::Count, unknown as f64)];
+    if let Some(elapsed) = response.enqueue_time {
+        values.push(("EnqueueLatency", Unit::Milliseconds, elapsed.as_secs_f64() * 1000.0));
+    }
+    record(&[("Provider", provider)], &values);
+    for (event_type, count) in by_type {
+        record(&[("Provider", provider), ("Type", event_type)], &[("Events", Unit::Count, count as f64)]);
     }
 }
 
@@ -106,6 +146,7 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
     pub async fn handle(&self, request: IngestRequest<'_>) -> IngestResponse {
         let response = self.handle_inner(request).await;
         let provider = request.provider.as_str();
+        record_ingest_metrics(provider, &response);
         if response.status < 300 {
             tracing::info!(provider, source = request.source_id, events = response.accepted, "webhook accepted");
         } else {
@@ -205,11 +246,13 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             tracing::info!(provider = provider.as_str(), source = %source.id, notice = %notice, "notice");
             notices.push(notice.to_string());
         }
+        let mut event_types = Vec::with_capacity(normalized.events.len());
         let messages: Vec<Outgoing> = normalized
             .events
             .into_iter()
             .enumerate()
             .map(|(i, e)| {
+                event_types.push(e.event.event_type.to_string());
                 let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: source.id.clone() };
                 Outgoing {
                     id: i.to_string(),
@@ -219,6 +262,7 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             })
             .collect();
         let accepted = messages.len();
+        let started = Instant::now();
         if !messages.is_empty()
             && let Err(error) = self.queue.send(QueueName::Events, &messages).await
         {
@@ -238,6 +282,8 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             body: json!({ "accepted": accepted, "notices": notices }),
             accepted,
             outcome: "accepted",
+            enqueue_time: (accepted > 0).then(|| started.elapsed()),
+            event_types,
         }
     }
 
@@ -335,6 +381,8 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
         let expires_at = retention_end(&queued.event, self.retention);
         let recorded = self.store.record(&queued, expires_at).await?;
         tracing::info!(event = %queued.event.id, r#type = %queued.event.event_type, provider = %queued.event.data.provider, outcome = ?recorded, "event processed");
+        let metric = if matches!(recorded, Recorded::Stored) { "Stored" } else { "Duplicates" };
+        crate::metrics::record(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
         if let (Some(deliveries), Recorded::Stored | Recorded::Duplicate { fanned_out: false }) =
             (&self.deliveries, recorded)
         {
@@ -455,6 +503,19 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             })
             .await?;
         tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
+        let metric_outcome = match status {
+            Some(code) if code < 500 => "http_4xx",
+            Some(_) => "http_5xx",
+            None => outcome,
+        };
+        crate::metrics::record(
+            &[("Outcome", metric_outcome)],
+            &[
+                ("Deliveries", crate::metrics::Unit::Count, 1.0),
+                ("DeliveryLatency", crate::metrics::Unit::Milliseconds, response.latency.as_secs_f64() * 1000.0),
+                ("DeliveryAttempt", crate::metrics::Unit::None, f64::from(attempt)),
+            ],
+        );
         match next {
             Next::Done => {
                 if subscription.failing_since.take().is_some() {

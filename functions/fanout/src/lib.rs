@@ -185,7 +185,14 @@ where
             Err(error) if error.retryable => true,
             Err(error) => {
                 tracing::error!(message = %id, %error, "delivery task dead-lettered");
-                queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
+                let failed = queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err();
+                if !failed {
+                    tidings_core::metrics::record(
+                        &[("Queue", QueueName::Deliveries.as_str())],
+                        &[("DeadLettered", tidings_core::metrics::Unit::Count, 1.0)],
+                    );
+                }
+                failed
             }
         };
         if retry {

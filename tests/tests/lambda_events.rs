@@ -1,0 +1,69 @@
+//! `events/lambda/` holds the Lambda event envelopes built from the raw samples (see
+//! `tidings_tests::lambda_events`); this keeps them in step with the samples. After a change to
+//! a sample or to normalization, regenerate them with
+//! `TIDINGS_BLESS=1 cargo test -p tidings-tests --test lambda_events` and review the diff.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use tidings_tests::lambda_events::generate;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+#[test]
+fn lambda_envelopes_match_the_samples_they_are_built_from() {
+    let events = dir();
+    let lambda = events.join("lambda");
+    let generated = generate(&events);
+    if std::env::var_os("TIDINGS_BLESS").is_some() {
+        let _ = std::fs::remove_dir_all(&lambda);
+        for (path, text) in &generated {
+            let path = lambda.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+    }
+    let mut stale = Vec::new();
+    for (path, text) in &generated {
+        match std::fs::read_to_string(lambda.join(path)) {
+            Ok(found) if &found == text => {}
+            Ok(_) => stale.push(format!("{} differs from its sample", path.display())),
+            Err(_) => stale.push(format!("{} is missing", path.display())),
+        }
+    }
+    // Nothing in the directory that the samples do not produce.
+    let expected: BTreeSet<PathBuf> = generated.iter().map(|(p, _)| p.clone()).collect();
+    for sub in std::fs::read_dir(&lambda).unwrap() {
+        let sub = sub.unwrap().path();
+        for file in std::fs::read_dir(&sub).unwrap() {
+            let relative = file.unwrap().path().strip_prefix(&lambda).unwrap().to_path_buf();
+            if !expected.contains(&relative) {
+                stale.push(format!("{} is not built from any sample", relative.display()));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "events/lambda is out of step (TIDINGS_BLESS=1 cargo test -p tidings-tests --test lambda_events):\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn every_provider_has_an_envelope_for_its_function() {
+    let generated = generate(&dir());
+    for provider in tidings_core::ProviderId::ALL {
+        // SES over HTTPS is signed by SNS with AWS's key, so its envelope is the queue one.
+        let prefix = if provider == tidings_core::ProviderId::Ses {
+            "ses-queue/".to_owned()
+        } else {
+            format!("http/{provider}-")
+        };
+        assert!(
+            generated.iter().any(|(p, _)| p.to_string_lossy().starts_with(&prefix)),
+            "no Lambda envelope for {provider}"
+        );
+    }
+}
