@@ -19,6 +19,18 @@ if ! "$venv/bin/python" -c "import moto, standardwebhooks, sys; sys.exit(moto.__
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}" "standardwebhooks==${STANDARDWEBHOOKS_VERSION}"
 fi
+# The deployment tools, in their own environment (their pins clash with moto's): the SAM CLI
+# (validate, and its translator for infra/transform.py) and cargo-lambda with zig (infra/build.sh).
+SAM_VERSION=1.170.0
+CARGO_LAMBDA_VERSION=1.9.2
+deploy_venv=target/deploy-venv
+step "aws-sam-cli ${SAM_VERSION}, cargo-lambda ${CARGO_LAMBDA_VERSION}"
+if ! "$deploy_venv/bin/python" -c "import sys; from importlib.metadata import version as v; sys.exit((v('aws-sam-cli'), v('cargo-lambda')) != ('${SAM_VERSION}', '${CARGO_LAMBDA_VERSION}'))" 2>/dev/null; then
+  python3 -m venv "$deploy_venv"
+  "$deploy_venv/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==${SAM_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}"
+fi
+export SAM_CLI_TELEMETRY=0
+
 # The official Standard Webhooks verifier checks tidings' signatures (functions/core/tests).
 export TIDINGS_PYTHON="$PWD/$venv/bin/python"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -35,8 +47,13 @@ for _ in $(seq 1 100); do
 done
 export TIDINGS_MOTO_ENDPOINT="http://127.0.0.1:${port}"
 
-step "cfn-lint template.yaml"
+step "template.yaml: cfn-lint, sam validate --lint, SAM translation"
 "$venv/bin/cfn-lint" template.yaml
+"$deploy_venv/bin/sam" validate --lint --region us-east-1
+# What SAM would deploy; the Lambda-level test runs the functions with its environments and
+# checks every AWS call they make against its IAM policies.
+"$deploy_venv/bin/python" infra/transform.py template.yaml target/template.transformed.json
+export TIDINGS_TRANSFORMED_TEMPLATE="$PWD/target/template.transformed.json"
 
 step "rustfmt"
 cargo fmt --all --check
@@ -51,3 +68,6 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 # ones belong to crates without tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
+
+step "arm64 Lambda build (cargo-lambda)"
+infra/build.sh

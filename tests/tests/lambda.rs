@@ -9,7 +9,7 @@
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -54,45 +54,63 @@ fn moto() -> String {
     })
 }
 
-/// A deployment on moto: the table and the queues of `template.yaml`, and the environment the
-/// template gives every function.
+/// The template as SAM deploys it: `infra/transform.py` expands `template.yaml` with the SAM
+/// translator (Globals merged into each function, policy templates into IAM statements); the
+/// test command writes it and exports its path.
+fn deployed_template() -> Value {
+    let path = std::env::var("TIDINGS_TRANSFORMED_TEMPLATE").unwrap_or_else(|_| {
+        panic!("TIDINGS_TRANSFORMED_TEMPLATE is not set: run ./scripts/test.sh, which translates template.yaml")
+    });
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).unwrap()
+}
+
+/// The stack name the deployment stands in for (`${AWS::StackName}`).
+const STACK: &str = "tidings-e2e";
+
+/// A deployment on moto made from the template: every queue with its redrive policy, the table
+/// with its keys and indexes, and each function's environment as the template sets it. The
+/// functions run with their own access key ids, so the calls each makes can be told apart.
 struct Deployment {
+    template: Value,
     sqs: aws_sdk_sqs::Client,
     store: tidings_aws::DynamoStore,
     table: String,
-    events: String,
-    deliveries: String,
-    env: Vec<(&'static str, String)>,
+    /// Logical id → queue URL, and back.
+    queues: BTreeMap<String, String>,
 }
 
 impl Deployment {
     async fn new() -> Deployment {
+        let template = deployed_template();
         let config = tidings_aws::sdk_config_for_endpoint(&moto()).await;
         let dynamo = aws_sdk_dynamodb::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
-        let run = format!("lambda-{}", std::process::id());
-        let table = format!("tidings-{run}");
-        tidings_aws::dynamo::create_table(&dynamo, &table).await.unwrap();
-        let mut env = vec![
-            ("AWS_ENDPOINT_URL", moto()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ACCESS_KEY_ID", "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
-            ("TIDINGS_TABLE", table.clone()),
-            ("TIDINGS_RETENTION_DAYS", "90".into()),
-            ("TIDINGS_LOG_LEVEL", "info".into()),
-        ];
-        let mut urls = Vec::new();
-        for (queue, variable, dlq_variable) in [
-            ("events", "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
-            ("deliveries", "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
-            ("redrive", "TIDINGS_REDRIVE_QUEUE_URL", "TIDINGS_REDRIVE_DLQ_URL"),
-        ] {
-            let dlq =
-                sqs.create_queue().queue_name(format!("{run}-{queue}-dlq")).send().await.unwrap().queue_url.unwrap();
+        let run = format!("e2e-{}", std::process::id());
+        let resources = template["Resources"].as_object().unwrap();
+
+        // Queues: dead-letter queues first, so the others can name them.
+        let mut queues = BTreeMap::new();
+        let mut arns = BTreeMap::new();
+        let mut ordered: Vec<(&String, &Value)> =
+            resources.iter().filter(|(_, r)| r["Type"] == "AWS::SQS::Queue").collect();
+        ordered.sort_by_key(|(_, r)| !r["Properties"]["RedrivePolicy"].is_null());
+        for (id, queue) in ordered {
+            let properties = &queue["Properties"];
+            let mut create = sqs.create_queue().queue_name(format!("{run}-{id}"));
+            if let Some(seconds) = properties["VisibilityTimeout"].as_u64() {
+                create = create.attributes(QueueAttributeName::VisibilityTimeout, seconds.to_string());
+            }
+            let policy = &properties["RedrivePolicy"];
+            if !policy.is_null() {
+                let target = policy["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str().unwrap();
+                let count = policy["maxReceiveCount"].to_string().trim_matches('"').to_owned();
+                let redrive = json!({"deadLetterTargetArn": arns[target], "maxReceiveCount": count}).to_string();
+                create = create.attributes(QueueAttributeName::RedrivePolicy, redrive);
+            }
+            let url = create.send().await.unwrap().queue_url.unwrap();
             let arn = sqs
                 .get_queue_attributes()
-                .queue_url(&dlq)
+                .queue_url(&url)
                 .attribute_names(QueueAttributeName::QueueArn)
                 .send()
                 .await
@@ -100,47 +118,117 @@ impl Deployment {
                 .attributes
                 .unwrap()[&QueueAttributeName::QueueArn]
                 .clone();
-            let url = sqs
-                .create_queue()
-                .queue_name(format!("{run}-{queue}"))
-                .attributes(
-                    QueueAttributeName::RedrivePolicy,
-                    format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#),
-                )
-                .send()
-                .await
-                .unwrap()
-                .queue_url
-                .unwrap();
-            env.push((variable, url.clone()));
-            env.push((dlq_variable, dlq));
-            urls.push(url);
+            arns.insert(id.clone(), arn);
+            queues.insert(id.clone(), url);
         }
+
+        // The table, exactly as declared: if the code needed a key or index the template lacks,
+        // the functions below would fail.
+        let (table_id, declared) =
+            resources.iter().find(|(_, r)| r["Type"] == "AWS::DynamoDB::Table").expect("a table in the template");
+        let table = format!("{run}-{table_id}");
+        create_table(&dynamo, &table, &declared["Properties"]).await;
+
         let store = tidings_aws::DynamoStore::new(dynamo, table.clone());
-        Deployment { sqs, store, table, events: urls[0].clone(), deliveries: urls[1].clone(), env }
+        Deployment { template, sqs, store, table, queues }
     }
 
-    async fn start(&self, binary: &str, extra: &[(&'static str, String)]) -> Function {
-        let mut env = self.env.clone();
-        env.extend(extra.iter().cloned());
+    /// The function resource whose binary is `binary`.
+    fn function(&self, binary: &str) -> (&String, &Value) {
+        self.template["Resources"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, r)| r["Metadata"]["BuildProperties"]["Binary"] == binary)
+            .unwrap_or_else(|| panic!("template.yaml has no function for binary {binary}"))
+    }
+
+    /// A value in the template's environment, resolved against this deployment.
+    fn resolve(&self, name: &str, value: &Value) -> String {
+        if let Some(text) = value.as_str() {
+            return text.to_owned();
+        }
+        if let Some(target) = value["Ref"].as_str() {
+            if let Some(url) = self.queues.get(target) {
+                return url.clone();
+            }
+            let resource = &self.template["Resources"][target];
+            if resource["Type"] == "AWS::DynamoDB::Table" {
+                return self.table.clone();
+            }
+            let default = &self.template["Parameters"][target]["Default"];
+            if !default.is_null() {
+                return default.as_str().map_or_else(|| default.to_string(), str::to_owned);
+            }
+        }
+        if let Some(text) = value["Fn::Sub"].as_str()
+            && text.matches("${").count() == text.matches("${AWS::StackName}").count()
+        {
+            return text.replace("${AWS::StackName}", STACK);
+        }
+        panic!("{name}: cannot resolve {value} from the template")
+    }
+
+    /// The environment the template gives the function running `binary`.
+    fn environment(&self, binary: &str) -> Vec<(String, String)> {
+        let (_, function) = self.function(binary);
+        let variables = function["Properties"]["Environment"]["Variables"].as_object().unwrap();
+        variables.iter().map(|(name, value)| (name.clone(), self.resolve(name, value))).collect()
+    }
+
+    /// Starts `binary` with its template environment, `overrides` (values the template leaves
+    /// to parameters a user sets), and its own credentials.
+    async fn start(&self, binary: &str, overrides: &[(&str, String)]) -> Function {
+        let mut env: BTreeMap<String, String> = self.environment(binary).into_iter().collect();
+        for (name, value) in overrides {
+            // TIDINGS_ALLOW_NETWORKS is the one setting the template leaves out on purpose: it
+            // opens private networks to deliveries, which only this test's loopback needs.
+            assert!(
+                env.contains_key(*name) || *name == "TIDINGS_ALLOW_NETWORKS",
+                "{binary}: the template does not set {name}"
+            );
+            env.insert((*name).to_owned(), value.clone());
+        }
+        env.insert("AWS_ENDPOINT_URL".into(), moto());
+        env.insert("AWS_REGION".into(), "us-east-1".into());
+        env.insert("AWS_ACCESS_KEY_ID".into(), access_key(binary));
+        env.insert("AWS_SECRET_ACCESS_KEY".into(), "testing".into());
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         Function::start(&binaries().join(binary), binary, &env).await
     }
 
+    fn queue(&self, logical: &str) -> &str {
+        self.queues.get(logical).unwrap_or_else(|| panic!("template.yaml has no queue {logical}"))
+    }
+
     /// Takes every message off a queue, as the SQS event source does before invoking.
-    async fn drain(&self, url: &str) -> Vec<String> {
-        let mut bodies = Vec::new();
+    async fn drain(&self, logical: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let url = self.queue(logical);
+        let mut out = Vec::new();
         loop {
-            let page = self.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+            let page = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .unwrap();
             let messages = page.messages.unwrap_or_default();
             if messages.is_empty() {
-                return bodies;
+                return out;
             }
             for message in messages {
-                let handle = message.receipt_handle.unwrap();
+                let handle = message.receipt_handle.clone().unwrap();
                 self.sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.unwrap();
-                bodies.push(message.body.unwrap());
+                out.push(message);
             }
         }
+    }
+
+    async fn drain_bodies(&self, logical: &str) -> Vec<String> {
+        self.drain(logical).await.into_iter().map(|m| m.body.unwrap()).collect()
     }
 
     async fn stored_ids(&self) -> BTreeSet<String> {
@@ -151,18 +239,250 @@ impl Deployment {
     }
 }
 
+/// The access key id a function's calls carry (moto records it; nothing checks it).
+fn access_key(binary: &str) -> String {
+    format!("AKIA{}", binary.to_ascii_uppercase().replace('-', "X"))
+}
+
+/// `CreateTable` from the template's table properties.
+async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, properties: &Value) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+        ScalarAttributeType, TimeToLiveSpecification,
+    };
+    let keys = |schema: &Value| -> Vec<KeySchemaElement> {
+        schema
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                KeySchemaElement::builder()
+                    .attribute_name(k["AttributeName"].as_str().unwrap())
+                    .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                    .build()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(properties["BillingMode"], "PAY_PER_REQUEST");
+    let mut create = dynamo
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_key_schema(Some(keys(&properties["KeySchema"])));
+    for attribute in properties["AttributeDefinitions"].as_array().unwrap() {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(attribute["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(attribute["AttributeType"].as_str().unwrap()))
+                .build()
+                .unwrap(),
+        );
+    }
+    for index in properties["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+        let projection = &index["Projection"];
+        let non_key: Option<Vec<String>> = projection["NonKeyAttributes"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect());
+        create = create.global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(index["IndexName"].as_str().unwrap())
+                .set_key_schema(Some(keys(&index["KeySchema"])))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::from(projection["ProjectionType"].as_str().unwrap()))
+                        .set_non_key_attributes(non_key)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        );
+    }
+    create.send().await.unwrap();
+    let ttl = &properties["TimeToLiveSpecification"];
+    if ttl["Enabled"] == true {
+        dynamo
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(ttl["AttributeName"].as_str().unwrap())
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// The first API key, made the way the README says: `tidings keys create`.
 fn create_key(deployment: &Deployment) -> String {
     let output = Command::new(binaries().join("tidings"))
         .args(["keys", "create", "--table", &deployment.table, "--workspace", WORKSPACE])
         .env_clear()
-        .envs(deployment.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("AWS_ENDPOINT_URL", moto())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
         .output()
         .unwrap();
     assert!(output.status.success(), "tidings keys create: {}", String::from_utf8_lossy(&output.stderr));
     let key = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert!(key.starts_with("tdk_"), "unexpected key output {key:?}");
     key
+}
+
+/// moto's request recorder: every AWS call the functions make, with its headers and body.
+async fn recorder(action: &str) -> String {
+    tidings_ingest::install_crypto_provider();
+    let url = format!("{}/moto-api/recorder/{action}", moto());
+    let client = reqwest::Client::new();
+    let response = if action == "download-recording" { client.get(url) } else { client.post(url) };
+    response.send().await.unwrap().error_for_status().unwrap().text().await.unwrap()
+}
+
+/// One AWS call a function made: the IAM action it needs, on which template resource.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    binary: String,
+    action: String,
+    resource: String,
+}
+
+/// The calls in moto's recording made with the functions' access keys.
+fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -> BTreeSet<Call> {
+    use base64::Engine;
+    let by_key: BTreeMap<String, &str> = binaries.iter().map(|b| (access_key(b), *b)).collect();
+    let queue_of: BTreeMap<&str, &str> =
+        deployment.queues.iter().map(|(id, url)| (url.as_str(), id.as_str())).collect();
+    let table_id = deployment.template["Resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(_, r)| r["Type"] == "AWS::DynamoDB::Table")
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let mut calls = BTreeSet::new();
+    for line in recording.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line).unwrap();
+        let header = |name: &str| {
+            entry["headers"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let authorization = header("authorization");
+        let Some(credential) = authorization.split("Credential=").nth(1) else { continue };
+        let scope: Vec<&str> = credential.split('/').collect();
+        let Some(binary) = by_key.get(scope[0]) else { continue };
+        let service = scope[3];
+        let operation = header("x-amz-target").rsplit('.').next().unwrap_or_default().to_owned();
+        let body = entry["body"].as_str().unwrap_or_default();
+        let body = if entry["body_encoded"] == true {
+            base64::engine::general_purpose::STANDARD.decode(body).unwrap()
+        } else {
+            body.as_bytes().to_vec()
+        };
+        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let mut add = |action: String, resource: String| {
+            calls.insert(Call { binary: (*binary).to_owned(), action, resource });
+        };
+        match service {
+            "sqs" => {
+                let url = body["QueueUrl"].as_str().unwrap_or_default();
+                let queue = queue_of.get(url).copied().unwrap_or(url);
+                add(format!("sqs:{operation}"), queue.to_owned());
+            }
+            "dynamodb" => {
+                // A transaction is authorized as the item actions inside it.
+                let items: Vec<(String, &Value)> = match operation.as_str() {
+                    "TransactWriteItems" | "TransactGetItems" => body["TransactItems"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .flat_map(|item| item.as_object().unwrap().iter())
+                        .map(|(kind, op)| {
+                            let action = match kind.as_str() {
+                                "Put" => "PutItem",
+                                "Update" => "UpdateItem",
+                                "Delete" => "DeleteItem",
+                                "ConditionCheck" => "ConditionCheckItem",
+                                _ => "GetItem",
+                            };
+                            (action.to_owned(), &op["TableName"])
+                        })
+                        .collect(),
+                    _ => vec![(operation.clone(), &body["TableName"])],
+                };
+                for (action, table) in items {
+                    assert_eq!(table.as_str(), Some(deployment.table.as_str()), "{binary} used another table");
+                    add(format!("dynamodb:{action}"), table_id.clone());
+                }
+            }
+            other => add(format!("{other}:{operation}"), "*".into()),
+        }
+    }
+    calls
+}
+
+/// Whether the function's role, as the template deploys it, allows `call`.
+fn granted(deployment: &Deployment, call: &Call) -> bool {
+    let (_, function) = deployment.function(&call.binary);
+    let role_id = function["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+    let role = &deployment.template["Resources"][role_id]["Properties"];
+    let mut statements: Vec<(Vec<String>, BTreeSet<String>)> = Vec::new();
+    for policy in role["Policies"].as_array().into_iter().flatten() {
+        let document = &policy["PolicyDocument"]["Statement"];
+        let list = document.as_array().cloned().unwrap_or_else(|| vec![document.clone()]);
+        for statement in list.iter().filter(|s| s["Effect"] == "Allow") {
+            let actions = match &statement["Action"] {
+                Value::String(one) => vec![one.clone()],
+                many => many.as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()).collect(),
+            };
+            let mut resources = BTreeSet::new();
+            references(&statement["Resource"], &mut resources);
+            statements.push((actions, resources));
+        }
+    }
+    // What SAM attaches for an SQS event source: Lambda's poller reads and deletes with it.
+    let managed = role["ManagedPolicyArns"].to_string();
+    if managed.contains("AWSLambdaSQSQueueExecutionRole") {
+        let actions = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"];
+        statements.push((actions.map(str::to_owned).to_vec(), BTreeSet::from(["*".to_owned()])));
+    }
+    let matches = |pattern: &str| match pattern.strip_suffix('*') {
+        Some(prefix) => call.action.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()),
+        None => call.action.eq_ignore_ascii_case(pattern),
+    };
+    statements.iter().any(|(actions, resources)| {
+        actions.iter().any(|a| matches(a)) && (resources.contains("*") || resources.contains(&call.resource))
+    })
+}
+
+/// The template resources an IAM `Resource` names (`*` for any).
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::String(text) if text == "*" => {
+            out.insert("*".into());
+        }
+        Value::Object(map) => {
+            if let Some(Value::String(id)) = map.get("Ref") {
+                out.insert(id.clone());
+            }
+            if let Some(id) = map.get("Fn::GetAtt").and_then(|g| g[0].as_str()) {
+                out.insert(id.to_owned());
+            }
+            map.values().for_each(|v| references(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
 }
 
 /// An admin API call through the `api` function, as API Gateway invokes it.
@@ -212,7 +532,7 @@ fn metric(output: &str, name: &str, dimensions: &[(&str, &str)]) -> (f64, usize)
     for line in output.lines().filter(|l| l.starts_with('{') && l.contains("\"_aws\":")) {
         let document: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad EMF line {line}: {e}"));
         let declared = &document["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(declared["Namespace"], "tidings");
+        assert_eq!(declared["Namespace"], format!("tidings/{STACK}"), "the namespace the template sets");
         let names_metric = declared["Metrics"].as_array().unwrap().iter().any(|m| m["Name"] == name);
         if names_metric && dimensions.iter().all(|(k, v)| document[*k] == *v) {
             sum.0 += document[name].as_f64().unwrap();
@@ -246,6 +566,9 @@ async fn subscriber() -> (String, Received) {
 async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_signed() {
     let deployment = Deployment::new().await;
     let key = create_key(&deployment);
+    // Only this test talks to moto while it runs (cargo runs one test binary at a time).
+    recorder("reset-recording").await;
+    recorder("start-recording").await;
     let api_function = deployment.start("api", &[("TIDINGS_OPERATOR_WORKSPACES", WORKSPACE.into())]).await;
 
     // Sources and a subscription, through the admin API.
@@ -304,7 +627,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     let (status, body) = http_answer(&sendgrid_function.call(&unsigned).await);
     assert_eq!(status, 401, "the checked-in envelope carries no signature: {body}");
     assert!(body.to_string().contains("sendgrid"), "the reason names the provider: {body}");
-    assert!(deployment.drain(&deployment.events).await.is_empty(), "a refused webhook enqueues nothing");
+    assert!(deployment.drain_bodies("EventsQueue").await.is_empty(), "a refused webhook enqueues nothing");
 
     let sendgrid_key = SigningKey { secret: &sendgrid_private, public_url: None };
     for _ in 0..2 {
@@ -330,10 +653,21 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert_eq!(ses_function.call(&envelope).await, json!({"batchItemFailures": []}));
 
     // The processor stores what ingest queued: each event once, whatever came twice.
-    let queued = deployment.drain(&deployment.events).await;
+    let queued = deployment.drain_bodies("EventsQueue").await;
     let processor = deployment.start("processor", &[]).await;
-    let response = processor.call(&sqs_batch("events", "m", &queued)).await;
+    // And one record that is not an event: dead-lettered with its reason, not retried forever.
+    let mut batch = queued.clone();
+    batch.push("not an event".into());
+    let response = processor.call(&sqs_batch("events", "m", &batch)).await;
     assert_eq!(response, json!({"batchItemFailures": []}));
+    let dead = deployment.drain("EventsDeadLetterQueue").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body.as_deref(), Some("not an event"));
+    let reason = dead[0].message_attributes.as_ref().and_then(|a| a.get("tidings-reason"));
+    assert!(
+        reason.and_then(|r| r.string_value()).is_some_and(|r| r.contains("not a queued event")),
+        "the reason travels with the dead letter: {reason:?}"
+    );
     let mut expected = expected_ids(ProviderId::Sendgrid, "batch-every-type");
     expected.extend(expected_ids(ProviderId::Twilio, "undelivered"));
     expected.extend(expected_ids(ProviderId::Ses, "bounce-permanent"));
@@ -341,7 +675,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert_eq!(deployment.stored_ids().await, expected);
 
     // Fan-out delivers each stored event once, signed with the subscription's secret.
-    let tasks = deployment.drain(&deployment.deliveries).await;
+    let tasks = deployment.drain_bodies("DeliveriesQueue").await;
     assert_eq!(tasks.len(), expected.len(), "one delivery task per stored event");
     let fanout = deployment.start("fanout", &[("TIDINGS_ALLOW_NETWORKS", "127.0.0.0/8".into())]).await;
     let response = fanout.call(&sqs_batch("deliveries", "d", &tasks)).await;
@@ -388,9 +722,31 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     let stored = metric(&processor.output(), "Stored", &[]).0;
     let duplicates = metric(&processor.output(), "Duplicates", &[]).0;
     assert_eq!((stored, duplicates), (expected.len() as f64, (queued.len() - expected.len()) as f64));
+    assert_eq!(metric(&processor.output(), "DeadLettered", &[("Queue", "events")]).0, 1.0);
     let delivered = metric(&fanout.output(), "Deliveries", &[("Outcome", "delivered")]);
     assert_eq!(delivered.0, expected.len() as f64);
     assert_eq!(metric(&fanout.output(), "DeliveryAttempt", &[("Outcome", "delivered")]).0, expected.len() as f64);
+
+    // Every AWS call each function made is one its role in the template allows.
+    recorder("stop-recording").await;
+    let started = ["api", "sendgrid", "twilio", "ses-queue", "processor", "fanout"];
+    let calls = recorded_calls(&recorder("download-recording").await, &deployment, &started);
+    let denied: Vec<String> = calls
+        .iter()
+        .filter(|c| !granted(&deployment, c))
+        .map(|c| format!("{} calls {} on {}", c.binary, c.action, c.resource))
+        .collect();
+    assert!(denied.is_empty(), "template.yaml does not grant:\n{}", denied.join("\n"));
+    for (binary, action, resource) in [
+        ("sendgrid", "sqs:SendMessageBatch", "EventsQueue"),
+        ("processor", "dynamodb:PutItem", "Table"),
+        ("processor", "sqs:SendMessageBatch", "DeliveriesQueue"),
+        ("processor", "sqs:SendMessage", "EventsDeadLetterQueue"),
+        ("api", "dynamodb:PutItem", "Table"),
+    ] {
+        let call = Call { binary: binary.into(), action: action.into(), resource: resource.into() };
+        assert!(calls.contains(&call), "no {call:?} recorded; the check above would be vacuous: {calls:#?}");
+    }
 
     // The functions logged what they did, and no secret: not the API key, not the
     // subscription's signing secret, not a provider's token.

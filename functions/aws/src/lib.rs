@@ -34,7 +34,8 @@ fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
 /// ([`tidings_core::metrics`]). `TIDINGS_LOG_LEVEL` (or `RUST_LOG`) filters; the default is
 /// `info`.
 pub fn init_lambda_logging() {
-    tidings_core::metrics::emit_to_stdout();
+    let namespace = std::env::var("TIDINGS_METRICS_NAMESPACE").ok().filter(|n| !n.is_empty());
+    tidings_core::metrics::emit_to_stdout(namespace.as_deref().unwrap_or(tidings_core::metrics::DEFAULT_NAMESPACE));
     let filter = std::env::var("TIDINGS_LOG_LEVEL")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())

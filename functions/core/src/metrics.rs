@@ -1,6 +1,8 @@
 //! Metrics as CloudWatch Embedded Metric Format (EMF) log lines: on Lambda, a JSON line on
 //! stdout with an `_aws` block becomes CloudWatch metrics, with no API call and no agent.
-//! Everything is in namespace [`NAMESPACE`]; `template.yaml`'s alarms and dashboard read them.
+//! Everything is in one namespace: `TIDINGS_METRICS_NAMESPACE`, which `template.yaml` sets to
+//! `tidings/<stack name>` so two stacks in one account keep apart ([`DEFAULT_NAMESPACE`] when
+//! unset); the template's alarms and dashboard read them there.
 //!
 //! | metric | unit | dimensions | written by |
 //! |---|---|---|---|
@@ -20,17 +22,21 @@
 //! and tests print nothing extra.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Map, Value, json};
 
-/// The CloudWatch namespace of every tidings metric.
-pub const NAMESPACE: &str = "tidings";
+/// The CloudWatch namespace when none is configured.
+pub const DEFAULT_NAMESPACE: &str = "tidings";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+static NAMESPACE: OnceLock<String> = OnceLock::new();
 
-/// Writes metrics to stdout from now on (Lambda functions call this at cold start).
-pub fn emit_to_stdout() {
+/// Writes metrics to stdout from now on, in `namespace` (Lambda functions call this at cold
+/// start; the first namespace given stays).
+pub fn emit_to_stdout(namespace: &str) {
+    let _ = NAMESPACE.set(namespace.to_owned());
     ENABLED.store(true, Ordering::Relaxed);
 }
 
@@ -57,14 +63,15 @@ pub fn record(dimensions: &[(&str, &str)], values: &[(&str, Unit, f64)]) {
     if !ENABLED.load(Ordering::Relaxed) || values.is_empty() {
         return;
     }
-    let line = render(crate::Timestamp::now().unix_millis(), dimensions, values);
+    let namespace = NAMESPACE.get().map_or(DEFAULT_NAMESPACE, String::as_str);
+    let line = render(namespace, crate::Timestamp::now().unix_millis(), dimensions, values);
     // One write per line, so lines from concurrent invocations never interleave.
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }
 
 /// The EMF document for one record.
-pub fn render(timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, Unit, f64)]) -> String {
+pub fn render(namespace: &str, timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, Unit, f64)]) -> String {
     let mut document = Map::new();
     let names: Vec<&str> = dimensions.iter().map(|(name, _)| *name).collect();
     let metrics: Vec<Value> =
@@ -73,7 +80,7 @@ pub fn render(timestamp_ms: i64, dimensions: &[(&str, &str)], values: &[(&str, U
         "_aws".into(),
         json!({
             "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [names], "Metrics": metrics}]
+            "CloudWatchMetrics": [{"Namespace": namespace, "Dimensions": [names], "Metrics": metrics}]
         }),
     );
     for (name, value) in dimensions {
@@ -92,6 +99,7 @@ mod tests {
     #[test]
     fn a_record_is_one_emf_document_cloudwatch_can_read() {
         let line = render(
+            "tidings/prod",
             1_795_435_200_000,
             &[("Provider", "sendgrid"), ("Type", "email.bounced")],
             &[("Events", Unit::Count, 3.0), ("EnqueueLatency", Unit::Milliseconds, 12.5)],
@@ -100,7 +108,7 @@ mod tests {
         assert!(!line.contains('\n'));
         assert_eq!(document["_aws"]["Timestamp"], 1_795_435_200_000i64);
         let directive = &document["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(directive["Namespace"], "tidings");
+        assert_eq!(directive["Namespace"], "tidings/prod");
         assert_eq!(directive["Dimensions"], json!([["Provider", "Type"]]));
         assert_eq!(
             directive["Metrics"],
@@ -116,7 +124,8 @@ mod tests {
 
     #[test]
     fn a_record_without_dimensions_has_one_empty_dimension_set() {
-        let document: Value = serde_json::from_str(&render(0, &[], &[("Stored", Unit::Count, 1.0)])).unwrap();
+        let document: Value =
+            serde_json::from_str(&render("tidings", 0, &[], &[("Stored", Unit::Count, 1.0)])).unwrap();
         assert_eq!(document["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([[]]));
         assert_eq!(document["Stored"], 1.0);
     }
