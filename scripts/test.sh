@@ -34,7 +34,8 @@ export SAM_CLI_TELEMETRY=0
 # The official Standard Webhooks verifier checks tidings' signatures (functions/core/tests).
 export TIDINGS_PYTHON="$PWD/$venv/bin/python"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+# The recorder (off until a test starts it) writes under target/, not into the checkout.
+MOTO_RECORDER_FILEPATH="$PWD/target/moto-recording.jsonl" "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
 moto_pid=$!
 log=$(mktemp)
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT

@@ -133,14 +133,11 @@ impl Deployment {
         Deployment { template, sqs, store, table, queues }
     }
 
-    /// The function resource whose binary is `binary`.
-    fn function(&self, binary: &str) -> (&String, &Value) {
-        self.template["Resources"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .find(|(_, r)| r["Metadata"]["BuildProperties"]["Binary"] == binary)
-            .unwrap_or_else(|| panic!("template.yaml has no function for binary {binary}"))
+    /// The function resource with logical id `id`.
+    fn function(&self, id: &str) -> &Value {
+        let function = &self.template["Resources"][id];
+        assert_eq!(function["Type"], "AWS::Lambda::Function", "template.yaml has no function {id}");
+        function
     }
 
     /// A value in the template's environment, resolved against this deployment.
@@ -169,32 +166,34 @@ impl Deployment {
         panic!("{name}: cannot resolve {value} from the template")
     }
 
-    /// The environment the template gives the function running `binary`.
-    fn environment(&self, binary: &str) -> Vec<(String, String)> {
-        let (_, function) = self.function(binary);
+    /// The environment the template gives function `id`.
+    fn environment(&self, id: &str) -> Vec<(String, String)> {
+        let function = self.function(id);
         let variables = function["Properties"]["Environment"]["Variables"].as_object().unwrap();
         variables.iter().map(|(name, value)| (name.clone(), self.resolve(name, value))).collect()
     }
 
-    /// Starts `binary` with its template environment, `overrides` (values the template leaves
-    /// to parameters a user sets), and its own credentials.
-    async fn start(&self, binary: &str, overrides: &[(&str, String)]) -> Function {
-        let mut env: BTreeMap<String, String> = self.environment(binary).into_iter().collect();
+    /// Starts function `id` (its binary, as the template builds it) with its template
+    /// environment, `overrides` (values the template leaves to parameters a user sets), and
+    /// its own credentials.
+    async fn start(&self, id: &str, overrides: &[(&str, String)]) -> Function {
+        let binary = self.function(id)["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap().to_owned();
+        let mut env: BTreeMap<String, String> = self.environment(id).into_iter().collect();
         for (name, value) in overrides {
             // TIDINGS_ALLOW_NETWORKS is the one setting the template leaves out on purpose: it
             // opens private networks to deliveries, which only this test's loopback needs.
             assert!(
                 env.contains_key(*name) || *name == "TIDINGS_ALLOW_NETWORKS",
-                "{binary}: the template does not set {name}"
+                "{id}: the template does not set {name}"
             );
             env.insert((*name).to_owned(), value.clone());
         }
         env.insert("AWS_ENDPOINT_URL".into(), moto());
         env.insert("AWS_REGION".into(), "us-east-1".into());
-        env.insert("AWS_ACCESS_KEY_ID".into(), access_key(binary));
+        env.insert("AWS_ACCESS_KEY_ID".into(), access_key(id));
         env.insert("AWS_SECRET_ACCESS_KEY".into(), "testing".into());
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        Function::start(&binaries().join(binary), binary, &env).await
+        Function::start(&binaries().join(&binary), id, &env).await
     }
 
     fn queue(&self, logical: &str) -> &str {
@@ -240,8 +239,8 @@ impl Deployment {
 }
 
 /// The access key id a function's calls carry (moto records it; nothing checks it).
-fn access_key(binary: &str) -> String {
-    format!("AKIA{}", binary.to_ascii_uppercase().replace('-', "X"))
+fn access_key(function: &str) -> String {
+    format!("AKIA{}", function.to_ascii_uppercase())
 }
 
 /// `CreateTable` from the template's table properties.
@@ -346,15 +345,15 @@ async fn recorder(action: &str) -> String {
 /// One AWS call a function made: the IAM action it needs, on which template resource.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Call {
-    binary: String,
+    function: String,
     action: String,
     resource: String,
 }
 
 /// The calls in moto's recording made with the functions' access keys.
-fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -> BTreeSet<Call> {
+fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) -> BTreeSet<Call> {
     use base64::Engine;
-    let by_key: BTreeMap<String, &str> = binaries.iter().map(|b| (access_key(b), *b)).collect();
+    let by_key: BTreeMap<String, &str> = functions.iter().map(|f| (access_key(f), *f)).collect();
     let queue_of: BTreeMap<&str, &str> =
         deployment.queues.iter().map(|(id, url)| (url.as_str(), id.as_str())).collect();
     let table_id = deployment.template["Resources"]
@@ -380,7 +379,7 @@ fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -
         let authorization = header("authorization");
         let Some(credential) = authorization.split("Credential=").nth(1) else { continue };
         let scope: Vec<&str> = credential.split('/').collect();
-        let Some(binary) = by_key.get(scope[0]) else { continue };
+        let Some(function) = by_key.get(scope[0]) else { continue };
         let service = scope[3];
         let operation = header("x-amz-target").rsplit('.').next().unwrap_or_default().to_owned();
         let body = entry["body"].as_str().unwrap_or_default();
@@ -391,7 +390,7 @@ fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -
         };
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let mut add = |action: String, resource: String| {
-            calls.insert(Call { binary: (*binary).to_owned(), action, resource });
+            calls.insert(Call { function: (*function).to_owned(), action, resource });
         };
         match service {
             "sqs" => {
@@ -421,7 +420,7 @@ fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -
                     _ => vec![(operation.clone(), &body["TableName"])],
                 };
                 for (action, table) in items {
-                    assert_eq!(table.as_str(), Some(deployment.table.as_str()), "{binary} used another table");
+                    assert_eq!(table.as_str(), Some(deployment.table.as_str()), "{function} used another table");
                     add(format!("dynamodb:{action}"), table_id.clone());
                 }
             }
@@ -433,7 +432,7 @@ fn recorded_calls(recording: &str, deployment: &Deployment, binaries: &[&str]) -
 
 /// Whether the function's role, as the template deploys it, allows `call`.
 fn granted(deployment: &Deployment, call: &Call) -> bool {
-    let (_, function) = deployment.function(&call.binary);
+    let function = deployment.function(&call.function);
     let role_id = function["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap();
     let role = &deployment.template["Resources"][role_id]["Properties"];
     let mut statements: Vec<(Vec<String>, BTreeSet<String>)> = Vec::new();
@@ -569,7 +568,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     // Only this test talks to moto while it runs (cargo runs one test binary at a time).
     recorder("reset-recording").await;
     recorder("start-recording").await;
-    let api_function = deployment.start("api", &[("TIDINGS_OPERATOR_WORKSPACES", WORKSPACE.into())]).await;
+    let api_function = deployment.start("Api", &[("TIDINGS_OPERATOR_WORKSPACES", WORKSPACE.into())]).await;
 
     // Sources and a subscription, through the admin API.
     let (status, body) = api(&api_function, "tdk_wrong", "GET", "/api/sources", None).await;
@@ -616,7 +615,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
 
     // Webhooks in. SendGrid retries its batch once: the same events, stored once below.
     let sendgrid_id = sendgrid["id"].as_str().unwrap();
-    let sendgrid_function = deployment.start("sendgrid", &[]).await;
+    let sendgrid_function = deployment.start("IngestSendGrid", &[]).await;
     let unsigned: Value = serde_json::from_str(
         &std::fs::read_to_string(events_dir().join("lambda/http/sendgrid-batch-every-type.json")).unwrap(),
     )
@@ -636,7 +635,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         let (status, body) = http_answer(&sendgrid_function.call(&envelope).await);
         assert_eq!(status, 200, "{body}");
     }
-    let twilio_function = deployment.start("twilio", &[]).await;
+    let twilio_function = deployment.start("IngestTwilio", &[]).await;
     let twilio_key = SigningKey { secret: "twilio-auth-token", public_url: Some(&twilio_url) };
     let envelope =
         signed_envelope("twilio-undelivered.json", ProviderId::Twilio, twilio["id"].as_str().unwrap(), &twilio_key);
@@ -645,7 +644,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
 
     // SES through its intake queue: the checked-in SQS envelope, as is.
     let ses_function =
-        deployment.start("ses-queue", &[("TIDINGS_SES_SOURCE", ses["id"].as_str().unwrap().into())]).await;
+        deployment.start("SesIntake", &[("TIDINGS_SES_SOURCE", ses["id"].as_str().unwrap().into())]).await;
     let envelope: Value = serde_json::from_str(
         &std::fs::read_to_string(events_dir().join("lambda/ses-queue/bounce-permanent.json")).unwrap(),
     )
@@ -654,7 +653,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
 
     // The processor stores what ingest queued: each event once, whatever came twice.
     let queued = deployment.drain_bodies("EventsQueue").await;
-    let processor = deployment.start("processor", &[]).await;
+    let processor = deployment.start("Processor", &[]).await;
     // And one record that is not an event: dead-lettered with its reason, not retried forever.
     let mut batch = queued.clone();
     batch.push("not an event".into());
@@ -677,7 +676,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     // Fan-out delivers each stored event once, signed with the subscription's secret.
     let tasks = deployment.drain_bodies("DeliveriesQueue").await;
     assert_eq!(tasks.len(), expected.len(), "one delivery task per stored event");
-    let fanout = deployment.start("fanout", &[("TIDINGS_ALLOW_NETWORKS", "127.0.0.0/8".into())]).await;
+    let fanout = deployment.start("Fanout", &[("TIDINGS_ALLOW_NETWORKS", "127.0.0.0/8".into())]).await;
     let response = fanout.call(&sqs_batch("deliveries", "d", &tasks)).await;
     assert_eq!(response, json!({"batchItemFailures": []}));
     let received = received.lock().unwrap().clone();
@@ -729,22 +728,22 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
 
     // Every AWS call each function made is one its role in the template allows.
     recorder("stop-recording").await;
-    let started = ["api", "sendgrid", "twilio", "ses-queue", "processor", "fanout"];
+    let started = ["Api", "IngestSendGrid", "IngestTwilio", "SesIntake", "Processor", "Fanout"];
     let calls = recorded_calls(&recorder("download-recording").await, &deployment, &started);
     let denied: Vec<String> = calls
         .iter()
         .filter(|c| !granted(&deployment, c))
-        .map(|c| format!("{} calls {} on {}", c.binary, c.action, c.resource))
+        .map(|c| format!("{} calls {} on {}", c.function, c.action, c.resource))
         .collect();
     assert!(denied.is_empty(), "template.yaml does not grant:\n{}", denied.join("\n"));
-    for (binary, action, resource) in [
-        ("sendgrid", "sqs:SendMessageBatch", "EventsQueue"),
-        ("processor", "dynamodb:PutItem", "Table"),
-        ("processor", "sqs:SendMessageBatch", "DeliveriesQueue"),
-        ("processor", "sqs:SendMessage", "EventsDeadLetterQueue"),
-        ("api", "dynamodb:PutItem", "Table"),
+    for (function, action, resource) in [
+        ("IngestSendGrid", "sqs:SendMessageBatch", "EventsQueue"),
+        ("Processor", "dynamodb:PutItem", "Table"),
+        ("Processor", "sqs:SendMessageBatch", "DeliveriesQueue"),
+        ("Processor", "sqs:SendMessage", "EventsDeadLetterQueue"),
+        ("Api", "dynamodb:PutItem", "Table"),
     ] {
-        let call = Call { binary: binary.into(), action: action.into(), resource: resource.into() };
+        let call = Call { function: function.into(), action: action.into(), resource: resource.into() };
         assert!(calls.contains(&call), "no {call:?} recorded; the check above would be vacuous: {calls:#?}");
     }
 

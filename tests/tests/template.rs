@@ -75,9 +75,51 @@ fn every_function_in_the_template_is_a_binary_of_the_workspace() {
     for binary in &declared {
         assert!(binaries.contains(binary), "template.yaml builds {binary:?}, which no crate defines ({binaries:?})");
     }
+}
+
+/// The template's resources as (logical id, text of its block).
+fn resources(template: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut inside = false;
+    for line in template.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            inside = line == "Resources:";
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        match line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            Some(id) if !id.starts_with(' ') && !id.starts_with('#') => out.push((id.to_owned(), String::new())),
+            _ => {
+                if let Some((_, block)) = out.last_mut() {
+                    block.push_str(line);
+                    block.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_provider_has_an_ingest_function_serving_its_route() {
+    let template = template();
+    let resources = resources(&template);
     for provider in tidings_core::ProviderId::ALL {
-        assert!(declared.iter().any(|b| b == provider.as_str()), "no ingest function for {provider}");
-        assert!(template().contains(&format!("Path: /webhooks/{provider}/{{source}}")), "no route for {provider}");
+        let functions: Vec<&String> = resources
+            .iter()
+            .filter(|(_, block)| block.contains(&format!("TIDINGS_PROVIDER: {provider}\n")))
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(functions.len(), 1, "one ingest function for {provider}: {functions:?}");
+        let block = &resources.iter().find(|(id, _)| id == functions[0]).unwrap().1;
+        assert!(block.contains("Binary: ingest\n"), "{} does not run the ingest binary", functions[0]);
+        assert!(
+            block.contains(&format!("Path: /webhooks/{provider}/{{source}}\n")),
+            "{} does not serve /webhooks/{provider}/{{source}}",
+            functions[0]
+        );
     }
 }
 
@@ -107,4 +149,52 @@ fn every_dead_letter_queue_has_an_alarm() {
         let watched = format!("{{Name: QueueName, Value: !GetAtt {queue}.QueueName}}");
         assert!(template.contains(&watched), "no alarm on {queue}");
     }
+}
+
+/// The template as SAM deploys it (`infra/transform.py`, run by the test command).
+fn deployed() -> serde_json::Value {
+    let path = std::env::var("TIDINGS_TRANSFORMED_TEMPLATE").unwrap_or_else(|_| {
+        panic!("TIDINGS_TRANSFORMED_TEMPLATE is not set: run ./scripts/test.sh, which translates template.yaml")
+    });
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_queue_fed_function_can_finish_and_report_before_its_message_reappears() {
+    let template = deployed();
+    let resources = template["Resources"].as_object().unwrap();
+    let global_timeout = 10;
+    let mappings: Vec<&serde_json::Value> =
+        resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping").collect();
+    assert_eq!(mappings.len(), 4, "SES intake, processor, redrive, fan-out");
+    for mapping in mappings {
+        let properties = &mapping["Properties"];
+        let function_id = properties["FunctionName"]["Ref"].as_str().unwrap();
+        let queue_id = properties["EventSourceArn"]["Fn::GetAtt"][0].as_str().unwrap();
+        let timeout = resources[function_id]["Properties"]["Timeout"].as_u64().unwrap_or(global_timeout);
+        let queue = &resources[queue_id]["Properties"];
+        let visibility = queue["VisibilityTimeout"].as_u64().unwrap_or(30);
+        // AWS's guidance for SQS event sources: at least six times the function's timeout.
+        assert!(visibility >= 6 * timeout, "{queue_id}: visibility {visibility} s < 6 × {function_id}'s {timeout} s");
+        assert_eq!(
+            properties["FunctionResponseTypes"],
+            serde_json::json!(["ReportBatchItemFailures"]),
+            "{function_id} reports failed records one by one"
+        );
+        assert!(!queue["RedrivePolicy"].is_null(), "{queue_id} has no dead-letter queue");
+    }
+}
+
+#[test]
+fn a_delivery_is_retried_on_its_whole_schedule_before_sqs_dead_letters_it() {
+    use tidings_core::delivery::SCHEDULE;
+    let template = deployed();
+    let deliveries = &template["Resources"]["DeliveriesQueue"]["Properties"];
+    // The receive count is the attempt number: every scheduled retry plus the first attempt
+    // must fit under maxReceiveCount, with room for a redelivery after a crash.
+    let max_receive = deliveries["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap();
+    assert!(max_receive > SCHEDULE.len() as u64 + 1, "maxReceiveCount {max_receive} cuts the schedule short");
+    let schedule: u64 = SCHEDULE.iter().map(|d| d.as_secs()).sum();
+    let retention = deliveries["MessageRetentionPeriod"].as_u64().unwrap();
+    assert!(retention > 2 * schedule, "a delivery outlives its queue: retention {retention} s, schedule {schedule} s");
 }

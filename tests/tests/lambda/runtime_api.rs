@@ -3,6 +3,9 @@
 //! (`GET /2018-06-01/runtime/invocation/next`, then `POST …/{id}/response` or `…/{id}/error`).
 //! One emulator serves one function process; an invocation waits for the function's answer.
 
+// Shared by the Lambda-level test and the cold-start bench, each using part of it.
+#![allow(dead_code)]
+
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
@@ -24,6 +27,9 @@ pub type Outcome = Result<Value, Value>;
 
 #[derive(Default)]
 struct Shared {
+    /// When the function first asked for an invocation: the end of its cold start.
+    first_poll: std::sync::OnceLock<std::time::Instant>,
+    polled: Notify,
     pending: Mutex<VecDeque<(String, Bytes)>>,
     ready: Notify,
     waiting: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
@@ -36,7 +42,18 @@ pub struct Function {
     shared: Arc<Shared>,
     next_id: AtomicU64,
     log: tempfile_path::LogFile,
-    _process: tokio::task::JoinHandle<()>,
+    started: std::time::Instant,
+    pid: Option<u32>,
+    process: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Function {
+    /// Ends the process: the task that owns it drops it, and it is killed.
+    fn drop(&mut self) {
+        self.process.abort();
+        self.server.abort();
+    }
 }
 
 impl Function {
@@ -51,7 +68,7 @@ impl Function {
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let log = tempfile_path::LogFile::new(name);
         let mut command = tokio::process::Command::new(binary);
@@ -68,7 +85,9 @@ impl Function {
             .stdout(log.handle())
             .stderr(log.handle())
             .kill_on_drop(true);
+        let started = std::time::Instant::now();
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let pid = child.id();
         let watched = shared.clone();
         let process = tokio::spawn(async move {
             let status = child.wait().await;
@@ -76,7 +95,28 @@ impl Function {
             watched.waiting.lock().unwrap().clear();
             let _ = status;
         });
-        Function { name: name.into(), shared, next_id: AtomicU64::new(0), log, _process: process }
+        Function { name: name.into(), shared, next_id: AtomicU64::new(0), log, started, pid, process, server }
+    }
+
+    /// How long the process took from exec to its first `GET …/invocation/next`: its cold
+    /// start, as Lambda's Init phase measures it.
+    pub async fn initialized(&self) -> Duration {
+        loop {
+            let polled = self.shared.polled.notified();
+            if let Some(at) = self.shared.first_poll.get() {
+                return at.duration_since(self.started);
+            }
+            if tokio::time::timeout(Duration::from_secs(30), polled).await.is_err() {
+                panic!("{} never asked for an invocation; its output:\n{}", self.name, self.log.read());
+            }
+        }
+    }
+
+    /// The process's peak resident memory (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     /// Invokes the function with `event` and waits (at most 60 s) for its answer.
@@ -110,6 +150,9 @@ impl Function {
 }
 
 async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    if shared.first_poll.set(std::time::Instant::now()).is_ok() {
+        shared.polled.notify_waiters();
+    }
     let (id, body) = loop {
         let notified = shared.ready.notified();
         if let Some(item) = shared.pending.lock().unwrap().pop_front() {
@@ -166,7 +209,9 @@ mod tempfile_path {
 
     impl LogFile {
         pub fn new(name: &str) -> LogFile {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lambda-logs");
+            // Integration tests get a scratch directory under target/; benches use the system's.
+            let scratch = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+            let dir = scratch.join("lambda-logs");
             std::fs::create_dir_all(&dir).unwrap();
             let path = dir.join(format!("{name}-{}.log", std::process::id()));
             File::create(&path).unwrap();

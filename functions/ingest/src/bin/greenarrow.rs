@@ -1,6 +1,0 @@
-//! The greenarrow ingest function.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    tidings_ingest::lambda::run_http(tidings_core::ProviderId::Greenarrow).await
-}

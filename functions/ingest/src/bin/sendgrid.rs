@@ -1,6 +1,0 @@
-//! The sendgrid ingest function.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    tidings_ingest::lambda::run_http(tidings_core::ProviderId::Sendgrid).await
-}
