@@ -11,24 +11,38 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# venv DIR REQUIREMENT...: a Python environment in DIR holding exactly these pinned packages
+# (`name==version`, extras allowed), made or remade only when one is missing or differs.
+venv() {
+  local dir=$1; shift
+  local wanted=() spec name
+  for spec in "$@"; do
+    name=${spec%%==*}
+    wanted+=("${name%%\[*}==${spec##*==}")
+  done
+  if ! "$dir/bin/python" - "${wanted[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name.split("==")[0]) != name.split("==")[1] for name in sys.argv[1:]))
+PY
+  then
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+  fi
+}
+
 MOTO_VERSION=5.2.5
 STANDARDWEBHOOKS_VERSION=1.1.0
 venv=target/moto-venv
 step "moto ${MOTO_VERSION}, standardwebhooks ${STANDARDWEBHOOKS_VERSION}"
-if ! "$venv/bin/python" -c "import moto, standardwebhooks, sys; sys.exit(moto.__version__ != '${MOTO_VERSION}')" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==${MOTO_VERSION}" "standardwebhooks==${STANDARDWEBHOOKS_VERSION}"
-fi
+venv "$venv" "moto[server]==${MOTO_VERSION}" "standardwebhooks==${STANDARDWEBHOOKS_VERSION}"
 # The deployment tools, in their own environment (their pins clash with moto's): the SAM CLI
 # (validate, and its translator for infra/transform.py) and cargo-lambda with zig (infra/build.sh).
 SAM_VERSION=1.170.0
 CARGO_LAMBDA_VERSION=1.9.2
 deploy_venv=target/deploy-venv
 step "aws-sam-cli ${SAM_VERSION}, cargo-lambda ${CARGO_LAMBDA_VERSION}"
-if ! "$deploy_venv/bin/python" -c "import sys; from importlib.metadata import version as v; sys.exit((v('aws-sam-cli'), v('cargo-lambda')) != ('${SAM_VERSION}', '${CARGO_LAMBDA_VERSION}'))" 2>/dev/null; then
-  python3 -m venv "$deploy_venv"
-  "$deploy_venv/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==${SAM_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}"
-fi
+venv "$deploy_venv" "aws-sam-cli==${SAM_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}"
 export SAM_CLI_TELEMETRY=0
 
 # The official Standard Webhooks verifier checks tidings' signatures (functions/core/tests).

@@ -70,32 +70,7 @@ impl Aws {
 
     /// Receives everything on `url` (what the SQS event source does for a Lambda).
     async fn receive_all(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            let messages = page.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for message in &messages {
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .receipt_handle(message.receipt_handle.clone().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-            out.extend(messages);
-        }
+        common::receive_all(&self.sqs, url).await
     }
 }
 

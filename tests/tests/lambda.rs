@@ -6,6 +6,7 @@
 //! the signed deliveries. The first API key comes from `tidings keys create`, as the README
 //! tells a new deployment to make it.
 
+mod common;
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 
@@ -15,6 +16,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use common::events_dir;
 use runtime_api::Function;
 use serde_json::{Value, json};
 use tidings_core::auth::signer::{self, SigningKey, generate_sendgrid_key_pair};
@@ -24,10 +26,6 @@ use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_tests::lambda_events::{api_gateway_v2, sqs_batch};
 
 const WORKSPACE: &str = "ws_default";
-
-fn events_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
-}
 
 /// The workspace's binaries, built once per test run with the profile this test was built with
 /// (a no-op when `cargo test --workspace` already built them).
@@ -202,28 +200,7 @@ impl Deployment {
 
     /// Takes every message off a queue, as the SQS event source does before invoking.
     async fn drain(&self, logical: &str) -> Vec<aws_sdk_sqs::types::Message> {
-        let url = self.queue(logical);
-        let mut out = Vec::new();
-        loop {
-            let page = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .unwrap();
-            let messages = page.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for message in messages {
-                let handle = message.receipt_handle.clone().unwrap();
-                self.sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.unwrap();
-                out.push(message);
-            }
-        }
+        common::receive_all(&self.sqs, self.queue(logical)).await
     }
 
     async fn drain_bodies(&self, logical: &str) -> Vec<String> {

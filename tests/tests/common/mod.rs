@@ -204,3 +204,28 @@ pub fn sqs_event<B: AsRef<str>>(bodies: &[B]) -> aws_lambda_events::sqs::SqsEven
     }
     event
 }
+
+/// Takes every message off an SQS queue (receive, then delete each), as a Lambda event source
+/// does before it invokes the function; message attributes included.
+pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut out = Vec::new();
+    loop {
+        let page = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap();
+        let messages = page.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for message in &messages {
+            let handle = message.receipt_handle.clone().unwrap();
+            sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.unwrap();
+        }
+        out.extend(messages);
+    }
+}
