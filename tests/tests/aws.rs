@@ -466,3 +466,41 @@ async fn manual_redrive_moves_every_dead_letter_back_to_its_queue_once() {
     assert_eq!(bodies, expected, "each dead letter back on its queue, once");
     assert!(aws.receive_all(&dlq).await.is_empty());
 }
+
+#[tokio::test]
+async fn source_secrets_kept_in_ssm_are_read_only_under_the_deployment_prefix() {
+    use tidings_core::ports::Store;
+    let aws = aws().await;
+    let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let prefix = format!("/{}/", unique("tidings"));
+    let name = format!("{prefix}postmark");
+    ssm.put_parameter()
+        .name(&name)
+        .value("s3cret-from-ssm")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let store = aws.store().await.with_secrets(tidings_aws::SsmSecrets::new(ssm, prefix.clone()));
+    let mut source =
+        common::fixture(store.clone(), aws.queues().await.0).await.source(tidings_core::ProviderId::Postmark).clone();
+
+    source.secrets = vec![format!("ssm:{name}"), "plain-secret".into()];
+    store.put_source(&source).await.unwrap();
+    let loaded = store.source(&source.id).await.unwrap().unwrap();
+    assert_eq!(loaded.secrets, vec!["s3cret-from-ssm".to_owned(), "plain-secret".to_owned()]);
+
+    // A reference outside the prefix is refused before SSM is asked, and says why.
+    source.secrets = vec!["ssm:/elsewhere/database-password".into()];
+    store.put_source(&source).await.unwrap();
+    let error = store.source(&source.id).await.unwrap_err();
+    assert!(!error.retryable);
+    assert!(error.message.contains("TIDINGS_SECRETS_PREFIX"), "{}", error.message);
+
+    // A missing parameter is an error too, naming the parameter (never a value).
+    source.secrets = vec![format!("ssm:{prefix}missing")];
+    store.put_source(&source).await.unwrap();
+    let error = store.source(&source.id).await.unwrap_err();
+    assert!(error.message.contains(&format!("{prefix}missing")), "{}", error.message);
+}

@@ -71,6 +71,7 @@ const STACK: &str = "tidings-e2e";
 struct Deployment {
     template: Value,
     sqs: aws_sdk_sqs::Client,
+    ssm: aws_sdk_ssm::Client,
     store: tidings_aws::DynamoStore,
     table: String,
     /// Logical id → queue URL, and back.
@@ -128,7 +129,8 @@ impl Deployment {
         create_table(&dynamo, &table, &declared["Properties"]).await;
 
         let store = tidings_aws::DynamoStore::new(dynamo, table.clone());
-        Deployment { template, sqs, store, table, queues }
+        let ssm = aws_sdk_ssm::Client::new(&config);
+        Deployment { template, sqs, ssm, store, table, queues }
     }
 
     /// The function resource with logical id `id`.
@@ -156,12 +158,41 @@ impl Deployment {
                 return default.as_str().map_or_else(|| default.to_string(), str::to_owned);
             }
         }
-        if let Some(text) = value["Fn::Sub"].as_str()
-            && text.matches("${").count() == text.matches("${AWS::StackName}").count()
-        {
-            return text.replace("${AWS::StackName}", STACK);
+        if value["Fn::Sub"].is_string() {
+            return self.substitute(value);
         }
         panic!("{name}: cannot resolve {value} from the template")
+    }
+
+    /// A string of the template with its `${…}` filled in: pseudo parameters as moto has them,
+    /// parameters by their defaults, `Fn::Sub`'s own variables; resources stay `${Name}`.
+    fn substitute(&self, value: &Value) -> String {
+        let (text, vars) = match &value["Fn::Sub"] {
+            Value::String(text) => (text.as_str(), Value::Null),
+            Value::Array(pair) => (pair[0].as_str().unwrap(), pair[1].clone()),
+            _ => return value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+        };
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = start + rest[start..].find('}').unwrap();
+            let name = &rest[start + 2..end];
+            let parameter = &self.template["Parameters"][name]["Default"];
+            let filled = match name {
+                "AWS::StackName" => STACK.to_owned(),
+                "AWS::Region" => "us-east-1".to_owned(),
+                "AWS::AccountId" => "123456789012".to_owned(),
+                "AWS::Partition" => "aws".to_owned(),
+                _ if !vars[name].is_null() => self.substitute(&vars[name]),
+                _ if !parameter.is_null() => parameter.as_str().map_or_else(|| parameter.to_string(), str::to_owned),
+                _ => format!("${{{name}}}"),
+            };
+            out.push_str(&filled);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
     }
 
     /// The environment the template gives function `id`.
@@ -401,6 +432,10 @@ fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) 
                     add(format!("dynamodb:{action}"), table_id.clone());
                 }
             }
+            "ssm" => {
+                let name = body["Name"].as_str().unwrap_or_default();
+                add(format!("ssm:{operation}"), format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}"));
+            }
             other => add(format!("{other}:{operation}"), "*".into()),
         }
     }
@@ -423,6 +458,12 @@ fn granted(deployment: &Deployment, call: &Call) -> bool {
             };
             let mut resources = BTreeSet::new();
             references(&statement["Resource"], &mut resources);
+            // ARN patterns (SSM parameters), evaluated the way CloudFormation would.
+            let listed = match &statement["Resource"] {
+                Value::Array(items) => items.clone(),
+                one => vec![one.clone()],
+            };
+            resources.extend(listed.iter().filter(|r| r.is_object()).map(|r| deployment.substitute(r)));
             statements.push((actions, resources));
         }
     }
@@ -436,9 +477,11 @@ fn granted(deployment: &Deployment, call: &Call) -> bool {
         Some(prefix) => call.action.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()),
         None => call.action.eq_ignore_ascii_case(pattern),
     };
-    statements.iter().any(|(actions, resources)| {
-        actions.iter().any(|a| matches(a)) && (resources.contains("*") || resources.contains(&call.resource))
-    })
+    let on = |resource: &String| match resource.strip_suffix('*') {
+        Some(prefix) if resource.starts_with("arn:") => call.resource.starts_with(prefix),
+        _ => resource == "*" || *resource == call.resource,
+    };
+    statements.iter().any(|(actions, resources)| actions.iter().any(|a| matches(a)) && resources.iter().any(on))
 }
 
 /// The template resources an IAM `Resource` names (`*` for any).
@@ -560,14 +603,26 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     )
     .await;
     assert_eq!(status, 201, "{sendgrid}");
-    let (status, twilio) = api(
-        &api_function,
-        &key,
-        "POST",
-        "/api/sources",
-        Some(json!({"provider": "twilio", "secret": "twilio-auth-token"})),
-    )
-    .await;
+    // Twilio's auth token stays in SSM Parameter Store; the source holds only its name.
+    let prefix =
+        deployment.environment("IngestTwilio").into_iter().find(|(k, _)| k == "TIDINGS_SECRETS_PREFIX").unwrap().1;
+    let parameter = format!("{prefix}e2e-{}/twilio-auth-token", std::process::id());
+    deployment
+        .ssm
+        .put_parameter()
+        .name(&parameter)
+        .value("twilio-auth-token")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let bad = json!({"provider": "twilio", "secret": "ssm:twilio-auth-token"});
+    let (status, body) = api(&api_function, &key, "POST", "/api/sources", Some(bad)).await;
+    assert_eq!(status, 400, "an SSM reference needs the full parameter name: {body}");
+    let reference = format!("ssm:{parameter}");
+    let (status, twilio) =
+        api(&api_function, &key, "POST", "/api/sources", Some(json!({"provider": "twilio", "secret": reference})))
+            .await;
     assert_eq!(status, 201, "{twilio}");
     let twilio_url = twilio["url"].as_str().unwrap().to_owned();
     assert!(
@@ -719,8 +774,10 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         ("Processor", "sqs:SendMessageBatch", "DeliveriesQueue"),
         ("Processor", "sqs:SendMessage", "EventsDeadLetterQueue"),
         ("Api", "dynamodb:PutItem", "Table"),
+        ("IngestTwilio", "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter{}"),
     ] {
-        let call = Call { function: function.into(), action: action.into(), resource: resource.into() };
+        let resource = resource.replace("{}", &parameter);
+        let call = Call { function: function.into(), action: action.into(), resource };
         assert!(calls.contains(&call), "no {call:?} recorded; the check above would be vacuous: {calls:#?}");
     }
 

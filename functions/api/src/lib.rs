@@ -320,6 +320,13 @@ async fn create_source<S: Store, Q: Queue>(
     use tidings_core::auth::Authentication;
     let provider: ProviderId = new.provider.parse().map_err(bad_request)?;
     let scheme = provider.provider().authentication();
+    if let Some(name) = new.secret.as_deref().and_then(|s| s.strip_prefix("ssm:"))
+        && !(name.starts_with('/') && name.len() > 1 && !name.contains(char::is_whitespace))
+    {
+        return Err(bad_request(format!(
+            "secret: an SSM reference is ssm:/<path>/<name> (a full parameter name), not ssm:{name}"
+        )));
+    }
     let secrets = match (new.secret, scheme) {
         (Some(secret), _) => vec![secret],
         (None, Authentication::SnsSignature) => vec![],

@@ -50,6 +50,8 @@ pub struct DynamoStore {
     client: Client,
     table: String,
     usage: Arc<Usage>,
+    /// Resolves `ssm:` secret references when a source is loaded (ingest functions only).
+    secrets: Option<crate::secrets::SsmSecrets>,
 }
 
 /// What this store has asked of DynamoDB: requests by operation, and the capacity units they
@@ -198,7 +200,18 @@ fn day(ms: i64) -> String {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), usage: Arc::new(Usage::default()) }
+        DynamoStore { client, table: table.into(), usage: Arc::new(Usage::default()), secrets: None }
+    }
+
+    /// A source as stored, `ssm:` references unresolved.
+    async fn stored_source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        self.get(&format!("SRC#{id}"), "SRC").await?.map(|item| json(text(&item, "d")?)).transpose()
+    }
+
+    /// Loads sources with their `ssm:` secret references resolved (what ingest needs to verify).
+    pub fn with_secrets(mut self, secrets: crate::secrets::SsmSecrets) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// What this store (and its clones) has used so far.
@@ -539,7 +552,8 @@ enum Attempt {
 
 impl Store for DynamoStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
-        if let Some(existing) = self.source(&source.id).await?
+        // As stored: replacing a source must not depend on reading its secrets.
+        if let Some(existing) = self.stored_source(&source.id).await?
             && existing.workspace != source.workspace
         {
             return Err(StoreError::permanent(format!("source {} belongs to another workspace", source.id)));
@@ -555,7 +569,13 @@ impl Store for DynamoStore {
     }
 
     async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
-        self.get(&format!("SRC#{id}"), "SRC").await?.map(|item| json(text(&item, "d")?)).transpose()
+        match (self.stored_source(id).await?, &self.secrets) {
+            (Some(mut source), Some(secrets)) => {
+                secrets.resolve(&mut source).await?;
+                Ok(Some(source))
+            }
+            (source, _) => Ok(source),
+        }
     }
 
     async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {

@@ -11,10 +11,12 @@ use tidings_core::ports::{QueueName, StoreError};
 
 pub mod dlq;
 pub mod dynamo;
+pub mod secrets;
 pub mod ses;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use secrets::SsmSecrets;
 pub use ses::{SesEmailer, SesSuppressionList};
 pub use sqs::{QueueUrls, SqsQueues};
 
@@ -78,6 +80,9 @@ pub struct Settings {
     pub operator_workspaces: Vec<String>,
     /// `TIDINGS_SES_SUPPRESSION_SYNC`: workspaces (or `*`) whose suppressions are mirrored to SES.
     pub ses_suppression_sync: Vec<String>,
+    /// `TIDINGS_SECRETS_PREFIX`: the SSM path `ssm:` secret references must lie under (empty:
+    /// references are refused).
+    pub secrets_prefix: String,
 }
 
 const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
@@ -126,6 +131,7 @@ impl Settings {
             retention_days,
             operator_workspaces: list("TIDINGS_OPERATOR_WORKSPACES"),
             ses_suppression_sync: list("TIDINGS_SES_SUPPRESSION_SYNC"),
+            secrets_prefix: get("TIDINGS_SECRETS_PREFIX").unwrap_or_default().trim().to_owned(),
         })
     }
 }
