@@ -74,6 +74,8 @@ struct Deployment {
     ssm: aws_sdk_ssm::Client,
     store: tidings_aws::DynamoStore,
     table: String,
+    /// The table's logical id in the template.
+    table_id: String,
     /// Logical id → queue URL, and back.
     queues: BTreeMap<String, String>,
 }
@@ -130,7 +132,8 @@ impl Deployment {
 
         let store = tidings_aws::DynamoStore::new(dynamo, table.clone());
         let ssm = aws_sdk_ssm::Client::new(&config);
-        Deployment { template, sqs, ssm, store, table, queues }
+        let table_id = table_id.clone();
+        Deployment { template, sqs, ssm, store, table, table_id, queues }
     }
 
     /// The function resource with logical id `id`.
@@ -149,8 +152,7 @@ impl Deployment {
             if let Some(url) = self.queues.get(target) {
                 return url.clone();
             }
-            let resource = &self.template["Resources"][target];
-            if resource["Type"] == "AWS::DynamoDB::Table" {
+            if target == self.table_id {
                 return self.table.clone();
             }
             let default = &self.template["Parameters"][target]["Default"];
@@ -364,13 +366,6 @@ fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) 
     let by_key: BTreeMap<String, &str> = functions.iter().map(|f| (access_key(f), *f)).collect();
     let queue_of: BTreeMap<&str, &str> =
         deployment.queues.iter().map(|(id, url)| (url.as_str(), id.as_str())).collect();
-    let table_id = deployment.template["Resources"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(_, r)| r["Type"] == "AWS::DynamoDB::Table")
-        .map(|(id, _)| id.clone())
-        .unwrap();
     let mut calls = BTreeSet::new();
     for line in recording.lines().filter(|l| !l.trim().is_empty()) {
         let entry: Value = serde_json::from_str(line).unwrap();
@@ -429,7 +424,7 @@ fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) 
                 };
                 for (action, table) in items {
                     assert_eq!(table.as_str(), Some(deployment.table.as_str()), "{function} used another table");
-                    add(format!("dynamodb:{action}"), table_id.clone());
+                    add(format!("dynamodb:{action}"), deployment.table_id.clone());
                 }
             }
             "ssm" => {

@@ -77,13 +77,9 @@ impl IngestResponse {
 fn record_ingest_metrics(provider: &str, response: &IngestResponse) {
     use crate::metrics::{Unit, record};
     if response.status >= 300 {
-        let mut values = vec![("Rejected", Unit::Count, 1.0)];
+        record(&[("Provider", provider), ("Reason", response.outcome)], &[("Rejected", Unit::Count, 1.0)]);
         if response.outcome == crate::webhook::Rejection::Unauthenticated.as_str() {
-            values.push(("SignatureFailures", Unit::Count, 1.0));
-        }
-        record(&[("Provider", provider), ("Reason", response.outcome)], &values[..1]);
-        if values.len() > 1 {
-            record(&[("Provider", provider)], &values[1..]);
+            record(&[("Provider", provider)], &[("SignatureFailures", Unit::Count, 1.0)]);
         }
         return;
     }
