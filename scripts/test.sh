@@ -9,6 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One clean build, not an edit loop: incremental caches would only add gigabytes to target/.
+export CARGO_INCREMENTAL=0
+
 step() { printf '\n==> %s\n' "$*"; }
 
 # venv DIR REQUIREMENT...: a Python environment in DIR holding exactly these pinned packages
@@ -85,4 +88,5 @@ awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += 
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
 
 step "arm64 Lambda build (cargo-lambda)"
+echo "target/ holds $(du -sh target | cut -f1) before it; $(df -h . | awk 'NR == 2 { print $4 }') free"
 infra/build.sh
