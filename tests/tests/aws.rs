@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::{expected_ids, fixture, samples, sqs_event};
 use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
+use tidings_core::event::Status;
 use tidings_core::pipeline::Processor;
-use tidings_core::ports::{Outgoing, Queue, QueueName, StoreError};
+use tidings_core::ports::{EventQuery, Outgoing, Queue, QueueName, Recorded, Store, StoreError};
+use tidings_core::timestamp::Timestamp;
 
 fn endpoint() -> String {
     std::env::var("TIDINGS_MOTO_ENDPOINT").unwrap_or_else(|_| {
@@ -101,6 +103,70 @@ async fn sqs_batches_within_limits_and_dead_letters_with_the_reason() {
     let too_big = Outgoing { id: "0".into(), body: "x".repeat(300 * 1024), delay_seconds: 0 };
     let error: StoreError = queues.send(QueueName::Events, &[too_big]).await.unwrap_err();
     assert!(!error.retryable, "an oversized message will never fit: {error}");
+}
+
+#[tokio::test]
+async fn listing_a_workspace_reads_only_the_days_that_hold_its_events() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let ws = "ws_quiet";
+    let count = |store: &DynamoStore, op: &str| store.usage().requests.get(op).copied().unwrap_or(0);
+    let list = |store: DynamoStore| async move {
+        let before = count(&store, "Query");
+        let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await;
+        let ids: Vec<String> = page.unwrap().events.iter().map(|e| e.id.to_string()).collect();
+        (ids, count(&store, "Query") - before)
+    };
+
+    assert_eq!(list(store.clone()).await, (vec![], 0), "a workspace without events needs no Query");
+    // Two events 300 days apart, nothing in between; the second day's two events are stored by
+    // another instance (another store), which marks the day again, harmlessly.
+    let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
+    let old = tidings_tests::event(ws, Status::Delivered, "m1", "a@example.com", 0, "old");
+    let new = tidings_tests::event(ws, Status::Delivered, "m2", "b@example.com", 300 * 86_400, "new");
+    let newer = tidings_tests::event(ws, Status::Opened, "m2", "b@example.com", 300 * 86_400 + 60, "newer");
+    store.record(&old, expires).await.unwrap();
+    store.record(&new, expires).await.unwrap();
+    let other = DynamoStore::new(aws.dynamo.clone(), store.table());
+    other.record(&newer, expires).await.unwrap();
+    assert_eq!(count(&store, "UpdateItem"), 2, "each day is marked once per store");
+
+    let (ids, queries) = list(store).await;
+    let expected: Vec<String> = [&newer, &new, &old].iter().map(|e| e.event.id.to_string()).collect();
+    assert_eq!(ids, expected, "newest first across days");
+    assert_eq!(queries, 2, "one Query per day that holds events, not one per day in between");
+}
+
+#[tokio::test]
+async fn a_retry_after_a_crash_between_the_state_and_the_event_write_counts_the_event_once() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let ws = "ws_crash";
+    let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
+    let sent = tidings_tests::event(ws, Status::Delivered, "m1", "a@example.com", 0, "delivered");
+    let open = tidings_tests::event(ws, Status::Opened, "m1", "a@example.com", 60, "open");
+    store.record(&sent, expires).await.unwrap();
+    store.record(&open, expires).await.unwrap();
+    // The crash: the processor wrote the message state for the open, then died before writing
+    // the event item. Take the event item away to get there.
+    let item = tidings_aws::dynamo::event_item(&open, expires).unwrap();
+    aws.dynamo
+        .delete_item()
+        .table_name(store.table())
+        .key("PK", item["PK"].clone())
+        .key("SK", item["SK"].clone())
+        .send()
+        .await
+        .unwrap();
+
+    // SQS delivers the message again: the event is stored, and the state counts it once.
+    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Stored);
+    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Duplicate { fanned_out: false });
+    let states = store.message_states(ws, "m1").await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert_eq!((states[0].events, states[0].opens), (2, 1), "{:?}", states[0]);
+    let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 2);
 }
 
 #[tokio::test]

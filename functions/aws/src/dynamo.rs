@@ -11,18 +11,19 @@
 //! | API key | `KEY#<sha256>` | `KEY` | | |
 //!
 //! Event bodies and raw records are stored deflated, which keeps a typical event item under
-//! 1 KB (one write unit). Recording an event is one `TransactWriteItems`: the event item with a
-//! condition on its own key (a duplicate fails it, which is how duplicates are detected), the
-//! message state, and the suppression entry, both with optimistic version checks.
+//! 1 KB (one write unit). Recording an event is three conditional writes, not a transaction
+//! (which bills twice): the message state and the suppression entry with optimistic version
+//! checks, then the event item on condition that its key is new (a duplicate fails it, which is
+//! how duplicates are detected). See [`DynamoStore::try_record`] for why that order is safe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::primitives::Blob;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures_util::future::try_join_all;
 use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
@@ -39,11 +40,20 @@ use crate::classify;
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;
 
-/// How many times a transaction is retried when another writer changed the same message state
+/// How many times recording an event is retried when another writer changed the same message state
 /// or suppression entry in between (optimistic concurrency).
 const MAX_ATTEMPTS: usize = 8;
-/// How far back a workspace-wide query walks day partitions when no `since` is given.
-const MAX_DAYS_BACK: i64 = 400;
+/// How many of the events last applied to a message state it remembers (`ev`), so that a
+/// retry after a crash between the state write and the event write does not count an event
+/// twice. A retry comes one visibility timeout later; only a burst of more events than this on
+/// one message and recipient within that window could make it count one twice.
+const APPLIED_IDS: usize = 32;
+/// How many day partitions a workspace-wide listing reads at once, at most. The first read is
+/// of the newest day alone (an active workspace's page is usually there); each later round
+/// doubles up to this.
+const MAX_DAYS_AT_ONCE: usize = 8;
+/// How many (workspace, day) pairs a store remembers having marked before it forgets them all.
+const MARKED_DAYS_CACHE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -52,12 +62,15 @@ pub struct DynamoStore {
     usage: Arc<Usage>,
     /// Resolves `ssm:` secret references when a source is loaded (ingest functions only).
     secrets: Option<crate::secrets::SsmSecrets>,
+    /// (workspace, day) pairs this store has added to the workspace's day index (see
+    /// [`DynamoStore::mark_day`]), so a warm processor writes each pair once.
+    marked_days: Arc<Mutex<HashSet<(String, String)>>>,
 }
 
 /// What this store has asked of DynamoDB: requests by operation, and the capacity units they
-/// cost as DynamoDB bills them (computed from the real item sizes: writes 1 unit per KB,
-/// doubled in transactions, plus one write per index the item is in; strongly consistent reads
-/// 1 unit per 4 KB). The cost model in BENCHMARKS.md is built from these.
+/// cost as DynamoDB bills them (computed from the real item sizes: writes 1 unit per KB, plus
+/// one write per index the item is in, refused conditional writes included; strongly consistent
+/// reads 1 unit per 4 KB). The cost model in BENCHMARKS.md is built from these.
 #[derive(Debug, Default)]
 pub struct Usage {
     requests: Mutex<BTreeMap<&'static str, u64>>,
@@ -194,13 +207,74 @@ fn event_pk(workspace: &str, message_id: Option<&str>, id: &str) -> String {
     }
 }
 
+/// An event's id as a message state remembers it: 16 hex digits of its hash (ids are
+/// `evt_<32 hex>`), unique enough within one message.
+fn applied_id(id: &str) -> String {
+    let hex = id.strip_prefix("evt_").unwrap_or(id);
+    hex.get(..16).unwrap_or(hex).to_owned()
+}
+
+fn days_pk(ws: &str) -> String {
+    format!("WS#{ws}#DAYS")
+}
+
 fn day(ms: i64) -> String {
     Timestamp::from_unix_millis(ms).map(|t| t.to_string()[..10].to_owned()).unwrap_or_else(|| "1970-01-01".into())
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), usage: Arc::new(Usage::default()), secrets: None }
+        DynamoStore {
+            client,
+            table: table.into(),
+            usage: Arc::new(Usage::default()),
+            secrets: None,
+            marked_days: Arc::default(),
+        }
+    }
+
+    /// Adds `day` to the workspace's day index (`WS#<ws>#DAYS`), the days that hold its events,
+    /// before the first event of that day is stored, so a workspace-wide listing reads only
+    /// those day partitions instead of walking back through empty ones. Idempotent (a set
+    /// `ADD`); a store writes each pair once and remembers it, so this is one small write per
+    /// workspace per day per warm function instance.
+    async fn mark_day(&self, ws: &str, day: String) -> Result<(), StoreError> {
+        let key = (ws.to_owned(), day);
+        if self.marked_days.lock().is_ok_and(|marked| marked.contains(&key)) {
+            return Ok(());
+        }
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(days_pk(ws)))
+            .key("SK", s("DAYS"))
+            .update_expression("ADD days :day")
+            .expression_attribute_values(":day", AttributeValue::Ss(vec![key.1.clone()]))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        self.usage.request("UpdateItem");
+        self.usage.write(1);
+        if let Ok(mut marked) = self.marked_days.lock() {
+            if marked.len() >= MARKED_DAYS_CACHE {
+                marked.clear();
+            }
+            marked.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The days that hold a workspace's events, newest first.
+    async fn days(&self, ws: &str) -> Result<Vec<String>, StoreError> {
+        let mut days = match self.get(&days_pk(ws), "DAYS").await? {
+            Some(item) => match item.get("days") {
+                Some(AttributeValue::Ss(days)) => days.clone(),
+                _ => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        days.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(days)
     }
 
     /// A source as stored, `ssm:` references unresolved.
@@ -252,18 +326,28 @@ impl DynamoStore {
         Ok(())
     }
 
-    fn put_item(
+    /// A conditional `PutItem`: `false` when the condition failed (DynamoDB bills that as a
+    /// write too).
+    async fn put_if(
         &self,
         item: Item,
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<TransactWriteItem, StoreError> {
-        let mut put = Put::builder().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+    ) -> Result<bool, StoreError> {
+        self.usage.request("PutItem");
+        self.usage.write(write_units(&item));
+        let mut put =
+            self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
         for (name, value) in values {
             put = put.expression_attribute_values(name, value);
         }
-        let put = put.build().map_err(|e| StoreError::permanent(format!("transaction item: {e}")))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(classify("PutItem", &error)),
+        }
     }
 
     /// One query's results, following pages: each item is mapped (`None` skips it) until
@@ -310,47 +394,70 @@ impl DynamoStore {
         }
     }
 
-    /// One attempt at the recording transaction.
+    /// One attempt at recording an event: three plain conditional writes, in an order that makes
+    /// a retry after a crash between them safe, instead of a transaction (which DynamoDB bills
+    /// at twice the write units).
+    ///
+    /// 1. The message state, with an optimistic version check. The state item keeps the ids of
+    ///    the last [`APPLIED_IDS`] events applied to it (`ev`), so an event the previous attempt
+    ///    applied before it crashed is not counted twice.
+    /// 2. The suppression entry, with a version check; applying the same event again yields
+    ///    the same entry (the newest event wins).
+    /// 3. The event item, on condition that its key is new: the last write, so an event is only
+    ///    ever seen as stored (and a retry as a duplicate) once its effects are in place.
+    ///
+    /// A reader may see a state that counts an event a few milliseconds before the event item
+    /// itself appears; nothing is lost or doubled.
     async fn try_record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
         let e = &queued.event;
         let ws = e.workspaceid.as_str();
-        // Providers resend often (SendGrid ~3 times on average), and a cancelled transaction
-        // is billed like a written one: one read first makes a duplicate cost 1 read unit
-        // instead of ~6 write units. The transaction's condition still settles races.
-        if let Some(existing) =
-            self.get(&event_pk(ws, e.data.message_id.as_deref(), e.id.as_str()), &event_sk(e.id.as_str())).await?
-        {
+        let event_key = (event_pk(ws, e.data.message_id.as_deref(), e.id.as_str()), event_sk(e.id.as_str()));
+        // Providers resend often (SendGrid ~3 times on average): one read first makes a
+        // duplicate cost one read unit instead of a refused conditional write (billed as a
+        // write) after reading the state. The event's conditional write still settles races.
+        if let Some(existing) = self.get(&event_key.0, &event_key.1).await? {
             let fanned_out = matches!(existing.get("fo"), Some(AttributeValue::Bool(true)));
             return Ok(Attempt::Done(Recorded::Duplicate { fanned_out }));
         }
-        let event_item = event_item(queued, expires_at)?;
-        let mut written = vec![event_item.clone()];
-        let mut items = vec![self.put_item(event_item, "attribute_not_exists(PK)", vec![])?];
+        self.mark_day(ws, day(e.time.unix_millis())).await?;
 
         if let Some((message_id, recipient)) = state::key(e) {
             let pk = message_pk(ws, message_id);
             let sk = format!("STATE#{recipient}");
             let current = self.get(&pk, &sk).await?;
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
-            let next = match current {
-                Some(item) => {
-                    let mut state: MessageState = json(text(&item, "d")?)?;
-                    state.apply(e);
-                    Some(state)
+            let mut applied: Vec<String> = current
+                .as_ref()
+                .and_then(|i| i.get("ev"))
+                .and_then(|v| v.as_s().ok())
+                .map(|ids| ids.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let short_id = applied_id(e.id.as_str());
+            if !applied.contains(&short_id) {
+                let next = match current {
+                    Some(item) => {
+                        let mut state: MessageState = json(text(&item, "d")?)?;
+                        state.apply(e);
+                        Some(state)
+                    }
+                    None => MessageState::new(e),
+                };
+                if let Some(state) = next {
+                    applied.push(short_id);
+                    let keep = applied.len().saturating_sub(APPLIED_IDS);
+                    let item: Item = HashMap::from([
+                        ("PK".to_owned(), s(pk)),
+                        ("SK".to_owned(), s(sk)),
+                        ("d".to_owned(), s(to_json(&state)?)),
+                        ("ev".to_owned(), s(applied[keep..].join(" "))),
+                        ("v".to_owned(), n(version + 1)),
+                        ("ttl".to_owned(), n(expires_at.unix_seconds())),
+                    ]);
+                    let (condition, values) = version_condition(version);
+                    if !self.put_if(item, condition, values).await? {
+                        return Ok(Attempt::Conflict);
+                    }
                 }
-                None => MessageState::new(e),
-            };
-            if let Some(state) = next {
-                let item: Item = HashMap::from([
-                    ("PK".to_owned(), s(pk)),
-                    ("SK".to_owned(), s(sk)),
-                    ("d".to_owned(), s(to_json(&state)?)),
-                    ("v".to_owned(), n(version + 1)),
-                    ("ttl".to_owned(), n(expires_at.unix_seconds())),
-                ]);
-                let (condition, values) = version_condition(version);
-                written.push(item.clone());
-                items.push(self.put_item(item, condition, values)?);
             }
         }
 
@@ -359,7 +466,9 @@ impl DynamoStore {
             let current = self.get(&pk, recipient).await?;
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
             let entry: Option<Suppression> = current.as_ref().map(|i| text(i, "d").and_then(json)).transpose()?;
-            if let Some(next) = suppression::apply(entry.as_ref(), e, &change) {
+            if let Some(next) =
+                suppression::apply(entry.as_ref(), e, &change).filter(|next| Some(next) != entry.as_ref())
+            {
                 let item: Item = HashMap::from([
                     ("PK".to_owned(), s(pk)),
                     ("SK".to_owned(), s(recipient)),
@@ -368,41 +477,19 @@ impl DynamoStore {
                     ("v".to_owned(), n(version + 1)),
                 ]);
                 let (condition, values) = version_condition(version);
-                written.push(item.clone());
-                items.push(self.put_item(item, condition, values)?);
+                if !self.put_if(item, condition, values).await? {
+                    return Ok(Attempt::Conflict);
+                }
             }
         }
 
-        // Transactions cost twice the units of the same writes (the index writes are ordinary).
-        let units: u64 =
-            written.iter().map(|item| write_units(item) + item_size(item).div_ceil(1024).max(1) as u64).sum();
-        self.usage.request("TransactWriteItems");
-        self.usage.write(units);
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Attempt::Done(Recorded::Stored)),
-            Err(error) => match error.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => {
-                    let reasons = canceled.cancellation_reasons();
-                    let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                    if failed(0) {
-                        // The event item exists: a duplicate.
-                        let pk = event_pk(ws, e.data.message_id.as_deref(), e.id.as_str());
-                        let existing = self.get(&pk, &event_sk(e.id.as_str())).await?;
-                        let fanned_out =
-                            matches!(existing.as_ref().and_then(|i| i.get("fo")), Some(AttributeValue::Bool(true)));
-                        Ok(Attempt::Done(Recorded::Duplicate { fanned_out }))
-                    } else if reasons
-                        .iter()
-                        .any(|r| matches!(r.code(), Some("ConditionalCheckFailed" | "TransactionConflict")))
-                    {
-                        Ok(Attempt::Conflict)
-                    } else {
-                        Err(classify("TransactWriteItems", &error))
-                    }
-                }
-                _ => Err(classify("TransactWriteItems", &error)),
-            },
+        if self.put_if(event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![]).await? {
+            return Ok(Attempt::Done(Recorded::Stored));
         }
+        // Another instance stored it between our first read and now: a duplicate.
+        let existing = self.get(&event_key.0, &event_key.1).await?;
+        let fanned_out = matches!(existing.as_ref().and_then(|i| i.get("fo")), Some(AttributeValue::Bool(true)));
+        Ok(Attempt::Done(Recorded::Duplicate { fanned_out }))
     }
 
     async fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -455,19 +542,25 @@ impl DynamoStore {
                     )
                     .await?;
             } else {
-                // The workspace's events, one day partition at a time, newest day first, back to
-                // `since` or MAX_DAYS_BACK days.
-                let newest = hi.min(Timestamp::now().unix_millis() + 86_400_000);
-                let oldest_day = day(since.max(newest - MAX_DAYS_BACK * 86_400_000));
-                let mut day_ms = newest;
-                loop {
+                // The workspace's events, from the day partitions its day index lists inside
+                // [since, until], newest day first, a few days at a time.
+                // No `until` (nor cursor) means no upper bound: days sort as text, and "9999"
+                // after every `yyyy-mm-dd`.
+                let first = day(since);
+                let last = if Timestamp::from_unix_millis(hi).is_some() { day(hi) } else { "9999".to_owned() };
+                let days: Vec<String> =
+                    self.days(ws).await?.into_iter().filter(|d| *d >= first && *d <= last).collect();
+                let mut rest = days.as_slice();
+                let mut at_once = 1;
+                while events.len() <= limit && !rest.is_empty() {
+                    let (now, later) = rest.split_at(at_once.min(rest.len()));
                     let need = limit + 1 - events.len();
-                    let found = self
-                        .query_all(
+                    let pages = try_join_all(now.iter().map(|d| {
+                        self.query_all(
                             Some("GSI2"),
                             "GSI2PK = :pk AND GSI2SK BETWEEN :lo AND :hi",
                             vec![
-                                (":pk", s(format!("WS#{ws}#DAY#{}", day(day_ms)))),
+                                (":pk", s(format!("WS#{ws}#DAY#{d}"))),
                                 (":lo", s(lo_key.clone())),
                                 (":hi", s(hi_key.clone())),
                             ],
@@ -475,12 +568,12 @@ impl DynamoStore {
                             |item| decode_event(item, &wanted),
                             need,
                         )
-                        .await?;
-                    events.extend(found);
-                    if events.len() > limit || day(day_ms) <= oldest_day {
-                        break;
-                    }
-                    day_ms -= 86_400_000;
+                    }))
+                    .await?;
+                    // Days newest first, each newest first: the concatenation is in order.
+                    events.extend(pages.into_iter().flatten());
+                    rest = later;
+                    at_once = (at_once * 2).min(MAX_DAYS_AT_ONCE);
                 }
             }
         }
