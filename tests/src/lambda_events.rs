@@ -109,6 +109,26 @@ pub fn api_gateway_v2(method: &str, path: &str, query: &str, headers: &Headers, 
     })
 }
 
+/// The same request as a Lambda function URL delivers it (`WebhookWiring=function-urls`): payload
+/// format 2.0 too, but on the function's own `<url-id>.lambda-url.<region>.on.aws` host, with the
+/// route and stage `$default` and no path parameters.
+pub fn function_url(mut event: Value) -> Value {
+    const URL_ID: &str = "abcdefghijklmnopqrstuvwxyz012345";
+    let host = format!("{URL_ID}.lambda-url.{REGION}.on.aws");
+    event["routeKey"] = json!("$default");
+    event["headers"]["host"] = json!(host);
+    let context = &mut event["requestContext"];
+    context["apiId"] = json!(URL_ID);
+    context["domainName"] = json!(host);
+    context["domainPrefix"] = json!(URL_ID);
+    context["routeKey"] = json!("$default");
+    context["stage"] = json!("$default");
+    if let Some(object) = event.as_object_mut() {
+        object.remove("pathParameters");
+    }
+    event
+}
+
 /// The template's route for a path: `/webhooks/<provider>/{source}` or `/api/{proxy+}`.
 fn route_key(method: &str, path: &str) -> String {
     match path.split('/').collect::<Vec<_>>().as_slice() {

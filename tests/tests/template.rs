@@ -198,3 +198,47 @@ fn a_delivery_is_retried_on_its_whole_schedule_before_sqs_dead_letters_it() {
     let retention = deliveries["MessageRetentionPeriod"].as_u64().unwrap();
     assert!(retention > 2 * schedule, "a delivery outlives its queue: retention {retention} s, schedule {schedule} s");
 }
+
+#[test]
+fn with_function_urls_every_ingest_function_is_public_through_its_own_url_only() {
+    let template = deployed();
+    let resources = template["Resources"].as_object().unwrap();
+    assert_eq!(template["Conditions"]["WithFunctionUrls"]["Fn::Equals"][1], "function-urls");
+    let ingest: Vec<&String> = resources
+        .iter()
+        .filter(|(_, r)| r["Properties"]["Environment"]["Variables"]["TIDINGS_PROVIDER"].is_string())
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(ingest.len(), tidings_core::ProviderId::ALL.len());
+    let of_type = |kind: &str, function: &str| -> Vec<&serde_json::Value> {
+        resources
+            .values()
+            .filter(|r| r["Type"] == kind && r["Condition"] == "WithFunctionUrls")
+            .map(|r| &r["Properties"])
+            .filter(|p| p["TargetFunctionArn"]["Fn::GetAtt"][0] == function || p["FunctionName"]["Ref"] == function)
+            .collect()
+    };
+    for function in ingest {
+        let urls = of_type("AWS::Lambda::Url", function);
+        assert_eq!(urls.len(), 1, "{function}: one function URL");
+        assert_eq!(urls[0]["AuthType"], "NONE", "{function}: providers cannot sign AWS requests");
+        // Since October 2025 a public function URL needs both grants; the second only through the URL.
+        let permissions = of_type("AWS::Lambda::Permission", function);
+        let grants: BTreeSet<(String, String)> = permissions
+            .iter()
+            .map(|p| (p["Action"].as_str().unwrap().to_owned(), p["Principal"].as_str().unwrap().to_owned()))
+            .collect();
+        let expected: BTreeSet<(String, String)> = [("lambda:InvokeFunctionUrl", "*"), ("lambda:InvokeFunction", "*")]
+            .map(|(a, p)| (a.to_owned(), p.to_owned()))
+            .into();
+        assert_eq!(grants, expected, "{function}");
+        for permission in permissions {
+            match permission["Action"].as_str() {
+                Some("lambda:InvokeFunctionUrl") => assert_eq!(permission["FunctionUrlAuthType"], "NONE"),
+                _ => {
+                    assert_eq!(permission["InvokedViaFunctionUrl"], true, "{function}: public invoke only via its URL")
+                }
+            }
+        }
+    }
+}
