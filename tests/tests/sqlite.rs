@@ -59,6 +59,20 @@ async fn queue_hides_received_messages_and_dead_letters_after_max_receives() {
 }
 
 #[tokio::test]
+async fn a_batch_delete_removes_current_receipts_only() {
+    let queue = Sqlite::in_memory().unwrap();
+    queue.send(QueueName::Deliveries, &[message("a"), message("b"), message("c")]).await.unwrap();
+    let first = queue.receive(QueueName::Deliveries, 10, 0).unwrap();
+    // "c" is received again: its first receipt is stale.
+    let again = queue.receive(QueueName::Deliveries, 10, 30).unwrap();
+    assert_eq!(again.len(), 3);
+    let receipts = [again[0].receipt.as_str(), again[1].receipt.as_str(), first[2].receipt.as_str(), "not-a-receipt"];
+    assert_eq!(queue.delete_all(QueueName::Deliveries, &receipts).unwrap(), 2);
+    assert_eq!(queue.delete_all(QueueName::Events, &[again[2].receipt.as_str()]).unwrap(), 0, "another queue's");
+    assert_eq!(queue.depth(QueueName::Deliveries).unwrap(), 1, "c stays until its current receipt deletes it");
+}
+
+#[tokio::test]
 async fn delayed_messages_stay_hidden_until_due() {
     let queue = Sqlite::in_memory().unwrap();
     queue

@@ -83,11 +83,30 @@ pub fn read_config(db: &Path) -> Option<DevConfig> {
     serde_json::from_str(&text).ok()
 }
 
-/// A queue that wakes the worker when something is sent.
+/// A queue that wakes the worker of the queue something is sent to.
 #[derive(Clone)]
 struct Waking {
     db: Sqlite,
-    notify: Arc<Notify>,
+    wake: Arc<Wake>,
+}
+
+/// One wake-up per queue: `notify_one` keeps a permit when its worker is busy, so a send that
+/// lands while the worker is reading is not missed.
+#[derive(Default)]
+struct Wake {
+    events: Notify,
+    deliveries: Notify,
+    redrive: Notify,
+}
+
+impl Wake {
+    fn of(&self, queue: QueueName) -> &Notify {
+        match queue {
+            QueueName::Events => &self.events,
+            QueueName::Deliveries => &self.deliveries,
+            QueueName::Redrive => &self.redrive,
+        }
+    }
 }
 
 impl DeadLetters for Waking {
@@ -97,7 +116,7 @@ impl DeadLetters for Waking {
 
     async fn redrive_dead_letters(&self, queue: QueueName, method: MoveMethod) -> Result<DeadLetterStatus, StoreError> {
         let status = self.db.redrive_dead_letters(queue, method).await?;
-        self.notify.notify_one();
+        self.wake.of(queue).notify_one();
         Ok(status)
     }
 }
@@ -105,7 +124,7 @@ impl DeadLetters for Waking {
 impl Queue for Waking {
     async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
         self.db.send(queue, messages).await?;
-        self.notify.notify_one();
+        self.wake.of(queue).notify_one();
         Ok(())
     }
 }
@@ -128,8 +147,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     };
     print_sources(&db, &base).await;
 
-    let notify = Arc::new(Notify::new());
-    let queue = Waking { db: db.clone(), notify: notify.clone() };
+    let wake = Arc::new(Wake::default());
+    let queue = Waking { db: db.clone(), wake: wake.clone() };
     let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
     let ingest = Ingest::new(db.clone(), queue.clone(), fetcher).without_subscription_confirmation();
     let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None }).merge(
@@ -179,7 +198,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         None => DevEmailer::Outbox(db.clone()),
     };
     let redrive = Redrive::new(db.clone(), queue.clone(), emailer);
-    let worker = tokio::spawn(work(processor, fanout, redrive, db.clone(), notify, stop_rx.clone()));
+    let worker = tokio::spawn(work(processor, fanout, redrive, db.clone(), wake, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -208,69 +227,91 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-/// Drains the events queue through the processor and the deliveries queue through fan-out,
-/// until told to stop. A message whose handling fails retryably is left to reappear after a
-/// backoff; one that fails permanently goes to its dead-letter queue with the reason.
+/// Drains the events queue through the processor, the deliveries queue through fan-out and the
+/// redrive queue through the resender, each in its own loop (so slow subscribers do not hold
+/// up storing), until told to stop. Deliveries of one batch go out concurrently, as the fan-out
+/// Lambda's do. A message whose handling fails retryably is left to reappear after a backoff;
+/// one that fails permanently goes to its dead-letter queue with the reason.
 async fn work(
     processor: Processor<Sqlite, Waking>,
     fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
     redrive: Redrive<Sqlite, Waking, DevEmailer>,
     db: Sqlite,
-    notify: Arc<Notify>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    wake: Arc<Wake>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let (processor, fanout, redrive) = (&processor, &fanout, &redrive);
+    let events = drain(QueueName::Events, &db, &wake, stop.clone(), |body, _| async move {
+        processor.process(&body).await.map(|_| None)
+    });
+    let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |body, receive_count| async move {
+        fanout.deliver(&body, receive_count, Timestamp::now()).await
+    });
+    let resends = drain(QueueName::Redrive, &db, &wake, stop, |body, _| async move {
+        redrive.resend(&body, Timestamp::now()).await.map(|_| None)
+    });
+    tokio::join!(events, deliveries, resends);
+}
+
+/// One queue's loop: receive up to 10 messages, handle them concurrently, settle each.
+/// `handle` returns a delay when the message should come back later (a delivery retry).
+async fn drain<F, Fut>(
+    queue: QueueName,
+    db: &Sqlite,
+    wake: &Wake,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    handle: F,
+) where
+    F: Fn(String, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Duration>, StoreError>>,
+{
     const VISIBILITY_SECONDS: u32 = 30;
     loop {
         if *stop.borrow() {
             return;
         }
-        let mut handled = 0;
-        for queue in [QueueName::Events, QueueName::Deliveries, QueueName::Redrive] {
-            let batch = match db.receive(queue, 10, VISIBILITY_SECONDS) {
-                Ok(batch) => batch,
-                Err(error) => {
-                    tracing::error!(%error, queue = queue.as_str(), "cannot read the queue");
-                    Vec::new()
-                }
-            };
-            handled += batch.len();
-            for message in &batch {
-                let result = match queue {
-                    QueueName::Events => processor.process(&message.body).await.map(|_| None),
-                    QueueName::Redrive => redrive.resend(&message.body, Timestamp::now()).await.map(|_| None),
-                    QueueName::Deliveries => {
-                        fanout.deliver(&message.body, message.receive_count, Timestamp::now()).await
-                    }
-                };
-                match result {
-                    Ok(None) => {
-                        let _ = db.delete(queue, &message.receipt);
-                    }
-                    // A delivery to retry: the same message, hidden until the retry is due.
-                    Ok(Some(delay)) => {
-                        let _ = db.change_visibility(queue, &message.receipt, delay.as_secs() as u32);
-                    }
-                    Err(error) if error.retryable => {
-                        tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
-                        let backoff = 2u32.saturating_pow(message.receive_count.min(8));
-                        let _ = db.change_visibility(queue, &message.receipt, backoff);
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, queue = queue.as_str(), "dead-lettered");
-                        let _ = db.dead_letter(queue, &message.body, &error.message, message.receive_count);
-                        let _ = db.delete(queue, &message.receipt);
-                    }
-                }
+        let batch = match db.receive(queue, 10, VISIBILITY_SECONDS) {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, queue = queue.as_str(), "cannot read the queue");
+                Vec::new()
             }
-        }
-        if handled == 0 {
+        };
+        if batch.is_empty() {
             // Woken by the next send, or after a second for messages whose delay or
             // visibility timeout ran out.
             tokio::select! {
-                _ = notify.notified() => {}
+                _ = wake.of(queue).notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 _ = stop.changed() => {}
             }
+            continue;
+        }
+        let results =
+            futures_util::future::join_all(batch.iter().map(|m| handle(m.body.clone(), m.receive_count))).await;
+        let mut done = Vec::with_capacity(batch.len());
+        for (message, result) in batch.iter().zip(results) {
+            match result {
+                Ok(None) => done.push(message.receipt.as_str()),
+                // To handle again later: the same message, hidden until then.
+                Ok(Some(delay)) => {
+                    let _ = db.change_visibility(queue, &message.receipt, delay.as_secs() as u32);
+                }
+                Err(error) if error.retryable => {
+                    tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
+                    let backoff = 2u32.saturating_pow(message.receive_count.min(8));
+                    let _ = db.change_visibility(queue, &message.receipt, backoff);
+                }
+                Err(error) => {
+                    tracing::error!(%error, queue = queue.as_str(), "dead-lettered");
+                    let _ = db.dead_letter(queue, &message.body, &error.message, message.receive_count);
+                    let _ = db.delete(queue, &message.receipt);
+                }
+            }
+        }
+        if let Err(error) = db.delete_all(queue, &done) {
+            // They come back after the visibility timeout and are handled again, as on SQS.
+            tracing::error!(%error, queue = queue.as_str(), "cannot delete handled messages");
         }
     }
 }

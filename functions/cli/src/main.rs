@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod client;
 mod dev;
 mod events;
@@ -46,6 +47,8 @@ enum Command {
     Keys(keys::Args),
     /// Move a queue's dead letters back to it (operator keys only), and follow the move.
     Redrive(redrive::Args),
+    /// Measure the local pipeline end to end (see BENCHMARKS.md).
+    Bench(bench::Args),
     /// The emails `tidings dev` resent locally (retryable SES failures), oldest first.
     Outbox {
         /// The dev database.
@@ -100,6 +103,7 @@ fn main() -> ExitCode {
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),
         Command::Keys(args) => block_on(keys::run(args)),
         Command::Redrive(args) => block_on(redrive::run(args)),
+        Command::Bench(args) => block_on(bench::run(args)),
         Command::Outbox { db } => outbox(&db),
     };
     match result {
