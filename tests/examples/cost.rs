@@ -1,0 +1,339 @@
+//! What a million events cost on AWS, from measured use: SendGrid webhooks go through ingest
+//! (verify, normalize, enqueue on SQS), the processor (store in DynamoDB, one delivery task per
+//! subscription) and fan-out (a signed POST to one subscriber on loopback, the attempt logged),
+//! all through the real AWS SDK against moto. The adapters count the requests they make and
+//! the capacity units those cost by DynamoDB's billing rules on the real item sizes; the CPU
+//! time each stage spends is read from the kernel. Then the same webhooks again, as a provider's
+//! retries would send them. BENCHMARKS.md has the table and how to read it.
+//!
+//! ```sh
+//! target/moto-venv/bin/moto_server -p 5000 &   # installed by ./scripts/test.sh
+//! TIDINGS_MOTO_ENDPOINT=http://127.0.0.1:5000 cargo run --release -p tidings-tests --example cost -- 1000 1
+//! TIDINGS_MOTO_ENDPOINT=http://127.0.0.1:5000 cargo run --release -p tidings-tests --example cost -- 1 200
+//! ```
+//!
+//! Arguments: events per webhook (default 1000) and webhooks (default 1).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
+use tidings_core::auth::signer::{self, SigningKey};
+use tidings_core::pipeline::{Fanout, Ingest, IngestRequest, Processor};
+use tidings_core::ports::{QueueName, Store};
+use tidings_core::source::Source;
+use tidings_core::subscription::{Format, SigningSecret, Subscription};
+use tidings_core::{Headers, ProviderId, Timestamp, Transport};
+
+/// us-east-1 list prices, USD (BENCHMARKS.md names the pages).
+const DYNAMODB_PER_MILLION_WRU: f64 = 0.625;
+const DYNAMODB_PER_MILLION_RRU: f64 = 0.125;
+const SQS_PER_MILLION: f64 = 0.40;
+const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
+const LAMBDA_ARM_PER_GB_SECOND: f64 = 0.000_013_333_4;
+const HTTP_API_PER_MILLION: f64 = 1.00;
+/// The functions' memory (template.yaml `Globals.Function.MemorySize`).
+const LAMBDA_GB: f64 = 256.0 / 1024.0;
+/// Assumed in-region round trips, which a Lambda is billed for while it waits: DynamoDB
+/// single-item reads and writes, SQS batch sends, and the subscriber's answer.
+const DYNAMODB_CALL_MS: f64 = 5.0;
+const SQS_CALL_MS: f64 = 10.0;
+const SUBSCRIBER_MS: f64 = 50.0;
+/// SQS event source batch sizes (template.yaml): processor 25, fan-out 10.
+const PROCESSOR_BATCH: f64 = 25.0;
+const FANOUT_BATCH: f64 = 10.0;
+
+struct NoFetch;
+impl tidings_core::ports::Fetcher for NoFetch {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+        Err(format!("no fetch of {url}"))
+    }
+}
+
+/// CPU time this thread has used (the runtime is single-threaded, so that is all the work).
+fn cpu() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    Duration::from_nanos(text.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(0))
+}
+
+/// `n` SendGrid events cycling through the sample batch's types, 4 events per message.
+fn batch(webhook: usize, n: usize) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/sendgrid/batch-every-type.json");
+    let sample: Vec<Value> = serde_json::from_slice(&std::fs::read(path).expect("sample")).expect("json");
+    let events: Vec<Value> = (0..n)
+        .map(|i| {
+            let k = webhook * n + i;
+            let mut event = sample[k % sample.len()].clone();
+            event["sg_event_id"] = Value::String(format!("cost-{k:07}"));
+            event["email"] = Value::String(format!("user{}@example.com", k / 4));
+            event["sg_message_id"] = Value::String(format!("msg{}.filter0001", k / 4));
+            event
+        })
+        .collect();
+    serde_json::to_vec(&events).expect("encode")
+}
+
+/// What one stage used.
+#[derive(Default)]
+struct Stage {
+    dynamo: BTreeMap<&'static str, u64>,
+    wru: u64,
+    rru: u64,
+    sqs_sends: u64,
+    /// Messages the stage's Lambda event source handed it (0 for the HTTP stage).
+    received: u64,
+    invocations: f64,
+    cpu: Duration,
+    http_out: u64,
+}
+
+impl Stage {
+    fn dynamo_calls(&self) -> u64 {
+        self.dynamo.values().sum()
+    }
+}
+
+struct Meter<'a> {
+    store: &'a DynamoStore,
+    queues: &'a SqsQueues,
+    usage: tidings_aws::dynamo::UsageSnapshot,
+    sqs: u64,
+    cpu: Duration,
+}
+
+impl<'a> Meter<'a> {
+    fn start(store: &'a DynamoStore, queues: &'a SqsQueues) -> Self {
+        Meter { store, queues, usage: store.usage(), sqs: queues.requests(), cpu: cpu() }
+    }
+
+    fn stop(self, received: u64, invocations: f64, http_out: u64) -> Stage {
+        let cpu = cpu() - self.cpu;
+        let now = self.store.usage();
+        let dynamo = now
+            .requests
+            .iter()
+            .map(|(op, n)| (*op, n - self.usage.requests.get(op).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Stage {
+            dynamo,
+            wru: now.write_units - self.usage.write_units,
+            rru: now.read_units - self.usage.read_units,
+            sqs_sends: self.queues.requests() - self.sqs,
+            received,
+            invocations,
+            cpu,
+            http_out,
+        }
+    }
+}
+
+fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::sqs::SqsEvent {
+    let mut event = aws_lambda_events::sqs::SqsEvent::default();
+    for message in messages {
+        let mut record = aws_lambda_events::sqs::SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        event.records.push(record);
+    }
+    event
+}
+
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut out = Vec::new();
+    loop {
+        let page = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+        let messages = page.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for message in &messages {
+            let receipt = message.receipt_handle.clone().unwrap_or_default();
+            sqs.delete_message().queue_url(url).receipt_handle(receipt).send().await.expect("delete");
+        }
+        out.extend(messages);
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: events per webhook, webhooks"));
+    let per_webhook = args.next().unwrap_or(1000).max(1);
+    let webhooks = args.next().unwrap_or(1).max(1);
+    let endpoint = std::env::var("TIDINGS_MOTO_ENDPOINT").expect("set TIDINGS_MOTO_ENDPOINT to a moto server");
+    let config = tidings_aws::sdk_config_for_endpoint(&endpoint).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let run = std::process::id();
+    let table = format!("tidings-cost-{run}");
+    tidings_aws::dynamo::create_table(&dynamo, &table).await.expect("table");
+    let mut urls = QueueUrls::default();
+    for name in [QueueName::Events, QueueName::Deliveries] {
+        let created = sqs.create_queue().queue_name(format!("cost-{run}-{}", name.as_str())).send().await;
+        urls.queues.insert(name, created.expect("queue").queue_url.expect("url"));
+    }
+    let (events_url, deliveries_url) =
+        (urls.queues[&QueueName::Events].clone(), urls.queues[&QueueName::Deliveries].clone());
+    let store = DynamoStore::new(dynamo, table);
+    let queues = SqsQueues::new(sqs.clone(), urls);
+
+    // One subscriber on loopback, answering at once.
+    let delivered = Arc::new(AtomicU64::new(0));
+    let count = delivered.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+            async { axum::http::StatusCode::NO_CONTENT }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("listen");
+    let hook = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (private, public) = signer::generate_sendgrid_key_pair().expect("key");
+    let now = Timestamp::now();
+    let source = Source {
+        id: "src_cost".into(),
+        workspace: "ws_cost".into(),
+        provider: ProviderId::Sendgrid,
+        description: String::new(),
+        secrets: vec![public],
+        public_url: None,
+        allowed_topics: vec![],
+        signature_header: None,
+        tolerance_seconds: None,
+        dev_signing_key: None,
+        created_at: now,
+    };
+    store.put_source(&source).await.expect("source");
+    let subscription = Subscription {
+        id: "sub_cost".into(),
+        workspace: "ws_cost".into(),
+        url: hook,
+        types: vec!["*".into()],
+        providers: vec![],
+        sources: vec![],
+        format: Format::Cloudevents,
+        secrets: vec![SigningSecret { secret: "whsec_Y29zdC1tb2RlbA==".into(), created_at: now, expires_at: None }],
+        headers: vec![],
+        description: "cost".into(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+    };
+    store.put_subscription(&subscription).await.expect("subscription");
+
+    let ingest = Ingest::new(store.clone(), queues.clone(), NoFetch);
+    let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
+    let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().expect("network")]);
+    let sender = tidings_fanout::Deliverer::new(loopback, Duration::from_secs(5)).expect("sender");
+    let fanout = Fanout::new(store.clone(), queues.clone(), sender);
+    let bodies: Vec<(Vec<u8>, Headers)> = (0..webhooks)
+        .map(|w| {
+            let mut headers = Headers::new();
+            let key = SigningKey { secret: &private, public_url: None };
+            let body =
+                signer::sign(ProviderId::Sendgrid, &batch(w, per_webhook), &mut headers, &key, now).expect("sign");
+            (body, headers)
+        })
+        .collect();
+    let events = (per_webhook * webhooks) as f64;
+    println!("{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription for every event\n");
+
+    for round in ["first delivery", "the same webhooks again (a provider's retries)"] {
+        let meter = Meter::start(&store, &queues);
+        for (body, headers) in &bodies {
+            let request = IngestRequest {
+                provider: ProviderId::Sendgrid,
+                source_id: "src_cost",
+                body,
+                headers,
+                query: None,
+                transport: Transport::Http,
+                received_at: Timestamp::now(),
+            };
+            let response = ingest.handle(request).await;
+            assert_eq!(response.status, 200, "{}", response.body);
+        }
+        let ingest_stage = meter.stop(0, webhooks as f64, 0);
+
+        let queued = drain(&sqs, &events_url).await;
+        let meter = Meter::start(&store, &queues);
+        for chunk in queued.chunks(PROCESSOR_BATCH as usize) {
+            let response = tidings_processor::handle(&processor, &queues, sqs_event(chunk)).await;
+            assert!(response.batch_item_failures.is_empty(), "processor failures");
+        }
+        let processor_stage = meter.stop(queued.len() as u64, (queued.len() as f64 / PROCESSOR_BATCH).ceil(), 0);
+
+        let tasks = drain(&sqs, &deliveries_url).await;
+        let before = delivered.load(Ordering::Relaxed);
+        let meter = Meter::start(&store, &queues);
+        for chunk in tasks.chunks(FANOUT_BATCH as usize) {
+            let response = tidings_fanout::handle(&fanout, &queues, sqs_event(chunk)).await;
+            assert!(response.batch_item_failures.is_empty(), "fan-out failures");
+        }
+        let posts = delivered.load(Ordering::Relaxed) - before;
+        let fanout_stage = meter.stop(tasks.len() as u64, (tasks.len() as f64 / FANOUT_BATCH).ceil(), posts);
+
+        println!("## {round}: {} events queued, {} delivery tasks, {posts} deliveries\n", queued.len(), tasks.len());
+        report(
+            events,
+            per_webhook,
+            &[("ingest", &ingest_stage), ("processor", &processor_stage), ("fan-out", &fanout_stage)],
+        );
+    }
+}
+
+fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
+    let per = |n: f64| n / events;
+    println!("| per event | {} | total |", stages.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}---|", "---|".repeat(stages.len()));
+    let row = |label: &str, f: &dyn Fn(&Stage) -> f64, digits: usize| {
+        let values: Vec<f64> = stages.iter().map(|(_, s)| per(f(s))).collect();
+        let total: f64 = values.iter().sum();
+        let cells: Vec<String> = values.iter().map(|v| format!("{v:.digits$}")).collect();
+        println!("| {label} | {} | {total:.digits$} |", cells.join(" | "));
+    };
+    let mut operations: Vec<&str> = stages.iter().flat_map(|(_, s)| s.dynamo.keys().copied()).collect();
+    operations.sort_unstable();
+    operations.dedup();
+    for op in operations {
+        row(&format!("DynamoDB {op}"), &|s| s.dynamo.get(op).copied().unwrap_or(0) as f64, 3);
+    }
+    row("DynamoDB write units", &|s| s.wru as f64, 3);
+    row("DynamoDB read units", &|s| s.rru as f64, 3);
+    row("SQS sends (SendMessageBatch)", &|s| s.sqs_sends as f64, 3);
+    // The Lambda event source receives in tens and deletes each batch it handled.
+    row("SQS receives + deletes (event source)", &|s| 2.0 * (s.received as f64 / 10.0).ceil(), 3);
+    row("Lambda invocations", &|s| s.invocations, 4);
+    row("CPU µs", &|s| s.cpu.as_secs_f64() * 1e6, 1);
+    let billed_ms = |s: &Stage| {
+        s.cpu.as_secs_f64() * 1000.0
+            + s.dynamo_calls() as f64 * DYNAMODB_CALL_MS
+            + s.sqs_sends as f64 * SQS_CALL_MS
+            + s.http_out as f64 * SUBSCRIBER_MS
+    };
+    row("Lambda ms billed (CPU + modelled waits)", &billed_ms, 3);
+
+    let total = |f: &dyn Fn(&Stage) -> f64| stages.iter().map(|(_, s)| per(f(s))).sum::<f64>() * 1e6;
+    let dynamo = total(&|s| s.wru as f64) * DYNAMODB_PER_MILLION_WRU / 1e6
+        + total(&|s| s.rru as f64) * DYNAMODB_PER_MILLION_RRU / 1e6;
+    let sqs = total(&|s| s.sqs_sends as f64 + 2.0 * (s.received as f64 / 10.0).ceil()) * SQS_PER_MILLION / 1e6;
+    let lambda = total(&|s| s.invocations) * LAMBDA_PER_MILLION_REQUESTS / 1e6
+        + total(&billed_ms) / 1000.0 * LAMBDA_GB * LAMBDA_ARM_PER_GB_SECOND;
+    let http_api = 1e6 / per_webhook as f64 * HTTP_API_PER_MILLION / 1e6;
+    println!("\n| USD per million events | HTTP API wiring | function URL wiring |");
+    println!("|---|---|---|");
+    println!("| DynamoDB (on demand) | {dynamo:.3} | {dynamo:.3} |");
+    println!("| SQS | {sqs:.3} | {sqs:.3} |");
+    println!("| Lambda (arm64, 256 MB) | {lambda:.3} | {lambda:.3} |");
+    println!("| API Gateway HTTP API | {http_api:.3} | 0.000 |");
+    let all = dynamo + sqs + lambda;
+    println!("| **all** | **{:.2}** | **{:.2}** |\n", all + http_api, all);
+}
