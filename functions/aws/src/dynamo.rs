@@ -707,6 +707,9 @@ impl Store for DynamoStore {
         let pk = format!("NONCE#{}#{}", claim.provider, claim.nonce);
         let now = Timestamp::now().unix_seconds();
         // A nonce past its window may still be in the table (TTL deletion lags): overwrite it.
+        // A small item: one write unit, refused or not.
+        self.usage.request("PutItem");
+        self.usage.write(1);
         let result = self
             .client
             .put_item()
@@ -744,6 +747,11 @@ impl Store for DynamoStore {
     }
 
     async fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> Result<(), StoreError> {
+        // Billed by the size of the whole item (no index is touched: `fo` is not projected).
+        // The size is not known here; one unit is right for the typical event item (under
+        // 1 KB, infra/TABLE.md) and one short for the larger SES and Mailgun ones.
+        self.usage.request("UpdateItem");
+        self.usage.write(1);
         self.client
             .update_item()
             .table_name(&self.table)

@@ -96,7 +96,10 @@ fn sendgrid_batch(n: usize) -> Vec<u8> {
 }
 
 fn cases() -> Vec<Case> {
-    let mut cases = vec![case("sendgrid 1000-event batch", ProviderId::Sendgrid, sendgrid_batch(1000))];
+    let mut cases = vec![
+        case("sendgrid 100000-event batch", ProviderId::Sendgrid, sendgrid_batch(100_000)),
+        case("sendgrid 1000-event batch", ProviderId::Sendgrid, sendgrid_batch(1000)),
+    ];
     for (provider, path) in [
         (ProviderId::Ses, "ses/bounce-permanent.json"),
         (ProviderId::Sendgrid, "sendgrid/bounce.json"),
@@ -119,6 +122,10 @@ fn cases() -> Vec<Case> {
 fn normalize(c: &mut Criterion) {
     for case in cases() {
         let mut group = c.benchmark_group(&case.label);
+        if case.events > 10_000 {
+            // ~0.3 s an iteration: fewer samples keep the run short.
+            group.sample_size(10);
+        }
         group.throughput(Throughput::Elements(case.events));
         group.bench_function("tidings verify+normalize+serialize", |b| b.iter(|| run(black_box(&case))));
         // Twilio posts a form, not JSON: there is no JSON floor to compare with.

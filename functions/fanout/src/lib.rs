@@ -166,8 +166,9 @@ where
 {
     use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
     use tidings_core::ports::QueueName;
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    // A batch's deliveries go out concurrently: the function is billed while it waits, and one
+    // slow subscriber should not hold up the others' events.
+    let outcomes = futures_util::future::join_all(event.records.iter().map(|record| async move {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
         let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
@@ -195,11 +196,14 @@ where
                 failed
             }
         };
-        if retry {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
+        retry.then_some(id)
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    for id in outcomes.into_iter().flatten() {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     response
 }
