@@ -161,7 +161,7 @@ async fn a_retry_after_a_crash_between_the_state_and_the_event_write_counts_the_
 
     // SQS delivers the message again: the event is stored, and the state counts it once.
     assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Stored);
-    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Duplicate { fanned_out: false });
+    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Duplicate);
     let states = store.message_states(ws, "m1").await.unwrap();
     assert_eq!(states.len(), 1);
     assert_eq!((states[0].events, states[0].opens), (2, 1), "{:?}", states[0]);
@@ -320,6 +320,7 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     for _ in 0..2 {
         assert_eq!(f.post_sample(tidings_core::ProviderId::Sendgrid, &batch).await.0.as_u16(), 200);
         let events = aws.receive_all(&events_url).await;
+        let sends = queues.requests();
         let response = tidings_processor::handle(
             &processor,
             &queues,
@@ -328,6 +329,8 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
         .await;
         assert!(response.batch_item_failures.is_empty());
         let tasks = aws.receive_all(&deliveries_url).await;
+        // The batch's delivery tasks go out together: one SendMessageBatch per ten, not one per event.
+        assert_eq!(queues.requests() - sends, tasks.len().div_ceil(10) as u64, "{} tasks", tasks.len());
         let response = tidings_fanout::handle(
             &fanout,
             &queues,

@@ -357,3 +357,39 @@ async fn a_failing_subscriber_is_retried_on_schedule_and_disabled_after_five_day
     let notices = received.lock().unwrap().iter().filter(|(_, b)| b.contains("\"subscription.disabled\"")).count();
     assert_eq!(notices, 1);
 }
+
+#[tokio::test]
+async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends_nothing() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let (addr, received) = subscribers().await;
+    let create = Request::post("/api/subscriptions")
+        .header("Authorization", "Bearer key-default")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"url": format!("http://{addr}/hook"), "types": ["*"]}).to_string()))
+        .unwrap();
+    let (_, created) = f.call(create).await;
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let theirs = tidings_tests::event("ws_other", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k").event;
+    let mut task = tidings_core::delivery::DeliveryTask {
+        workspace: "ws_default".into(),
+        subscription: created["id"].as_str().unwrap().into(),
+        event_id: theirs.id.clone(),
+        message_id: theirs.data.message_id.clone(),
+        event: Some(theirs.clone()),
+    };
+    let error = fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.unwrap_err();
+    assert!(!error.retryable && error.message.contains("another event or workspace"), "{error}");
+    // Nor may a task name one event and carry another.
+    let mine =
+        tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k2").event;
+    task.workspace = "ws_default".into();
+    task.event = Some(mine);
+    assert!(fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.is_err());
+    assert!(received.lock().unwrap().is_empty(), "nothing was sent");
+}

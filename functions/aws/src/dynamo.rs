@@ -411,14 +411,10 @@ impl DynamoStore {
     async fn try_record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
         let e = &queued.event;
         let ws = e.workspaceid.as_str();
-        let event_key = (event_pk(ws, e.data.message_id.as_deref(), e.id.as_str()), event_sk(e.id.as_str()));
-        // Providers resend often (SendGrid ~3 times on average): one read first makes a
-        // duplicate cost one read unit instead of a refused conditional write (billed as a
-        // write) after reading the state. The event's conditional write still settles races.
-        if let Some(existing) = self.get(&event_key.0, &event_key.1).await? {
-            let fanned_out = matches!(existing.get("fo"), Some(AttributeValue::Bool(true)));
-            return Ok(Attempt::Done(Recorded::Duplicate { fanned_out }));
-        }
+        // No read of the event first: the processor reads it before it enqueues deliveries and
+        // calls this only for an event it did not find, so providers' retries (SendGrid's ~3 per
+        // event) stop there for one read unit. A duplicate that gets here (two copies processed
+        // at once) is still caught: the state lists it, and the event's write is refused.
         self.mark_day(ws, day(e.time.unix_millis())).await?;
 
         if let Some((message_id, recipient)) = state::key(e) {
@@ -486,10 +482,8 @@ impl DynamoStore {
         if self.put_if(event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![]).await? {
             return Ok(Attempt::Done(Recorded::Stored));
         }
-        // Another instance stored it between our first read and now: a duplicate.
-        let existing = self.get(&event_key.0, &event_key.1).await?;
-        let fanned_out = matches!(existing.as_ref().and_then(|i| i.get("fo")), Some(AttributeValue::Bool(true)));
-        Ok(Attempt::Done(Recorded::Duplicate { fanned_out }))
+        // Already stored (by another instance, or earlier): a duplicate.
+        Ok(Attempt::Done(Recorded::Duplicate))
     }
 
     async fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -603,7 +597,6 @@ pub fn event_item(queued: &QueuedEvent, expires_at: Timestamp) -> Result<Item, S
         ("GSI2PK".to_owned(), s(format!("WS#{ws}#DAY#{}", day(ms)))),
         ("GSI2SK".to_owned(), s(time_key(ms, id))),
         ("d".to_owned(), deflate(&blob)),
-        ("fo".to_owned(), AttributeValue::Bool(false)),
         ("ttl".to_owned(), n(expires_at.unix_seconds())),
     ]);
     if let Some(recipient) = &e.data.recipient {
@@ -744,26 +737,6 @@ impl Store for DynamoStore {
             "event {}: message state kept changing under concurrent writers",
             queued.event.id
         )))
-    }
-
-    async fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> Result<(), StoreError> {
-        // Billed by the size of the whole item (no index is touched: `fo` is not projected).
-        // The size is not known here; one unit is right for the typical event item (under
-        // 1 KB, infra/TABLE.md) and one short for the larger SES and Mailgun ones.
-        self.usage.request("UpdateItem");
-        self.usage.write(1);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("PK", s(event_pk(workspace, event.data.message_id.as_deref(), event.id.as_str())))
-            .key("SK", s(event_sk(event.id.as_str())))
-            .update_expression("SET fo = :t")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .send()
-            .await
-            .map_err(|e| classify("UpdateItem", &e))?;
-        Ok(())
     }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

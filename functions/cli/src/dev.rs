@@ -241,20 +241,27 @@ async fn work(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (processor, fanout, redrive) = (&processor, &fanout, &redrive);
-    let events = drain(QueueName::Events, &db, &wake, stop.clone(), |body, _| async move {
-        processor.process(&body).await.map(|_| None)
+    // The processor takes a received batch together (its deliveries enqueued at once); a
+    // batch's deliveries and resends go out concurrently.
+    let events = drain(QueueName::Events, &db, &wake, stop.clone(), |batch| async move {
+        let bodies: Vec<&str> = batch.iter().map(|(body, _)| body.as_str()).collect();
+        processor.process_batch(&bodies).await.into_iter().map(|r| r.map(|_| None)).collect()
     });
-    let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |body, receive_count| async move {
-        fanout.deliver(&body, receive_count, Timestamp::now()).await
+    let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |batch| async move {
+        let now = Timestamp::now();
+        futures_util::future::join_all(batch.iter().map(|(body, count)| fanout.deliver(body, *count, now))).await
     });
-    let resends = drain(QueueName::Redrive, &db, &wake, stop, |body, _| async move {
-        redrive.resend(&body, Timestamp::now()).await.map(|_| None)
+    let resends = drain(QueueName::Redrive, &db, &wake, stop, |batch| async move {
+        let now = Timestamp::now();
+        let resent = futures_util::future::join_all(batch.iter().map(|(body, _)| redrive.resend(body, now))).await;
+        resent.into_iter().map(|r| r.map(|_| None)).collect()
     });
     tokio::join!(events, deliveries, resends);
 }
 
-/// One queue's loop: receive up to 10 messages, handle them concurrently, settle each.
-/// `handle` returns a delay when the message should come back later (a delivery retry).
+/// One queue's loop: receive up to 10 messages, handle them (body and receive count each),
+/// settle each. `handle` gives one result per message, in order: a delay when the message should come back later (a delivery
+/// retry), `None` when it is done.
 async fn drain<F, Fut>(
     queue: QueueName,
     db: &Sqlite,
@@ -262,8 +269,8 @@ async fn drain<F, Fut>(
     mut stop: tokio::sync::watch::Receiver<bool>,
     handle: F,
 ) where
-    F: Fn(String, u32) -> Fut,
-    Fut: std::future::Future<Output = Result<Option<Duration>, StoreError>>,
+    F: Fn(Vec<(String, u32)>) -> Fut,
+    Fut: std::future::Future<Output = Vec<Result<Option<Duration>, StoreError>>>,
 {
     const VISIBILITY_SECONDS: u32 = 30;
     loop {
@@ -287,8 +294,7 @@ async fn drain<F, Fut>(
             }
             continue;
         }
-        let results =
-            futures_util::future::join_all(batch.iter().map(|m| handle(m.body.clone(), m.receive_count))).await;
+        let results = handle(batch.iter().map(|m| (m.body.clone(), m.receive_count)).collect()).await;
         let mut done = Vec::with_capacity(batch.len());
         for (message, result) in batch.iter().zip(results) {
             match result {

@@ -150,13 +150,17 @@ mod tests {
 /// What the deliveries queue carries: one event for one subscription. A retry is the same
 /// message handed over again after its visibility was extended to the retry's delay, so the
 /// attempt number is the message's receive count.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DeliveryTask {
     pub workspace: String,
     pub subscription: String,
     pub event_id: crate::event::EventId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// The event itself, so fan-out need not read it back (and can deliver it before the
+    /// processor's write of it lands). Tasks without it read the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::event::CanonicalEvent>,
 }
 
 /// A random number in [-1, 1] for retry jitter.

@@ -367,58 +367,126 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
         &self.store
     }
 
-    /// Records one events-queue message. A malformed message is a permanent error (it goes to
-    /// the dead-letter queue with the reason); store errors keep their classification. A
-    /// duplicate whose fan-out did not finish fans out again, so a crash between storing and
-    /// fanning out loses no delivery (a subscriber may then see a `webhook-id` twice).
+    /// Records one events-queue message; see [`Processor::process_batch`].
     pub async fn process(&self, body: &str) -> Result<Processed, StoreError> {
-        let queued: QueuedEvent = serde_json::from_str(body)
-            .map_err(|e| StoreError::permanent(format!("events-queue message is not a queued event: {e}")))?;
-        let expires_at = retention_end(&queued.event, self.retention);
-        let recorded = self.store.record(&queued, expires_at).await?;
-        tracing::info!(event = %queued.event.id, r#type = %queued.event.event_type, provider = %queued.event.data.provider, outcome = ?recorded, "event processed");
-        let metric = if matches!(recorded, Recorded::Stored) { "Stored" } else { "Duplicates" };
-        crate::metrics::record(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
-        if let (Some(deliveries), Recorded::Stored | Recorded::Duplicate { fanned_out: false }) =
-            (&self.deliveries, recorded)
-        {
-            self.fan_out(deliveries, &queued).await?;
-        }
-        Ok(match recorded {
-            Recorded::Stored => Processed::Stored,
-            Recorded::Duplicate { .. } => Processed::Duplicate,
-        })
+        let mut results = self.process_batch(&[body]).await;
+        results.pop().unwrap_or_else(|| Err(StoreError::permanent("no result for the message")))
     }
 
-    async fn fan_out(&self, deliveries: &Q, queued: &QueuedEvent) -> Result<(), StoreError> {
-        let event = &queued.event;
-        // A retryable SES send failure: schedule its resend (the redrive claims each attempt
-        // once, so scheduling again after a crash is harmless).
-        if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
-            let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
-            let body = serde_json::to_string(&task).unwrap_or_default();
-            deliveries.send(QueueName::Redrive, &[Outgoing { id: "0".into(), body, delay_seconds: delay }]).await?;
+    /// Records a batch of events-queue messages (what one Lambda invocation or one receive of
+    /// `tidings dev` gets); one result per message, in order. A malformed message is a
+    /// permanent error (it goes to the dead-letter queue with the reason); store errors keep
+    /// their classification.
+    ///
+    /// With fan-out, the delivery tasks of the batch's new events (tasks carry their event) are
+    /// enqueued, together, *before* those events are stored, and an event already stored is
+    /// skipped: every stored event has had its deliveries enqueued, with no second write to say
+    /// so. A crash in between, or two copies of one event processed at once, enqueue its
+    /// deliveries twice: a subscriber may then see a `webhook-id` twice, which Standard
+    /// Webhooks receivers deduplicate. An event the store then refuses for good goes to the
+    /// dead-letter queue with its reason, already delivered.
+    pub async fn process_batch(&self, bodies: &[&str]) -> Vec<Result<Processed, StoreError>> {
+        let mut results: Vec<Option<Result<Processed, StoreError>>> = vec![None; bodies.len()];
+        let mut new: Vec<(usize, QueuedEvent)> = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            let queued = match serde_json::from_str::<QueuedEvent>(body) {
+                Ok(queued) => queued,
+                Err(e) => {
+                    results[i] =
+                        Some(Err(StoreError::permanent(format!("events-queue message is not a queued event: {e}"))));
+                    continue;
+                }
+            };
+            // The same event twice in one batch (a provider's quick retry): one copy is enough;
+            // if storing it fails, its own message comes back.
+            if new.iter().any(|(_, other)| other.event.id == queued.event.id) {
+                results[i] = Some(Ok(self.processed(&queued.event, Recorded::Duplicate)));
+                continue;
+            }
+            if self.deliveries.is_some() {
+                let e = &queued.event;
+                match self.store.event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
+                    Ok(Some(_)) => {
+                        results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        results[i] = Some(Err(error));
+                        continue;
+                    }
+                }
+            }
+            new.push((i, queued));
         }
-        let subscriptions = self.store.subscriptions(&event.workspaceid).await?;
-        let tasks: Vec<Outgoing> = subscriptions
-            .iter()
-            .filter(|s| s.enabled && s.matches(event, &queued.source) && !about_itself(event, s))
-            .enumerate()
-            .map(|(i, s)| {
-                let task = DeliveryTask {
-                    workspace: event.workspaceid.clone(),
-                    subscription: s.id.clone(),
-                    event_id: event.id.clone(),
-                    message_id: event.data.message_id.clone(),
-                };
-                Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
-            })
-            .collect();
-        if tasks.is_empty() {
-            return Ok(());
+        if let Some(deliveries) = &self.deliveries
+            && let Err(error) = self.fan_out(deliveries, &new).await
+        {
+            for (i, _) in &new {
+                results[*i] = Some(Err(error.clone()));
+            }
+            new.clear();
         }
-        deliveries.send(QueueName::Deliveries, &tasks).await?;
-        self.store.mark_fanned_out(&event.workspaceid, event).await
+        for (i, queued) in &new {
+            let expires_at = retention_end(&queued.event, self.retention);
+            results[*i] = Some(self.store.record(queued, expires_at).await.map(|r| self.processed(&queued.event, r)));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::permanent("message left unprocessed"))))
+            .collect()
+    }
+
+    fn processed(&self, e: &CanonicalEvent, recorded: Recorded) -> Processed {
+        tracing::info!(event = %e.id, r#type = %e.event_type, provider = %e.data.provider, outcome = ?recorded, "event processed");
+        let metric = if matches!(recorded, Recorded::Stored) { "Stored" } else { "Duplicates" };
+        crate::metrics::record(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
+        match recorded {
+            Recorded::Stored => Processed::Stored,
+            Recorded::Duplicate => Processed::Duplicate,
+        }
+    }
+
+    /// Enqueues the resends and delivery tasks of these events: subscriptions read once per
+    /// workspace, tasks sent in as few batches as the queue takes.
+    async fn fan_out(&self, deliveries: &Q, events: &[(usize, QueuedEvent)]) -> Result<(), StoreError> {
+        let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
+        let mut resends: Vec<Outgoing> = Vec::new();
+        let mut tasks: Vec<Outgoing> = Vec::new();
+        for (_, queued) in events {
+            let event = &queued.event;
+            // A retryable SES send failure: schedule its resend (the redrive claims each attempt
+            // once, so scheduling again after a crash is harmless).
+            if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
+                let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
+                let body = serde_json::to_string(&task).unwrap_or_default();
+                resends.push(Outgoing { id: resends.len().to_string(), body, delay_seconds: delay });
+            }
+            let workspace = event.workspaceid.as_str();
+            if !subscriptions.contains_key(workspace) {
+                subscriptions.insert(workspace, self.store.subscriptions(workspace).await?);
+            }
+            for s in subscriptions.get(workspace).into_iter().flatten() {
+                if s.enabled && s.matches(event, &queued.source) && !about_itself(event, s) {
+                    let task = DeliveryTask {
+                        workspace: event.workspaceid.clone(),
+                        subscription: s.id.clone(),
+                        event_id: event.id.clone(),
+                        message_id: event.data.message_id.clone(),
+                        event: Some(event.clone()),
+                    };
+                    let body = serde_json::to_string(&task).unwrap_or_default();
+                    tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
+                }
+            }
+        }
+        if !resends.is_empty() {
+            deliveries.send(QueueName::Redrive, &resends).await?;
+        }
+        if !tasks.is_empty() {
+            deliveries.send(QueueName::Deliveries, &tasks).await?;
+        }
+        Ok(())
     }
 }
 
@@ -455,7 +523,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
     /// extends its visibility by that much instead of deleting it: SQS
     /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
     pub async fn deliver(&self, body: &str, attempt: u32, now: Timestamp) -> Result<Option<Duration>, StoreError> {
-        let task: DeliveryTask = serde_json::from_str(body)
+        let mut task: DeliveryTask = serde_json::from_str(body)
             .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))?;
         let attempt = attempt.max(1);
         let Some(mut subscription) = self.store.subscription(&task.workspace, &task.subscription).await? else {
@@ -465,9 +533,22 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         if !subscription.enabled {
             return Ok(None);
         }
-        let Some(event) = self.store.event(&task.workspace, task.message_id.as_deref(), &task.event_id).await? else {
-            tracing::warn!(event = %task.event_id, "delivery for an expired event dropped");
-            return Ok(None);
+        let event = match task.event.take() {
+            // Carried by the task; it must be the one the task names, of the task's workspace.
+            Some(event) if event.id == task.event_id && event.workspaceid == task.workspace => event,
+            Some(_) => {
+                return Err(StoreError::permanent(format!(
+                    "delivery task for {} carries another event or workspace",
+                    task.event_id
+                )));
+            }
+            None => match self.store.event(&task.workspace, task.message_id.as_deref(), &task.event_id).await? {
+                Some(event) => event,
+                None => {
+                    tracing::warn!(event = %task.event_id, "delivery for an expired event dropped");
+                    return Ok(None);
+                }
+            },
         };
         let body = outbound::body(&event, subscription.format);
         let mut headers = outbound::signed_headers(&subscription, &event, &body, now).map_err(StoreError::permanent)?;
@@ -625,6 +706,7 @@ pub async fn replay<S: Store, Q: Queue>(
                     subscription: subscription.id.clone(),
                     event_id: e.id.clone(),
                     message_id: e.data.message_id.clone(),
+                    event: Some(e.clone()),
                 };
                 Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
             })

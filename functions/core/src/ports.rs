@@ -56,9 +56,8 @@ impl std::error::Error for StoreError {}
 pub enum Recorded {
     /// First time: stored, message state and suppressions updated.
     Stored,
-    /// Already stored: nothing changed. `fanned_out` says whether the stage after storing
-    /// finished for it, so a redelivery can finish it.
-    Duplicate { fanned_out: bool },
+    /// Already stored: nothing changed.
+    Duplicate,
 }
 
 /// A query over a workspace's stored events. Results come newest first.
@@ -111,12 +110,6 @@ pub trait Store: Send + Sync {
         event: &QueuedEvent,
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
-    /// Marks the stage after storing as done for `event`.
-    fn mark_fanned_out(
-        &self,
-        workspace: &str,
-        event: &CanonicalEvent,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
     /// One stored event. `message_id` is the event's message, when it has one.

@@ -53,7 +53,6 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL,
     raw TEXT NOT NULL,
     source TEXT NOT NULL,
-    fanned_out INTEGER NOT NULL DEFAULT 0,
     expires INTEGER NOT NULL,
     PRIMARY KEY (workspace, id)
 );
@@ -480,15 +479,8 @@ impl Store for Sqlite {
             )
             .map_err(db_error)?;
         if inserted == 0 {
-            let fanned_out: bool = tx
-                .query_row(
-                    "SELECT fanned_out FROM events WHERE workspace = ?1 AND id = ?2",
-                    params![workspace, event.id.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(db_error)?;
             tx.commit().map_err(db_error)?;
-            return Ok(Recorded::Duplicate { fanned_out });
+            return Ok(Recorded::Duplicate);
         }
         if let Some((message_id, recipient)) = state::key(event) {
             let current: Option<MessageState> = load(
@@ -535,16 +527,6 @@ impl Store for Sqlite {
         }
         tx.commit().map_err(db_error)?;
         Ok(Recorded::Stored)
-    }
-
-    async fn mark_fanned_out(&self, workspace: &str, event: &CanonicalEvent) -> Result<(), StoreError> {
-        self.db()
-            .execute(
-                "UPDATE events SET fanned_out = 1 WHERE workspace = ?1 AND id = ?2",
-                params![workspace, event.id.as_str()],
-            )
-            .map_err(db_error)?;
-        Ok(())
     }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

@@ -66,21 +66,27 @@ pub async fn handle<S: Store, Q: Queue>(
     handle_with_sync(processor, queues, None, event).await
 }
 
-/// Handles one events-queue batch, mirroring suppressions to SES when `sync` is given.
+/// Handles one events-queue batch, mirroring suppressions to SES when `sync` is given. The
+/// batch is processed together ([`Processor::process_batch`]): its delivery tasks go out in as
+/// few SQS requests as possible.
 pub async fn handle_with_sync<S: Store, Q: Queue>(
     processor: &Processor<S, Q>,
     queues: &SqsQueues,
     sync: Option<&SuppressionSync>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    each_record(QueueName::Events, queues, event, |body| async move {
-        processor.process(&body).await?;
-        match sync {
-            Some(sync) => sync.mirror(&body).await,
-            None => Ok(()),
-        }
-    })
-    .await
+    let bodies: Vec<String> = event.records.iter().map(|r| r.body.clone().unwrap_or_default()).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    // Boxed: the store and queue futures nest deep enough to overflow the layout depth limit.
+    let processed = Box::pin(processor.process_batch(&refs)).await;
+    let mut results = Vec::with_capacity(processed.len());
+    for (body, result) in bodies.iter().zip(processed) {
+        results.push(match (result, sync) {
+            (Ok(_), Some(sync)) => sync.mirror(body).await,
+            (result, _) => result.map(|_| ()),
+        });
+    }
+    settle(QueueName::Events, queues, event, results).await
 }
 
 /// Handles one redrive-queue batch: each task resends its report's request through SESv2 (at
@@ -99,12 +105,28 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), StoreError>>,
 {
+    let mut results = Vec::with_capacity(event.records.len());
+    for record in &event.records {
+        // Boxed: the store and queue futures nest deep enough to overflow the layout depth limit.
+        results.push(Box::pin(run(record.body.clone().unwrap_or_default())).await);
+    }
+    settle(queue, queues, event, results).await
+}
+
+/// What SQS should do with each record, given how handling it went: nothing (done), retry it
+/// (reported as a batch item failure), or, for a permanent error, dead-letter it with the
+/// reason (retried instead when even that fails).
+async fn settle(
+    queue: QueueName,
+    queues: &SqsQueues,
+    event: SqsEvent,
+    results: Vec<Result<(), StoreError>>,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    for (record, result) in event.records.into_iter().zip(results) {
         let id = record.message_id.clone().unwrap_or_default();
         let body = record.body.unwrap_or_default();
-        // Boxed: the store and queue futures nest deep enough to overflow the layout depth limit.
-        let failed = match Box::pin(run(body.clone())).await {
+        let failed = match result {
             Ok(()) => false,
             Err(error) if error.retryable => {
                 tracing::warn!(message = %id, %error, "will be retried");
