@@ -605,13 +605,7 @@ async fn send_test_event<S: Store, Q: Queue>(
         source: tidings_core::pipeline::OPERATIONAL_PROVIDER.into(),
     };
     store.record(&queued, expires).await?;
-    let task = DeliveryTask {
-        workspace: subscription.workspace.clone(),
-        subscription: subscription.id.clone(),
-        event_id: event.id.clone(),
-        message_id: None,
-        event: Some(event.clone()),
-    };
+    let task = DeliveryTask::new(subscription, &event);
     let body = serde_json::to_string(&task).map_err(|e| StoreError::permanent(e.to_string()))?;
     queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds: 0 }]).await?;
     Ok(event.id.to_string())

@@ -163,6 +163,19 @@ pub struct DeliveryTask {
     pub event: Option<crate::event::CanonicalEvent>,
 }
 
+impl DeliveryTask {
+    /// The task of delivering `event` to `subscription`, carrying the event.
+    pub fn new(subscription: &crate::subscription::Subscription, event: &crate::event::CanonicalEvent) -> Self {
+        DeliveryTask {
+            workspace: subscription.workspace.clone(),
+            subscription: subscription.id.clone(),
+            event_id: event.id.clone(),
+            message_id: event.data.message_id.clone(),
+            event: Some(event.clone()),
+        }
+    }
+}
+
 /// A random number in [-1, 1] for retry jitter.
 pub fn jitter() -> f64 {
     use ring::rand::SecureRandom;

@@ -468,14 +468,7 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
             }
             for s in subscriptions.get(workspace).into_iter().flatten() {
                 if s.enabled && s.matches(event, &queued.source) && !about_itself(event, s) {
-                    let task = DeliveryTask {
-                        workspace: event.workspaceid.clone(),
-                        subscription: s.id.clone(),
-                        event_id: event.id.clone(),
-                        message_id: event.data.message_id.clone(),
-                        event: Some(event.clone()),
-                    };
-                    let body = serde_json::to_string(&task).unwrap_or_default();
+                    let body = serde_json::to_string(&DeliveryTask::new(s, event)).unwrap_or_default();
                     tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
                 }
             }
@@ -701,14 +694,8 @@ pub async fn replay<S: Store, Q: Queue>(
             .filter(|e| subscription.matches(e, subscription.sources.first().map_or("", String::as_str)))
             .enumerate()
             .map(|(i, e)| {
-                let task = DeliveryTask {
-                    workspace: subscription.workspace.clone(),
-                    subscription: subscription.id.clone(),
-                    event_id: e.id.clone(),
-                    message_id: e.data.message_id.clone(),
-                    event: Some(e.clone()),
-                };
-                Outgoing { id: i.to_string(), body: serde_json::to_string(&task).unwrap_or_default(), delay_seconds: 0 }
+                let body = serde_json::to_string(&DeliveryTask::new(subscription, e)).unwrap_or_default();
+                Outgoing { id: i.to_string(), body, delay_seconds: 0 }
             })
             .collect();
         if !tasks.is_empty() {
