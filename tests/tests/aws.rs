@@ -573,3 +573,45 @@ async fn source_secrets_kept_in_ssm_are_read_only_under_the_deployment_prefix() 
     let error = store.source(&source.id).await.unwrap_err();
     assert!(error.message.contains(&format!("{prefix}missing")), "{}", error.message);
 }
+
+#[tokio::test]
+async fn an_event_whose_delivery_task_sqs_refuses_fails_alone_not_with_its_batch() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (_, deliveries_url, _) = aws.queues().await;
+    let urls = QueueUrls { queues: [(QueueName::Deliveries, deliveries_url.clone())].into(), ..QueueUrls::default() };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+    let now = Timestamp::now();
+    let subscription = tidings_core::subscription::Subscription {
+        id: "sub_all".into(),
+        workspace: "ws_big".into(),
+        url: "https://hooks.example.com/all".into(),
+        types: vec!["*".into()],
+        providers: vec![],
+        sources: vec![],
+        format: tidings_core::subscription::Format::Cloudevents,
+        secrets: vec![tidings_core::subscription::SigningSecret {
+            secret: "whsec_dGVzdA==".into(),
+            created_at: now,
+            expires_at: None,
+        }],
+        headers: vec![],
+        description: String::new(),
+        enabled: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+    };
+    store.put_subscription(&subscription).await.unwrap();
+    let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
+    let small = tidings_tests::event("ws_big", Status::Delivered, "m1", "a@example.com", 0, "small");
+    let mut huge = tidings_tests::event("ws_big", Status::Delivered, "m2", "b@example.com", 0, "huge");
+    // A task carries its event: this one can never fit an SQS message.
+    huge.event.data.reason = Some("x".repeat(300 * 1024));
+    let bodies = [serde_json::to_string(&small).unwrap(), serde_json::to_string(&huge).unwrap()];
+    let results = processor.process_batch(&[bodies[0].as_str(), bodies[1].as_str()]).await;
+    assert!(matches!(results[0], Ok(tidings_core::pipeline::Processed::Stored)), "{:?}", results[0]);
+    let error = results[1].as_ref().unwrap_err();
+    assert!(!error.retryable, "it will never fit: {error}");
+    assert_eq!(aws.receive_all(&deliveries_url).await.len(), 1, "the small event's task");
+}

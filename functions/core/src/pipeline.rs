@@ -422,10 +422,23 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
         if let Some(deliveries) = &self.deliveries
             && let Err(error) = self.fan_out(deliveries, &new).await
         {
-            for (i, _) in &new {
-                results[*i] = Some(Err(error.clone()));
+            // A permanent refusal (a task SQS will never take) must not dead-letter the whole
+            // batch: fan out one event at a time, so only the events it concerns fail.
+            let alone = if error.retryable || new.len() == 1 { None } else { Some(deliveries) };
+            let mut kept = Vec::with_capacity(new.len());
+            for (i, queued) in new {
+                let one = [(i, queued)];
+                let result = match alone {
+                    Some(deliveries) => self.fan_out(deliveries, &one).await,
+                    None => Err(error.clone()),
+                };
+                let [(i, queued)] = one;
+                match result {
+                    Ok(()) => kept.push((i, queued)),
+                    Err(error) => results[i] = Some(Err(error)),
+                }
             }
-            new.clear();
+            new = kept;
         }
         for (i, queued) in &new {
             let expires_at = retention_end(&queued.event, self.retention);
