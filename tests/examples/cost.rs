@@ -26,7 +26,6 @@ use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::pipeline::{Fanout, Ingest, IngestRequest, Processor};
 use tidings_core::ports::{QueueName, Store};
 use tidings_core::source::Source;
-use tidings_core::subscription::{Format, SigningSecret, Subscription};
 use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 
 /// us-east-1 list prices, USD (BENCHMARKS.md names the pages).
@@ -211,22 +210,7 @@ async fn main() {
         created_at: now,
     };
     store.put_source(&source).await.expect("source");
-    let subscription = Subscription {
-        id: "sub_cost".into(),
-        workspace: "ws_cost".into(),
-        url: hook,
-        types: vec!["*".into()],
-        providers: vec![],
-        sources: vec![],
-        format: Format::Cloudevents,
-        secrets: vec![SigningSecret { secret: "whsec_Y29zdC1tb2RlbA==".into(), created_at: now, expires_at: None }],
-        headers: vec![],
-        description: "cost".into(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-    };
+    let subscription = tidings_tests::subscription_to("ws_cost", "sub_cost", &hook, &["*"]);
     store.put_subscription(&subscription).await.expect("subscription");
 
     let ingest = Ingest::new(store.clone(), queues.clone(), NoFetch);

@@ -232,22 +232,35 @@ pub async fn api_keys_are_found_by_hash<S: Store>(store: &S) {
     assert_eq!(store.api_key(&"cd".repeat(32)).await.unwrap(), None);
 }
 
-fn subscription(workspace: &str, id: &str) -> Subscription {
+/// An enabled subscription of `workspace` delivering events of `types` to `url`, signed with a
+/// test secret.
+pub fn subscription_to(workspace: &str, id: &str, url: &str, types: &[&str]) -> Subscription {
+    let now = Timestamp::now();
     Subscription {
         id: id.into(),
         workspace: workspace.into(),
-        url: "https://hooks.example.com/tidings".into(),
-        types: vec!["email.*".into()],
+        url: url.into(),
+        types: types.iter().map(|t| (*t).to_owned()).collect(),
         providers: vec![],
         sources: vec![],
         format: Format::Cloudevents,
-        secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: at(0), expires_at: None }],
-        headers: vec![("Authorization".into(), "Basic d3JpdGU6a2V5".into())],
-        description: "test".into(),
+        secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: now, expires_at: None }],
+        headers: vec![],
+        description: String::new(),
         enabled: true,
         disabled_reason: None,
         failing_since: None,
+        created_at: now,
+    }
+}
+
+fn subscription(workspace: &str, id: &str) -> Subscription {
+    Subscription {
+        secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: at(0), expires_at: None }],
+        headers: vec![("Authorization".into(), "Basic d3JpdGU6a2V5".into())],
+        description: "test".into(),
         created_at: at(0),
+        ..subscription_to(workspace, id, "https://hooks.example.com/tidings", &["email.*"])
     }
 }
 

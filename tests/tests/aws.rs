@@ -288,26 +288,8 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let f = fixture(store.clone(), queues.clone()).await;
-    let subscription = tidings_core::subscription::Subscription {
-        id: "sub_moto".into(),
-        workspace: "ws_default".into(),
-        url: format!("http://{addr}/hook"),
-        types: vec!["*.bounced".into()],
-        providers: vec![],
-        sources: vec![],
-        format: tidings_core::subscription::Format::Cloudevents,
-        secrets: vec![tidings_core::subscription::SigningSecret {
-            secret: "whsec_dGVzdA==".into(),
-            created_at: tidings_core::Timestamp::now(),
-            expires_at: None,
-        }],
-        headers: vec![],
-        description: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: tidings_core::Timestamp::now(),
-    };
+    let subscription =
+        tidings_tests::subscription_to("ws_default", "sub_moto", &format!("http://{addr}/hook"), &["*.bounced"]);
     tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
     let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
     let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
@@ -370,27 +352,7 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     )
     .await
     .unwrap();
-    let now = tidings_core::Timestamp::now();
-    let subscription = tidings_core::subscription::Subscription {
-        id: "sub_retry".into(),
-        workspace: "ws_retry".into(),
-        url: format!("http://{addr}/fail"),
-        types: vec!["*".into()],
-        providers: vec![],
-        sources: vec![],
-        format: tidings_core::subscription::Format::Cloudevents,
-        secrets: vec![tidings_core::subscription::SigningSecret {
-            secret: "whsec_dGVzdA==".into(),
-            created_at: now,
-            expires_at: None,
-        }],
-        headers: vec![],
-        description: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-    };
+    let subscription = tidings_tests::subscription_to("ws_retry", "sub_retry", &format!("http://{addr}/fail"), &["*"]);
     tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
     let task = serde_json::json!({"workspace": "ws_retry", "subscription": "sub_retry", "event_id": queued.event.id, "message_id": "m1"});
     aws.sqs.send_message().queue_url(&deliveries_url).message_body(task.to_string()).send().await.unwrap();
@@ -581,27 +543,7 @@ async fn an_event_whose_delivery_task_sqs_refuses_fails_alone_not_with_its_batch
     let (_, deliveries_url, _) = aws.queues().await;
     let urls = QueueUrls { queues: [(QueueName::Deliveries, deliveries_url.clone())].into(), ..QueueUrls::default() };
     let queues = SqsQueues::new(aws.sqs.clone(), urls);
-    let now = Timestamp::now();
-    let subscription = tidings_core::subscription::Subscription {
-        id: "sub_all".into(),
-        workspace: "ws_big".into(),
-        url: "https://hooks.example.com/all".into(),
-        types: vec!["*".into()],
-        providers: vec![],
-        sources: vec![],
-        format: tidings_core::subscription::Format::Cloudevents,
-        secrets: vec![tidings_core::subscription::SigningSecret {
-            secret: "whsec_dGVzdA==".into(),
-            created_at: now,
-            expires_at: None,
-        }],
-        headers: vec![],
-        description: String::new(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
-    };
+    let subscription = tidings_tests::subscription_to("ws_big", "sub_all", "https://hooks.example.com/all", &["*"]);
     store.put_subscription(&subscription).await.unwrap();
     let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
     let small = tidings_tests::event("ws_big", Status::Delivered, "m1", "a@example.com", 0, "small");

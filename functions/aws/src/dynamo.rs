@@ -266,12 +266,9 @@ impl DynamoStore {
 
     /// The days that hold a workspace's events, newest first.
     async fn days(&self, ws: &str) -> Result<Vec<String>, StoreError> {
-        let mut days = match self.get(&days_pk(ws), "DAYS").await? {
-            Some(item) => match item.get("days") {
-                Some(AttributeValue::Ss(days)) => days.clone(),
-                _ => Vec::new(),
-            },
-            None => Vec::new(),
+        let mut days = match self.get(&days_pk(ws), "DAYS").await?.and_then(|mut item| item.remove("days")) {
+            Some(AttributeValue::Ss(days)) => days,
+            _ => Vec::new(),
         };
         days.sort_unstable_by(|a, b| b.cmp(a));
         Ok(days)

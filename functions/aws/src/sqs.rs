@@ -150,7 +150,7 @@ impl SqsQueues {
     }
 
     /// Sends `body` to `queue`'s dead-letter queue with the reason it could not be processed
-    /// (as the `tidings-reason` message attribute).
+    /// (as the `tidings-reason` message attribute), and counts it (`DeadLettered` by queue).
     pub async fn dead_letter(&self, queue: QueueName, body: &str, reason: &str) -> Result<(), StoreError> {
         let url = self.dead_letter_url(queue)?;
         let reason: String = reason.chars().take(1024).collect();
@@ -168,6 +168,10 @@ impl SqsQueues {
             .send()
             .await
             .map_err(|e| classify("SendMessage", &e))?;
+        tidings_core::metrics::record(
+            &[("Queue", queue.as_str())],
+            &[("DeadLettered", tidings_core::metrics::Unit::Count, 1.0)],
+        );
         Ok(())
     }
 }

@@ -260,8 +260,8 @@ async fn work(
 }
 
 /// One queue's loop: receive up to 10 messages, handle them (body and receive count each),
-/// settle each. `handle` gives one result per message, in order: a delay when the message should come back later (a delivery
-/// retry), `None` when it is done.
+/// settle each. `handle` gives one result per message, in order: a delay when the message
+/// should come back later (a delivery retry), `None` when it is done.
 async fn drain<F, Fut>(
     queue: QueueName,
     db: &Sqlite,

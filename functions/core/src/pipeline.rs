@@ -419,26 +419,22 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
             }
             new.push((i, queued));
         }
-        if let Some(deliveries) = &self.deliveries
-            && let Err(error) = self.fan_out(deliveries, &new).await
-        {
-            // A permanent refusal (a task SQS will never take) must not dead-letter the whole
-            // batch: fan out one event at a time, so only the events it concerns fail.
-            let alone = if error.retryable || new.len() == 1 { None } else { Some(deliveries) };
-            let mut kept = Vec::with_capacity(new.len());
-            for (i, queued) in new {
-                let one = [(i, queued)];
-                let result = match alone {
-                    Some(deliveries) => self.fan_out(deliveries, &one).await,
-                    None => Err(error.clone()),
-                };
-                let [(i, queued)] = one;
-                match result {
-                    Ok(()) => kept.push((i, queued)),
-                    Err(error) => results[i] = Some(Err(error)),
+        if let Some(deliveries) = &self.deliveries {
+            let all: Vec<&QueuedEvent> = new.iter().map(|(_, queued)| queued).collect();
+            if let Err(error) = self.fan_out(deliveries, &all).await {
+                // A permanent refusal (a task SQS will never take) must not dead-letter the
+                // whole batch: fan out one event at a time, so only the events it concerns fail.
+                let alone = !error.retryable && new.len() > 1;
+                let mut kept = Vec::with_capacity(new.len());
+                for (i, queued) in new {
+                    let result = if alone { self.fan_out(deliveries, &[&queued]).await } else { Err(error.clone()) };
+                    match result {
+                        Ok(()) => kept.push((i, queued)),
+                        Err(error) => results[i] = Some(Err(error)),
+                    }
                 }
+                new = kept;
             }
-            new = kept;
         }
         for (i, queued) in &new {
             let expires_at = retention_end(&queued.event, self.retention);
@@ -462,11 +458,11 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
 
     /// Enqueues the resends and delivery tasks of these events: subscriptions read once per
     /// workspace, tasks sent in as few batches as the queue takes.
-    async fn fan_out(&self, deliveries: &Q, events: &[(usize, QueuedEvent)]) -> Result<(), StoreError> {
+    async fn fan_out(&self, deliveries: &Q, events: &[&QueuedEvent]) -> Result<(), StoreError> {
         let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
         let mut resends: Vec<Outgoing> = Vec::new();
         let mut tasks: Vec<Outgoing> = Vec::new();
-        for (_, queued) in events {
+        for queued in events {
             let event = &queued.event;
             // A retryable SES send failure: schedule its resend (the redrive claims each attempt
             // once, so scheduling again after a crash is harmless).

@@ -186,14 +186,7 @@ where
             Err(error) if error.retryable => true,
             Err(error) => {
                 tracing::error!(message = %id, %error, "delivery task dead-lettered");
-                let failed = queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err();
-                if !failed {
-                    tidings_core::metrics::record(
-                        &[("Queue", QueueName::Deliveries.as_str())],
-                        &[("DeadLettered", tidings_core::metrics::Unit::Count, 1.0)],
-                    );
-                }
-                failed
+                queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
             }
         };
         retry.then_some(id)

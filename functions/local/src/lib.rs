@@ -160,11 +160,9 @@ fn json_error(error: serde_json::Error) -> StoreError {
 }
 
 /// WAL with `synchronous = NORMAL`: a commit is durable across a crash of the process (not of
-/// the machine's power), and readers never block the writer. A 64 MiB page cache and reads
-/// through mmap keep the indexes of a busy dev database in memory; `tidings bench pipeline`
-/// measured the difference (BENCHMARKS.md).
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; \
-    PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;";
+/// the machine's power), and readers never block the writer. (A larger page cache and mmap
+/// reads made no measurable difference to `tidings bench pipeline`; BENCHMARKS.md.)
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;";
 
 /// The message a receipt (`<id>:<receive count>`) belongs to: deletes and visibility changes
 /// find it by primary key, not by scanning the queue for the receipt.
@@ -246,15 +244,7 @@ impl Sqlite {
 
     /// Deletes a received message; `false` when the receipt is stale (it was received again).
     pub fn delete(&self, queue: QueueName, receipt: &str) -> Result<bool, StoreError> {
-        let Some(id) = receipt_id(receipt) else { return Ok(false) };
-        let changed = self
-            .db()
-            .execute(
-                "DELETE FROM queue_messages WHERE id = ?1 AND queue = ?2 AND receipt = ?3",
-                params![id, queue.as_str(), receipt],
-            )
-            .map_err(db_error)?;
-        Ok(changed > 0)
+        Ok(self.delete_all(queue, &[receipt])? > 0)
     }
 
     /// Deletes received messages in one transaction (SQS `DeleteMessageBatch`); how many were

@@ -135,10 +135,6 @@ async fn settle(
             Err(error) => match queues.dead_letter(queue, &body, &error.message).await {
                 Ok(()) => {
                     tracing::error!(message = %id, %error, "dead-lettered");
-                    tidings_core::metrics::record(
-                        &[("Queue", queue.as_str())],
-                        &[("DeadLettered", tidings_core::metrics::Unit::Count, 1.0)],
-                    );
                     false
                 }
                 Err(dlq_error) => {
