@@ -506,13 +506,7 @@ async fn source_secrets_kept_in_ssm_are_read_only_under_the_deployment_prefix() 
     let ssm = aws_sdk_ssm::Client::new(&config);
     let prefix = format!("/{}/", unique("tidings"));
     let name = format!("{prefix}postmark");
-    ssm.put_parameter()
-        .name(&name)
-        .value("s3cret-from-ssm")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    common::put_secret(&ssm, &name, "s3cret-from-ssm").await;
     let store = aws.store().await.with_secrets(tidings_aws::SsmSecrets::new(ssm, prefix.clone()));
     let mut source =
         common::fixture(store.clone(), aws.queues().await.0).await.source(tidings_core::ProviderId::Postmark).clone();

@@ -602,15 +602,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     let prefix =
         deployment.environment("IngestTwilio").into_iter().find(|(k, _)| k == "TIDINGS_SECRETS_PREFIX").unwrap().1;
     let parameter = format!("{prefix}e2e-{}/twilio-auth-token", std::process::id());
-    deployment
-        .ssm
-        .put_parameter()
-        .name(&parameter)
-        .value("twilio-auth-token")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
+    common::put_secret(&deployment.ssm, &parameter, "twilio-auth-token").await;
     let bad = json!({"provider": "twilio", "secret": "ssm:twilio-auth-token"});
     let (status, body) = api(&api_function, &key, "POST", "/api/sources", Some(bad)).await;
     assert_eq!(status, 400, "an SSM reference needs the full parameter name: {body}");

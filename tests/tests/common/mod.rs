@@ -205,6 +205,17 @@ pub fn sqs_event<B: AsRef<str>>(bodies: &[B]) -> aws_lambda_events::sqs::SqsEven
     event
 }
 
+/// Keeps `value` in SSM Parameter Store as the SecureString `name` (a source's secret).
+pub async fn put_secret(ssm: &aws_sdk_ssm::Client, name: &str, value: &str) {
+    ssm.put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Takes every message off an SQS queue (receive, then delete each), as a Lambda event source
 /// does before it invokes the function; message attributes included.
 pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
