@@ -2,10 +2,12 @@
 # Runs every check CI runs: formatting, lints, and the whole test suite.
 # Usage: ./scripts/test.sh
 #
-# It installs what the tests need by itself, so it works on a fresh machine with only the Rust
-# toolchain and Python 3: moto (the AWS emulator the DynamoDB and SQS adapters are tested on)
-# and the official Standard Webhooks verifier go into target/moto-venv; moto runs on a free
-# loopback port for the length of the run.
+# It installs what the tests need by itself, so it works on a fresh Debian machine with only the
+# Rust toolchain, Python 3 and Node.js: moto (the AWS emulator the DynamoDB and SQS adapters are
+# tested on) and the official Standard Webhooks verifier go into target/moto-venv, and moto runs
+# on a free loopback port for the length of the run; Debian's chromium (apt-get) and
+# playwright-core (npm, pinned by tests/console/package-lock.json) drive the console's browser
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -86,6 +88,11 @@ cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 # ones belong to crates without tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
+
+step "console in a real browser (headless Chromium, playwright-core)"
+# The `tidings` binary the CLI tests just ran; Chromium and playwright-core are installed on
+# first use. Screenshots of every page land in target/console-screenshots/.
+TIDINGS_BIN="$PWD/target/debug/tidings" tests/console/run.sh
 
 step "arm64 Lambda build (cargo-lambda)"
 echo "target/ holds $(du -sh target | cut -f1) before it; $(df -h . | awk 'NR == 2 { print $4 }') free"

@@ -732,6 +732,20 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(listed, expected);
 
+    // So does the console, served by the same function behind the HTTP API, whose payload
+    // carries the browser's cookies apart from its headers.
+    let mut envelope = api_gateway_v2("GET", "/console/events", "refresh=off", &Headers::new(), b"");
+    envelope["cookies"] = json!([format!("tidings_console={key}")]);
+    let response = api_function.call(&envelope).await;
+    let (status, html) = http_answer(&response);
+    assert_eq!(status, 200, "{html}");
+    let html = html.as_str().unwrap_or_default();
+    let messages: BTreeSet<&str> =
+        page["events"].as_array().unwrap().iter().filter_map(|e| e["data"]["message_id"].as_str()).collect();
+    assert!(!messages.is_empty() && messages.iter().all(|m| html.contains(m)), "the stream lists every message");
+    let signed_out = api_function.call(&api_gateway_v2("GET", "/console", "", &Headers::new(), b"")).await;
+    assert_eq!(http_answer(&signed_out).0, 303, "no cookie, no console");
+
     // Each function wrote its metrics as EMF lines.
     let ingest_log = sendgrid_function.output();
     let sendgrid_events = expected_ids(ProviderId::Sendgrid, "batch-every-type").len() as f64;

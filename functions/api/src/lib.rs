@@ -24,6 +24,8 @@ use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::subscription::{Format, SigningSecret, Subscription};
 use tidings_core::timestamp::Timestamp;
 
+mod console;
+
 /// Hex SHA-256 of an API key: what the store keeps and looks keys up by.
 pub fn api_key_hash(key: &str) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, key.as_bytes()).as_ref())
@@ -55,7 +57,7 @@ pub struct Settings {
     pub ses_suppressions: Option<SesSuppressions>,
 }
 
-struct Shared<S, Q> {
+pub(crate) struct Shared<S, Q> {
     store: S,
     queue: Q,
     settings: Settings,
@@ -80,6 +82,7 @@ pub fn router<S: Store + 'static, Q: Queue + DeadLetters + 'static>(store: S, qu
         .route("/api/subscriptions/{id}/{action}", axum::routing::post(subscription_action::<S, Q>))
         .route("/api/queues/{queue}/dead-letters", get(dead_letters::<S, Q>))
         .route("/api/queues/{queue}/redrive", axum::routing::post(redrive_dead_letters::<S, Q>))
+        .merge(console::routes::<S, Q>())
         .with_state(shared)
         .layer(axum::middleware::from_fn(access_log))
 }
@@ -266,7 +269,7 @@ async fn remove_suppression<S: Store, Q: Queue>(
 /// Where providers post: the configured public URL, or else `https://` and the host this request
 /// came to (on AWS, the HTTP API's own domain, which the template cannot pass in without a
 /// dependency cycle).
-fn base_url(settings: &Settings, headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn base_url(settings: &Settings, headers: &axum::http::HeaderMap) -> String {
     if !settings.public_base_url.is_empty() {
         return settings.public_base_url.clone();
     }
@@ -275,7 +278,7 @@ fn base_url(settings: &Settings, headers: &axum::http::HeaderMap) -> String {
 }
 
 /// Where a source's provider posts: `<base>/webhooks/<provider>/<source id>`.
-fn webhook_url(base: &str, provider: ProviderId, id: &str) -> String {
+pub(crate) fn webhook_url(base: &str, provider: ProviderId, id: &str) -> String {
     format!("{}/webhooks/{provider}/{id}", base.trim_end_matches('/'))
 }
 
@@ -581,7 +584,7 @@ async fn redrive_dead_letters<S: Store, Q: Queue + DeadLetters>(
 
 /// Stores a `subscription.test` event and queues it for `subscription` alone (it is delivered
 /// whatever the subscription's type patterns, through the same signing and retry path).
-async fn send_test_event<S: Store, Q: Queue>(
+pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     store: &S,
     queue: &Q,
     subscription: &Subscription,
