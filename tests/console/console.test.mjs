@@ -338,7 +338,7 @@ async function main() {
   await step("a dead-lettered event is redriven from the console and then stored", async () => {
     // A real queued event the processor could not store earlier, as the dead-letter queue keeps
     // it: the first stored event, given a new id and message.
-    const [sample] = (await api("/api/events?limit=1")).events;
+    const [sample] = (await api("/api/events?limit=1&type=email.bounced")).events;
     const id = `evt_${randomBytes(16).toString("hex")}`;
     const redriven = { ...sample, id, subject: "dead-letter-demo", data: { ...sample.data, message_id: "dead-letter-demo" } };
     const body = JSON.stringify({ event: redriven, raw: "{}", source: "src_console_test" });

@@ -648,6 +648,23 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert!(deployment.drain_bodies("EventsQueue").await.is_empty(), "a refused webhook enqueues nothing");
 
     let sendgrid_key = SigningKey { secret: &sendgrid_private, public_url: None };
+    // Signed but cut short: 400, naming the provider; counted as malformed (below).
+    let mut headers = Headers::new();
+    headers.insert("content-type", "application/json");
+    let truncated = signer::sign(
+        ProviderId::Sendgrid,
+        b"[{\"email\": \"a@example.com\", \"ev",
+        &mut headers,
+        &sendgrid_key,
+        Timestamp::now(),
+    )
+    .unwrap();
+    let path = format!("/webhooks/sendgrid/{sendgrid_id}");
+    let (status, body) =
+        http_answer(&sendgrid_function.call(&api_gateway_v2("POST", &path, "", &headers, &truncated)).await);
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("sendgrid: body"), "{body}");
+    assert!(deployment.drain_bodies("EventsQueue").await.is_empty(), "a refused webhook enqueues nothing");
     for round in 0..2 {
         let mut envelope =
             signed_envelope("sendgrid-batch-every-type.json", ProviderId::Sendgrid, sendgrid_id, &sendgrid_key);
@@ -755,6 +772,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert_eq!(metric(&ingest_log, "Events", &[("Provider", "sendgrid"), ("Type", "email.bounced")]).1, 2);
     assert_eq!(metric(&ingest_log, "EnqueueLatency", &sendgrid).1, 2);
     assert_eq!(metric(&ingest_log, "Rejected", &[("Provider", "sendgrid"), ("Reason", "unauthenticated")]).0, 1.0);
+    assert_eq!(metric(&ingest_log, "Rejected", &[("Provider", "sendgrid"), ("Reason", "malformed")]).0, 1.0);
     assert_eq!(metric(&ingest_log, "SignatureFailures", &sendgrid).0, 1.0);
     let stored = metric(&processor.output(), "Stored", &[]).0;
     let duplicates = metric(&processor.output(), "Duplicates", &[]).0;

@@ -596,7 +596,7 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     use tidings_core::providers::NormalizeContext;
     let event_type = EventType::platform("subscription.test").ok_or_else(|| StoreError::permanent("bad event type"))?;
     let mut data = EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, "subscription.test");
-    data.reason = Some("a test event sent from the admin API".into());
+    data.reason = Some("a test event, sent from the admin API or the console".into());
     data.details.insert("subscription".into(), json!(subscription.id));
     let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
     let key = format!("subscription.test|{}|{}", subscription.id, now.unix_millis());

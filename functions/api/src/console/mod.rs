@@ -805,7 +805,9 @@ async fn create_subscription<S: Store, Q: Queue>(
         subscription = subscription.id,
         "subscription created in the console"
     );
-    subscription_page(&shared, &session, subscription, Some(("Subscription created.", secret))).await
+    let page =
+        subscription_page(&shared, &session, subscription, Banner::Secret("Subscription created.", secret)).await?;
+    Ok((StatusCode::CREATED, page).into_response())
 }
 
 async fn subscription<S: Store, Q: Queue>(
@@ -817,12 +819,8 @@ async fn subscription<S: Store, Q: Queue>(
     let Some(subscription) = shared.store.subscription(&session.workspace, &id).await? else {
         return Err(not_found(format!("no subscription {id} in workspace {}", session.workspace)));
     };
-    let notice = n.done.as_deref().and_then(notice_text);
-    let mut response = subscription_page(&shared, &session, subscription, None).await?;
-    if let Some(notice) = notice {
-        response = inject_notice(response, notice).await;
-    }
-    Ok(response)
+    let banner = n.done.as_deref().and_then(notice_text).map_or(Banner::None, |text| Banner::Notice(text.into()));
+    subscription_page(&shared, &session, subscription, banner).await
 }
 
 /// `?done=` codes a redirect after a form carries (fixed texts: a link cannot make the page say
@@ -842,29 +840,28 @@ fn notice_text(code: &str) -> Option<&'static str> {
     })
 }
 
-async fn inject_notice(response: Response, notice: &str) -> Response {
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
-        return error_page(StatusCode::INTERNAL_SERVER_ERROR, "could not render the page");
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    let banner = html! { p.notice role="status" { (notice) } }.into_string();
-    let text = text.replacen("<main id=\"main\">", &format!("<main id=\"main\">{banner}"), 1);
-    Response::from_parts(parts, axum::body::Body::from(text))
+/// What a subscription page says above its details.
+enum Banner {
+    None,
+    /// The outcome of an action.
+    Notice(String),
+    /// A new signing secret, shown this once, and why there is one.
+    Secret(&'static str, String),
 }
 
 async fn subscription_page<S: Store, Q: Queue>(
     shared: &Shared<S, Q>,
     session: &Session,
     subscription: Subscription,
-    created: Option<(&str, String)>,
+    banner: Banner,
 ) -> Page {
     let attempts = shared.store.attempts(&session.workspace, &subscription.id, 100).await?;
     let health = health(&shared.store, &subscription).await?;
     let action = |name: &str| format!("/console/subscriptions/{}/{name}", encode(&subscription.id));
     let body = html! {
         h1 { "Subscription " code { (subscription.id) } }
-        @if let Some((what, secret)) = &created {
+        @if let Banner::Notice(text) = &banner { p.notice role="status" { (text) } }
+        @if let Banner::Secret(what, secret) = &banner {
             div.secret role="status" {
                 p { strong { (what) } " Its signing secret is shown this once: keep it where your endpoint verifies deliveries (Standard Webhooks)." }
                 div.copy {
@@ -927,8 +924,7 @@ async fn subscription_page<S: Store, Q: Queue>(
             } }
         }
     };
-    let status = if created.is_some() { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, html_response(page(&session.frame("Subscription", "/console/subscriptions"), body))).into_response())
+    Ok(html_response(page(&session.frame("Subscription", "/console/subscriptions"), body)))
 }
 
 #[derive(Deserialize)]
@@ -994,13 +990,8 @@ async fn subscription_action<S: Store, Q: Queue>(
                 subscription = id,
                 "subscription secret rotated in the console"
             );
-            subscription_page(
-                &shared,
-                &session,
-                subscription,
-                Some(("Secret rotated; the old one keeps signing for a day.", secret)),
-            )
-            .await
+            let banner = Banner::Secret("Secret rotated; the old one keeps signing for a day.", secret);
+            subscription_page(&shared, &session, subscription, banner).await
         }
         "replay" => {
             let since = form_time("since", &form.since)?;
@@ -1012,9 +1003,8 @@ async fn subscription_action<S: Store, Q: Queue>(
             let queued =
                 tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, pattern)
                     .await?;
-            let response = subscription_page(&shared, &session, subscription, None).await?;
-            let text = format!("Replay queued {}.", plural(queued, "event"));
-            Ok(inject_notice(response, &text).await)
+            let banner = Banner::Notice(format!("Replay queued {}.", plural(queued, "event")));
+            subscription_page(&shared, &session, subscription, banner).await
         }
         other => Err(not_found(format!("no action {other:?}: enable, disable, test, rotate or replay"))),
     }

@@ -1,0 +1,258 @@
+//! The bad-input catalogue: hostile requests to every provider's route, each answered with its
+//! documented status and a one-line reason naming the provider, and nothing enqueued. The
+//! property tests of `functions/core/tests/no_panic.rs` cover arbitrary bytes; this covers the
+//! requests an attacker or a broken sender actually makes, through the real router.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::{Fixture, events_dir, fixture};
+use serde_json::Value;
+use tidings_core::auth::signer::{self, SigningKey};
+use tidings_core::ports::QueueName;
+use tidings_core::{Headers, ProviderId, Timestamp};
+use tidings_local::Sqlite;
+
+/// A sample of each provider with HTTP delivery (SES comes through SNS; see below).
+const SAMPLES: [(ProviderId, &str); 11] = [
+    (ProviderId::Activereach, "activereach/delivery.bounced.json"),
+    (ProviderId::Brevo, "brevo/delivered.json"),
+    (ProviderId::Cmcom, "cmcom/delivered.json"),
+    (ProviderId::Greenarrow, "greenarrow/delivery_attempt-failure.json"),
+    (ProviderId::Mailglyph, "mailglyph/email.delivery.json"),
+    (ProviderId::Mailgun, "mailgun/delivered.json"),
+    (ProviderId::Postmark, "postmark/delivery.json"),
+    (ProviderId::Resend, "resend/email.delivered.json"),
+    (ProviderId::Sendgrid, "sendgrid/batch-every-type.json"),
+    (ProviderId::Sparkpost, "sparkpost/batch-every-type.json"),
+    (ProviderId::Twilio, "twilio/delivered.form"),
+];
+
+/// What a hostile request should get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Refused with this status and nothing enqueued.
+    Refused(StatusCode),
+    /// Accepted: the events of the untouched sample, no more.
+    SameAsSample,
+}
+
+struct Case {
+    name: &'static str,
+    body: Vec<u8>,
+    /// Sign the body as the provider would (else send the sample's headers unsigned).
+    signed: bool,
+    /// Replace the sample's Content-Type.
+    content_type: Option<&'static str>,
+    expect: Expect,
+}
+
+/// How a provider's records are read decides two answers (README, "Bad input"):
+/// - Mailgun signs inside its JSON body, so a body that does not parse carries no signature:
+///   401, where the others answer 400.
+/// - A key given twice is refused (400, naming it) where tidings reads records field by field;
+///   SendGrid's custom reader, MailGlyph's and Mailgun's JSON maps and Twilio's form take the
+///   last value. The signature covers the bytes, so only the provider can send either.
+fn cases(provider: ProviderId, sample: &[u8]) -> Vec<Case> {
+    use Expect::*;
+    let form = provider == ProviderId::Twilio;
+    let malformed = if provider == ProviderId::Mailgun { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+    let duplicates = match provider {
+        ProviderId::Sendgrid | ProviderId::Mailglyph | ProviderId::Mailgun | ProviderId::Twilio => SameAsSample,
+        _ => Refused(StatusCode::BAD_REQUEST),
+    };
+    let truncated = sample[..sample.len() / 2].to_vec();
+    let mut invalid_utf8 = sample.to_vec();
+    invalid_utf8.splice(1..1, [0xff, 0xfe, 0xc3]);
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
+    // About 3.6 MB: under the 4 MiB limit, so it is parsed, not refused by size.
+    let huge_batch = format!("[{}{{}}]", "{},".repeat(1_200_000)).into_bytes();
+    let fifty_megabytes = vec![b'['; 50 * 1024 * 1024];
+    let wrong_types = wrong_types(sample, form);
+    let duplicate_keys = duplicate_keys(sample, form);
+    vec![
+        Case { name: "empty body", body: Vec::new(), signed: true, content_type: None, expect: Refused(malformed) },
+        Case {
+            name: "invalid UTF-8",
+            body: invalid_utf8,
+            signed: true,
+            content_type: None,
+            expect: Refused(malformed),
+        },
+        Case { name: "truncated body", body: truncated, signed: true, content_type: None, expect: Refused(malformed) },
+        Case { name: "deeply nested JSON", body: nested, signed: true, content_type: None, expect: Refused(malformed) },
+        Case {
+            name: "huge batch array",
+            body: huge_batch,
+            signed: true,
+            content_type: None,
+            expect: Refused(malformed),
+        },
+        Case {
+            name: "50 MB body",
+            body: fifty_megabytes,
+            signed: false,
+            content_type: None,
+            expect: Refused(StatusCode::PAYLOAD_TOO_LARGE),
+        },
+        Case {
+            name: "wrong types in known fields",
+            body: wrong_types,
+            signed: true,
+            content_type: None,
+            expect: Refused(StatusCode::BAD_REQUEST),
+        },
+        Case { name: "duplicate keys", body: duplicate_keys, signed: true, content_type: None, expect: duplicates },
+        Case {
+            name: "missing signature headers",
+            body: sample.to_vec(),
+            signed: false,
+            content_type: None,
+            expect: Refused(StatusCode::UNAUTHORIZED),
+        },
+        // The body is read in the provider's format whatever the header says (SNS posts JSON
+        // as text/plain).
+        Case {
+            name: "wrong content type",
+            body: sample.to_vec(),
+            signed: true,
+            content_type: Some("text/plain"),
+            expect: SameAsSample,
+        },
+    ]
+}
+
+/// The sample with every string value of its first record replaced by a number (a form's
+/// values cannot have types: its fields are emptied instead).
+fn wrong_types(sample: &[u8], form: bool) -> Vec<u8> {
+    if form {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(sample).map(|(k, _)| (k.into_owned(), String::new())).collect();
+        return form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish().into_bytes();
+    }
+    let mut value: Value = serde_json::from_slice(sample).unwrap();
+    let record = match &mut value {
+        Value::Array(items) => items.first_mut().unwrap(),
+        other => other,
+    };
+    fn numbers(value: &mut Value) {
+        match value {
+            Value::String(_) => *value = Value::from(12345),
+            Value::Object(map) => map.values_mut().for_each(numbers),
+            Value::Array(items) => items.iter_mut().for_each(numbers),
+            _ => {}
+        }
+    }
+    numbers(record);
+    serde_json::to_vec(&value).unwrap()
+}
+
+/// The sample with its first object's first key repeated, same value.
+fn duplicate_keys(sample: &[u8], form: bool) -> Vec<u8> {
+    if form {
+        let first = sample.split(|b| *b == b'&').next().unwrap().to_vec();
+        return [sample, b"&", &first].concat();
+    }
+    let text = std::str::from_utf8(sample).unwrap();
+    let value: Value = serde_json::from_str(text).unwrap();
+    let object = match &value {
+        Value::Array(items) => items[0].as_object().unwrap(),
+        other => other.as_object().unwrap(),
+    };
+    let (key, first) = object.iter().next().unwrap();
+    let brace = text.find('{').unwrap();
+    format!("{}{{{}: {},{}", &text[..brace], Value::from(key.as_str()), first, &text[brace + 1..]).into_bytes()
+}
+
+async fn post(f: &Fixture<Sqlite>, provider: ProviderId, path: &str, case: &Case) -> (StatusCode, Value) {
+    let source = f.source(provider);
+    let mut headers = match std::fs::read_to_string(events_dir().join(path).with_extension("headers")) {
+        Ok(text) => Headers::parse_lines(&text).unwrap(),
+        Err(_) => Headers::new(),
+    };
+    let body = if case.signed {
+        let key = SigningKey { secret: source.signing_secret().unwrap(), public_url: source.public_url.as_deref() };
+        match signer::sign(provider, &case.body, &mut headers, &key, Timestamp::now()) {
+            Ok(signed) => signed,
+            // Mailgun signs inside its JSON: a body that is not JSON cannot carry a signature.
+            Err(_) if provider == ProviderId::Mailgun => case.body.clone(),
+            Err(error) => panic!("{provider} / {}: cannot sign: {error}", case.name),
+        }
+    } else {
+        case.body.clone()
+    };
+    let mut request = Request::post(format!("/webhooks/{provider}/{}", source.id));
+    for (name, value) in headers.iter() {
+        if !(case.content_type.is_some() && name.eq_ignore_ascii_case("content-type")) {
+            request = request.header(name, value);
+        }
+    }
+    if let Some(content_type) = case.content_type {
+        request = request.header("content-type", content_type);
+    }
+    f.call(request.body(Body::from(body)).unwrap()).await
+}
+
+/// Empties the events queue; returns how many messages it held.
+fn take_all(db: &Sqlite) -> usize {
+    let mut taken = 0;
+    loop {
+        let batch = db.receive(QueueName::Events, 10, 30).unwrap();
+        if batch.is_empty() {
+            return taken;
+        }
+        let receipts: Vec<&str> = batch.iter().map(|m| m.receipt.as_str()).collect();
+        db.delete_all(QueueName::Events, &receipts).unwrap();
+        taken += batch.len();
+    }
+}
+
+#[tokio::test]
+async fn every_hostile_request_gets_its_status_and_a_one_line_reason_and_enqueues_nothing() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db).await;
+    let mut failures = Vec::new();
+    for (provider, path) in SAMPLES {
+        let sample = std::fs::read(events_dir().join(path)).unwrap();
+        // What the untouched sample yields, for the cases that should be accepted.
+        let (status, _) = post(
+            &f,
+            provider,
+            path,
+            &Case {
+                name: "sample",
+                body: sample.clone(),
+                signed: true,
+                content_type: None,
+                expect: Expect::SameAsSample,
+            },
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{provider}: the untouched sample is accepted");
+        let accepted = take_all(&f.store);
+
+        for case in cases(provider, &sample) {
+            let (status, body) = post(&f, provider, path, &case).await;
+            let depth = take_all(&f.store);
+            let reason = body["error"].as_str().unwrap_or_default();
+            let problem = match case.expect {
+                Expect::Refused(expected) if status != expected => {
+                    Some(format!("got {status}, wanted {expected}: {body}"))
+                }
+                Expect::Refused(_) if depth != 0 => Some(format!("refused but enqueued {depth}")),
+                Expect::Refused(_) if reason.contains('\n') || !reason.starts_with(&format!("{provider}: ")) => {
+                    Some(format!("the reason is not one line naming the provider: {reason:?}"))
+                }
+                Expect::SameAsSample if status != StatusCode::OK || depth != accepted => {
+                    Some(format!("got {status} and {depth} events, wanted 200 and {accepted}: {body}"))
+                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                failures.push(format!("{provider} / {}: {problem}", case.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} hostile requests mishandled:\n{}", failures.len(), failures.join("\n"));
+}
