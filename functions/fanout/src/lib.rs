@@ -166,10 +166,19 @@ where
 {
     use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
     use tidings_core::ports::QueueName;
+    // SQS holds a task twice when a SendMessageBatch is retried after its answer was lost; the
+    // copies are sent together, so they usually arrive in one batch. The first is delivered, the
+    // others acknowledged: if the first must be retried, it stays on the queue for both.
+    let mut bodies = std::collections::HashSet::new();
+    let first: Vec<bool> = event.records.iter().map(|r| bodies.insert(r.body.as_deref().unwrap_or_default())).collect();
     // A batch's deliveries go out concurrently: the function is billed while it waits, and one
     // slow subscriber should not hold up the others' events.
-    let outcomes = futures_util::future::join_all(event.records.iter().map(|record| async move {
+    let outcomes = futures_util::future::join_all(event.records.iter().zip(first).map(|(record, first)| async move {
         let id = record.message_id.clone().unwrap_or_default();
+        if !first {
+            tracing::info!(message = %id, "a second copy of a delivery task in one batch, acknowledged");
+            return None;
+        }
         let body = record.body.as_deref().unwrap_or_default();
         let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
         let receipt = record.receipt_handle.clone().unwrap_or_default();

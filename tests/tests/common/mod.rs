@@ -136,12 +136,18 @@ impl<S: Store> Fixture<S> {
 
     /// Posts a sample the way `tidings replay` does: signed, or through the queue route (SES).
     pub async fn post_sample(&self, provider: ProviderId, path: &Path) -> (StatusCode, Value) {
-        let source = self.source(provider);
         let body = std::fs::read(path).unwrap();
-        let mut headers = match std::fs::read_to_string(path.with_extension("headers")) {
+        let headers = match std::fs::read_to_string(path.with_extension("headers")) {
             Ok(text) => Headers::parse_lines(&text).unwrap(),
             Err(_) => Headers::new(),
         };
+        self.post_signed(provider, body, headers).await
+    }
+
+    /// Posts `body` to the provider's source, signed as the provider signs (SES: through the
+    /// queue route, as SQS delivers it).
+    pub async fn post_signed(&self, provider: ProviderId, body: Vec<u8>, mut headers: Headers) -> (StatusCode, Value) {
+        let source = self.source(provider);
         let (uri, body) = if provider == ProviderId::Ses {
             (format!("/webhooks/ses/{}/queued", source.id), body)
         } else {
