@@ -328,6 +328,66 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
 }
 
 #[tokio::test]
+async fn a_hanging_subscriber_does_not_hold_up_another_subscribers_delivery() {
+    use axum::routing::post;
+    use std::time::{Duration, Instant};
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (_, deliveries_url, _) = aws.queues().await;
+    let urls = QueueUrls {
+        queues: [(QueueName::Deliveries, deliveries_url.clone())].into(),
+        dead_letters: Default::default(),
+    };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Duration>();
+    let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+    let app = axum::Router::new()
+        .route(
+            "/hang",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                axum::http::StatusCode::OK
+            }),
+        )
+        .route(
+            "/ok",
+            post(move || {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(started.elapsed());
+                }
+                async { axum::http::StatusCode::OK }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let event = tidings_tests::event("ws_chaos", Status::Delivered, "m1", "a@example.com", 1, "chaos");
+    let mut bodies = Vec::new();
+    for (id, path) in [("sub_hang", "hang"), ("sub_ok", "ok")] {
+        let subscription = tidings_tests::subscription_to("ws_chaos", id, &format!("http://{addr}/{path}"), &["*"]);
+        store.put_subscription(&subscription).await.unwrap();
+        let task = tidings_core::delivery::DeliveryTask::new(&subscription, &event.event);
+        bodies.push(serde_json::to_string(&task).unwrap());
+    }
+    let limit = Duration::from_secs(2);
+    let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = tidings_core::pipeline::Fanout::new(
+        store.clone(),
+        queues.clone(),
+        tidings_fanout::Deliverer::new(loopback, limit).unwrap(),
+    );
+    let response = tidings_fanout::handle(&fanout, &queues, sqs_event(&bodies)).await;
+    let batch_took = started.elapsed();
+    let ok_at = rx.await.unwrap();
+    assert!(batch_took >= limit, "the hanging delivery ran to its limit: {batch_took:?}");
+    assert!(ok_at < limit / 2, "the other subscriber got its event at once, not after the hang: {ok_at:?}");
+    let retried: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(retried, ["m0"], "only the hanging subscriber's task is retried");
+}
+
+#[tokio::test]
 async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     use axum::routing::post;
     let aws = aws().await;

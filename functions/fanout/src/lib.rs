@@ -106,23 +106,26 @@ impl Deliverer {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        // The status decides the outcome; the body is only read for an excerpt, and no further
+        // than MAX_RESPONSE_BYTES or the attempt's time limit (a subscriber that answers 200 and
+        // then trickles its body has still taken the event: retrying would deliver it twice).
         let mut read = Vec::new();
+        let mut cut_short = false;
         while read.len() < MAX_RESPONSE_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => read.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(error) if error.is_timeout() => {
-                    return Attempt {
-                        outcome: Outcome::Timeout,
-                        latency: started.elapsed(),
-                        detail: "answer body timed out".into(),
-                    };
+                Err(error) => {
+                    cut_short = error.is_timeout();
+                    break;
                 }
-                Err(_) => break,
             }
         }
         read.truncate(EXCERPT_BYTES);
-        let detail = String::from_utf8_lossy(&read).into_owned();
+        let mut detail = String::from_utf8_lossy(&read).into_owned();
+        if cut_short {
+            detail.push_str(" (answer body timed out)");
+        }
         let outcome = if (200..300).contains(&status) {
             Outcome::Delivered
         } else {
