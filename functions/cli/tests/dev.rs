@@ -1,5 +1,6 @@
-//! `tidings dev` as a process: killed with SIGKILL in the middle of a stream of webhooks and
-//! restarted, it loses nothing and stores nothing twice.
+//! `tidings dev` as a process: killed with SIGKILL at random points of a stream of webhooks and
+//! restarted, it loses nothing and stores nothing twice; under many concurrent senders it
+//! answers every one and its memory stays bounded.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -82,36 +83,61 @@ fn stored_ids(db: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// Waits (bounded) until the background worker has stored `expected.len()` events.
+fn wait_stored(db: &Path, expected: &BTreeSet<String>) -> BTreeSet<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stored = stored_ids(db);
+    while stored.len() < expected.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        stored = stored_ids(db);
+    }
+    stored
+}
+
 #[test]
-fn sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
+fn sigkill_at_random_points_then_restart_loses_nothing_and_doubles_nothing() {
     let dir = std::env::temp_dir().join(format!("tidings-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("dev.db");
     let port = free_port();
     let events = repo().join("events").to_string_lossy().into_owned();
+    // Where each kill falls: after a number of accepted webhooks drawn from the clock, printed
+    // so a failing run can be repeated (TIDINGS_CRASH_SEED).
+    let mut seed: u64 = std::env::var("TIDINGS_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    }) | 1;
+    println!("TIDINGS_CRASH_SEED={seed}");
 
-    // Stream every sample; kill the server hard after 40 have been accepted.
-    let dev = start(&db, port);
-    let mut replay = Command::new(bin())
-        .args(["replay", &events, "--db", &db.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut accepted = 0;
-    let mut killed = Some(dev);
-    for line in BufReader::new(replay.stdout.take().unwrap()).lines() {
-        if line.unwrap().starts_with("200 ") {
-            accepted += 1;
-            if accepted == 40 {
-                drop(killed.take()); // SIGKILL: no chance to flush or finish anything
+    // Stream every sample, three times over; each time kill the server hard (SIGKILL: no
+    // chance to flush or finish anything) after a random number of accepted webhooks, while
+    // the worker is storing what came before.
+    for round in 0..3 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let kill_after = 1 + (seed % 170) as usize;
+        let dev = start(&db, port);
+        let mut replay = Command::new(bin())
+            .args(["replay", &events, "--db", &db.to_string_lossy()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut accepted = 0;
+        let mut killed = Some(dev);
+        for line in BufReader::new(replay.stdout.take().unwrap()).lines() {
+            if line.unwrap().starts_with("200 ") {
+                accepted += 1;
+                if accepted == kill_after {
+                    drop(killed.take());
+                }
             }
         }
+        let first = replay.wait().unwrap();
+        assert!(!first.success(), "round {round}: the replay must have hit the dead server");
+        assert!(accepted >= kill_after);
     }
-    let first = replay.wait().unwrap();
-    assert!(!first.success(), "the replay must have hit the dead server");
-    assert!(accepted >= 40);
 
     // Restart on the same file and send everything again, as providers retry.
     let _dev = start(&db, port);
@@ -121,16 +147,69 @@ fn sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
         .status()
         .unwrap();
     assert!(again.success());
-
-    // The worker drains in the background: wait (bounded) until it has stored the lot.
     let expected = expected_ids();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut stored = stored_ids(&db);
-    while stored.len() < expected.len() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        stored = stored_ids(&db);
+    assert_eq!(wait_stored(&db, &expected), expected, "every event exactly once");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The server's peak resident memory, from /proc (Linux).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn many_concurrent_senders_are_all_answered_with_bounded_memory() {
+    const SENDERS: usize = 16;
+    let dir = std::env::temp_dir().join(format!("tidings-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("dev.db");
+    let port = free_port();
+    let events = repo().join("events").to_string_lossy().into_owned();
+    let dev = start(&db, port);
+    let before = peak_rss_kib(dev.0.id());
+
+    // Sixteen senders at once, each posting every sample (each sample sixteen times in all).
+    let started = Instant::now();
+    let senders: Vec<Child> = (0..SENDERS)
+        .map(|_| {
+            Command::new(bin())
+                .args(["replay", &events, "--db", &db.to_string_lossy()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut answered = 0;
+    for sender in senders {
+        let out = sender.wait_with_output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.status.success(),
+            "every post answered 200: {}",
+            text.lines().find(|l| !l.starts_with("200 ")).unwrap_or("")
+        );
+        answered += text.lines().filter(|l| l.starts_with("200 ")).count();
     }
-    assert_eq!(stored, expected, "every event exactly once");
+    let took = started.elapsed();
+    let expected = expected_ids();
+    assert_eq!(wait_stored(&db, &expected), expected, "each event stored once, however many times it was sent");
+    let peak = peak_rss_kib(dev.0.id());
+    println!(
+        "load: {SENDERS} concurrent senders, {answered} webhooks answered 200 in {:.2} s ({:.0}/s); server peak RSS {} MiB (at start {} MiB)",
+        took.as_secs_f64(),
+        answered as f64 / took.as_secs_f64(),
+        peak / 1024,
+        before / 1024
+    );
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+    drop(dev);
     std::fs::remove_dir_all(&dir).ok();
 }
 
