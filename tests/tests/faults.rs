@@ -58,6 +58,8 @@ struct Proxy {
     client: reqwest::Client,
     /// Faults per million calls.
     rate_ppm: u64,
+    /// Added before each call is passed on (a slow backend, so a deadline falls mid-batch).
+    delay: Duration,
     state: AtomicU64,
     calls: AtomicUsize,
     injected: Mutex<BTreeMap<Fault, usize>>,
@@ -107,6 +109,7 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         Some(Fault::ServerError) => return aws_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError"),
         _ => {}
     }
+    tokio::time::sleep(proxy.delay).await;
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut forward = proxy.client.request(parts.method.clone(), format!("{}{path}", proxy.upstream));
     for (name, value) in &parts.headers {
@@ -152,13 +155,14 @@ async fn proxy(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
 }
 
 /// Starts the proxy in front of `upstream`; returns its URL.
-async fn start_proxy(upstream: String, rate: f64) -> (String, Arc<Proxy>) {
+async fn start_proxy(upstream: String, rate: f64, delay: Duration) -> (String, Arc<Proxy>) {
     // reqwest is built without a default TLS provider (as tidings' own clients are).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let proxy = Arc::new(Proxy {
         upstream,
         client: reqwest::Client::new(),
         rate_ppm: (rate * 1_000_000.0) as u64,
+        delay,
         state: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
         calls: AtomicUsize::new(0),
         injected: Mutex::default(),
@@ -266,7 +270,7 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     let generated: usize = env_or("TIDINGS_SOAK_EVENTS", 50);
     let moto = std::env::var("TIDINGS_MOTO_ENDPOINT")
         .expect("TIDINGS_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which installs and starts moto");
-    let (proxy_url, proxy) = start_proxy(moto.clone(), rate).await;
+    let (proxy_url, proxy) = start_proxy(moto.clone(), rate, Duration::ZERO).await;
 
     // Direct clients set up the table and queues and play the event sources; the pipeline's own
     // clients go through the proxy.
@@ -449,4 +453,90 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         delivered.len(),
     );
     assert_eq!(injected.len(), FAULTS.len(), "every kind of fault was tried: {injected:?}");
+}
+
+/// A processor invocation cut off mid-batch (a Lambda timeout: the process is frozen or killed
+/// wherever it was), then the batch delivered again by SQS, as it is after the visibility
+/// timeout: every event stored once, each message state counting each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_cut_off_mid_batch_loses_and_doubles_nothing_when_the_batch_comes_back() {
+    use tidings_tests::{event, hard_bounce};
+    let moto = std::env::var("TIDINGS_MOTO_ENDPOINT")
+        .expect("TIDINGS_MOTO_ENDPOINT is not set: run ./scripts/test.sh, which installs and starts moto");
+    // No faults; every call 20 ms slower, so a deadline lands between writes.
+    let (proxy_url, _) = start_proxy(moto.clone(), 0.0, Duration::from_millis(20)).await;
+    let direct = tidings_aws::sdk_config_for_endpoint(&moto).await;
+    let slow = tidings_aws::sdk_config_for_endpoint(&proxy_url).await;
+    let sqs = aws_sdk_sqs::Client::new(&direct);
+    let run = format!("cutoff-{}", std::process::id());
+    tidings_aws::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&direct), &run).await.unwrap();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&slow), run.clone());
+    let reader = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), run.clone());
+    let (events, events_dlq) = queue_pair(&sqs, &format!("{run}-events")).await;
+    let urls = QueueUrls {
+        queues: [(QueueName::Events, events)].into(),
+        dead_letters: [(QueueName::Events, events_dlq.clone())].into(),
+    };
+    let queues = SqsQueues::new(aws_sdk_sqs::Client::new(&slow), urls);
+    let processor = Processor::new(store, 90);
+
+    // Ten events over four messages: states fold several events each, and a hard bounce
+    // suppresses its recipient.
+    let ws = "ws_cutoff";
+    let batch = vec![
+        event(ws, Status::Sent, "m1", "a@example.com", 1, "k1"),
+        event(ws, Status::Delivered, "m1", "a@example.com", 2, "k2"),
+        event(ws, Status::Opened, "m1", "a@example.com", 3, "k3"),
+        event(ws, Status::Clicked, "m1", "a@example.com", 4, "k4"),
+        event(ws, Status::Sent, "m2", "b@example.com", 1, "k5"),
+        hard_bounce(ws, "m2", "b@example.com", 2, "k6"),
+        event(ws, Status::Sent, "m3", "c@example.com", 1, "k7"),
+        event(ws, Status::Delivered, "m3", "c@example.com", 2, "k8"),
+        event(ws, Status::Deferred, "m4", "d@example.com", 1, "k9"),
+        event(ws, Status::Delivered, "m4", "d@example.com", 2, "k10"),
+    ];
+    let bodies: Vec<String> = batch.iter().map(|e| serde_json::to_string(e).unwrap()).collect();
+    let invoke = || {
+        let mut sqs_event = SqsEvent::default();
+        for (i, body) in bodies.iter().enumerate() {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("m{i}"));
+            record.body = Some(body.clone());
+            sqs_event.records.push(record);
+        }
+        tidings_processor::handle(&processor, &queues, sqs_event)
+    };
+    let stored_count = || async {
+        let query = tidings_core::ports::EventQuery { workspace: ws.into(), limit: 100, ..Default::default() };
+        reader.events(&query).await.unwrap().events.len()
+    };
+
+    // Cut off three times, each later than the last, then let the batch run to its end.
+    let mut cut_at = Vec::new();
+    for deadline in [60, 150, 300] {
+        let cut = tokio::time::timeout(Duration::from_millis(deadline), invoke()).await;
+        assert!(cut.is_err(), "the invocation was cut off at {deadline} ms");
+        // Writes already sent land or not, as with a frozen Lambda; give them time to settle.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cut_at.push(stored_count().await);
+    }
+    assert!(cut_at.iter().any(|n| *n > 0 && *n < batch.len()), "some cut fell mid-batch: {cut_at:?}");
+    let response = invoke().await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+
+    assert_eq!(stored_count().await, batch.len(), "every event stored once");
+    let events_per_message = [
+        ("m1", 4, Status::Clicked),
+        ("m2", 2, Status::Bounced),
+        ("m3", 2, Status::Delivered),
+        ("m4", 2, Status::Delivered),
+    ];
+    for (message, count, status) in events_per_message {
+        let states = reader.message_states(ws, message).await.unwrap();
+        assert_eq!(states.len(), 1, "{message}");
+        assert_eq!((states[0].events, states[0].status), (count, status), "{message}: each event folded once");
+    }
+    let suppressed: Vec<String> = reader.suppressions(ws).await.unwrap().into_iter().map(|s| s.recipient).collect();
+    assert_eq!(suppressed, ["b@example.com"]);
+    assert!(common::receive_all(&sqs, &events_dlq).await.is_empty());
 }
