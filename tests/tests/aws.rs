@@ -49,20 +49,7 @@ impl Aws {
 
     /// The events queue with its dead-letter queue, as the template wires them.
     async fn queues(&self) -> (SqsQueues, String, String) {
-        let name = unique("events");
-        let dlq = self.sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
-        let dlq_arn = self.attribute(&dlq, QueueAttributeName::QueueArn).await;
-        let policy = format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#);
-        let url = self
-            .sqs
-            .create_queue()
-            .queue_name(name)
-            .attributes(QueueAttributeName::RedrivePolicy, policy)
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
+        let (url, dlq) = common::queue_with_dead_letters(&self.sqs, &unique("events")).await;
         let urls = QueueUrls {
             queues: [(QueueName::Events, url.clone())].into_iter().collect(),
             dead_letters: [(QueueName::Events, dlq.clone())].into_iter().collect(),

@@ -224,6 +224,34 @@ async fn a_workspace_sees_only_its_own_data_and_no_secret_after_creation() {
     assert!(list.body.contains(&id) && !list.body.contains(&secret));
     assert!(list.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 
+    // A header's value (a Dittofeed write key) is never shown either, not even at creation.
+    let dittofeed = call(
+        &f,
+        "POST",
+        "/console/subscriptions",
+        Some("key-default"),
+        Some(&form(&[
+            ("csrf", &csrf),
+            ("url", "https://dittofeed.example/api/public/apps/track"),
+            ("types", "*"),
+            ("format", "dittofeed"),
+            ("header", "Authorization: Basic d3JpdGUta2V5"),
+        ])),
+    )
+    .await;
+    assert_eq!(dittofeed.status, StatusCode::CREATED, "{}", dittofeed.body);
+    assert!(dittofeed.body.contains("Authorization") && !dittofeed.body.contains("d3JpdGUta2V5"));
+    let bad = call(
+        &f,
+        "POST",
+        "/console/subscriptions",
+        Some("key-default"),
+        Some(&form(&[("csrf", &csrf), ("url", "https://x.example"), ("types", "*"), ("format", "svix")])),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("format: unknown format"), "{}", bad.body);
+
     // Another workspace can neither open nor act on it.
     let other_csrf = call(&f, "GET", "/console/subscriptions", Some("key-other"), None).await.csrf();
     let open = call(&f, "GET", &format!("/console/subscriptions/{id}"), Some("key-other"), None).await;

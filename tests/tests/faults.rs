@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::QueueAttributeName;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -182,32 +181,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A queue with its dead-letter queue (five receives, as the template's events queue).
-async fn queue_pair(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
-    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
-    let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .attributes(QueueAttributeName::RedrivePolicy, policy)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (url, dlq)
-}
-
 /// Plays a Lambda SQS event source over `url` until the queue is empty: receive (no faults),
 /// invoke, delete what succeeded, make the failures visible again at once. Returns invocations.
 async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: F) -> usize
@@ -287,11 +260,11 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     let table = run.clone();
     tidings_aws::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&direct), &table).await.unwrap();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&faulty), table);
-    let (events, events_dlq) = queue_pair(&sqs, &format!("{run}-events")).await;
-    let (deliveries, deliveries_dlq) = queue_pair(&sqs, &format!("{run}-deliveries")).await;
+    let (events, events_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-events")).await;
+    let (deliveries, deliveries_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-deliveries")).await;
     // SES sends that failed retryably become resend tasks on the redrive queue; resending is
     // tested elsewhere (tests/tests/redrive.rs), so here they are only counted.
-    let (redrive, redrive_dlq) = queue_pair(&sqs, &format!("{run}-redrive")).await;
+    let (redrive, redrive_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-redrive")).await;
     let urls = QueueUrls {
         queues: [
             (QueueName::Events, events.clone()),
@@ -472,7 +445,7 @@ async fn a_processor_cut_off_mid_batch_loses_and_doubles_nothing_when_the_batch_
     tidings_aws::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&direct), &run).await.unwrap();
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&slow), run.clone());
     let reader = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), run.clone());
-    let (events, events_dlq) = queue_pair(&sqs, &format!("{run}-events")).await;
+    let (events, events_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-events")).await;
     let urls = QueueUrls {
         queues: [(QueueName::Events, events)].into(),
         dead_letters: [(QueueName::Events, events_dlq.clone())].into(),

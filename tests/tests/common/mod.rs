@@ -246,3 +246,17 @@ pub async fn receive_all(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sq
         out.extend(messages);
     }
 }
+
+/// An SQS queue with its dead-letter queue after five receives, as the template wires the
+/// events queue; returns (queue URL, dead-letter queue URL).
+pub async fn queue_with_dead_letters(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url.unwrap();
+    let attributes =
+        sqs.get_queue_attributes().queue_url(&dlq).attribute_names(QueueAttributeName::QueueArn).send().await.unwrap();
+    let arn = attributes.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
+    let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
+    let created =
+        sqs.create_queue().queue_name(name).attributes(QueueAttributeName::RedrivePolicy, policy).send().await;
+    (created.unwrap().queue_url.unwrap(), dlq)
+}

@@ -132,7 +132,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     let markup = html! {
         (maud::DOCTYPE)
         html lang="en" {
-            head { meta charset="utf-8"; title { (status.as_u16()) " · tidings" } (view::links()) }
+            head { (view::head_common(&status.as_u16().to_string())) }
             body { main #main {
                 h1 { (status.canonical_reason().unwrap_or("Error")) }
                 p.error role="alert" { (message) }
@@ -735,10 +735,11 @@ async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S, Q>, sessio
             label { "Event types, comma-separated" input name="types" required value="*" placeholder="email.bounced, *.complained"; }
             label { "Format"
                 select name="format" {
-                    option value="cloudevents" { "CloudEvents" }
-                    option value="svix" { "Svix-style envelope" }
+                    option value="cloudevents" { "CloudEvents (the canonical event)" }
+                    option value="dittofeed" { "Dittofeed track call" }
                 }
             }
+            label { "Extra header (optional)" input name="header" placeholder="Authorization: Basic …" autocomplete="off"; }
             label { "Description" input name="description"; }
             button.primary type="submit" { "Create" }
         }
@@ -762,6 +763,9 @@ struct NewSubscriptionForm {
     types: String,
     #[serde(default)]
     format: Option<String>,
+    /// `Name: value`, sent with every delivery (a Dittofeed write key); never shown again.
+    #[serde(default)]
+    header: String,
     #[serde(default)]
     description: String,
 }
@@ -775,7 +779,14 @@ async fn create_subscription<S: Store, Q: Queue>(
     let types: Vec<String> =
         form.types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
     let url = form.url.trim().to_owned();
-    tidings_core::subscription::validate(&url, &types, &[]).map_err(bad_request)?;
+    let headers = match form.header.trim() {
+        "" => Vec::new(),
+        line => {
+            let (name, value) = line.split_once(':').ok_or_else(|| bad_request("header: write it as 'Name: value'"))?;
+            vec![(name.trim().to_owned(), value.trim().to_owned())]
+        }
+    };
+    tidings_core::subscription::validate(&url, &types, &headers).map_err(bad_request)?;
     let format: Format = match form.format.as_deref().filter(|f| !f.is_empty()) {
         Some(name) => serde_json::from_value(serde_json::json!(name))
             .map_err(|_| bad_request(format!("format: unknown format {name:?}")))?,
@@ -792,7 +803,7 @@ async fn create_subscription<S: Store, Q: Queue>(
         sources: Vec::new(),
         format,
         secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
-        headers: Vec::new(),
+        headers,
         description: form.description.trim().to_owned(),
         enabled: true,
         disabled_reason: None,
@@ -1082,7 +1093,9 @@ async fn remove_suppression<S: Store, Q: Queue>(
 }
 
 async fn sources<S: Store, Q: Queue>(State(shared): AppState<S, Q>, session: Session, headers: HeaderMap) -> Page {
-    let sources = shared.store.sources(&session.workspace).await?;
+    let mut sources = shared.store.sources(&session.workspace).await?;
+    sources
+        .sort_by(|a, b| (a.provider.as_str(), &a.created_at, &a.id).cmp(&(b.provider.as_str(), &b.created_at, &b.id)));
     let base = base_url(&shared.settings, &headers);
     let body = html! {
         h1 { "Sources" }

@@ -31,13 +31,10 @@ pub fn page(frame: &Frame<'_>, body: Markup) -> Markup {
         (DOCTYPE)
         html lang="en" {
             head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
+                (head_common(frame.title))
                 @if let Some(seconds) = frame.refresh {
                     meta http-equiv="refresh" content=(seconds);
                 }
-                title { (frame.title) " · tidings" }
-                (links())
                 script src="/console/assets/console.js" defer {}
             }
             body {
@@ -68,12 +65,7 @@ pub fn sign_in(error: Option<&str>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · tidings" }
-                (links())
-            }
+            head { (head_common("Sign in")) }
             body {
                 main #main {
                     h1 { "tidings console" }
@@ -90,9 +82,12 @@ pub fn sign_in(error: Option<&str>) -> Markup {
     }
 }
 
-/// The stylesheet and icon every page links.
-pub fn links() -> Markup {
+/// What every page's `<head>` holds: encoding, viewport, title, stylesheet and icon.
+pub fn head_common(title: &str) -> Markup {
     html! {
+        meta charset="utf-8";
+        meta name="viewport" content="width=device-width, initial-scale=1";
+        title { (title) " · tidings" }
         link rel="stylesheet" href="/console/assets/console.css";
         link rel="icon" type="image/svg+xml" href="/console/assets/icon.svg";
     }
