@@ -16,11 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tidings_core::event::EventId;
+use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{DeadLetters, EventQuery, MoveMethod, Queue, QueueName, Store, StoreError};
 use tidings_core::providers::ProviderId;
 use tidings_core::source::{Source, new_id, new_secret};
+use tidings_core::state::MessageState;
 use tidings_core::subscription::{Format, SigningSecret, Subscription};
 use tidings_core::timestamp::Timestamp;
 
@@ -55,6 +56,13 @@ pub struct Settings {
     pub operator_workspaces: Vec<String>,
     /// Set when suppressions are mirrored to SES.
     pub ses_suppressions: Option<SesSuppressions>,
+}
+
+impl Settings {
+    /// Whether `workspace`'s keys may act on the deployment as a whole (the dead-letter queues).
+    pub fn is_operator(&self, workspace: &str) -> bool {
+        self.operator_workspaces.iter().any(|w| w == workspace)
+    }
 }
 
 pub(crate) struct Shared<S, Q> {
@@ -114,10 +122,14 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        let status = if error.retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
         tracing::error!(%error, "store error in admin API");
-        ApiError(status, format!("store error: {}", error.message))
+        ApiError(store_error_status(&error), format!("store error: {}", error.message))
     }
+}
+
+/// 503 for a store failure worth retrying (throttling, timeouts), 500 for the rest.
+pub(crate) fn store_error_status(error: &StoreError) -> StatusCode {
+    if error.retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR }
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -147,9 +159,12 @@ impl<S: Store + 'static, Q: Queue + 'static> FromRequestParts<Arc<Shared<S, Q>>>
 }
 
 fn parse_time(field: &str, text: &str) -> Result<Timestamp, ApiError> {
-    Timestamp::from_unix_text(text)
-        .or_else(|| Timestamp::parse_rfc3339(text))
-        .ok_or_else(|| bad_request(format!("{field}: {text:?} is neither RFC 3339 nor Unix seconds")))
+    parse_when(text).ok_or_else(|| bad_request(format!("{field}: {text:?} is neither RFC 3339 nor Unix seconds")))
+}
+
+/// A time as the API and the console take it: Unix seconds or RFC 3339.
+pub(crate) fn parse_when(text: &str) -> Option<Timestamp> {
+    Timestamp::from_unix_text(text).or_else(|| Timestamp::parse_rfc3339(text))
 }
 
 #[derive(Deserialize, Default)]
@@ -209,14 +224,25 @@ async fn message<S: Store, Q: Queue>(
     Workspace(workspace): Workspace,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let states = shared.store.message_states(&workspace, &id).await?;
-    let query = EventQuery { workspace, message_id: Some(id.clone()), limit: 1000, ..EventQuery::default() };
-    let mut timeline = shared.store.events(&query).await?.events;
-    timeline.reverse();
-    if states.is_empty() && timeline.is_empty() {
+    let Some((states, timeline)) = message_history(&shared.store, &workspace, &id).await? else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no message {id}")));
-    }
+    };
     Ok(axum::Json(json!({"message_id": id, "states": states, "timeline": timeline})).into_response())
+}
+
+/// A message's states (one per recipient) and its events, oldest first; `None` when the
+/// workspace has neither.
+pub(crate) async fn message_history<S: Store>(
+    store: &S,
+    workspace: &str,
+    id: &str,
+) -> Result<Option<(Vec<MessageState>, Vec<CanonicalEvent>)>, StoreError> {
+    let states = store.message_states(workspace, id).await?;
+    let query =
+        EventQuery { workspace: workspace.into(), message_id: Some(id.into()), limit: 1000, ..EventQuery::default() };
+    let mut timeline = store.events(&query).await?.events;
+    timeline.reverse();
+    Ok((!states.is_empty() || !timeline.is_empty()).then_some((states, timeline)))
 }
 
 async fn suppressions<S: Store, Q: Queue>(
@@ -404,35 +430,33 @@ async fn subscriptions<S: Store, Q: Queue>(
     Ok(axum::Json(json!({"subscriptions": views})).into_response())
 }
 
+/// What a subscription is created from, by the API (JSON) or the console (a form).
 #[derive(Deserialize)]
-struct NewSubscription {
-    url: String,
-    types: Vec<String>,
+pub(crate) struct NewSubscription {
+    pub(crate) url: String,
+    pub(crate) types: Vec<String>,
     #[serde(default)]
-    providers: Vec<String>,
+    pub(crate) providers: Vec<String>,
     #[serde(default)]
-    sources: Vec<String>,
+    pub(crate) sources: Vec<String>,
     #[serde(default)]
-    format: Format,
+    pub(crate) format: Format,
     /// `["Name: value", …]`.
     #[serde(default)]
-    headers: Vec<String>,
+    pub(crate) headers: Vec<String>,
     #[serde(default)]
-    description: String,
+    pub(crate) description: String,
 }
 
-async fn create_subscription<S: Store, Q: Queue>(
-    State(shared): AppState<S, Q>,
-    Workspace(workspace): Workspace,
-    axum::Json(new): axum::Json<NewSubscription>,
-) -> Result<Response, ApiError> {
+/// A new, enabled subscription of `workspace` and its first signing secret (shown once), or why
+/// the request cannot be one.
+pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Result<(Subscription, String), String> {
     let mut headers = Vec::new();
     for line in &new.headers {
-        let (name, value) =
-            line.split_once(':').ok_or_else(|| bad_request(format!("header {line:?} is not 'Name: value'")))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| format!("header {line:?} is not 'Name: value'"))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    tidings_core::subscription::validate(&new.url, &new.types, &headers).map_err(bad_request)?;
+    tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
     let now = Timestamp::now();
     let secret = new_secret(true);
     let subscription = Subscription {
@@ -451,6 +475,15 @@ async fn create_subscription<S: Store, Q: Queue>(
         failing_since: None,
         created_at: now,
     };
+    Ok((subscription, secret))
+}
+
+async fn create_subscription<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    axum::Json(new): axum::Json<NewSubscription>,
+) -> Result<Response, ApiError> {
+    let (subscription, secret) = new_subscription(workspace, new).map_err(bad_request)?;
     shared.store.put_subscription(&subscription).await?;
     let mut view = subscription_view(&subscription);
     // Shown once: verify deliveries with it (Standard Webhooks).
@@ -506,15 +539,8 @@ async fn subscription_action<S: Store, Q: Queue>(
             subscription.rotate(secret.clone(), now, p.grace_seconds.unwrap_or(86_400).clamp(0, 7 * 86_400));
             reply["secret"] = json!(secret);
         }
-        "enable" => {
-            subscription.enabled = true;
-            subscription.disabled_reason = None;
-            subscription.failing_since = None;
-        }
-        "disable" => {
-            subscription.enabled = false;
-            subscription.disabled_reason = Some("disabled by an operator".into());
-        }
+        "enable" => subscription.enable(),
+        "disable" => subscription.disable("disabled by an operator"),
         "replay" => {
             if let Some(pattern) = &p.r#type {
                 TypePattern::parse(pattern).map_err(bad_request)?;
@@ -543,7 +569,7 @@ async fn subscription_action<S: Store, Q: Queue>(
 /// The queue named in the path, for an operator's key only: dead-letter queues hold every
 /// workspace's messages.
 fn operator_queue<S, Q>(shared: &Shared<S, Q>, workspace: &str, queue: &str) -> Result<QueueName, ApiError> {
-    if !shared.settings.operator_workspaces.iter().any(|w| w == workspace) {
+    if !shared.settings.is_operator(workspace) {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             format!(

@@ -635,8 +635,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         tracing::warn!(subscription = %subscription.id, reason, "subscription disabled");
-        subscription.enabled = false;
-        subscription.disabled_reason = Some(reason.into());
+        subscription.disable(reason);
         self.store.put_subscription(&subscription).await?;
         self.announce("subscription.disabled", &subscription, task, attempt, reason, now).await
     }

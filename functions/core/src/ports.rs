@@ -174,6 +174,8 @@ pub enum QueueName {
 }
 
 impl QueueName {
+    pub const ALL: [QueueName; 3] = [QueueName::Events, QueueName::Deliveries, QueueName::Redrive];
+
     pub fn as_str(self) -> &'static str {
         match self {
             QueueName::Events => "events",

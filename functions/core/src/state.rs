@@ -53,7 +53,7 @@ pub struct Failure {
 
 /// How far a status gets a message. `None`: the status says nothing about delivery progress
 /// (subscription changes, received mail, unknown provider events).
-fn rank(status: Status) -> Option<u8> {
+pub fn rank(status: Status) -> Option<u8> {
     Some(match status {
         Status::Sent | Status::RetryScheduled => 1,
         Status::Deferred => 2,

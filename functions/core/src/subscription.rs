@@ -123,6 +123,19 @@ impl Subscription {
         self.secrets.iter().filter(move |s| s.expires_at.is_none_or(|at| at > now))
     }
 
+    /// Deliveries resume, and the run of failures is forgotten.
+    pub fn enable(&mut self) {
+        self.enabled = true;
+        self.disabled_reason = None;
+        self.failing_since = None;
+    }
+
+    /// No deliveries until enabled again; `reason` says why, where the subscription is shown.
+    pub fn disable(&mut self, reason: &str) {
+        self.enabled = false;
+        self.disabled_reason = Some(reason.into());
+    }
+
     /// Rotates: `new` signs from now; the current secrets keep signing for `grace_seconds`.
     pub fn rotate(&mut self, new: String, now: Timestamp, grace_seconds: i64) {
         let until = Timestamp::from_unix_seconds(now.unix_seconds() + grace_seconds).unwrap_or(now);

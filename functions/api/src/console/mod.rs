@@ -31,15 +31,18 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use maud::{Markup, html};
 use serde::Deserialize;
+use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, Status};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{DeadLetterStatus, DeadLetters, EventQuery, MoveMethod, Queue, QueueName, Store, StoreError};
 use tidings_core::providers::ProviderId;
-use tidings_core::source::{new_id, new_secret};
-use tidings_core::subscription::{Format, SigningSecret, Subscription};
+use tidings_core::source::new_secret;
+use tidings_core::subscription::{Format, Subscription};
 use tidings_core::timestamp::Timestamp;
 
-use crate::{Shared, api_key_hash, base_url, webhook_url};
+use crate::{
+    NewSubscription, Shared, api_key_hash, base_url, message_history, parse_when, store_error_status, webhook_url,
+};
 use view::{Frame, csrf_field, encode, event_type_badge, message_link, page, status_badge, time};
 
 const COOKIE: &str = "tidings_console";
@@ -155,8 +158,7 @@ impl IntoResponse for ConsoleError {
 impl From<StoreError> for ConsoleError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store error in the console");
-        let status = if error.retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR };
-        ConsoleError(status, format!("store error: {}", error.message))
+        ConsoleError(store_error_status(&error), format!("store error: {}", error.message))
     }
 }
 
@@ -346,7 +348,8 @@ async fn overview<S: Store, Q: Queue>(
     for event in &events {
         let column = (event.time.unix_seconds() - start) / width;
         let Ok(column) = usize::try_from(column.min(COLUMNS - 1)) else { continue };
-        if let Some(count) = per_type.entry(event.event_type.to_string()).or_insert_with(|| vec![0; 24]).get_mut(column)
+        if let Some(count) =
+            per_type.entry(event.event_type.to_string()).or_insert_with(|| vec![0; COLUMNS as usize]).get_mut(column)
         {
             *count += 1;
         }
@@ -355,7 +358,7 @@ async fn overview<S: Store, Q: Queue>(
     series.sort_by_key(|(name, counts)| (std::cmp::Reverse(counts.iter().sum::<u64>()), name.clone()));
     if series.len() > 7 {
         let rest = series.split_off(6);
-        let mut other = vec![0; 24];
+        let mut other = vec![0; COLUMNS as usize];
         for (_, counts) in &rest {
             for (total, count) in other.iter_mut().zip(counts) {
                 *total += count;
@@ -547,7 +550,7 @@ fn event_detail(event: &CanonicalEvent) -> Markup {
     let data = &event.data;
     html! {
         @if let Some(bounce) = &data.bounce {
-            (serde_json::to_value(bounce.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+            (serde_name(bounce.kind))
             @if let Some(code) = &bounce.code { " " span.mono { (code) } }
             @if let Some(text) = &bounce.diagnostic { " " span.muted { (truncate(text, 120)) } }
         } @else if let Some(url) = &data.url {
@@ -558,6 +561,11 @@ fn event_detail(event: &CanonicalEvent) -> Markup {
             span.muted { (data.provider_event_type) }
         }
     }
+}
+
+/// The name an enum has in JSON (`hard`, `hard_bounce`).
+fn serde_name(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn plural(count: usize, noun: &str) -> String {
@@ -571,42 +579,31 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// The delivery lattice, in order of progress.
+/// The delivery lattice, in order of progress: step `i` is rank `i + 1` of `state::rank`.
 const LATTICE: [Status; 5] = [Status::Sent, Status::Deferred, Status::Delivered, Status::Opened, Status::Clicked];
 
-fn lattice_rank(status: Status) -> Option<usize> {
-    match status {
-        Status::Read => Some(3),
-        Status::Replied => Some(4),
-        Status::RetryScheduled => Some(0),
-        other => LATTICE.iter().position(|s| *s == other),
-    }
+/// Where `status` stands on the lattice, as the message state ranks it (read counts as opened,
+/// a reply as a click, a scheduled retry as sent).
+fn lattice_step(status: Status) -> Option<usize> {
+    tidings_core::state::rank(status).map(|rank| usize::from(rank) - 1)
 }
 
 async fn message<S: Store, Q: Queue>(State(shared): AppState<S, Q>, session: Session, Path(id): Path<String>) -> Page {
-    let states = shared.store.message_states(&session.workspace, &id).await?;
-    let query = EventQuery {
-        workspace: session.workspace.clone(),
-        message_id: Some(id.clone()),
-        limit: 1000,
-        ..EventQuery::default()
-    };
-    let mut timeline = shared.store.events(&query).await?.events;
-    timeline.reverse();
-    if states.is_empty() && timeline.is_empty() {
+    let Some((states, timeline)) = message_history(&shared.store, &session.workspace, &id).await? else {
         return Err(not_found(format!("no message {id} in workspace {}", session.workspace)));
-    }
-    let mut raws = Vec::with_capacity(timeline.len());
-    for event in &timeline {
-        let raw = shared.store.raw(&session.workspace, Some(&id), &event.id).await?;
-        raws.push(raw.map(|r| pretty(&r)));
-    }
+    };
+    // One read per event, all at once rather than one after another.
+    let raws = futures_util::future::try_join_all(
+        timeline.iter().map(|event| shared.store.raw(&session.workspace, Some(&id), &event.id)),
+    )
+    .await?;
+    let raws: Vec<Option<String>> = raws.into_iter().map(|raw| raw.as_deref().map(pretty)).collect();
     let body = html! {
         h1 { "Message " code { (id) } }
         @for state in &states {
             section aria-label=(format!("State for {}", state.recipient)) {
                 h2 { (state.recipient) " " (status_badge(state.status)) }
-                @let reached = lattice_rank(state.progress);
+                @let reached = lattice_step(state.progress);
                 ol.lattice aria-label="Delivery progress" {
                     @for (rank, step) in LATTICE.iter().enumerate() {
                         @let class = if reached.is_some_and(|r| rank <= r) { "reached" } else { "" };
@@ -661,13 +658,15 @@ struct Health {
     median_ms: u64,
 }
 
-async fn health<S: Store>(store: &S, subscription: &Subscription) -> Result<Health, StoreError> {
-    let attempts = store.attempts(&subscription.workspace, &subscription.id, 100).await?;
+/// How many attempts a subscription's page and charts weigh: its latest.
+const RECENT_ATTEMPTS: usize = 100;
+
+fn health(attempts: &[AttemptRecord]) -> Health {
     let delivered = attempts.iter().filter(|a| a.outcome == "delivered").count();
     let mut latencies: Vec<u64> = attempts.iter().map(|a| a.latency_ms).collect();
     latencies.sort_unstable();
     let median_ms = latencies.get(latencies.len() / 2).copied().unwrap_or(0);
-    Ok(Health { attempts: attempts.len(), delivered, median_ms })
+    Health { attempts: attempts.len(), delivered, median_ms }
 }
 
 fn subscription_state(subscription: &Subscription) -> Markup {
@@ -687,7 +686,7 @@ async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S, Q>, sessio
     let mut rows = Vec::new();
     let mut latency_rows = Vec::new();
     for subscription in &subscriptions {
-        let health = health(&shared.store, subscription).await?;
+        let health = health(&shared.store.attempts(&session.workspace, &subscription.id, RECENT_ATTEMPTS).await?);
         if health.attempts == 0 {
             continue;
         }
@@ -776,40 +775,22 @@ async fn create_subscription<S: Store, Q: Queue>(
     Form(form): Form<NewSubscriptionForm>,
 ) -> Page {
     session.check(&form.csrf)?;
-    let types: Vec<String> =
-        form.types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-    let url = form.url.trim().to_owned();
-    let headers = match form.header.trim() {
-        "" => Vec::new(),
-        line => {
-            let (name, value) = line.split_once(':').ok_or_else(|| bad_request("header: write it as 'Name: value'"))?;
-            vec![(name.trim().to_owned(), value.trim().to_owned())]
-        }
-    };
-    tidings_core::subscription::validate(&url, &types, &headers).map_err(bad_request)?;
     let format: Format = match form.format.as_deref().filter(|f| !f.is_empty()) {
         Some(name) => serde_json::from_value(serde_json::json!(name))
             .map_err(|_| bad_request(format!("format: unknown format {name:?}")))?,
         None => Format::default(),
     };
-    let now = Timestamp::now();
-    let secret = new_secret(true);
-    let subscription = Subscription {
-        id: new_id("sub"),
-        workspace: session.workspace.clone(),
-        url,
-        types,
+    let header = form.header.trim();
+    let new = NewSubscription {
+        url: form.url.trim().to_owned(),
+        types: form.types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
         providers: Vec::new(),
         sources: Vec::new(),
         format,
-        secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
-        headers,
+        headers: if header.is_empty() { Vec::new() } else { vec![header.to_owned()] },
         description: form.description.trim().to_owned(),
-        enabled: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: now,
     };
+    let (subscription, secret) = crate::new_subscription(session.workspace.clone(), new).map_err(bad_request)?;
     shared.store.put_subscription(&subscription).await?;
     tracing::info!(
         workspace = session.workspace,
@@ -866,8 +847,8 @@ async fn subscription_page<S: Store, Q: Queue>(
     subscription: Subscription,
     banner: Banner,
 ) -> Page {
-    let attempts = shared.store.attempts(&session.workspace, &subscription.id, 100).await?;
-    let health = health(&shared.store, &subscription).await?;
+    let attempts = shared.store.attempts(&session.workspace, &subscription.id, RECENT_ATTEMPTS).await?;
+    let health = health(&attempts);
     let action = |name: &str| format!("/console/subscriptions/{}/{name}", encode(&subscription.id));
     let body = html! {
         h1 { "Subscription " code { (subscription.id) } }
@@ -950,15 +931,13 @@ struct ActionForm {
 /// A time from a form: `datetime-local` (read as UTC), RFC 3339 or Unix seconds.
 fn form_time(field: &str, value: &Option<String>) -> Result<Option<Timestamp>, ConsoleError> {
     let Some(text) = non_empty(value) else { return Ok(None) };
+    // `datetime-local` sends `2026-11-23T19:00` (or with seconds), without a zone.
     let local = match text.len() {
-        16 => format!("{text}:00Z"),
-        19 => format!("{text}Z"),
+        16 if text.contains('T') => format!("{text}:00Z"),
+        19 if text.contains('T') => format!("{text}Z"),
         _ => text.to_owned(),
     };
-    Timestamp::parse_rfc3339(&local)
-        .or_else(|| Timestamp::from_unix_text(text))
-        .map(Some)
-        .ok_or_else(|| bad_request(format!("{field}: {text:?} is not a date and time")))
+    parse_when(&local).map(Some).ok_or_else(|| bad_request(format!("{field}: {text:?} is not a date and time")))
 }
 
 async fn subscription_action<S: Store, Q: Queue>(
@@ -976,15 +955,12 @@ async fn subscription_action<S: Store, Q: Queue>(
     let now = Timestamp::now();
     match action.as_str() {
         "enable" => {
-            subscription.enabled = true;
-            subscription.disabled_reason = None;
-            subscription.failing_since = None;
+            subscription.enable();
             shared.store.put_subscription(&subscription).await?;
             Ok(back("enabled"))
         }
         "disable" => {
-            subscription.enabled = false;
-            subscription.disabled_reason = Some("disabled in the console".into());
+            subscription.disable("disabled in the console");
             shared.store.put_subscription(&subscription).await?;
             Ok(back("disabled"))
         }
@@ -1052,7 +1028,7 @@ async fn suppressions<S: Store, Q: Queue>(
                     @for s in &shown {
                         tr {
                             td data-label="Recipient" { (s.recipient) }
-                            td data-label="Reason" { (serde_json::to_value(s.reason).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) }
+                            td data-label="Reason" { (serde_name(s.reason)) }
                             td data-label="Provider" { (s.provider.as_deref().unwrap_or("—")) }
                             td data-label="Since" { (time(s.as_of)) }
                             td {
@@ -1125,8 +1101,6 @@ async fn sources<S: Store, Q: Queue>(State(shared): AppState<S, Q>, session: Ses
     Ok(html_response(page(&session.frame("Sources", "/console/sources"), body)))
 }
 
-const QUEUES: [QueueName; 3] = [QueueName::Events, QueueName::Deliveries, QueueName::Redrive];
-
 fn queue_purpose(queue: QueueName) -> &'static str {
     match queue {
         QueueName::Events => "canonical events the processor could not store",
@@ -1136,15 +1110,19 @@ fn queue_purpose(queue: QueueName) -> &'static str {
 }
 
 async fn queues<S: Store, Q: Queue + DeadLetters>(State(shared): AppState<S, Q>, session: Session) -> Page {
-    let operator = shared.settings.operator_workspaces.contains(&session.workspace);
-    let mut statuses: Vec<(QueueName, DeadLetterStatus)> = Vec::new();
-    if operator {
-        for queue in QUEUES {
-            statuses.push((queue, shared.queue.dead_letter_status(queue).await?));
-        }
-    }
+    let operator = shared.settings.is_operator(&session.workspace);
+    let statuses = if operator { dead_letter_statuses(&shared.queue).await? } else { Vec::new() };
     let body = dead_letter_body(&session, operator, &statuses, None);
     Ok(html_response(page(&session.frame("Dead letters", "/console/queues"), body)))
+}
+
+/// What waits on every dead-letter queue.
+async fn dead_letter_statuses<Q: DeadLetters>(queue: &Q) -> Result<Vec<(QueueName, DeadLetterStatus)>, StoreError> {
+    let mut statuses = Vec::with_capacity(QueueName::ALL.len());
+    for name in QueueName::ALL {
+        statuses.push((name, queue.dead_letter_status(name).await?));
+    }
+    Ok(statuses)
 }
 
 fn dead_letter_body(
@@ -1196,7 +1174,7 @@ async fn redrive<S: Store, Q: Queue + DeadLetters>(
     Form(form): Form<CsrfForm>,
 ) -> Page {
     session.check(&form.csrf)?;
-    if !shared.settings.operator_workspaces.contains(&session.workspace) {
+    if !shared.settings.is_operator(&session.workspace) {
         return Err(ConsoleError(
             StatusCode::FORBIDDEN,
             format!("only an operator workspace may redrive dead letters, and {} is not one", session.workspace),
@@ -1210,10 +1188,7 @@ async fn redrive<S: Store, Q: Queue + DeadLetters>(
         moved = moved.moved,
         "dead letters redriven from the console"
     );
-    let mut statuses = Vec::new();
-    for queue in QUEUES {
-        statuses.push((queue, shared.queue.dead_letter_status(queue).await?));
-    }
+    let statuses = dead_letter_statuses(&shared.queue).await?;
     let notice = format!(
         "Redrive of {}: {} ({} moved).",
         queue.as_str(),
