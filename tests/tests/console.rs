@@ -87,6 +87,11 @@ async fn drain(db: &Sqlite) {
     }
 }
 
+/// A browser's form POST (urlencoded `pairs`) with the session cookie for `key`.
+async fn submit(f: &Fixture<Sqlite>, uri: &str, key: Option<&str>, pairs: &[(&str, &str)]) -> Answer {
+    call(f, "POST", uri, key, Some(&form(pairs))).await
+}
+
 fn form(pairs: &[(&str, &str)]) -> String {
     let mut serializer = form_urlencoded::Serializer::new(String::new());
     serializer.extend_pairs(pairs);
@@ -105,7 +110,7 @@ async fn pages_need_a_session_from_a_known_key() {
     assert!(wrong.body.contains("not known"), "{}", wrong.body);
     assert!(wrong.set_cookie().is_empty());
     // A key that would break out of its cookie is refused before any lookup.
-    let injected = call(&f, "POST", "/console/login", None, Some(&form(&[("key", "key-default; Domain=evil")]))).await;
+    let injected = submit(&f, "/console/login", None, &[("key", "key-default; Domain=evil")]).await;
     assert_eq!(injected.status, StatusCode::UNAUTHORIZED);
 
     let signed_in = call(&f, "POST", "/console/login", None, Some("key=key-default")).await;
@@ -165,7 +170,7 @@ async fn forms_need_the_session_csrf_token_and_the_console_origin() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(subscription_count(&f).await, 1);
 
-    let signed_out = call(&f, "POST", "/console/logout", Some("key-default"), Some(&form(&[("csrf", &csrf)]))).await;
+    let signed_out = submit(&f, "/console/logout", Some("key-default"), &[("csrf", &csrf)]).await;
     assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
     assert!(signed_out.set_cookie().contains("Max-Age=0"));
 }
@@ -201,17 +206,16 @@ async fn a_workspace_sees_only_its_own_data_and_no_secret_after_creation() {
         }
     }
     let csrf = call(&f, "GET", "/console/subscriptions", Some("key-default"), None).await.csrf();
-    let created = call(
+    let created = submit(
         &f,
-        "POST",
         "/console/subscriptions",
         Some("key-default"),
-        Some(&form(&[
+        &[
             ("csrf", &csrf),
             ("url", "https://example.com/hook"),
             ("types", "email.*, *.complained"),
             ("description", "<script>alert(1)</script>"),
-        ])),
+        ],
     )
     .await;
     let secret = created.body.split("whsec_").nth(1).unwrap().split('"').next().unwrap().to_owned();
@@ -225,28 +229,26 @@ async fn a_workspace_sees_only_its_own_data_and_no_secret_after_creation() {
     assert!(list.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
 
     // A header's value (a Dittofeed write key) is never shown either, not even at creation.
-    let dittofeed = call(
+    let dittofeed = submit(
         &f,
-        "POST",
         "/console/subscriptions",
         Some("key-default"),
-        Some(&form(&[
+        &[
             ("csrf", &csrf),
             ("url", "https://dittofeed.example/api/public/apps/track"),
             ("types", "*"),
             ("format", "dittofeed"),
             ("header", "Authorization: Basic d3JpdGUta2V5"),
-        ])),
+        ],
     )
     .await;
     assert_eq!(dittofeed.status, StatusCode::CREATED, "{}", dittofeed.body);
     assert!(dittofeed.body.contains("Authorization") && !dittofeed.body.contains("d3JpdGUta2V5"));
-    let bad = call(
+    let bad = submit(
         &f,
-        "POST",
         "/console/subscriptions",
         Some("key-default"),
-        Some(&form(&[("csrf", &csrf), ("url", "https://x.example"), ("types", "*"), ("format", "svix")])),
+        &[("csrf", &csrf), ("url", "https://x.example"), ("types", "*"), ("format", "svix")],
     )
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
@@ -256,23 +258,15 @@ async fn a_workspace_sees_only_its_own_data_and_no_secret_after_creation() {
     let other_csrf = call(&f, "GET", "/console/subscriptions", Some("key-other"), None).await.csrf();
     let open = call(&f, "GET", &format!("/console/subscriptions/{id}"), Some("key-other"), None).await;
     assert_eq!(open.status, StatusCode::NOT_FOUND);
-    let rotate = call(
-        &f,
-        "POST",
-        &format!("/console/subscriptions/{id}/rotate"),
-        Some("key-other"),
-        Some(&form(&[("csrf", &other_csrf)])),
-    )
-    .await;
+    let rotate =
+        submit(&f, &format!("/console/subscriptions/{id}/rotate"), Some("key-other"), &[("csrf", &other_csrf)]).await;
     assert_eq!(rotate.status, StatusCode::NOT_FOUND);
     assert!(!rotate.body.contains("whsec_"));
 
     // Dead-letter queues are every workspace's: operators only.
     let queues = call(&f, "GET", "/console/queues", Some("key-other"), None).await;
     assert!(queues.body.contains("is not one") && !queues.body.contains("Redrive events"));
-    let redrive =
-        call(&f, "POST", "/console/queues/events/redrive", Some("key-other"), Some(&form(&[("csrf", &other_csrf)])))
-            .await;
+    let redrive = submit(&f, "/console/queues/events/redrive", Some("key-other"), &[("csrf", &other_csrf)]).await;
     assert_eq!(redrive.status, StatusCode::FORBIDDEN);
     let operator = call(&f, "GET", "/console/queues", Some("key-default"), None).await;
     assert!(operator.body.contains("Redrive events"));
@@ -288,8 +282,8 @@ async fn a_suppression_is_lifted_only_in_its_own_workspace() {
     let remove = |key: &'static str, csrf: String| {
         let f = &f;
         async move {
-            let body = form(&[("csrf", &csrf), ("recipient", "nobody@example.com")]);
-            call(f, "POST", "/console/suppressions/remove", Some(key), Some(&body)).await
+            let pairs = [("csrf", csrf.as_str()), ("recipient", "nobody@example.com")];
+            submit(f, "/console/suppressions/remove", Some(key), &pairs).await
         }
     };
     let other_csrf = call(&f, "GET", "/console/suppressions", Some("key-other"), None).await.csrf();

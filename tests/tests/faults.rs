@@ -320,10 +320,7 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         serde_json::from_slice(&std::fs::read(common::events_dir().join("postmark/delivery.json")).unwrap()).unwrap();
     let mut posts: Vec<(ProviderId, Vec<u8>, Headers)> = Vec::new();
     for (provider, path) in samples() {
-        let headers = std::fs::read_to_string(path.with_extension("headers"))
-            .map(|text| Headers::parse_lines(&text).unwrap())
-            .unwrap_or_default();
-        posts.push((provider, std::fs::read(&path).unwrap(), headers));
+        posts.push((provider, std::fs::read(&path).unwrap(), common::sample_headers(&path)));
     }
     for n in 0..generated {
         let mut headers = Headers::new();
@@ -357,24 +354,7 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     }
 
     // The accounting, read without faults.
-    let stored = {
-        let mut ids = BTreeSet::new();
-        let mut cursor = None;
-        loop {
-            let query = tidings_core::ports::EventQuery {
-                workspace: common::WS.into(),
-                limit: 1000,
-                cursor,
-                ..Default::default()
-            };
-            let page = reader.events(&query).await.unwrap();
-            ids.extend(page.events.iter().map(|e| e.id.to_string()));
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break ids,
-            }
-        }
-    };
+    let stored = f.stored_ids().await;
     let samples_expected = expected_ids();
     let missing: Vec<&String> = samples_expected.difference(&stored).collect();
     let dead_events = common::receive_all(&sqs, &events_dlq).await;

@@ -11,7 +11,7 @@ use common::{Fixture, events_dir, fixture};
 use serde_json::Value;
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::ports::QueueName;
-use tidings_core::{Headers, ProviderId, Timestamp};
+use tidings_core::{ProviderId, Timestamp};
 use tidings_local::Sqlite;
 
 /// A sample of each provider with HTTP delivery (SES comes through SNS; see below).
@@ -167,10 +167,7 @@ fn duplicate_keys(sample: &[u8], form: bool) -> Vec<u8> {
 
 async fn post(f: &Fixture<Sqlite>, provider: ProviderId, path: &str, case: &Case) -> (StatusCode, Value) {
     let source = f.source(provider);
-    let mut headers = match std::fs::read_to_string(events_dir().join(path).with_extension("headers")) {
-        Ok(text) => Headers::parse_lines(&text).unwrap(),
-        Err(_) => Headers::new(),
-    };
+    let mut headers = common::sample_headers(&events_dir().join(path));
     let body = if case.signed {
         let key = SigningKey { secret: source.signing_secret().unwrap(), public_url: source.public_url.as_deref() };
         match signer::sign(provider, &case.body, &mut headers, &key, Timestamp::now()) {

@@ -88,6 +88,14 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
     Fixture { store, app, sources }
 }
 
+/// The headers a sample is sent with: its `.headers` file, when it has one.
+pub fn sample_headers(sample: &Path) -> Headers {
+    match std::fs::read_to_string(sample.with_extension("headers")) {
+        Ok(text) => Headers::parse_lines(&text).unwrap(),
+        Err(_) => Headers::new(),
+    }
+}
+
 pub fn events_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
@@ -136,12 +144,7 @@ impl<S: Store> Fixture<S> {
 
     /// Posts a sample the way `tidings replay` does: signed, or through the queue route (SES).
     pub async fn post_sample(&self, provider: ProviderId, path: &Path) -> (StatusCode, Value) {
-        let body = std::fs::read(path).unwrap();
-        let headers = match std::fs::read_to_string(path.with_extension("headers")) {
-            Ok(text) => Headers::parse_lines(&text).unwrap(),
-            Err(_) => Headers::new(),
-        };
-        self.post_signed(provider, body, headers).await
+        self.post_signed(provider, std::fs::read(path).unwrap(), sample_headers(path)).await
     }
 
     /// Posts `body` to the provider's source, signed as the provider signs (SES: through the
