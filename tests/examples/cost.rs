@@ -81,7 +81,7 @@ fn batch(webhook: usize, n: usize) -> Vec<u8> {
 struct Stage {
     dynamo: BTreeMap<&'static str, u64>,
     wru: u64,
-    rru: u64,
+    rru: f64,
     sqs_sends: u64,
     /// Messages the stage's Lambda event source handed it (0 for the HTTP stage).
     received: u64,
@@ -121,7 +121,7 @@ impl<'a> Meter<'a> {
         Stage {
             dynamo,
             wru: now.write_units - self.usage.write_units,
-            rru: now.read_units - self.usage.read_units,
+            rru: now.read_units() - self.usage.read_units(),
             sqs_sends: self.queues.requests() - self.sqs,
             received,
             invocations,
@@ -291,7 +291,7 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
         row(&format!("DynamoDB {op}"), &|s| s.dynamo.get(op).copied().unwrap_or(0) as f64, 3);
     }
     row("DynamoDB write units", &|s| s.wru as f64, 3);
-    row("DynamoDB read units", &|s| s.rru as f64, 3);
+    row("DynamoDB read units", &|s| s.rru, 3);
     row("SQS sends (SendMessageBatch)", &|s| s.sqs_sends as f64, 3);
     // The Lambda event source receives in tens and deletes each batch it handled.
     row("SQS receives + deletes (event source)", &|s| 2.0 * (s.received as f64 / 10.0).ceil(), 3);
@@ -307,8 +307,8 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     row("Lambda ms billed (CPU + modelled waits)", &billed_ms, 3);
 
     let total = |f: &dyn Fn(&Stage) -> f64| stages.iter().map(|(_, s)| per(f(s))).sum::<f64>() * 1e6;
-    let dynamo = total(&|s| s.wru as f64) * DYNAMODB_PER_MILLION_WRU / 1e6
-        + total(&|s| s.rru as f64) * DYNAMODB_PER_MILLION_RRU / 1e6;
+    let dynamo =
+        total(&|s| s.wru as f64) * DYNAMODB_PER_MILLION_WRU / 1e6 + total(&|s| s.rru) * DYNAMODB_PER_MILLION_RRU / 1e6;
     let sqs = total(&|s| s.sqs_sends as f64 + 2.0 * (s.received as f64 / 10.0).ceil()) * SQS_PER_MILLION / 1e6;
     let lambda = total(&|s| s.invocations) * LAMBDA_PER_MILLION_REQUESTS / 1e6
         + total(&billed_ms) / 1000.0 * LAMBDA_GB * LAMBDA_ARM_PER_GB_SECOND;

@@ -306,6 +306,19 @@ pub async fn attempts_are_logged_newest_first<S: Store>(store: &S) {
     assert!(store.attempts("ws_other", "sub_a", 10).await.unwrap().is_empty());
 }
 
+/// A delivery marked made is found by its subscription and key, and by nothing else; marking
+/// it again changes nothing.
+pub async fn deliveries_are_marked_once_per_subscription_and_key<S: Store>(store: &S) {
+    let key = "evt_00000000000000000000000000000002";
+    assert!(!store.delivered("ws_dlv", "sub_a", key).await.unwrap());
+    store.mark_delivered("ws_dlv", "sub_a", key, at(0)).await.unwrap();
+    store.mark_delivered("ws_dlv", "sub_a", key, at(60)).await.unwrap();
+    assert!(store.delivered("ws_dlv", "sub_a", key).await.unwrap());
+    assert!(!store.delivered("ws_dlv", "sub_b", key).await.unwrap(), "another subscription");
+    assert!(!store.delivered("ws_other", "sub_a", key).await.unwrap(), "another workspace");
+    assert!(!store.delivered("ws_dlv", "sub_a", &format!("{key}#rp1")).await.unwrap(), "a replay of it");
+}
+
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: &S) {
     records_each_event_once(store).await;
@@ -317,4 +330,5 @@ pub async fn run_all<S: Store>(store: &S) {
     api_keys_are_found_by_hash(store).await;
     subscriptions_belong_to_their_workspace(store).await;
     attempts_are_logged_newest_first(store).await;
+    deliveries_are_marked_once_per_subscription_and_key(store).await;
 }

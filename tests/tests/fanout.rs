@@ -382,6 +382,7 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
         event_id: theirs.id.clone(),
         message_id: theirs.data.message_id.clone(),
         event: Some(theirs.clone()),
+        replay: None,
     };
     let error = fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.unwrap_err();
     assert!(!error.retryable && error.message.contains("another event or workspace"), "{error}");
@@ -392,4 +393,42 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
     task.event = Some(mine);
     assert!(fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.is_err());
     assert!(received.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+/// A task the deliveries queue hands over again in a later batch (SQS holds a copy after a
+/// `SendMessageBatch` retried when its answer was lost; a retry follows a fault after the
+/// subscriber's 2xx) is acknowledged without a second POST; a replay sends the event once more,
+/// once, however many copies of the replay's task arrive.
+#[tokio::test]
+async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_sent_once() {
+    let db = Sqlite::in_memory().unwrap();
+    let (addr, received) = subscribers().await;
+    let subscription = tidings_tests::subscription_to("ws_default", "sub_once", &format!("http://{addr}/hook"), &["*"]);
+    db.put_subscription(&subscription).await.unwrap();
+    let queued = tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k");
+    db.record(&queued, Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap()).await.unwrap();
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let task = serde_json::to_string(&tidings_core::delivery::DeliveryTask::new(&subscription, &queued.event)).unwrap();
+    for receive_count in [1, 1, 2] {
+        assert_eq!(fanout.deliver(&task, receive_count, Timestamp::now()).await.unwrap(), None);
+    }
+    assert_eq!(received.lock().unwrap().len(), 1, "one POST for three copies");
+    let attempts = db.attempts("ws_default", "sub_once", 10).await.unwrap();
+    assert_eq!(attempts.len(), 1, "the copies are not attempts: {attempts:?}");
+
+    assert_eq!(tidings_core::pipeline::replay(&db, &db, &subscription, None, None, None).await.unwrap(), 1);
+    let replayed = db.receive(QueueName::Deliveries, 10, 30).unwrap();
+    assert_eq!(replayed.len(), 1);
+    for _ in 0..2 {
+        assert_eq!(fanout.deliver(&replayed[0].body, 1, Timestamp::now()).await.unwrap(), None);
+    }
+    let received = received.lock().unwrap();
+    assert_eq!(received.len(), 2, "the replay sent it once more, once");
+    let id = |i: usize| received[i].0.get("webhook-id").unwrap().to_str().unwrap().to_owned();
+    assert_eq!(id(0), id(1), "with the same webhook-id");
 }

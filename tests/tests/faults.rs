@@ -398,7 +398,7 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     // The figures RELIABILITY.md reports.
     println!(
         "faults: {} calls, {} faults injected {injected:?}; {} events stored once; {provider_retries} provider retries; \
-         {} delivered, {twice} of them more than once (at least once: a fault after the subscriber answered); \
+         {} delivered, {twice} of them more than once; \
          {resends} SES resend tasks queued; dead letters 0",
         proxy.calls.load(Ordering::Relaxed),
         injected.values().sum::<usize>(),
@@ -406,6 +406,11 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         delivered.len(),
     );
     assert_eq!(injected.len(), FAULTS.len(), "every kind of fault was tried: {injected:?}");
+    // Copies of a task (a SendMessageBatch retried after its answer was lost) and retries after
+    // a fault that followed the subscriber's 2xx find the delivery marked and send nothing. Only
+    // losing the mark's write six times in a row (about 4% of calls here fail before moto sees
+    // them: 0.04^6) would send one twice.
+    assert_eq!(twice, 0, "deliveries made more than once");
 }
 
 /// A processor invocation cut off mid-batch (a Lambda timeout: the process is frozen or killed

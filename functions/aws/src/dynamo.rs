@@ -70,12 +70,13 @@ pub struct DynamoStore {
 /// What this store has asked of DynamoDB: requests by operation, and the capacity units they
 /// cost as DynamoDB bills them (computed from the real item sizes: writes 1 unit per KB, plus
 /// one write per index the item is in, refused conditional writes included; strongly consistent
-/// reads 1 unit per 4 KB). The cost model in BENCHMARKS.md is built from these.
+/// reads 1 unit per 4 KB, eventually consistent reads half that). The cost model in
+/// BENCHMARKS.md is built from these.
 #[derive(Debug, Default)]
 pub struct Usage {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     write_units: AtomicU64,
-    read_units: AtomicU64,
+    read_half_units: AtomicU64,
 }
 
 /// A copy of [`Usage`] at one moment.
@@ -83,7 +84,14 @@ pub struct Usage {
 pub struct UsageSnapshot {
     pub requests: BTreeMap<&'static str, u64>,
     pub write_units: u64,
-    pub read_units: u64,
+    /// Read units × 2 (an eventually consistent read of up to 4 KB is half a unit).
+    pub read_half_units: u64,
+}
+
+impl UsageSnapshot {
+    pub fn read_units(&self) -> f64 {
+        self.read_half_units as f64 / 2.0
+    }
 }
 
 impl Usage {
@@ -97,15 +105,16 @@ impl Usage {
         self.write_units.fetch_add(units, Ordering::Relaxed);
     }
 
-    fn read(&self, units: u64) {
-        self.read_units.fetch_add(units, Ordering::Relaxed);
+    fn read(&self, units: u64, consistent: bool) {
+        let half_units = if consistent { units * 2 } else { units };
+        self.read_half_units.fetch_add(half_units, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> UsageSnapshot {
         UsageSnapshot {
             requests: self.requests.lock().map(|r| r.clone()).unwrap_or_default(),
             write_units: self.write_units.load(Ordering::Relaxed),
-            read_units: self.read_units.load(Ordering::Relaxed),
+            read_half_units: self.read_half_units.load(Ordering::Relaxed),
         }
     }
 }
@@ -295,18 +304,22 @@ impl DynamoStore {
     }
 
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.get_with(pk, sk, true).await
+    }
+
+    async fn get_with(&self, pk: &str, sk: &str, consistent: bool) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("PK", s(pk))
             .key("SK", s(sk))
-            .consistent_read(true)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(|e| classify("GetItem", &e))?;
         self.usage.request("GetItem");
-        self.usage.read(read_units(out.item.as_ref().map_or(0, item_size)));
+        self.usage.read(read_units(out.item.as_ref().map_or(0, item_size)), consistent);
         Ok(out.item)
     }
 
@@ -375,7 +388,8 @@ impl DynamoStore {
             let page = request.send().await.map_err(|e| classify("Query", &e))?;
             self.usage.request("Query");
             let items = page.items.unwrap_or_default();
-            self.usage.read(read_units(items.iter().map(item_size).sum()));
+            // Queries here are eventually consistent (the default; an index cannot be read otherwise).
+            self.usage.read(read_units(items.iter().map(item_size).sum()), false);
             for item in items {
                 if let Some(value) = map(&item)? {
                     out.push(value);
@@ -841,6 +855,29 @@ impl Store for DynamoStore {
             ("SK".to_owned(), s(sk)),
             ("d".to_owned(), s(to_json(attempt)?)),
             ("ttl".to_owned(), n(attempt.at.unix_seconds() + 90 * 86_400)),
+        ]))
+        .await
+    }
+
+    async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
+        // Eventually consistent (half the read cost): a copy of a task comes back seconds later.
+        let item = self.get_with(&format!("WS#{workspace}#SUB#{subscription}#DLV#{key}"), "DLV", false).await?;
+        Ok(item.is_some())
+    }
+
+    async fn mark_delivered(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // One item per delivery (not one partition per subscription, which a busy subscriber
+        // would make hot), kept 14 days: longer than any copy of its task can live in SQS.
+        self.put(HashMap::from([
+            ("PK".to_owned(), s(format!("WS#{workspace}#SUB#{subscription}#DLV#{key}"))),
+            ("SK".to_owned(), s("DLV")),
+            ("ttl".to_owned(), n(at.unix_seconds() + 14 * 86_400)),
         ]))
         .await
     }

@@ -161,6 +161,10 @@ pub struct DeliveryTask {
     /// processor's write of it lands). Tasks without it read the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<crate::event::CanonicalEvent>,
+    /// Set on the tasks of one replay (the same for all of them): a replay sends again what
+    /// was delivered before, once more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<String>,
 }
 
 impl DeliveryTask {
@@ -172,8 +176,26 @@ impl DeliveryTask {
             event_id: event.id.clone(),
             message_id: event.data.message_id.clone(),
             event: Some(event.clone()),
+            replay: None,
         }
     }
+
+    /// What makes this delivery one: the event, and the replay it belongs to, if any. Two
+    /// copies of a task share it; a replay of a delivered event does not.
+    pub fn key(&self) -> String {
+        match &self.replay {
+            Some(replay) => format!("{}#{replay}", self.event_id),
+            None => self.event_id.to_string(),
+        }
+    }
+}
+
+/// A new replay's id: the time and 32 random bits.
+pub fn replay_id(now: crate::timestamp::Timestamp) -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    format!("rp{}{:08x}", now.unix_millis(), u32::from_be_bytes(bytes))
 }
 
 /// A random number in [-1, 1] for retry jitter.

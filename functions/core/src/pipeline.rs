@@ -535,6 +535,12 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         if !subscription.enabled {
             return Ok(None);
         }
+        let key = task.key();
+        if self.store.delivered(&task.workspace, &task.subscription, &key).await? {
+            tracing::info!(subscription = %task.subscription, event = %task.event_id, "already delivered: another copy of the task acknowledged");
+            crate::metrics::record(&[("Outcome", "duplicate")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
+            return Ok(None);
+        }
         let event = match task.event.take() {
             // Carried by the task; it must be the one the task names, of the task's workspace.
             Some(event) if event.id == task.event_id && event.workspaceid == task.workspace => event,
@@ -567,7 +573,21 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             Outcome::Timeout => ("timeout", None),
             Outcome::Unreachable => ("unreachable", None),
         };
-        self.store
+        // After a 2xx nothing below sends this task back to the queue: a retry would deliver it
+        // again. The mark goes first, and is the one write given a second round of attempts (its
+        // loss is what sends an event twice); if the store still fails, the task is acknowledged.
+        let delivered = response.outcome == Outcome::Delivered;
+        if delivered {
+            let mark = || self.store.mark_delivered(&task.workspace, &task.subscription, &key, now);
+            if let Err(error) = match mark().await {
+                Err(error) if error.retryable => mark().await,
+                done => done,
+            } {
+                tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but not marked so: another copy of this task would be sent again");
+            }
+        }
+        let logged = self
+            .store
             .record_attempt(&AttemptRecord {
                 workspace: task.workspace.clone(),
                 subscription: task.subscription.clone(),
@@ -580,7 +600,13 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 detail: response.detail.chars().take(1024).collect(),
                 next_attempt_at,
             })
-            .await?;
+            .await;
+        match logged {
+            Err(error) if delivered => {
+                tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but the attempt log missed it");
+            }
+            other => other?,
+        }
         tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
         let metric_outcome = match status {
             Some(code) if code < 500 => "http_4xx",
@@ -597,8 +623,10 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         );
         match next {
             Next::Done => {
-                if subscription.failing_since.take().is_some() {
-                    self.store.put_subscription(&subscription).await?;
+                if subscription.failing_since.take().is_some()
+                    && let Err(error) = self.store.put_subscription(&subscription).await
+                {
+                    tracing::warn!(subscription = %task.subscription, %error, "delivered, but the subscription stays marked failing until its next delivery");
                 }
                 Ok(None)
             }
@@ -683,6 +711,7 @@ pub async fn replay<S: Store, Q: Queue>(
 ) -> Result<usize, StoreError> {
     let mut queued = 0;
     let mut cursor = None;
+    let replay = delivery::replay_id(Timestamp::now());
     loop {
         let query = crate::ports::EventQuery {
             workspace: subscription.workspace.clone(),
@@ -702,7 +731,8 @@ pub async fn replay<S: Store, Q: Queue>(
             .filter(|e| subscription.matches(e, subscription.sources.first().map_or("", String::as_str)))
             .enumerate()
             .map(|(i, e)| {
-                let body = serde_json::to_string(&DeliveryTask::new(subscription, e)).unwrap_or_default();
+                let task = DeliveryTask { replay: Some(replay.clone()), ..DeliveryTask::new(subscription, e) };
+                let body = serde_json::to_string(&task).unwrap_or_default();
                 Outgoing { id: i.to_string(), body, delay_seconds: 0 }
             })
             .collect();

@@ -151,6 +151,25 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
     fn subscriptions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
 
+    /// Whether the delivery `key` ([`DeliveryTask::key`](crate::delivery::DeliveryTask::key))
+    /// was answered 2xx by `subscription`. Checked before each attempt, so a task the deliveries
+    /// queue holds twice is sent once. May read a slightly stale answer (DynamoDB's eventually
+    /// consistent read): two copies handled within the same moment can both go out.
+    fn delivered(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Notes that the delivery `key` was answered 2xx by `subscription` at `at`.
+    fn mark_delivered(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        key: &str,
+        at: crate::timestamp::Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Appends to a subscription's attempt log.
     fn record_attempt(&self, attempt: &AttemptRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A subscription's most recent attempts, newest first.

@@ -86,6 +86,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (workspace, subscription, seq);
+CREATE TABLE IF NOT EXISTS delivered (
+    workspace TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    PRIMARY KEY (workspace, subscription, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     request TEXT NOT NULL,
@@ -349,6 +356,7 @@ impl Sqlite {
         let db = self.db();
         let events = db.execute("DELETE FROM events WHERE expires < ?1", params![now]).map_err(db_error)?;
         db.execute("DELETE FROM nonces WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("DELETE FROM delivered WHERE expires < ?1", params![now]).map_err(db_error)?;
         Ok(events)
     }
 }
@@ -669,6 +677,32 @@ impl Store for Sqlite {
                 "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
                 params![attempt.workspace, attempt.subscription, serde_json::to_string(attempt).map_err(json_error)?],
             )
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
+        self.db()
+            .prepare_cached("SELECT 1 FROM delivered WHERE workspace = ?1 AND subscription = ?2 AND key = ?3")
+            .and_then(|mut statement| statement.exists(params![workspace, subscription, key]))
+            .map_err(db_error)
+    }
+
+    async fn mark_delivered(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        // Kept 14 days, as on DynamoDB: longer than any copy of the task lives on the queue.
+        self.db()
+            .prepare_cached(
+                "INSERT OR IGNORE INTO delivered (workspace, subscription, key, expires) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![workspace, subscription, key, at.unix_seconds() + 14 * 86_400])
+            })
             .map_err(db_error)?;
         Ok(())
     }
