@@ -119,13 +119,20 @@ impl Function {
         line.split_whitespace().nth(1)?.parse().ok()
     }
 
-    /// Invokes the function with `event` and waits (at most 60 s) for its answer.
-    pub async fn invoke(&self, event: &Value) -> Outcome {
+    /// Hands `event` to the function; the receiver gets its answer, or is dropped if the
+    /// process ends without one.
+    pub fn start_invocation(&self, event: &Value) -> oneshot::Receiver<Outcome> {
         let id = format!("{}-{:04}", self.name, self.next_id.fetch_add(1, Ordering::Relaxed));
         let (tx, rx) = oneshot::channel();
         self.shared.waiting.lock().unwrap().insert(id.clone(), tx);
         self.shared.pending.lock().unwrap().push_back((id, Bytes::from(serde_json::to_vec(event).unwrap())));
         self.shared.ready.notify_one();
+        rx
+    }
+
+    /// Invokes the function with `event` and waits (at most 60 s) for its answer.
+    pub async fn invoke(&self, event: &Value) -> Outcome {
+        let rx = self.start_invocation(event);
         match tokio::time::timeout(Duration::from_secs(60), rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => panic!(
