@@ -9,6 +9,9 @@
 //! | source | `SRC#<id>` | `SRC` | `WS#<ws>#SOURCES` / `<id>` | |
 //! | nonce | `NONCE#<provider>#<nonce>` | `NONCE` | | |
 //! | API key | `KEY#<sha256>` | `KEY` | | |
+//! | subscription | `WS#<ws>#SUBS` | `<id>` | | |
+//! | delivery attempt | `WS#<ws>#SUB#<id>#ATT` | `<ms>#<event>#<attempt>` | | |
+//! | delivered mark | `WS#<ws>#SUB#<id>#DLV#<event>[#<replay>]` | `DLV` | | |
 //!
 //! Event bodies and raw records are stored deflated, which keeps a typical event item under
 //! 1 KB (one write unit). Recording an event is three conditional writes, not a transaction
