@@ -2,15 +2,74 @@
 //! into a generic `serde_json::Value` (and writing it back out). Numbers and how to read them:
 //! BENCHMARKS.md. Run: `cargo bench -p tidings-core --bench normalize`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::auth::sns::CertificateCache;
 use tidings_core::auth::{SourceAuth, VerifyContext};
+use tidings_core::ports::QueuedEvent;
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
+
+/// The system allocator, counting the bytes live and their peak while `COUNTING` is set (one
+/// relaxed load per allocation otherwise, so the timings are not disturbed).
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+fn counted(change: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        let live = LIVE.fetch_add(change, Ordering::Relaxed) + change;
+        PEAK.fetch_max(live, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is the system allocator's.
+        let pointer = unsafe { System.alloc(layout) };
+        if !pointer.is_null() {
+            counted(layout.size() as isize);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(pointer, layout) };
+        counted(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: as above.
+        let moved = unsafe { System.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            counted(new_size as isize - layout.size() as isize);
+        }
+        moved
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// The most heap `work` holds at once beyond what was live before it (its result included).
+fn peak_heap<T>(work: impl FnOnce() -> T) -> usize {
+    LIVE.store(0, Ordering::Relaxed);
+    PEAK.store(0, Ordering::Relaxed);
+    COUNTING.store(true, Ordering::Relaxed);
+    let result = work();
+    COUNTING.store(false, Ordering::Relaxed);
+    drop(result);
+    PEAK.load(Ordering::Relaxed).max(0) as usize
+}
 
 const TWILIO_URL: &str = "https://tidings.example.com/webhooks/twilio/src_bench";
 
@@ -81,6 +140,45 @@ fn run(case: &Case) -> usize {
     normalized.events.len()
 }
 
+/// What ingest holds for one request: the request verified and normalized, and each event
+/// written as the queue message it becomes (`QueuedEvent`: the event, its raw provider record
+/// and the source), all messages kept until they are sent.
+fn ingest_messages(case: &Case) -> Vec<String> {
+    let certificates = CertificateCache::new();
+    let webhook = Webhook { body: &case.body, headers: &case.headers, query: None, transport: case.transport };
+    let provider = case.provider.provider();
+    provider.verify(&webhook, &case.auth, &VerifyContext { now: now(), certificates: &certificates }).unwrap();
+    let normalized =
+        provider.normalize(&webhook, &NormalizeContext { workspace: "ws_bench", received_at: now() }).unwrap();
+    normalized
+        .events
+        .into_iter()
+        .map(|e| {
+            let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: "src_bench".into() };
+            serde_json::to_string(&queued).unwrap()
+        })
+        .collect()
+}
+
+/// Peak heap per request beside the input's size, for tidings' ingest and for the `Value` floor
+/// (printed before the timings; `infra/bench/normalize.sh` keeps these lines).
+fn memory(cases: &[Case]) {
+    for case in cases {
+        let input = case.body.len();
+        let tidings = peak_heap(|| ingest_messages(case));
+        let floor = peak_heap(|| {
+            let value: Value = serde_json::from_slice(&case.body).unwrap_or(Value::Null);
+            (serde_json::to_vec(&value).unwrap(), value)
+        });
+        println!(
+            "memory {}: input {input} B; tidings peak {tidings} B ({:.2}x input); floor peak {floor} B ({:.2}x)",
+            case.label,
+            tidings as f64 / input as f64,
+            floor as f64 / input as f64
+        );
+    }
+}
+
 /// A SendGrid batch of `n` events cycling through every event type, each with its own id.
 fn sendgrid_batch(n: usize) -> Vec<u8> {
     let sample: Vec<Value> = serde_json::from_slice(&read("sendgrid/batch-every-type.json")).unwrap();
@@ -120,7 +218,9 @@ fn cases() -> Vec<Case> {
 }
 
 fn normalize(c: &mut Criterion) {
-    for case in cases() {
+    let cases = cases();
+    memory(&cases);
+    for case in cases {
         let mut group = c.benchmark_group(&case.label);
         if case.events > 10_000 {
             // ~0.3 s an iteration: fewer samples keep the run short.
