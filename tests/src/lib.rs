@@ -283,27 +283,48 @@ pub async fn subscriptions_belong_to_their_workspace<S: Store>(store: &S) {
     );
 }
 
-/// The attempt log returns a subscription's attempts newest first.
+/// The attempt log returns a subscription's attempts newest first, whether they were written
+/// one at a time or together (a fan-out batch: several subscriptions' attempts in one call).
 pub async fn attempts_are_logged_newest_first<S: Store>(store: &S) {
+    let attempt = |subscription: &str, event: u32, number: u32, seconds: i64, outcome: &str| AttemptRecord {
+        workspace: "ws_att".into(),
+        subscription: subscription.into(),
+        event_id: format!("evt_{event:032}"),
+        attempt: number,
+        at: at(seconds),
+        outcome: outcome.into(),
+        status: (outcome == "status").then_some(500),
+        latency_ms: 12,
+        detail: String::new(),
+        next_attempt_at: None,
+    };
     for (i, outcome) in ["status", "timeout", "delivered"].iter().enumerate() {
-        let attempt = AttemptRecord {
-            workspace: "ws_att".into(),
-            subscription: "sub_a".into(),
-            event_id: "evt_00000000000000000000000000000001".into(),
-            attempt: i as u32 + 1,
-            at: at(i as i64 * 60),
-            outcome: (*outcome).into(),
-            status: (i == 0).then_some(500),
-            latency_ms: 12,
-            detail: String::new(),
-            next_attempt_at: None,
-        };
-        store.record_attempt(&attempt).await.unwrap();
+        store.record_attempts(&[attempt("sub_a", 1, i as u32 + 1, i as i64 * 60, outcome)]).await.unwrap();
     }
     let log = store.attempts("ws_att", "sub_a", 10).await.unwrap();
     assert_eq!(log.iter().map(|a| a.attempt).collect::<Vec<_>>(), [3, 2, 1]);
     assert_eq!(store.attempts("ws_att", "sub_a", 1).await.unwrap().len(), 1);
     assert!(store.attempts("ws_other", "sub_a", 10).await.unwrap().is_empty());
+
+    // A batch: events 2, 3 and 4 to sub_b and event 2 to sub_c, all at one moment.
+    let batch = [
+        attempt("sub_b", 2, 1, 600, "delivered"),
+        attempt("sub_c", 2, 1, 600, "status"),
+        attempt("sub_b", 3, 1, 600, "delivered"),
+        attempt("sub_b", 4, 2, 600, "timeout"),
+    ];
+    store.record_attempts(&batch).await.unwrap();
+    store.record_attempts(&[attempt("sub_b", 5, 1, 900, "delivered")]).await.unwrap();
+    let log = store.attempts("ws_att", "sub_b", 10).await.unwrap();
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log[0].event_id, format!("evt_{:032}", 5), "the newest first");
+    let mut events: Vec<&str> = log[1..].iter().map(|a| a.event_id.as_str()).collect();
+    events.sort_unstable();
+    assert_eq!(events, [format!("evt_{:032}", 2), format!("evt_{:032}", 3), format!("evt_{:032}", 4)]);
+    assert_eq!(store.attempts("ws_att", "sub_b", 2).await.unwrap().len(), 2, "a limit inside a batch");
+    let other = store.attempts("ws_att", "sub_c", 10).await.unwrap();
+    assert_eq!((other.len(), other[0].outcome.as_str()), (1, "status"), "each subscription its own");
+    assert_eq!(store.attempts("ws_att", "sub_a", 10).await.unwrap().len(), 3, "the earlier log unchanged");
 }
 
 /// A delivery marked made is found by its subscription and key, and by nothing else; marking

@@ -850,16 +850,56 @@ impl Store for DynamoStore {
         self.query_all(None, "PK = :pk", vec![(":pk", pk)], true, |i| json(text(i, "d")?).map(Some), usize::MAX).await
     }
 
-    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        // Newest first by sort key; the attempt log is kept as long as events are.
-        let sk = format!("{:013}#{}#{:03}", attempt.at.unix_millis().max(0), attempt.event_id, attempt.attempt);
-        self.put(HashMap::from([
-            ("PK".to_owned(), s(format!("WS#{}#SUB#{}#ATT", attempt.workspace, attempt.subscription))),
-            ("SK".to_owned(), s(sk)),
-            ("d".to_owned(), s(to_json(attempt)?)),
-            ("ttl".to_owned(), n(attempt.at.unix_seconds() + 90 * 86_400)),
-        ]))
-        .await
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        // One item per subscription: a fan-out batch's ten attempts cost one write of ~1 KB
+        // (deflated), not ten. Sorted by its newest attempt, newest first.
+        let mut groups: BTreeMap<(&str, &str), Vec<&AttemptRecord>> = BTreeMap::new();
+        for attempt in attempts {
+            groups.entry((attempt.workspace.as_str(), attempt.subscription.as_str())).or_default().push(attempt);
+        }
+        try_join_all(groups.into_iter().map(|((workspace, subscription), mut group)| {
+            group.sort_by_key(|a| std::cmp::Reverse((a.at, a.attempt)));
+            let newest = group[0];
+            let sk = format!("{:013}#{}#{:03}", newest.at.unix_millis().max(0), newest.event_id, newest.attempt);
+            let item = to_json(&group).map(|json| {
+                HashMap::from([
+                    ("PK".to_owned(), s(format!("WS#{workspace}#SUB#{subscription}#ATT"))),
+                    ("SK".to_owned(), s(sk)),
+                    ("z".to_owned(), deflate(&json)),
+                    ("ttl".to_owned(), n(newest.at.unix_seconds() + 90 * 86_400)),
+                ])
+            });
+            async move { self.put(item?).await }
+        }))
+        .await?;
+        Ok(())
+    }
+
+    async fn attempts(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let pk = s(format!("WS#{workspace}#SUB#{subscription}#ATT"));
+        // An item holds the attempts of one write (`z`, newest first), or one attempt (`d`,
+        // as items written before attempts were grouped).
+        let groups: Vec<Vec<AttemptRecord>> = self
+            .query_all(
+                None,
+                "PK = :pk",
+                vec![(":pk", pk)],
+                false,
+                |i| match i.contains_key("z") {
+                    true => json(&inflate(i, "z")?).map(Some),
+                    false => json(text(i, "d")?).map(|one| Some(vec![one])),
+                },
+                limit.max(1),
+            )
+            .await?;
+        let mut log: Vec<AttemptRecord> = groups.into_iter().flatten().collect();
+        log.truncate(limit);
+        Ok(log)
     }
 
     async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
@@ -883,17 +923,6 @@ impl Store for DynamoStore {
             ("ttl".to_owned(), n(at.unix_seconds() + 14 * 86_400)),
         ]))
         .await
-    }
-
-    async fn attempts(
-        &self,
-        workspace: &str,
-        subscription: &str,
-        limit: usize,
-    ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let pk = s(format!("WS#{workspace}#SUB#{subscription}#ATT"));
-        self.query_all(None, "PK = :pk", vec![(":pk", pk)], false, |i| json(text(i, "d")?).map(Some), limit.max(1))
-            .await
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {

@@ -520,15 +520,101 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         Fanout { store, queue, sender }
     }
 
+    /// A deliveries-queue message read as its task.
+    pub fn task(body: &str) -> Result<DeliveryTask, StoreError> {
+        serde_json::from_str(body)
+            .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))
+    }
+
     /// Handles one deliveries-queue message, received for the `attempt`th time, at `now`.
     /// Returns the delay after which the same message should be handed over again (the caller
     /// extends its visibility by that much instead of deleting it: SQS
     /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
     pub async fn deliver(&self, body: &str, attempt: u32, now: Timestamp) -> Result<Option<Duration>, StoreError> {
-        let mut task: DeliveryTask = serde_json::from_str(body)
-            .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))?;
+        let task = Self::task(body)?;
+        let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
+        let (result, attempted) = self.attempt(task, subscription, attempt, now).await;
+        self.log(attempted.into_iter().collect()).await;
+        result
+    }
+
+    /// [`Fanout::deliver`] for a batch of tasks with their receive counts (the fan-out
+    /// function's SQS batch): each subscription is read once, the deliveries go out
+    /// concurrently (one slow subscriber does not hold up the others, and the function is
+    /// billed for one wait, not ten), and the attempts are logged together, one item per
+    /// subscription. Results in the order of `tasks`.
+    pub async fn deliver_batch(
+        &self,
+        tasks: Vec<(DeliveryTask, u32)>,
+        now: Timestamp,
+    ) -> Vec<Result<Option<Duration>, StoreError>> {
+        let mut keys: Vec<(&str, &str)> =
+            tasks.iter().map(|(t, _)| (t.workspace.as_str(), t.subscription.as_str())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let subscriptions: HashMap<(&str, &str), Result<Option<Subscription>, StoreError>> =
+            futures_util::future::join_all(
+                keys.into_iter().map(|(workspace, id)| async move {
+                    ((workspace, id), self.store.subscription(workspace, id).await)
+                }),
+            )
+            .await
+            .into_iter()
+            .collect();
+        let attempts = tasks.iter().map(|(task, attempt)| {
+            let subscription = subscriptions.get(&(task.workspace.as_str(), task.subscription.as_str())).cloned();
+            async move {
+                match subscription {
+                    Some(Ok(subscription)) => self.attempt(task.clone(), subscription, *attempt, now).await,
+                    Some(Err(error)) => (Err(error), None),
+                    None => (Err(StoreError::permanent("subscription not read")), None),
+                }
+            }
+        });
+        let (results, attempted): (Vec<_>, Vec<_>) = futures_util::future::join_all(attempts).await.into_iter().unzip();
+        self.log(attempted.into_iter().flatten().collect()).await;
+        results
+    }
+
+    /// Writes attempts to the log. The log is a record for people: failing to write it is
+    /// reported, and changes nothing about the deliveries (a failed one is retried on its
+    /// schedule anyway; a made one must not be sent again).
+    async fn log(&self, attempts: Vec<AttemptRecord>) {
+        if attempts.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.record_attempts(&attempts).await {
+            tracing::warn!(%error, attempts = attempts.len(), "delivery attempts not logged");
+            crate::metrics::record(&[], &[("AttemptsNotLogged", crate::metrics::Unit::Count, attempts.len() as f64)]);
+        }
+    }
+
+    /// One task to its subscription (`None`: deleted since): what the queue should do with it,
+    /// and the attempt to log, if one was made.
+    async fn attempt(
+        &self,
+        mut task: DeliveryTask,
+        subscription: Option<Subscription>,
+        attempt: u32,
+        now: Timestamp,
+    ) -> (Result<Option<Duration>, StoreError>, Option<AttemptRecord>) {
+        let mut logged = None;
+        let result = self.attempt_logging(&mut task, subscription, attempt, now, &mut logged).await;
+        (result, logged)
+    }
+
+    /// [`Fanout::attempt`], with the attempt left in `logged` as soon as it is made, so it is
+    /// logged whatever happens after (a failed subscription update, an announcement).
+    async fn attempt_logging(
+        &self,
+        task: &mut DeliveryTask,
+        subscription: Option<Subscription>,
+        attempt: u32,
+        now: Timestamp,
+        logged: &mut Option<AttemptRecord>,
+    ) -> Result<Option<Duration>, StoreError> {
         let attempt = attempt.max(1);
-        let Some(mut subscription) = self.store.subscription(&task.workspace, &task.subscription).await? else {
+        let Some(mut subscription) = subscription else {
             tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
             return Ok(None);
         };
@@ -586,27 +672,18 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but not marked so: another copy of this task would be sent again");
             }
         }
-        let logged = self
-            .store
-            .record_attempt(&AttemptRecord {
-                workspace: task.workspace.clone(),
-                subscription: task.subscription.clone(),
-                event_id: task.event_id.to_string(),
-                attempt,
-                at: now,
-                outcome: outcome.into(),
-                status,
-                latency_ms: response.latency.as_millis() as u64,
-                detail: response.detail.chars().take(1024).collect(),
-                next_attempt_at,
-            })
-            .await;
-        match logged {
-            Err(error) if delivered => {
-                tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but the attempt log missed it");
-            }
-            other => other?,
-        }
+        *logged = Some(AttemptRecord {
+            workspace: task.workspace.clone(),
+            subscription: task.subscription.clone(),
+            event_id: task.event_id.to_string(),
+            attempt,
+            at: now,
+            outcome: outcome.into(),
+            status,
+            latency_ms: response.latency.as_millis() as u64,
+            detail: response.detail.chars().take(1024).collect(),
+            next_attempt_at,
+        });
         tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
         let metric_outcome = match status {
             Some(code) if code < 500 => "http_4xx",
@@ -633,7 +710,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             Next::Retry(delay) => {
                 let since = *subscription.failing_since.get_or_insert(now);
                 if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
-                    self.disable(subscription, "deliveries failed for 5 days", &task, attempt, now).await?;
+                    self.disable(subscription, "deliveries failed for 5 days", task, attempt, now).await?;
                     Ok(None)
                 } else {
                     self.store.put_subscription(&subscription).await?;
@@ -644,11 +721,11 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
                 let last = status.map(|s| s.to_string()).unwrap_or_default();
                 let reason = format!("{attempt} attempts failed; the last: {outcome} {last}");
-                self.announce("delivery.exhausted", &subscription, &task, attempt, &reason, now).await?;
+                self.announce("delivery.exhausted", &subscription, task, attempt, &reason, now).await?;
                 Ok(None)
             }
             Next::Disable => {
-                self.disable(subscription, "the subscriber answered 410 Gone", &task, attempt, now).await?;
+                self.disable(subscription, "the subscriber answered 410 Gone", task, attempt, now).await?;
                 Ok(None)
             }
         }

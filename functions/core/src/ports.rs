@@ -170,8 +170,9 @@ pub trait Store: Send + Sync {
         at: crate::timestamp::Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Appends to a subscription's attempt log.
-    fn record_attempt(&self, attempt: &AttemptRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Appends attempts (of one subscription or several) to their subscriptions' attempt logs.
+    /// DynamoDB keeps the attempts of one call on one subscription as one item.
+    fn record_attempts(&self, attempts: &[AttemptRecord]) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A subscription's most recent attempts, newest first.
     fn attempts(
         &self,

@@ -174,35 +174,52 @@ where
     // others acknowledged: if the first must be retried, it stays on the queue for both.
     let mut bodies = std::collections::HashSet::new();
     let first: Vec<bool> = event.records.iter().map(|r| bodies.insert(r.body.as_deref().unwrap_or_default())).collect();
-    // A batch's deliveries go out concurrently: the function is billed while it waits, and one
-    // slow subscriber should not hold up the others' events.
-    let outcomes = futures_util::future::join_all(event.records.iter().zip(first).map(|(record, first)| async move {
-        let id = record.message_id.clone().unwrap_or_default();
+    let mut tasks = Vec::new();
+    let mut taken = Vec::new();
+    let mut unreadable = Vec::new();
+    for (record, first) in event.records.iter().zip(first) {
         if !first {
-            tracing::info!(message = %id, "a second copy of a delivery task in one batch, acknowledged");
-            return None;
+            tracing::info!(message = ?record.message_id, "a second copy of a delivery task in one batch, acknowledged");
+            continue;
         }
-        let body = record.body.as_deref().unwrap_or_default();
         let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-        let receipt = record.receipt_handle.clone().unwrap_or_default();
-        let retry = match fanout.deliver(body, attempt, tidings_core::Timestamp::now()).await {
-            Ok(None) => false,
-            Ok(Some(delay)) => {
-                if let Err(error) =
-                    queues.change_visibility(QueueName::Deliveries, &receipt, delay.as_secs() as u32).await
-                {
-                    tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
-                }
-                true
+        match tidings_core::pipeline::Fanout::<S, Q, D>::task(record.body.as_deref().unwrap_or_default()) {
+            Ok(task) => {
+                tasks.push((task, attempt));
+                taken.push(record);
             }
-            Err(error) if error.retryable => true,
-            Err(error) => {
-                tracing::error!(message = %id, %error, "delivery task dead-lettered");
-                queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
-            }
-        };
-        retry.then_some(id)
-    }))
+            Err(error) => unreadable.push((record, error)),
+        }
+    }
+    let results = fanout.deliver_batch(tasks, tidings_core::Timestamp::now()).await;
+    let outcomes = futures_util::future::join_all(
+        taken
+            .into_iter()
+            .zip(results)
+            .chain(unreadable.into_iter().map(|(record, error)| (record, Err(error))))
+            .map(|(record, result)| async move {
+                let id = record.message_id.clone().unwrap_or_default();
+                let body = record.body.as_deref().unwrap_or_default();
+                let receipt = record.receipt_handle.as_deref().unwrap_or_default();
+                let retry = match result {
+                    Ok(None) => false,
+                    Ok(Some(delay)) => {
+                        if let Err(error) =
+                            queues.change_visibility(QueueName::Deliveries, receipt, delay.as_secs() as u32).await
+                        {
+                            tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
+                        }
+                        true
+                    }
+                    Err(error) if error.retryable => true,
+                    Err(error) => {
+                        tracing::error!(message = %id, %error, "delivery task dead-lettered");
+                        queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
+                    }
+                };
+                retry.then_some(id)
+            }),
+    )
     .await;
     let mut response = SqsBatchResponse::default();
     for id in outcomes.into_iter().flatten() {

@@ -671,14 +671,17 @@ impl Store for Sqlite {
         self.all("SELECT body FROM subscriptions WHERE workspace = ?1 ORDER BY id", params![workspace])
     }
 
-    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<(), StoreError> {
-        self.db()
-            .execute(
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(db_error)?;
+        for attempt in attempts {
+            tx.execute(
                 "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
                 params![attempt.workspace, attempt.subscription, serde_json::to_string(attempt).map_err(json_error)?],
             )
             .map_err(db_error)?;
-        Ok(())
+        }
+        tx.commit().map_err(db_error)
     }
 
     async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
