@@ -14,7 +14,8 @@
 //! | `EnqueueLatency` | Milliseconds | Provider | ingest, time to put a webhook's events on SQS |
 //! | `Stored` / `Duplicates` | Count | (none) | processor, per queued event |
 //! | `DeadLettered` | Count | Queue | processor, fan-out: records sent to a dead-letter queue |
-//! | `Deliveries` | Count | Outcome | fan-out, per attempt (`delivered`, `failed`, `gone`, `skipped`, …) |
+//! | `Deliveries` | Count | Outcome | fan-out, per attempt (`delivered`, `http_4xx`, `http_5xx`, `timeout`, `unreachable`), and per copy of a made delivery acknowledged unsent (`duplicate`) |
+//! | `AttemptsNotLogged` | Count | (none) | fan-out, attempts the attempt log could not take (the deliveries go on) |
 //! | `DeliveryLatency` | Milliseconds | Outcome | fan-out, the subscriber's response time |
 //! | `DeliveryAttempt` | None | Outcome | fan-out, the attempt number (1 = first try) |
 //!
