@@ -31,6 +31,12 @@ use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 /// us-east-1 list prices, USD (BENCHMARKS.md names the pages).
 const DYNAMODB_PER_MILLION_WRU: f64 = 0.625;
 const DYNAMODB_PER_MILLION_RRU: f64 = 0.125;
+/// Provisioned capacity (`TableBilling=provisioned`): per unit-hour, and the utilisation the
+/// template's auto scaling keeps (target tracking at 70%), so a consumed unit costs
+/// price ÷ 3,600 s ÷ 0.7.
+const DYNAMODB_WCU_HOUR: f64 = 0.000_65;
+const DYNAMODB_RCU_HOUR: f64 = 0.000_13;
+const PROVISIONED_UTILISATION: f64 = 0.7;
 const SQS_PER_MILLION: f64 = 0.40;
 const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
 const LAMBDA_ARM_PER_GB_SECOND: f64 = 0.000_013_333_4;
@@ -309,6 +315,9 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     let total = |f: &dyn Fn(&Stage) -> f64| stages.iter().map(|(_, s)| per(f(s))).sum::<f64>() * 1e6;
     let dynamo =
         total(&|s| s.wru as f64) * DYNAMODB_PER_MILLION_WRU / 1e6 + total(&|s| s.rru) * DYNAMODB_PER_MILLION_RRU / 1e6;
+    let provisioned = (total(&|s| s.wru as f64) * DYNAMODB_WCU_HOUR + total(&|s| s.rru) * DYNAMODB_RCU_HOUR)
+        / 3600.0
+        / PROVISIONED_UTILISATION;
     let sqs = total(&|s| s.sqs_sends as f64 + 2.0 * (s.received as f64 / 10.0).ceil()) * SQS_PER_MILLION / 1e6;
     let lambda = total(&|s| s.invocations) * LAMBDA_PER_MILLION_REQUESTS / 1e6
         + total(&billed_ms) / 1000.0 * LAMBDA_GB * LAMBDA_ARM_PER_GB_SECOND;
@@ -320,5 +329,8 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     println!("| Lambda (arm64, 256 MB) | {lambda:.3} | {lambda:.3} |");
     println!("| API Gateway HTTP API | {http_api:.3} | 0.000 |");
     let all = dynamo + sqs + lambda;
-    println!("| **all** | **{:.2}** | **{:.2}** |\n", all + http_api, all);
+    println!("| **all** | **{:.2}** | **{:.2}** |", all + http_api, all);
+    let with_provisioned = all - dynamo + provisioned;
+    println!("| DynamoDB provisioned (`TableBilling=provisioned`, 70% utilised) | {provisioned:.3} | {provisioned:.3} |");
+    println!("| **all, provisioned** | **{:.2}** | **{:.2}** |\n", with_provisioned + http_api, with_provisioned);
 }

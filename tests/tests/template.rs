@@ -242,3 +242,44 @@ fn with_function_urls_every_ingest_function_is_public_through_its_own_url_only()
         }
     }
 }
+
+#[test]
+fn provisioned_billing_gives_the_table_and_each_index_capacity_scaled_on_reads_and_writes() {
+    let template = deployed();
+    let resources = template["Resources"].as_object().unwrap();
+    assert_eq!(template["Parameters"]["TableBilling"]["Default"], "on-demand", "on demand unless asked");
+    assert_eq!(template["Conditions"]["ProvisionedTable"]["Fn::Equals"][1], "provisioned");
+    let table = &resources["Table"]["Properties"];
+    assert_eq!(
+        table["BillingMode"]["Fn::If"],
+        serde_json::json!(["ProvisionedTable", "PROVISIONED", "PAY_PER_REQUEST"])
+    );
+    // DynamoDB refuses a provisioned table if the table or any index lacks its throughput.
+    let mut capacities = vec![&table["ProvisionedThroughput"]];
+    capacities.extend(table["GlobalSecondaryIndexes"].as_array().unwrap().iter().map(|i| &i["ProvisionedThroughput"]));
+    for capacity in &capacities {
+        assert_eq!(capacity["Fn::If"][0], "ProvisionedTable", "{capacity}");
+        assert_eq!(capacity["Fn::If"][2]["Ref"], "AWS::NoValue", "on demand takes no throughput: {capacity}");
+    }
+    // Each of the six capacities (table, GSI1, GSI2 × read, write) is scaled by target tracking.
+    let mut scaled = BTreeSet::new();
+    for (id, resource) in resources.iter().filter(|(_, r)| r["Type"] == "AWS::ApplicationAutoScaling::ScalableTarget") {
+        assert_eq!(resource["Condition"], "ProvisionedTable", "{id}");
+        let target = &resource["Properties"];
+        let on = target["ResourceId"]["Fn::Sub"].as_str().unwrap().replace("table/${Table}", "table");
+        scaled.insert((on, target["ScalableDimension"].as_str().unwrap().rsplit(':').next().unwrap().to_owned()));
+        let policies: Vec<&serde_json::Value> = resources
+            .values()
+            .filter(|r| r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy")
+            .filter(|r| r["Properties"]["ScalingTargetId"]["Ref"] == id.as_str())
+            .collect();
+        assert_eq!(policies.len(), 1, "{id}: one policy");
+        let tracking = &policies[0]["Properties"]["TargetTrackingScalingPolicyConfiguration"];
+        assert_eq!(tracking["TargetValue"], 70);
+    }
+    let expected: BTreeSet<(String, String)> = ["table", "table/index/GSI1", "table/index/GSI2"]
+        .iter()
+        .flat_map(|on| ["ReadCapacityUnits", "WriteCapacityUnits"].map(|d| (on.to_string(), d.to_owned())))
+        .collect();
+    assert_eq!(scaled, expected);
+}

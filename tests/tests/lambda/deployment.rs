@@ -122,6 +122,9 @@ impl Deployment {
         let (table_id, declared) =
             resources.iter().find(|(_, r)| r["Type"] == "AWS::DynamoDB::Table").expect("a table in the template");
         let table = format!("{run}-{table_id}");
+        // With the template's defaults the table is on demand (TableBilling=on-demand).
+        let billing = if_with_defaults(&template, &declared["Properties"]["BillingMode"]);
+        assert_eq!(billing, "PAY_PER_REQUEST");
         create_table(&dynamo, &table, &declared["Properties"]).await;
 
         let store = tidings_aws::DynamoStore::new(dynamo, table.clone());
@@ -273,7 +276,6 @@ pub async fn create_table(dynamo: &aws_sdk_dynamodb::Client, name: &str, propert
             })
             .collect()
     };
-    assert_eq!(properties["BillingMode"], "PAY_PER_REQUEST");
     let mut create = dynamo
         .create_table()
         .table_name(name)
@@ -361,4 +363,35 @@ pub async fn subscriber() -> (String, Received) {
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (format!("http://{address}/hook"), received)
+}
+
+/// A template value, its `Fn::If` decided by the parameters' defaults (`Fn::Equals` of a `Ref`
+/// and a string, `Fn::Not`: what this template's conditions use).
+pub fn if_with_defaults<'a>(template: &Value, value: &'a Value) -> &'a Value {
+    fn holds(template: &Value, condition: &Value) -> bool {
+        if let Some(name) = condition.as_str() {
+            return holds(template, &template["Conditions"][name]);
+        }
+        if let Some([inner]) = condition["Fn::Not"].as_array().map(Vec::as_slice) {
+            return !holds(template, inner);
+        }
+        let operand = |v: &Value| match v["Ref"].as_str() {
+            Some(parameter) => template["Parameters"][parameter]["Default"].clone(),
+            None => v.clone(),
+        };
+        match condition["Fn::Equals"].as_array().map(Vec::as_slice) {
+            Some([a, b]) => operand(a) == operand(b),
+            _ => panic!("cannot decide condition {condition}"),
+        }
+    }
+    match value["Fn::If"].as_array().map(Vec::as_slice) {
+        Some([condition, then, otherwise]) => {
+            if holds(template, condition) {
+                then
+            } else {
+                otherwise
+            }
+        }
+        _ => value,
+    }
 }
