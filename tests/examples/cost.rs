@@ -331,6 +331,8 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     let all = dynamo + sqs + lambda;
     println!("| **all** | **{:.2}** | **{:.2}** |", all + http_api, all);
     let with_provisioned = all - dynamo + provisioned;
-    println!("| DynamoDB provisioned (`TableBilling=provisioned`, 70% utilised) | {provisioned:.3} | {provisioned:.3} |");
+    println!(
+        "| DynamoDB provisioned (`TableBilling=provisioned`, 70% utilised) | {provisioned:.3} | {provisioned:.3} |"
+    );
     println!("| **all, provisioned** | **{:.2}** | **{:.2}** |\n", with_provisioned + http_api, with_provisioned);
 }

@@ -27,9 +27,33 @@ pub async fn sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).http_client(http_client()).load().await
 }
 
-/// The one HTTP client every SDK client uses: hyper with rustls on ring (no aws-lc build).
+/// The one HTTP client every SDK client uses: hyper with rustls on ring (no aws-lc build),
+/// trusting [`root_certificates`].
 fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
-    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+    use base64::Engine;
+    let mut roots = aws_smithy_http_client::tls::TrustStore::empty();
+    for certificate in root_certificates() {
+        let der = base64::engine::general_purpose::STANDARD.encode(certificate);
+        roots.add_pem_certificate(format!("-----BEGIN CERTIFICATE-----\n{der}\n-----END CERTIFICATE-----\n"));
+    }
+    let builder = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring));
+    match aws_smithy_http_client::tls::TlsContext::builder().with_trust_store(roots).build() {
+        Ok(context) => builder.tls_context(context).build_https(),
+        // Not expected (the roots are fixed data); the platform's store still works.
+        Err(error) => {
+            tracing::warn!(%error, "compiled-in root certificates refused; using the platform's");
+            builder.build_https()
+        }
+    }
+}
+
+/// The root certificates (DER) the Lambda functions' HTTPS clients trust (AWS endpoints, SNS signing
+/// certificates, subscribers): Mozilla's root program as the `webpki-root-certs` crate compiles
+/// it in. Loading and parsing the platform's store instead costs about 2 ms per client at every
+/// cold start (BENCHMARKS.md); a Lambda's own store is the same public roots anyway, and cannot
+/// be extended without a custom image. The `tidings` CLI keeps the platform's store.
+pub fn root_certificates() -> impl Iterator<Item = &'static [u8]> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|certificate| certificate.as_ref())
 }
 
 /// Structured JSON logs for Lambda (CloudWatch adds the time), and metrics as EMF lines
@@ -220,6 +244,21 @@ pub async fn sdk_config_for_endpoint(endpoint: &str) -> SdkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_compiled_in_roots_hold_those_aws_endpoints_and_common_subscribers_chain_to() {
+        // The subject names appear in each certificate's DER as plain text.
+        let roots: Vec<String> = root_certificates().map(|der| String::from_utf8_lossy(der).into_owned()).collect();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        for name in [
+            "Amazon Root CA 1",
+            "Starfield Services Root Certificate Authority - G2",
+            "ISRG Root X1",
+            "DigiCert Global Root G2",
+        ] {
+            assert!(roots.iter().any(|r| r.contains(name)), "{name} is not among the roots");
+        }
+    }
 
     #[test]
     fn settings_come_from_the_environment() {

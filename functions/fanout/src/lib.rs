@@ -59,6 +59,7 @@ impl Deliverer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
+            .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(timeout)

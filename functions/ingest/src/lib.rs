@@ -126,6 +126,7 @@ impl HttpsFetcher {
     pub fn new() -> Result<HttpsFetcher, String> {
         install_crypto_provider();
         let client = reqwest::Client::builder()
+            .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
             .timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()
