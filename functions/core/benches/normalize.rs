@@ -123,14 +123,18 @@ fn case(label: &str, provider: ProviderId, body: Vec<u8>) -> Case {
     Case { label: label.to_owned(), provider, body, headers, auth, transport, events: events as u64 }
 }
 
-/// verify + normalize + serialize every event; returns the number of events.
-fn run(case: &Case) -> usize {
+/// The request verified, then normalized.
+fn verified_and_normalized(case: &Case) -> tidings_core::providers::Normalized {
     let certificates = CertificateCache::new();
     let webhook = Webhook { body: &case.body, headers: &case.headers, query: None, transport: case.transport };
     let provider = case.provider.provider();
     provider.verify(&webhook, &case.auth, &VerifyContext { now: now(), certificates: &certificates }).unwrap();
-    let normalized =
-        provider.normalize(&webhook, &NormalizeContext { workspace: "ws_bench", received_at: now() }).unwrap();
+    provider.normalize(&webhook, &NormalizeContext { workspace: "ws_bench", received_at: now() }).unwrap()
+}
+
+/// verify + normalize + serialize every event; returns the number of events.
+fn run(case: &Case) -> usize {
+    let normalized = verified_and_normalized(case);
     let mut out = Vec::with_capacity(case.body.len() * 2);
     for event in &normalized.events {
         serde_json::to_writer(&mut out, &event.event).unwrap();
@@ -144,13 +148,7 @@ fn run(case: &Case) -> usize {
 /// written as the queue message it becomes (`QueuedEvent`: the event, its raw provider record
 /// and the source), all messages kept until they are sent.
 fn ingest_messages(case: &Case) -> Vec<String> {
-    let certificates = CertificateCache::new();
-    let webhook = Webhook { body: &case.body, headers: &case.headers, query: None, transport: case.transport };
-    let provider = case.provider.provider();
-    provider.verify(&webhook, &case.auth, &VerifyContext { now: now(), certificates: &certificates }).unwrap();
-    let normalized =
-        provider.normalize(&webhook, &NormalizeContext { workspace: "ws_bench", received_at: now() }).unwrap();
-    normalized
+    verified_and_normalized(case)
         .events
         .into_iter()
         .map(|e| {
