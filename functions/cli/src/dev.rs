@@ -247,9 +247,26 @@ async fn work(
         let bodies: Vec<&str> = batch.iter().map(|(body, _)| body.as_str()).collect();
         processor.process_batch(&bodies).await.into_iter().map(|r| r.map(|_| None)).collect()
     });
+    // A batch's deliveries as the fan-out function takes them: each subscription read once, the
+    // attempts logged in one transaction.
     let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |batch| async move {
-        let now = Timestamp::now();
-        futures_util::future::join_all(batch.iter().map(|(body, count)| fanout.deliver(body, *count, now))).await
+        let mut results = Vec::with_capacity(batch.len());
+        let mut tasks = Vec::new();
+        let mut positions = Vec::new();
+        for (body, count) in &batch {
+            match tidings_core::delivery::DeliveryTask::from_message(body) {
+                Ok(task) => {
+                    positions.push(results.len());
+                    tasks.push((task, *count));
+                    results.push(Ok(None));
+                }
+                Err(error) => results.push(Err(error)),
+            }
+        }
+        for (position, result) in positions.into_iter().zip(fanout.deliver_batch(tasks, Timestamp::now()).await) {
+            results[position] = result;
+        }
+        results
     });
     let resends = drain(QueueName::Redrive, &db, &wake, stop, |batch| async move {
         let now = Timestamp::now();

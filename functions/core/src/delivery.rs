@@ -180,6 +180,13 @@ impl DeliveryTask {
         }
     }
 
+    /// A deliveries-queue message read as its task.
+    pub fn from_message(body: &str) -> Result<Self, crate::ports::StoreError> {
+        serde_json::from_str(body).map_err(|e| {
+            crate::ports::StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}"))
+        })
+    }
+
     /// What makes this delivery one: the event, and the replay it belongs to, if any. Two
     /// copies of a task share it; a replay of a delivered event does not.
     pub fn key(&self) -> String {

@@ -520,18 +520,12 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         Fanout { store, queue, sender }
     }
 
-    /// A deliveries-queue message read as its task.
-    pub fn task(body: &str) -> Result<DeliveryTask, StoreError> {
-        serde_json::from_str(body)
-            .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))
-    }
-
     /// Handles one deliveries-queue message, received for the `attempt`th time, at `now`.
     /// Returns the delay after which the same message should be handed over again (the caller
     /// extends its visibility by that much instead of deleting it: SQS
     /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
     pub async fn deliver(&self, body: &str, attempt: u32, now: Timestamp) -> Result<Option<Duration>, StoreError> {
-        let task = Self::task(body)?;
+        let task = DeliveryTask::from_message(body)?;
         let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
         let (result, attempted) = self.attempt(task, subscription, attempt, now).await;
         self.log(attempted.into_iter().collect()).await;

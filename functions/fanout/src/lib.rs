@@ -184,7 +184,7 @@ where
             continue;
         }
         let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-        match tidings_core::pipeline::Fanout::<S, Q, D>::task(record.body.as_deref().unwrap_or_default()) {
+        match tidings_core::delivery::DeliveryTask::from_message(record.body.as_deref().unwrap_or_default()) {
             Ok(task) => {
                 tasks.push((task, attempt));
                 taken.push(record);
