@@ -152,6 +152,16 @@ fn read_units(bytes: usize) -> u64 {
     bytes.div_ceil(4096).max(1) as u64
 }
 
+/// The partition of a subscription's attempt log.
+fn attempts_pk(workspace: &str, subscription: &str) -> String {
+    format!("WS#{workspace}#SUB#{subscription}#ATT")
+}
+
+/// The key of a delivery's delivered mark (one partition per delivery: no hot key).
+fn delivered_pk(workspace: &str, subscription: &str, key: &str) -> String {
+    format!("WS#{workspace}#SUB#{subscription}#DLV#{key}")
+}
+
 fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -863,7 +873,7 @@ impl Store for DynamoStore {
             let sk = format!("{:013}#{}#{:03}", newest.at.unix_millis().max(0), newest.event_id, newest.attempt);
             let item = to_json(&group).map(|json| {
                 HashMap::from([
-                    ("PK".to_owned(), s(format!("WS#{workspace}#SUB#{subscription}#ATT"))),
+                    ("PK".to_owned(), s(attempts_pk(workspace, subscription))),
                     ("SK".to_owned(), s(sk)),
                     ("z".to_owned(), deflate(&json)),
                     ("ttl".to_owned(), n(newest.at.unix_seconds() + 90 * 86_400)),
@@ -881,7 +891,7 @@ impl Store for DynamoStore {
         subscription: &str,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let pk = s(format!("WS#{workspace}#SUB#{subscription}#ATT"));
+        let pk = s(attempts_pk(workspace, subscription));
         // An item holds the attempts of one write (`z`, newest first), or one attempt (`d`,
         // as items written before attempts were grouped).
         let groups: Vec<Vec<AttemptRecord>> = self
@@ -904,7 +914,7 @@ impl Store for DynamoStore {
 
     async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
         // Eventually consistent (half the read cost): a copy of a task comes back seconds later.
-        let item = self.get_with(&format!("WS#{workspace}#SUB#{subscription}#DLV#{key}"), "DLV", false).await?;
+        let item = self.get_with(&delivered_pk(workspace, subscription, key), "DLV", false).await?;
         Ok(item.is_some())
     }
 
@@ -918,7 +928,7 @@ impl Store for DynamoStore {
         // One item per delivery (not one partition per subscription, which a busy subscriber
         // would make hot), kept 14 days: longer than any copy of its task can live in SQS.
         self.put(HashMap::from([
-            ("PK".to_owned(), s(format!("WS#{workspace}#SUB#{subscription}#DLV#{key}"))),
+            ("PK".to_owned(), s(delivered_pk(workspace, subscription, key))),
             ("SK".to_owned(), s("DLV")),
             ("ttl".to_owned(), n(at.unix_seconds() + 14 * 86_400)),
         ]))

@@ -250,23 +250,8 @@ async fn work(
     // A batch's deliveries as the fan-out function takes them: each subscription read once, the
     // attempts logged in one transaction.
     let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |batch| async move {
-        let mut results = Vec::with_capacity(batch.len());
-        let mut tasks = Vec::new();
-        let mut positions = Vec::new();
-        for (body, count) in &batch {
-            match tidings_core::delivery::DeliveryTask::from_message(body) {
-                Ok(task) => {
-                    positions.push(results.len());
-                    tasks.push((task, *count));
-                    results.push(Ok(None));
-                }
-                Err(error) => results.push(Err(error)),
-            }
-        }
-        for (position, result) in positions.into_iter().zip(fanout.deliver_batch(tasks, Timestamp::now()).await) {
-            results[position] = result;
-        }
-        results
+        let messages: Vec<(&str, u32)> = batch.iter().map(|(body, count)| (body.as_str(), *count)).collect();
+        fanout.deliver_batch(&messages, Timestamp::now()).await
     });
     let resends = drain(QueueName::Redrive, &db, &wake, stop, |batch| async move {
         let now = Timestamp::now();

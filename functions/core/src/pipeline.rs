@@ -532,34 +532,41 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         result
     }
 
-    /// [`Fanout::deliver`] for a batch of tasks with their receive counts (the fan-out
-    /// function's SQS batch): each subscription is read once, the deliveries go out
-    /// concurrently (one slow subscriber does not hold up the others, and the function is
-    /// billed for one wait, not ten), and the attempts are logged together, one item per
-    /// subscription. Results in the order of `tasks`.
+    /// [`Fanout::deliver`] for a batch of deliveries-queue messages with their receive counts
+    /// (the fan-out function's SQS batch, `tidings dev`'s): each subscription is read once, the
+    /// deliveries go out concurrently (one slow subscriber does not hold up the others, and the
+    /// function is billed for one wait, not ten), and the attempts are logged together, one
+    /// item per subscription. One result per message, in order.
     pub async fn deliver_batch(
         &self,
-        tasks: Vec<(DeliveryTask, u32)>,
+        messages: &[(&str, u32)],
         now: Timestamp,
     ) -> Vec<Result<Option<Duration>, StoreError>> {
-        let mut keys: Vec<(&str, &str)> =
-            tasks.iter().map(|(t, _)| (t.workspace.as_str(), t.subscription.as_str())).collect();
+        let tasks: Vec<Result<(DeliveryTask, u32), StoreError>> = messages
+            .iter()
+            .map(|(body, attempt)| DeliveryTask::from_message(body).map(|task| (task, *attempt)))
+            .collect();
+        let mut keys: Vec<(String, String)> =
+            tasks.iter().flatten().map(|(t, _)| (t.workspace.clone(), t.subscription.clone())).collect();
         keys.sort_unstable();
         keys.dedup();
-        let subscriptions: HashMap<(&str, &str), Result<Option<Subscription>, StoreError>> =
-            futures_util::future::join_all(
-                keys.into_iter().map(|(workspace, id)| async move {
-                    ((workspace, id), self.store.subscription(workspace, id).await)
-                }),
-            )
+        let subscriptions: HashMap<(String, String), Result<Option<Subscription>, StoreError>> =
+            futures_util::future::join_all(keys.into_iter().map(|key| async move {
+                let read = self.store.subscription(&key.0, &key.1).await;
+                (key, read)
+            }))
             .await
             .into_iter()
             .collect();
-        let attempts = tasks.iter().map(|(task, attempt)| {
-            let subscription = subscriptions.get(&(task.workspace.as_str(), task.subscription.as_str())).cloned();
+        let attempts = tasks.into_iter().map(|task| {
+            let subscriptions = &subscriptions;
             async move {
-                match subscription {
-                    Some(Ok(subscription)) => self.attempt(task.clone(), subscription, *attempt, now).await,
+                let (task, attempt) = match task {
+                    Ok(task) => task,
+                    Err(error) => return (Err(error), None),
+                };
+                match subscriptions.get(&(task.workspace.clone(), task.subscription.clone())).cloned() {
+                    Some(Ok(subscription)) => self.attempt(task, subscription, attempt, now).await,
                     Some(Err(error)) => (Err(error), None),
                     None => (Err(StoreError::permanent("subscription not read")), None),
                 }

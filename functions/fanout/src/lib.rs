@@ -174,30 +174,29 @@ where
     // copies are sent together, so they usually arrive in one batch. The first is delivered, the
     // others acknowledged: if the first must be retried, it stays on the queue for both.
     let mut bodies = std::collections::HashSet::new();
-    let first: Vec<bool> = event.records.iter().map(|r| bodies.insert(r.body.as_deref().unwrap_or_default())).collect();
-    let mut tasks = Vec::new();
-    let mut taken = Vec::new();
-    let mut unreadable = Vec::new();
-    for (record, first) in event.records.iter().zip(first) {
-        if !first {
-            tracing::info!(message = ?record.message_id, "a second copy of a delivery task in one batch, acknowledged");
-            continue;
-        }
-        let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-        match tidings_core::delivery::DeliveryTask::from_message(record.body.as_deref().unwrap_or_default()) {
-            Ok(task) => {
-                tasks.push((task, attempt));
-                taken.push(record);
+    let taken: Vec<&aws_lambda_events::sqs::SqsMessage> = event
+        .records
+        .iter()
+        .filter(|record| {
+            let first = bodies.insert(record.body.as_deref().unwrap_or_default());
+            if !first {
+                tracing::info!(message = ?record.message_id, "a second copy of a delivery task in one batch, acknowledged");
             }
-            Err(error) => unreadable.push((record, error)),
-        }
-    }
-    let results = fanout.deliver_batch(tasks, tidings_core::Timestamp::now()).await;
+            first
+        })
+        .collect();
+    let messages: Vec<(&str, u32)> = taken
+        .iter()
+        .map(|record| {
+            let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
+            (record.body.as_deref().unwrap_or_default(), attempt)
+        })
+        .collect();
+    let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;
     let outcomes = futures_util::future::join_all(
         taken
             .into_iter()
             .zip(results)
-            .chain(unreadable.into_iter().map(|(record, error)| (record, Err(error))))
             .map(|(record, result)| async move {
                 let id = record.message_id.clone().unwrap_or_default();
                 let body = record.body.as_deref().unwrap_or_default();
