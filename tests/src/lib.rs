@@ -327,17 +327,44 @@ pub async fn attempts_are_logged_newest_first<S: Store>(store: &S) {
     assert_eq!(store.attempts("ws_att", "sub_a", 10).await.unwrap().len(), 3, "the earlier log unchanged");
 }
 
-/// A delivery marked made is found by its subscription and key, and by nothing else; marking
-/// it again changes nothing.
-pub async fn deliveries_are_marked_once_per_subscription_and_key<S: Store>(store: &S) {
+/// A delivery is claimed by one queue message at a time: a copy of its task finds it held until
+/// the lease ends, the holder itself (received again, or retrying its claim) takes it again, and
+/// once it is marked made every claim finds it delivered. Claims of other subscriptions,
+/// workspaces and replays are their own.
+pub async fn deliveries_are_claimed_once_and_marked<S: Store>(store: &S) {
+    use tidings_core::ports::{Claim, DeliveryClaim};
     let key = "evt_00000000000000000000000000000002";
-    assert!(!store.delivered("ws_dlv", "sub_a", key).await.unwrap());
-    store.mark_delivered("ws_dlv", "sub_a", key, at(0)).await.unwrap();
-    store.mark_delivered("ws_dlv", "sub_a", key, at(60)).await.unwrap();
-    assert!(store.delivered("ws_dlv", "sub_a", key).await.unwrap());
-    assert!(!store.delivered("ws_dlv", "sub_b", key).await.unwrap(), "another subscription");
-    assert!(!store.delivered("ws_other", "sub_a", key).await.unwrap(), "another workspace");
-    assert!(!store.delivered("ws_dlv", "sub_a", &format!("{key}#rp1")).await.unwrap(), "a replay of it");
+    let claim = |workspace, subscription, key, holder, lease_end| DeliveryClaim {
+        workspace,
+        subscription,
+        key,
+        holder,
+        lease_until: at(lease_end),
+    };
+    let first = claim("ws_dlv", "sub_a", key, "msg-1", 300);
+    assert_eq!(store.claim_delivery(&first, at(0)).await.unwrap(), Claim::Taken);
+    assert_eq!(store.claim_delivery(&first, at(1)).await.unwrap(), Claim::Taken, "its holder again");
+    let copy = claim("ws_dlv", "sub_a", key, "msg-2", 310);
+    assert_eq!(store.claim_delivery(&copy, at(10)).await.unwrap(), Claim::Held, "a copy, within the lease");
+    assert_eq!(store.claim_delivery(&copy, at(301)).await.unwrap(), Claim::Taken, "a copy, after the lease");
+    assert_eq!(store.claim_delivery(&first, at(302)).await.unwrap(), Claim::Held, "the first, now the copy holds it");
+    let replay = format!("{key}#rp1");
+    for other in [
+        claim("ws_dlv", "sub_b", key, "msg-3", 300),
+        claim("ws_other", "sub_a", key, "msg-4", 300),
+        claim("ws_dlv", "sub_a", &replay, "msg-5", 300),
+    ] {
+        assert_eq!(store.claim_delivery(&other, at(20)).await.unwrap(), Claim::Taken, "{other:?}");
+    }
+
+    store.mark_delivered("ws_dlv", "sub_a", key, at(303)).await.unwrap();
+    store.mark_delivered("ws_dlv", "sub_a", key, at(360)).await.unwrap();
+    for (holder, now) in [("msg-2", 304), ("msg-1", 305), ("msg-9", 10_000)] {
+        let late = claim("ws_dlv", "sub_a", key, holder, now + 300);
+        assert_eq!(store.claim_delivery(&late, at(now)).await.unwrap(), Claim::Delivered, "{holder} at {now}");
+    }
+    let other = claim("ws_dlv", "sub_b", key, "msg-6", 400);
+    assert_eq!(store.claim_delivery(&other, at(30)).await.unwrap(), Claim::Held, "sub_b still held by msg-3");
 }
 
 /// Runs every case against `store`.
@@ -351,5 +378,5 @@ pub async fn run_all<S: Store>(store: &S) {
     api_keys_are_found_by_hash(store).await;
     subscriptions_belong_to_their_workspace(store).await;
     attempts_are_logged_newest_first(store).await;
-    deliveries_are_marked_once_per_subscription_and_key(store).await;
+    deliveries_are_claimed_once_and_marked(store).await;
 }

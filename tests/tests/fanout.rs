@@ -42,6 +42,11 @@ async fn subscribers() -> (SocketAddr, Received) {
     (addr, received)
 }
 
+/// A deliveries-queue message as the fan-out is handed it.
+fn task_message<'a>(id: &'a str, body: &'a str, receive_count: u32) -> tidings_core::pipeline::QueuedTask<'a> {
+    tidings_core::pipeline::QueuedTask { id, body, receive_count }
+}
+
 async fn drain(
     db: &Sqlite,
     processor: &Processor<Sqlite, Sqlite>,
@@ -55,7 +60,7 @@ async fn drain(
         }
         let deliveries = db.receive(QueueName::Deliveries, 10, 30).unwrap();
         for m in &deliveries {
-            match fanout.deliver(&m.body, m.receive_count, Timestamp::now()).await.unwrap() {
+            match fanout.deliver(&task_message(&m.id, &m.body, m.receive_count), Timestamp::now()).await.unwrap() {
                 None => assert!(db.delete(QueueName::Deliveries, &m.receipt).unwrap()),
                 // A retry: the same message, hidden until due (not waited for in these tests).
                 Some(delay) => {
@@ -249,7 +254,11 @@ async fn exhausted_retries_are_announced_to_others_but_never_to_the_failing_subs
     let first = db.receive(QueueName::Deliveries, 10, 30).unwrap();
     assert_eq!(first.len(), 1);
     // The eighth attempt, as the queue would hand the message over after seven retries.
-    assert_eq!(fanout.deliver(&first[0].body, 8, Timestamp::now()).await.unwrap(), None, "no ninth attempt");
+    assert_eq!(
+        fanout.deliver(&task_message(&first[0].id, &first[0].body, 8), Timestamp::now()).await.unwrap(),
+        None,
+        "no ninth attempt"
+    );
     drain(&db, &processor, &fanout).await;
 
     let received = received.lock().unwrap().clone();
@@ -342,15 +351,11 @@ async fn a_failing_subscriber_is_retried_on_schedule_and_disabled_after_five_day
     let mut sub = sub;
     sub.failing_since = Some(Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() - 5 * 86_400).unwrap());
     db.put_subscription(&sub).await.unwrap();
-    // The queued retry is still delayed: hand its task over as the queue will.
-    let event = db
-        .events(&tidings_core::ports::EventQuery { workspace: "ws_default".into(), limit: 1, ..Default::default() })
-        .await
-        .unwrap()
-        .events
-        .remove(0);
-    let task = json!({"workspace": "ws_default", "subscription": id, "event_id": event.id, "message_id": event.data.message_id});
-    assert_eq!(fanout.deliver(&task.to_string(), 2, Timestamp::now()).await.unwrap(), None);
+    // The queued retry is still delayed: hand its message over as the queue will.
+    let pending = db.peek(QueueName::Deliveries).unwrap();
+    assert_eq!(pending.len(), 1);
+    let (message, task) = &pending[0];
+    assert_eq!(fanout.deliver(&task_message(message, task, 2), Timestamp::now()).await.unwrap(), None);
     drain(&db, &processor, &fanout).await;
     let sub = db.subscription("ws_default", id).await.unwrap().unwrap();
     assert_eq!((sub.enabled, sub.disabled_reason.as_deref()), (false, Some("deliveries failed for 5 days")));
@@ -384,14 +389,19 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
         event: Some(theirs.clone()),
         replay: None,
     };
-    let error = fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.unwrap_err();
+    let error = fanout
+        .deliver(&task_message("m1", &serde_json::to_string(&task).unwrap(), 1), Timestamp::now())
+        .await
+        .unwrap_err();
     assert!(!error.retryable && error.message.contains("another event or workspace"), "{error}");
     // Nor may a task name one event and carry another.
     let mine =
         tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k2").event;
     task.workspace = "ws_default".into();
     task.event = Some(mine);
-    assert!(fanout.deliver(&serde_json::to_string(&task).unwrap(), 1, Timestamp::now()).await.is_err());
+    assert!(
+        fanout.deliver(&task_message("m1", &serde_json::to_string(&task).unwrap(), 1), Timestamp::now()).await.is_err()
+    );
     assert!(received.lock().unwrap().is_empty(), "nothing was sent");
 }
 
@@ -414,8 +424,8 @@ async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_se
         tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
     );
     let task = serde_json::to_string(&tidings_core::delivery::DeliveryTask::new(&subscription, &queued.event)).unwrap();
-    for receive_count in [1, 1, 2] {
-        assert_eq!(fanout.deliver(&task, receive_count, Timestamp::now()).await.unwrap(), None);
+    for (copy, receive_count) in [("copy-1", 1), ("copy-2", 1), ("copy-1", 2)] {
+        assert_eq!(fanout.deliver(&task_message(copy, &task, receive_count), Timestamp::now()).await.unwrap(), None);
     }
     assert_eq!(received.lock().unwrap().len(), 1, "one POST for three copies");
     let attempts = db.attempts("ws_default", "sub_once", 10).await.unwrap();
@@ -424,8 +434,8 @@ async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_se
     assert_eq!(tidings_core::pipeline::replay(&db, &db, &subscription, None, None, None).await.unwrap(), 1);
     let replayed = db.receive(QueueName::Deliveries, 10, 30).unwrap();
     assert_eq!(replayed.len(), 1);
-    for _ in 0..2 {
-        assert_eq!(fanout.deliver(&replayed[0].body, 1, Timestamp::now()).await.unwrap(), None);
+    for copy in ["replay-1", "replay-2"] {
+        assert_eq!(fanout.deliver(&task_message(copy, &replayed[0].body, 1), Timestamp::now()).await.unwrap(), None);
     }
     let received = received.lock().unwrap();
     assert_eq!(received.len(), 2, "the replay sent it once more, once");

@@ -181,9 +181,23 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Plays a Lambda SQS event source over `url` until the queue is empty: receive (no faults),
-/// invoke, delete what succeeded, make the failures visible again at once. Returns invocations.
-async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: F) -> usize
+/// Concurrent invocations of a function while its queue has messages.
+const LANES: usize = 4;
+
+/// Plays a Lambda SQS event source over `url` until the queue is empty, with `lanes` concurrent
+/// pollers. Returns invocations.
+async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, lanes: usize, handler: F) -> usize
+where
+    F: Fn(SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = SqsBatchResponse>,
+{
+    let lanes = (0..lanes).map(|_| poll(sqs, url, &handler));
+    futures_util::future::join_all(lanes).await.into_iter().sum()
+}
+
+/// One poller: receive (no faults), invoke, delete what succeeded, make the failures visible
+/// again at once; until a receive comes back empty. Returns invocations.
+async fn poll<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: &F) -> usize
 where
     F: Fn(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = SqsBatchResponse>,
@@ -195,6 +209,7 @@ where
             .queue_url(url)
             .max_number_of_messages(10)
             .visibility_timeout(60)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .unwrap();
@@ -203,18 +218,20 @@ where
             return invocations;
         }
         let mut event = SqsEvent::default();
-        for (i, message) in messages.iter().enumerate() {
+        for message in &messages {
             let mut record = SqsMessage::default();
-            record.message_id = Some(i.to_string());
+            record.message_id = message.message_id.clone();
             record.body = message.body.clone();
+            record.attributes =
+                message.attributes.iter().flatten().map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect();
             event.records.push(record);
         }
         invocations += 1;
         let response = handler(event).await;
         let failed: BTreeSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-        for (i, message) in messages.iter().enumerate() {
+        for message in &messages {
             let handle = message.receipt_handle.clone().unwrap();
-            if failed.contains(&i.to_string()) {
+            if failed.contains(message.message_id.as_deref().unwrap_or_default()) {
                 sqs.change_message_visibility()
                     .queue_url(url)
                     .receipt_handle(handle)
@@ -327,31 +344,40 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         headers.insert("content-type", "application/json");
         posts.push((ProviderId::Postmark, generated_delivery(&postmark, n), headers));
     }
-    let mut provider_retries = 0;
-    for (i, (provider, body, headers)) in posts.into_iter().enumerate() {
-        loop {
-            let (status, answer) = f.post_signed(provider, body.clone(), headers.clone()).await;
-            if status.is_server_error() {
-                provider_retries += 1;
-                assert!(provider_retries < 10_000, "providers gave up retrying: {answer}");
-                continue;
+    // Posted fifty at a time, concurrently, as providers post; drained between chunks by several
+    // concurrent invocations of each function, as Lambda scales an event source.
+    let provider_retries = AtomicUsize::new(0);
+    let post = |(provider, body, headers): (ProviderId, Vec<u8>, Headers)| {
+        let (f, provider_retries) = (&f, &provider_retries);
+        async move {
+            loop {
+                let (status, answer) = f.post_signed(provider, body.clone(), headers.clone()).await;
+                if status.is_server_error() {
+                    let retries = provider_retries.fetch_add(1, Ordering::Relaxed);
+                    assert!(retries < 10_000, "providers gave up retrying: {answer}");
+                    continue;
+                }
+                assert_eq!(status, StatusCode::OK, "{provider}: {answer}");
+                return;
             }
-            assert_eq!(status, StatusCode::OK, "{provider}: {answer}");
-            break;
         }
-        // Drain as the functions would, every so often, keeping moto's queues shallow.
-        if i % 50 == 49 {
-            drain(&sqs, &events, |event| tidings_processor::handle(&processor, &queues, event)).await;
-            drain(&sqs, &deliveries, |event| tidings_fanout::handle(&fanout, &queues, event)).await;
-        }
+    };
+    let process = |event| tidings_processor::handle(&processor, &queues, event);
+    let deliver = |event| tidings_fanout::handle(&fanout, &queues, event);
+    let mut posts = posts.into_iter().peekable();
+    while posts.peek().is_some() {
+        futures_util::future::join_all(posts.by_ref().take(50).map(post)).await;
+        drain(&sqs, &events, LANES, process).await;
+        drain(&sqs, &deliveries, LANES, deliver).await;
     }
     loop {
-        let processed = drain(&sqs, &events, |event| tidings_processor::handle(&processor, &queues, event)).await;
-        let delivered = drain(&sqs, &deliveries, |event| tidings_fanout::handle(&fanout, &queues, event)).await;
+        let processed = drain(&sqs, &events, LANES, process).await;
+        let delivered = drain(&sqs, &deliveries, LANES, deliver).await;
         if processed + delivered == 0 {
             break;
         }
     }
+    let provider_retries = provider_retries.into_inner();
 
     // The accounting, read without faults.
     let stored = f.stored_ids().await;
@@ -406,10 +432,11 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         delivered.len(),
     );
     assert_eq!(injected.len(), FAULTS.len(), "every kind of fault was tried: {injected:?}");
-    // Copies of a task (a SendMessageBatch retried after its answer was lost) and retries after
-    // a fault that followed the subscriber's 2xx find the delivery marked and send nothing. Only
-    // losing the mark's write six times in a row (about 4% of calls here fail before moto sees
-    // them: 0.04^6) would send one twice.
+    // Copies of a task (a SendMessageBatch retried after its answer was lost), handled at once
+    // by two pollers, find the delivery claimed by the other; later ones, and retries after a
+    // fault that followed the subscriber's 2xx, find it marked. Only losing the mark's write six
+    // times in a row (about 4% of calls here fail before moto sees them: 0.04^6) and a copy
+    // arriving after the claim's 5-minute lease would send one twice.
     assert_eq!(twice, 0, "deliveries made more than once");
 }
 

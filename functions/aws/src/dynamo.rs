@@ -31,7 +31,9 @@ use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
-use tidings_core::ports::{ApiKey, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError};
+use tidings_core::ports::{
+    ApiKey, Claim, DeliveryClaim, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError,
+};
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
 use tidings_core::subscription::Subscription;
@@ -912,10 +914,29 @@ impl Store for DynamoStore {
         Ok(log)
     }
 
-    async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
-        // Eventually consistent (half the read cost): a copy of a task comes back seconds later.
-        let item = self.get_with(&delivered_pk(workspace, subscription, key), "DLV", false).await?;
-        Ok(item.is_some())
+    async fn claim_delivery(&self, claim: &DeliveryClaim<'_>, now: Timestamp) -> Result<Claim, StoreError> {
+        // One item per delivery (not one partition per subscription, which a busy subscriber
+        // would make hot), kept 14 days: longer than any copy of its task can live in SQS. A claim
+        // has a holder and a lease; the mark that replaces it after a 2xx has neither.
+        let pk = delivered_pk(claim.workspace, claim.subscription, claim.key);
+        let item = HashMap::from([
+            ("PK".to_owned(), s(pk.as_str())),
+            ("SK".to_owned(), s("DLV")),
+            ("holder".to_owned(), s(claim.holder)),
+            ("lease".to_owned(), n(claim.lease_until.unix_seconds())),
+            ("ttl".to_owned(), n(now.unix_seconds() + 14 * 86_400)),
+        ]);
+        let condition = "attribute_not_exists(PK) OR holder = :holder OR lease < :now";
+        let values = vec![(":holder", s(claim.holder)), (":now", n(now.unix_seconds()))];
+        if self.put_if(item, condition, values).await? {
+            return Ok(Claim::Taken);
+        }
+        // Which of the two it is, read consistently (the rare path: a copy of a task).
+        match self.get_with(&pk, "DLV", true).await? {
+            Some(item) if item.contains_key("lease") => Ok(Claim::Held),
+            Some(_) => Ok(Claim::Delivered),
+            None => Err(StoreError::retryable("the delivery's claim expired while it was being read")),
+        }
     }
 
     async fn mark_delivered(
@@ -925,11 +946,10 @@ impl Store for DynamoStore {
         key: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        // One item per delivery (not one partition per subscription, which a busy subscriber
-        // would make hot), kept 14 days: longer than any copy of its task can live in SQS.
         self.put(HashMap::from([
             ("PK".to_owned(), s(delivered_pk(workspace, subscription, key))),
             ("SK".to_owned(), s("DLV")),
+            ("at".to_owned(), n(at.unix_seconds())),
             ("ttl".to_owned(), n(at.unix_seconds() + 14 * 86_400)),
         ]))
         .await

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
-use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor};
+use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
 use tidings_core::ports::{
     ApiKey, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, Store, StoreError,
 };
@@ -20,7 +20,7 @@ use tidings_core::redrive::Redrive;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
 use tidings_core::{ProviderId, Timestamp};
-use tidings_local::Sqlite;
+use tidings_local::{Received, Sqlite};
 use tokio::sync::Notify;
 
 use crate::Failure;
@@ -244,18 +244,19 @@ async fn work(
     // The processor takes a received batch together (its deliveries enqueued at once); a
     // batch's deliveries and resends go out concurrently.
     let events = drain(QueueName::Events, &db, &wake, stop.clone(), |batch| async move {
-        let bodies: Vec<&str> = batch.iter().map(|(body, _)| body.as_str()).collect();
+        let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
         processor.process_batch(&bodies).await.into_iter().map(|r| r.map(|_| None)).collect()
     });
     // A batch's deliveries as the fan-out function takes them: each subscription read once, the
     // attempts logged in one transaction.
     let deliveries = drain(QueueName::Deliveries, &db, &wake, stop.clone(), |batch| async move {
-        let messages: Vec<(&str, u32)> = batch.iter().map(|(body, count)| (body.as_str(), *count)).collect();
+        let messages: Vec<QueuedTask<'_>> =
+            batch.iter().map(|m| QueuedTask { id: &m.id, body: &m.body, receive_count: m.receive_count }).collect();
         fanout.deliver_batch(&messages, Timestamp::now()).await
     });
     let resends = drain(QueueName::Redrive, &db, &wake, stop, |batch| async move {
         let now = Timestamp::now();
-        let resent = futures_util::future::join_all(batch.iter().map(|(body, _)| redrive.resend(body, now))).await;
+        let resent = futures_util::future::join_all(batch.iter().map(|m| redrive.resend(&m.body, now))).await;
         resent.into_iter().map(|r| r.map(|_| None)).collect()
     });
     tokio::join!(events, deliveries, resends);
@@ -271,7 +272,7 @@ async fn drain<F, Fut>(
     mut stop: tokio::sync::watch::Receiver<bool>,
     handle: F,
 ) where
-    F: Fn(Vec<(String, u32)>) -> Fut,
+    F: Fn(Vec<Received>) -> Fut,
     Fut: std::future::Future<Output = Vec<Result<Option<Duration>, StoreError>>>,
 {
     const VISIBILITY_SECONDS: u32 = 30;
@@ -296,7 +297,7 @@ async fn drain<F, Fut>(
             }
             continue;
         }
-        let results = handle(batch.iter().map(|m| (m.body.clone(), m.receive_count)).collect()).await;
+        let results = handle(batch.clone()).await;
         let mut done = Vec::with_capacity(batch.len());
         for (message, result) in batch.iter().zip(results) {
             match result {

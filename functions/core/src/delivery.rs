@@ -24,6 +24,12 @@ pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * 86_400);
 /// Longest a single delivery attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a claim on a delivery keeps copies of its task away
+/// ([`Store::claim_delivery`](crate::ports::Store::claim_delivery)): far longer than an attempt
+/// plus the write that marks it made, so a copy never sends while the holder may still be
+/// sending. The holder's own message is not kept waiting by it.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(300);
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

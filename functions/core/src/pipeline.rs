@@ -14,7 +14,9 @@ use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
 use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
 use crate::event::{CanonicalEvent, EventData, EventType};
 use crate::outbound;
-use crate::ports::{Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError};
+use crate::ports::{
+    Claim, DeliveryClaim, Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError,
+};
 use crate::providers::{NormalizeContext, Notice, ProviderId};
 use crate::source::Source;
 use crate::subscription::Subscription;
@@ -507,6 +509,17 @@ fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
     Timestamp::from_unix_seconds(start.saturating_add(retention.as_secs() as i64)).unwrap_or(event.data.received_at)
 }
 
+/// A deliveries-queue message as the fan-out takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedTask<'a> {
+    /// The queue's id for the message: the same each time it is received, another for a copy
+    /// of its task. It holds the task's claim ([`Store::claim_delivery`]).
+    pub id: &'a str,
+    pub body: &'a str,
+    /// How many times the message was received, this time included: the attempt number.
+    pub receive_count: u32,
+}
+
 /// Delivers tasks from the deliveries queue: render, sign, send, log the attempt, and then
 /// retry on schedule, give up, or disable the subscription.
 pub struct Fanout<S, Q, D> {
@@ -520,31 +533,31 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         Fanout { store, queue, sender }
     }
 
-    /// Handles one deliveries-queue message, received for the `attempt`th time, at `now`.
+    /// Handles one deliveries-queue message, at `now`.
     /// Returns the delay after which the same message should be handed over again (the caller
     /// extends its visibility by that much instead of deleting it: SQS
     /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
-    pub async fn deliver(&self, body: &str, attempt: u32, now: Timestamp) -> Result<Option<Duration>, StoreError> {
-        let task = DeliveryTask::from_message(body)?;
+    pub async fn deliver(&self, message: &QueuedTask<'_>, now: Timestamp) -> Result<Option<Duration>, StoreError> {
+        let task = DeliveryTask::from_message(message.body)?;
         let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
-        let (result, attempted) = self.attempt(task, subscription, attempt, now).await;
+        let (result, attempted) = self.attempt(task, subscription, message, now).await;
         self.log(attempted.into_iter().collect()).await;
         result
     }
 
-    /// [`Fanout::deliver`] for a batch of deliveries-queue messages with their receive counts
-    /// (the fan-out function's SQS batch, `tidings dev`'s): each subscription is read once, the
-    /// deliveries go out concurrently (one slow subscriber does not hold up the others, and the
-    /// function is billed for one wait, not ten), and the attempts are logged together, one
-    /// item per subscription. One result per message, in order.
+    /// [`Fanout::deliver`] for a batch of deliveries-queue messages (the fan-out function's SQS
+    /// batch, `tidings dev`'s): each subscription is read once, the deliveries go out
+    /// concurrently (one slow subscriber does not hold up the others, and the function is billed
+    /// for one wait, not ten), and the attempts are logged together, one item per subscription.
+    /// One result per message, in order.
     pub async fn deliver_batch(
         &self,
-        messages: &[(&str, u32)],
+        messages: &[QueuedTask<'_>],
         now: Timestamp,
     ) -> Vec<Result<Option<Duration>, StoreError>> {
-        let tasks: Vec<Result<(DeliveryTask, u32), StoreError>> = messages
+        let tasks: Vec<Result<(DeliveryTask, &QueuedTask<'_>), StoreError>> = messages
             .iter()
-            .map(|(body, attempt)| DeliveryTask::from_message(body).map(|task| (task, *attempt)))
+            .map(|message| DeliveryTask::from_message(message.body).map(|task| (task, message)))
             .collect();
         let mut keys: Vec<(String, String)> =
             tasks.iter().flatten().map(|(t, _)| (t.workspace.clone(), t.subscription.clone())).collect();
@@ -561,12 +574,12 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         let attempts = tasks.into_iter().map(|task| {
             let subscriptions = &subscriptions;
             async move {
-                let (task, attempt) = match task {
+                let (task, message) = match task {
                     Ok(task) => task,
                     Err(error) => return (Err(error), None),
                 };
                 match subscriptions.get(&(task.workspace.clone(), task.subscription.clone())).cloned() {
-                    Some(Ok(subscription)) => self.attempt(task, subscription, attempt, now).await,
+                    Some(Ok(subscription)) => self.attempt(task, subscription, message, now).await,
                     Some(Err(error)) => (Err(error), None),
                     None => (Err(StoreError::permanent("subscription not read")), None),
                 }
@@ -596,11 +609,11 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         &self,
         mut task: DeliveryTask,
         subscription: Option<Subscription>,
-        attempt: u32,
+        message: &QueuedTask<'_>,
         now: Timestamp,
     ) -> (Result<Option<Duration>, StoreError>, Option<AttemptRecord>) {
         let mut logged = None;
-        let result = self.attempt_logging(&mut task, subscription, attempt, now, &mut logged).await;
+        let result = self.attempt_logging(&mut task, subscription, message, now, &mut logged).await;
         (result, logged)
     }
 
@@ -610,11 +623,11 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         &self,
         task: &mut DeliveryTask,
         subscription: Option<Subscription>,
-        attempt: u32,
+        message: &QueuedTask<'_>,
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Duration>, StoreError> {
-        let attempt = attempt.max(1);
+        let attempt = message.receive_count.max(1);
         let Some(mut subscription) = subscription else {
             tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
             return Ok(None);
@@ -623,10 +636,30 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             return Ok(None);
         }
         let key = task.key();
-        if self.store.delivered(&task.workspace, &task.subscription, &key).await? {
-            tracing::info!(subscription = %task.subscription, event = %task.event_id, "already delivered: another copy of the task acknowledged");
-            crate::metrics::record(&[("Outcome", "duplicate")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
-            return Ok(None);
+        let lease_until =
+            Timestamp::from_unix_seconds(now.unix_seconds() + delivery::CLAIM_LEASE.as_secs() as i64).unwrap_or(now);
+        let claim = DeliveryClaim {
+            workspace: &task.workspace,
+            subscription: &task.subscription,
+            key: &key,
+            holder: message.id,
+            lease_until,
+        };
+        match self.store.claim_delivery(&claim, now).await? {
+            Claim::Taken => {}
+            found @ (Claim::Delivered | Claim::Held) => {
+                let why = if found == Claim::Delivered {
+                    "already delivered: another copy of the task was acknowledged"
+                } else {
+                    "another copy of the task is delivering it"
+                };
+                tracing::info!(subscription = %task.subscription, event = %task.event_id, "{why}");
+                crate::metrics::record(
+                    &[("Outcome", "duplicate")],
+                    &[("Deliveries", crate::metrics::Unit::Count, 1.0)],
+                );
+                return Ok(None);
+            }
         }
         let event = match task.event.take() {
             // Carried by the task; it must be the one the task names, of the task's workspace.

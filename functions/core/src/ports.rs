@@ -92,6 +92,28 @@ pub struct ApiKey {
     pub created_at: Timestamp,
 }
 
+/// A claim on one delivery: see [`Store::claim_delivery`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeliveryClaim<'a> {
+    pub workspace: &'a str,
+    pub subscription: &'a str,
+    pub key: &'a str,
+    pub holder: &'a str,
+    pub lease_until: crate::timestamp::Timestamp,
+}
+
+/// What a claim on a delivery found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The claimant holds the delivery until its lease ends, and sends it.
+    Taken,
+    /// The subscriber already answered it 2xx.
+    Delivered,
+    /// Another message (a copy of the task) holds it: that one sends it, and stays on the queue
+    /// until it has (or is retried, holding it still).
+    Held,
+}
+
 /// Durable state: sources, events, message states, suppressions, nonces, API keys.
 pub trait Store: Send + Sync {
     fn put_source(&self, source: &Source) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -151,17 +173,20 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
     fn subscriptions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
 
-    /// Whether the delivery `key` ([`DeliveryTask::key`](crate::delivery::DeliveryTask::key))
-    /// was answered 2xx by `subscription`. Checked before each attempt, so a task the deliveries
-    /// queue holds twice is sent once. May read a slightly stale answer (DynamoDB's eventually
-    /// consistent read): two copies handled within the same moment can both go out.
-    fn delivered(
+    /// Claims the delivery `key` ([`DeliveryTask::key`](crate::delivery::DeliveryTask::key)) to
+    /// `subscription` for `holder`, the deliveries-queue message carrying the task (the same id
+    /// each time that message is received; another for a copy of the task), until `lease_until`.
+    /// [`Claim::Taken`] when no one holds it, its lease ran out at `now`, or `holder` holds it
+    /// already (the message received again after a failure or a crash, or the store's own retry
+    /// of a claim whose answer was lost). Made before each attempt, so two copies of a task on
+    /// the queue, even handled at the same moment, send the delivery once.
+    fn claim_delivery(
         &self,
-        workspace: &str,
-        subscription: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// Notes that the delivery `key` was answered 2xx by `subscription` at `at`.
+        claim: &DeliveryClaim<'_>,
+        now: crate::timestamp::Timestamp,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// Notes that the delivery `key` was answered 2xx by `subscription` at `at`: from then on
+    /// every claim on it finds [`Claim::Delivered`].
     fn mark_delivered(
         &self,
         workspace: &str,

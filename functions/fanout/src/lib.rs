@@ -185,11 +185,12 @@ where
             first
         })
         .collect();
-    let messages: Vec<(&str, u32)> = taken
+    let messages: Vec<tidings_core::pipeline::QueuedTask<'_>> = taken
         .iter()
-        .map(|record| {
-            let attempt = record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1);
-            (record.body.as_deref().unwrap_or_default(), attempt)
+        .map(|record| tidings_core::pipeline::QueuedTask {
+            id: record.message_id.as_deref().unwrap_or_default(),
+            body: record.body.as_deref().unwrap_or_default(),
+            receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
         })
         .collect();
     let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;

@@ -20,8 +20,8 @@ use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, DeadLetterStatus, DeadLetters, EventPage, EventQuery, MoveMethod, Outgoing, Queue, QueueName, QueuedEvent,
-    Recorded, Store, StoreError,
+    ApiKey, Claim, DeadLetterStatus, DeadLetters, DeliveryClaim, EventPage, EventQuery, MoveMethod, Outgoing, Queue,
+    QueueName, QueuedEvent, Recorded, Store, StoreError,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -86,10 +86,13 @@ CREATE TABLE IF NOT EXISTS attempts (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_subscription ON attempts (workspace, subscription, seq);
-CREATE TABLE IF NOT EXISTS delivered (
+DROP TABLE IF EXISTS delivered;
+CREATE TABLE IF NOT EXISTS delivery_claims (
     workspace TEXT NOT NULL,
     subscription TEXT NOT NULL,
     key TEXT NOT NULL,
+    holder TEXT,
+    lease INTEGER,
     expires INTEGER NOT NULL,
     PRIMARY KEY (workspace, subscription, key)
 ) WITHOUT ROWID;
@@ -124,6 +127,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 /// A message handed out by [`Sqlite::receive`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
+    /// The message's id: the same each time it is received.
+    pub id: String,
     /// Deletes or extends this receipt only: a message received again gets a new one.
     pub receipt: String,
     pub body: String,
@@ -243,7 +248,7 @@ impl Sqlite {
                 params![id, count, now + i64::from(visibility_seconds) * 1000, receipt],
             )
             .map_err(db_error)?;
-            out.push(Received { receipt, body, receive_count: count });
+            out.push(Received { id: id.to_string(), receipt, body, receive_count: count });
         }
         tx.commit().map_err(db_error)?;
         Ok(out)
@@ -350,13 +355,26 @@ impl Sqlite {
         Ok(count as usize)
     }
 
+    /// The messages on `queue` (id and body), due, delayed or in flight, oldest first; read
+    /// without receiving them.
+    pub fn peek(&self, queue: QueueName) -> Result<Vec<(String, String)>, StoreError> {
+        self.db()
+            .prepare_cached("SELECT id, body FROM queue_messages WHERE queue = ?1 ORDER BY id")
+            .and_then(|mut select| {
+                select
+                    .query_map(params![queue.as_str()], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))?
+                    .collect()
+            })
+            .map_err(db_error)
+    }
+
     /// Deletes events and nonces past their retention.
     pub fn expire(&self) -> Result<usize, StoreError> {
         let now = now_ms() / 1000;
         let db = self.db();
         let events = db.execute("DELETE FROM events WHERE expires < ?1", params![now]).map_err(db_error)?;
         db.execute("DELETE FROM nonces WHERE expires < ?1", params![now]).map_err(db_error)?;
-        db.execute("DELETE FROM delivered WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("DELETE FROM delivery_claims WHERE expires < ?1", params![now]).map_err(db_error)?;
         Ok(events)
     }
 }
@@ -684,11 +702,41 @@ impl Store for Sqlite {
         tx.commit().map_err(db_error)
     }
 
-    async fn delivered(&self, workspace: &str, subscription: &str, key: &str) -> Result<bool, StoreError> {
-        self.db()
-            .prepare_cached("SELECT 1 FROM delivered WHERE workspace = ?1 AND subscription = ?2 AND key = ?3")
-            .and_then(|mut statement| statement.exists(params![workspace, subscription, key]))
-            .map_err(db_error)
+    async fn claim_delivery(&self, claim: &DeliveryClaim<'_>, now: Timestamp) -> Result<Claim, StoreError> {
+        // A row per delivery, kept 14 days as on DynamoDB: longer than any copy of the task lives
+        // on the queue. A claim has a holder and a lease; the mark after a 2xx has neither.
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+        let found: Option<(Option<String>, Option<i64>)> = tx
+            .query_row(
+                "SELECT holder, lease FROM delivery_claims WHERE workspace = ?1 AND subscription = ?2 AND key = ?3",
+                params![claim.workspace, claim.subscription, claim.key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(db_error)?;
+        let taken = match found {
+            None => true,
+            Some((None, _)) => return Ok(Claim::Delivered),
+            Some((Some(holder), lease)) => holder == claim.holder || lease.unwrap_or(0) < now.unix_seconds(),
+        };
+        if !taken {
+            return Ok(Claim::Held);
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                claim.workspace,
+                claim.subscription,
+                claim.key,
+                claim.holder,
+                claim.lease_until.unix_seconds(),
+                now.unix_seconds() + 14 * 86_400
+            ],
+        )
+        .map_err(db_error)?;
+        tx.commit().map_err(db_error)?;
+        Ok(Claim::Taken)
     }
 
     async fn mark_delivered(
@@ -698,10 +746,9 @@ impl Store for Sqlite {
         key: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        // Kept 14 days, as on DynamoDB: longer than any copy of the task lives on the queue.
         self.db()
             .prepare_cached(
-                "INSERT OR IGNORE INTO delivered (workspace, subscription, key, expires) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![workspace, subscription, key, at.unix_seconds() + 14 * 86_400])
