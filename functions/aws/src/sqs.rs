@@ -60,6 +60,15 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
     Ok(out)
 }
 
+/// A message of a Lambda SQS batch and how handling it went: see [`SqsQueues::settle`].
+pub struct Handled<'a> {
+    pub id: &'a str,
+    pub body: &'a str,
+    pub receipt: &'a str,
+    /// `Ok(Some(delay))`: hand the same message over again after `delay`.
+    pub result: Result<Option<Duration>, StoreError>,
+}
+
 impl SqsQueues {
     pub fn new(client: Client, urls: QueueUrls) -> Self {
         SqsQueues { client, urls, requests: Arc::new(AtomicU64::new(0)) }
@@ -173,6 +182,44 @@ impl SqsQueues {
             &[("DeadLettered", tidings_core::metrics::Unit::Count, 1.0)],
         );
         Ok(())
+    }
+
+    /// What SQS should do with each handled message of a Lambda batch from `queue`: nothing
+    /// (done: Lambda deletes it), wait and come back (its visibility extended to the delay, and
+    /// reported as a batch item failure so Lambda keeps it), come back after the visibility
+    /// timeout (a retryable error), or, for a permanent error, go to the dead-letter queue with
+    /// the reason (retried instead when even that fails). Returns the ids to report as batch item
+    /// failures.
+    pub async fn settle(&self, queue: QueueName, handled: Vec<Handled<'_>>) -> Vec<String> {
+        let settled = handled.into_iter().map(|message| async move {
+            let retry = match message.result {
+                Ok(None) => false,
+                Ok(Some(delay)) => {
+                    if let Err(error) =
+                        self.change_visibility(queue, message.receipt, delay.as_secs().min(43_200) as u32).await
+                    {
+                        tracing::warn!(message = %message.id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
+                    }
+                    true
+                }
+                Err(error) if error.retryable => {
+                    tracing::warn!(message = %message.id, %error, "will be retried");
+                    true
+                }
+                Err(error) => match self.dead_letter(queue, message.body, &error.message).await {
+                    Ok(()) => {
+                        tracing::error!(message = %message.id, %error, "dead-lettered");
+                        false
+                    }
+                    Err(dlq_error) => {
+                        tracing::error!(message = %message.id, %error, %dlq_error, "cannot dead-letter; will be retried");
+                        true
+                    }
+                },
+            };
+            retry.then(|| message.id.to_owned())
+        });
+        futures_util::future::join_all(settled).await.into_iter().flatten().collect()
     }
 }
 

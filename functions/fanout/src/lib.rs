@@ -194,36 +194,18 @@ where
         })
         .collect();
     let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;
-    let outcomes = futures_util::future::join_all(
-        taken
-            .into_iter()
-            .zip(results)
-            .map(|(record, result)| async move {
-                let id = record.message_id.clone().unwrap_or_default();
-                let body = record.body.as_deref().unwrap_or_default();
-                let receipt = record.receipt_handle.as_deref().unwrap_or_default();
-                let retry = match result {
-                    Ok(None) => false,
-                    Ok(Some(delay)) => {
-                        if let Err(error) =
-                            queues.change_visibility(QueueName::Deliveries, receipt, delay.as_secs() as u32).await
-                        {
-                            tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
-                        }
-                        true
-                    }
-                    Err(error) if error.retryable => true,
-                    Err(error) => {
-                        tracing::error!(message = %id, %error, "delivery task dead-lettered");
-                        queues.dead_letter(QueueName::Deliveries, body, &error.message).await.is_err()
-                    }
-                };
-                retry.then_some(id)
-            }),
-    )
-    .await;
+    let handled = taken
+        .iter()
+        .zip(results)
+        .map(|(record, result)| tidings_aws::Handled {
+            id: record.message_id.as_deref().unwrap_or_default(),
+            body: record.body.as_deref().unwrap_or_default(),
+            receipt: record.receipt_handle.as_deref().unwrap_or_default(),
+            result,
+        })
+        .collect();
     let mut response = SqsBatchResponse::default();
-    for id in outcomes.into_iter().flatten() {
+    for id in queues.settle(QueueName::Deliveries, handled).await {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id;
         response.batch_item_failures.push(failure);

@@ -113,41 +113,29 @@ where
     settle(queue, queues, event, results).await
 }
 
-/// What SQS should do with each record, given how handling it went: nothing (done), retry it
-/// (reported as a batch item failure), or, for a permanent error, dead-letter it with the
-/// reason (retried instead when even that fails).
+/// Settles each record of `event` by its result ([`SqsQueues::settle`]).
 async fn settle(
     queue: QueueName,
     queues: &SqsQueues,
     event: SqsEvent,
     results: Vec<Result<(), StoreError>>,
 ) -> SqsBatchResponse {
+    let handled = event
+        .records
+        .iter()
+        .zip(results)
+        .map(|(record, result)| tidings_aws::Handled {
+            id: record.message_id.as_deref().unwrap_or_default(),
+            body: record.body.as_deref().unwrap_or_default(),
+            receipt: record.receipt_handle.as_deref().unwrap_or_default(),
+            result: result.map(|()| None),
+        })
+        .collect();
     let mut response = SqsBatchResponse::default();
-    for (record, result) in event.records.into_iter().zip(results) {
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        let failed = match result {
-            Ok(()) => false,
-            Err(error) if error.retryable => {
-                tracing::warn!(message = %id, %error, "will be retried");
-                true
-            }
-            Err(error) => match queues.dead_letter(queue, &body, &error.message).await {
-                Ok(()) => {
-                    tracing::error!(message = %id, %error, "dead-lettered");
-                    false
-                }
-                Err(dlq_error) => {
-                    tracing::error!(message = %id, %error, %dlq_error, "cannot dead-letter; will be retried");
-                    true
-                }
-            },
-        };
-        if failed {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
+    for id in queues.settle(queue, handled).await {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = id;
+        response.batch_item_failures.push(failure);
     }
     response
 }
