@@ -64,6 +64,32 @@ pub async fn records_each_event_once<S: Store>(store: &S) {
     assert_eq!(states[0].events, 1, "a duplicate must not count twice");
 }
 
+/// A batch recorded together: each event once, an event already stored a duplicate, the same
+/// message's events all folded into its state, a hard bounce's suppression in place.
+pub async fn records_a_batch_each_event_once<S: Store>(store: &S) {
+    let ws = "ws_batch";
+    let earlier = event(ws, Status::Sent, "m1", "a@example.com", 1, "k1");
+    assert_eq!(record(store, &earlier).await, Recorded::Stored);
+    let batch = [
+        earlier.clone(),
+        event(ws, Status::Delivered, "m1", "a@example.com", 2, "k2"),
+        event(ws, Status::Opened, "m1", "a@example.com", 3, "k3"),
+        hard_bounce(ws, "m2", "b@example.com", 4, "k4"),
+    ];
+    let expires = expiry();
+    let items: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|e| (e, expires)).collect();
+    let recorded: Vec<Recorded> = store.record_batch(&items).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(recorded, [Recorded::Duplicate, Recorded::Stored, Recorded::Stored, Recorded::Stored]);
+    let again: Vec<Recorded> = store.record_batch(&items).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(again, [Recorded::Duplicate; 4], "the batch again: all duplicates");
+    let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 4);
+    let state = &store.message_states(ws, "m1").await.unwrap()[0];
+    assert_eq!((state.events, state.status), (3, Status::Opened));
+    let suppressed: Vec<String> = store.suppressions(ws).await.unwrap().into_iter().map(|s| s.recipient).collect();
+    assert_eq!(suppressed, ["b@example.com"]);
+}
+
 /// The message state follows the lattice whatever order events arrive in.
 pub async fn message_state_never_moves_backwards<S: Store>(store: &S) {
     let ws = "ws_state";
@@ -370,6 +396,7 @@ pub async fn deliveries_are_claimed_once_and_marked<S: Store>(store: &S) {
 /// Runs every case against `store`.
 pub async fn run_all<S: Store>(store: &S) {
     records_each_event_once(store).await;
+    records_a_batch_each_event_once(store).await;
     message_state_never_moves_backwards(store).await;
     suppressions_follow_the_newest_event(store).await;
     queries_answer_the_questions_users_ask(store).await;

@@ -438,9 +438,11 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
                 new = kept;
             }
         }
-        for (i, queued) in &new {
-            let expires_at = retention_end(&queued.event, self.retention);
-            results[*i] = Some(self.store.record(queued, expires_at).await.map(|r| self.processed(&queued.event, r)));
+        let batch: Vec<(&QueuedEvent, Timestamp)> =
+            new.iter().map(|(_, queued)| (queued, retention_end(&queued.event, self.retention))).collect();
+        let recorded = self.store.record_batch(&batch).await;
+        for ((i, queued), result) in new.iter().zip(recorded) {
+            results[*i] = Some(result.map(|r| self.processed(&queued.event, r)));
         }
         results
             .into_iter()

@@ -132,6 +132,21 @@ pub trait Store: Send + Sync {
         event: &QueuedEvent,
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+    /// [`Store::record`] for each event of a batch, one result per event, in order; each event
+    /// stands alone (one failing leaves the others stored). A store may group the writes (SQLite
+    /// commits a batch once); by default they are made one after another.
+    fn record_batch(
+        &self,
+        events: &[(&QueuedEvent, Timestamp)],
+    ) -> impl Future<Output = Vec<Result<Recorded, StoreError>>> + Send {
+        async move {
+            let mut results = Vec::with_capacity(events.len());
+            for (event, expires_at) in events {
+                results.push(self.record(event, *expires_at).await);
+            }
+            results
+        }
+    }
 
     fn events(&self, query: &EventQuery) -> impl Future<Output = Result<EventPage, StoreError>> + Send;
     /// One stored event. `message_id` is the event's message, when it has one.

@@ -379,6 +379,79 @@ impl Sqlite {
     }
 }
 
+/// Stores one event with its message state and suppression change, within the caller's
+/// transaction (or savepoint).
+fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+    let event = &queued.event;
+    let workspace = event.workspaceid.as_str();
+    let body = serde_json::to_string(event).map_err(json_error)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (workspace, id) DO NOTHING",
+            params![
+                workspace,
+                event.id.as_str(),
+                event.data.message_id,
+                event.data.recipient,
+                event.event_type.to_string(),
+                event.time.unix_millis(),
+                body,
+                queued.raw,
+                queued.source,
+                expires_at.unix_seconds()
+            ],
+        )
+        .map_err(db_error)?;
+    if inserted == 0 {
+        return Ok(Recorded::Duplicate);
+    }
+    if let Some((message_id, recipient)) = state::key(event) {
+        let current: Option<MessageState> = load(
+            tx.query_row(
+                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 AND recipient = ?3",
+                params![workspace, message_id, recipient],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?,
+        )?;
+        let next = match current {
+            Some(mut state) => {
+                state.apply(event);
+                Some(state)
+            }
+            None => MessageState::new(event),
+        };
+        if let Some(state) = next {
+            tx.execute(
+                "INSERT OR REPLACE INTO message_states (workspace, message_id, recipient, body) VALUES (?1, ?2, ?3, ?4)",
+                params![workspace, message_id, recipient, serde_json::to_string(&state).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        }
+    }
+    if let (Some(change), Some(recipient)) = (suppression::change_for(event), event.data.recipient.as_deref()) {
+        let current: Option<Suppression> = load(
+            tx.query_row(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2",
+                params![workspace, recipient],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?,
+        )?;
+        if let Some(entry) = suppression::apply(current.as_ref(), event, &change) {
+            tx.execute(
+                "INSERT OR REPLACE INTO suppressions (workspace, recipient, active, body) VALUES (?1, ?2, ?3, ?4)",
+                params![workspace, recipient, entry.active, serde_json::to_string(&entry).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        }
+    }
+    Ok(Recorded::Stored)
+}
+
 impl Sqlite {
     /// The JSON body one row holds, read as `T`.
     fn one<T: serde::de::DeserializeOwned>(
@@ -471,78 +544,37 @@ impl Store for Sqlite {
     }
 
     async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
-        let event = &queued.event;
-        let workspace = event.workspaceid.as_str();
-        let body = serde_json::to_string(event).map_err(json_error)?;
         let mut db = self.db();
         let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (workspace, id) DO NOTHING",
-                params![
-                    workspace,
-                    event.id.as_str(),
-                    event.data.message_id,
-                    event.data.recipient,
-                    event.event_type.to_string(),
-                    event.time.unix_millis(),
-                    body,
-                    queued.raw,
-                    queued.source,
-                    expires_at.unix_seconds()
-                ],
-            )
-            .map_err(db_error)?;
-        if inserted == 0 {
-            tx.commit().map_err(db_error)?;
-            return Ok(Recorded::Duplicate);
-        }
-        if let Some((message_id, recipient)) = state::key(event) {
-            let current: Option<MessageState> = load(
-                tx.query_row(
-                    "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 AND recipient = ?3",
-                    params![workspace, message_id, recipient],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?,
-            )?;
-            let next = match current {
-                Some(mut state) => {
-                    state.apply(event);
-                    Some(state)
-                }
-                None => MessageState::new(event),
-            };
-            if let Some(state) = next {
-                tx.execute(
-                    "INSERT OR REPLACE INTO message_states (workspace, message_id, recipient, body) VALUES (?1, ?2, ?3, ?4)",
-                    params![workspace, message_id, recipient, serde_json::to_string(&state).map_err(json_error)?],
-                )
-                .map_err(db_error)?;
-            }
-        }
-        if let (Some(change), Some(recipient)) = (suppression::change_for(event), event.data.recipient.as_deref()) {
-            let current: Option<Suppression> = load(
-                tx.query_row(
-                    "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2",
-                    params![workspace, recipient],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db_error)?,
-            )?;
-            if let Some(entry) = suppression::apply(current.as_ref(), event, &change) {
-                tx.execute(
-                    "INSERT OR REPLACE INTO suppressions (workspace, recipient, active, body) VALUES (?1, ?2, ?3, ?4)",
-                    params![workspace, recipient, entry.active, serde_json::to_string(&entry).map_err(json_error)?],
-                )
-                .map_err(db_error)?;
-            }
-        }
+        let recorded = record_in(&tx, queued, expires_at)?;
         tx.commit().map_err(db_error)?;
-        Ok(Recorded::Stored)
+        Ok(recorded)
+    }
+
+    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        // One commit for the batch (each commit is a WAL write and sync, what dominated the
+        // pipeline's profile), a savepoint per event so one failing does not undo the others.
+        let mut db = self.db();
+        let mut tx = match db.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(error) => {
+                let error = db_error(error);
+                return events.iter().map(|_| Err(error.clone())).collect();
+            }
+        };
+        let mut results = Vec::with_capacity(events.len());
+        for (queued, expires_at) in events {
+            let result = tx.savepoint().map_err(db_error).and_then(|savepoint| {
+                let recorded = record_in(&savepoint, queued, *expires_at)?;
+                savepoint.commit().map_err(db_error)?;
+                Ok(recorded)
+            });
+            results.push(result);
+        }
+        match tx.commit().map_err(db_error) {
+            Ok(()) => results,
+            Err(error) => events.iter().map(|_| Err(error.clone())).collect(),
+        }
     }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
