@@ -191,19 +191,31 @@ where
     F: Fn(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = SqsBatchResponse>,
 {
-    let lanes = (0..lanes).map(|_| poll(sqs, url, &handler));
+    let receiving = tokio::sync::Mutex::new(());
+    let lanes = (0..lanes).map(|_| poll(sqs, url, &handler, &receiving));
     futures_util::future::join_all(lanes).await.into_iter().sum()
 }
 
+/// Messages being handled by a poller, by SQS message id.
+static IN_FLIGHT: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Messages handed to a poller while another was still handling them.
+static DOUBLE_RECEIVES: AtomicUsize = AtomicUsize::new(0);
+
 /// One poller: receive (no faults), invoke, delete what succeeded, make the failures visible
 /// again at once; until a receive comes back empty. Returns invocations.
-async fn poll<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: &F) -> usize
+///
+/// The pollers take turns to call ReceiveMessage: moto's has no lock, and two calls at once can
+/// hand the same message to both (SQS's own at-least-once delivery allows that too, rarely; the
+/// fan-out then sends it once only if the first copy has claimed it before the second looks).
+/// The run counts any message handed out twice while in flight.
+async fn poll<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, handler: &F, receiving: &tokio::sync::Mutex<()>) -> usize
 where
     F: Fn(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = SqsBatchResponse>,
 {
     let mut invocations = 0;
     loop {
+        let turn = receiving.lock().await;
         let page = sqs
             .receive_message()
             .queue_url(url)
@@ -213,9 +225,18 @@ where
             .send()
             .await
             .unwrap();
+        drop(turn);
         let messages = page.messages.unwrap_or_default();
         if messages.is_empty() {
             return invocations;
+        }
+        {
+            let mut in_flight = IN_FLIGHT.lock().unwrap();
+            for message in &messages {
+                if !in_flight.insert(message.message_id.clone().unwrap_or_default()) {
+                    DOUBLE_RECEIVES.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         let mut event = SqsEvent::default();
         for message in &messages {
@@ -228,6 +249,12 @@ where
         }
         invocations += 1;
         let response = handler(event).await;
+        {
+            let mut in_flight = IN_FLIGHT.lock().unwrap();
+            for message in &messages {
+                in_flight.remove(message.message_id.as_deref().unwrap_or_default());
+            }
+        }
         let failed: BTreeSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
         for message in &messages {
             let handle = message.receipt_handle.clone().unwrap();
@@ -425,11 +452,12 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     println!(
         "faults: {} calls, {} faults injected {injected:?}; {} events stored once; {provider_retries} provider retries; \
          {} delivered, {twice} of them more than once; \
-         {resends} SES resend tasks queued; dead letters 0",
+         {resends} SES resend tasks queued; dead letters 0; {} messages handed out twice at once",
         proxy.calls.load(Ordering::Relaxed),
         injected.values().sum::<usize>(),
         stored.len(),
         delivered.len(),
+        DOUBLE_RECEIVES.load(Ordering::Relaxed),
     );
     assert_eq!(injected.len(), FAULTS.len(), "every kind of fault was tried: {injected:?}");
     // Copies of a task (a SendMessageBatch retried after its answer was lost), handled at once
