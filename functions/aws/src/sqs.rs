@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use tidings_core::ports::{Outgoing, Queue, QueueName, StoreError};
@@ -58,15 +59,6 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
         out.push(&messages[start..]);
     }
     Ok(out)
-}
-
-/// A message of a Lambda SQS batch and how handling it went: see [`SqsQueues::settle`].
-pub struct Handled<'a> {
-    pub id: &'a str,
-    pub body: &'a str,
-    pub receipt: &'a str,
-    /// `Ok(Some(delay))`: hand the same message over again after `delay`.
-    pub result: Result<Option<Duration>, StoreError>,
 }
 
 impl SqsQueues {
@@ -184,42 +176,55 @@ impl SqsQueues {
         Ok(())
     }
 
-    /// What SQS should do with each handled message of a Lambda batch from `queue`: nothing
-    /// (done: Lambda deletes it), wait and come back (its visibility extended to the delay, and
-    /// reported as a batch item failure so Lambda keeps it), come back after the visibility
-    /// timeout (a retryable error), or, for a permanent error, go to the dead-letter queue with
-    /// the reason (retried instead when even that fails). Returns the ids to report as batch item
-    /// failures.
-    pub async fn settle(&self, queue: QueueName, handled: Vec<Handled<'_>>) -> Vec<String> {
-        let settled = handled.into_iter().map(|message| async move {
-            let retry = match message.result {
+    /// What SQS should do with each record of a Lambda batch from `queue`, given how handling
+    /// it went (`results`, one per record, in order): nothing (done: Lambda deletes it), wait and
+    /// come back (`Ok(Some(delay))`: its visibility extended to the delay, and reported as a batch
+    /// item failure so Lambda keeps it), come back after the visibility timeout (a retryable
+    /// error), or, for a permanent error, go to the dead-letter queue with the reason (retried
+    /// instead when even that fails).
+    pub async fn settle(
+        &self,
+        queue: QueueName,
+        records: &[&SqsMessage],
+        results: Vec<Result<Option<Duration>, StoreError>>,
+    ) -> SqsBatchResponse {
+        let settled = records.iter().zip(results).map(|(record, result)| async move {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            let receipt = record.receipt_handle.as_deref().unwrap_or_default();
+            let body = record.body.as_deref().unwrap_or_default();
+            let retry = match result {
                 Ok(None) => false,
                 Ok(Some(delay)) => {
-                    if let Err(error) =
-                        self.change_visibility(queue, message.receipt, delay.as_secs().min(43_200) as u32).await
-                    {
-                        tracing::warn!(message = %message.id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
+                    let seconds = delay.as_secs().min(43_200) as u32;
+                    if let Err(error) = self.change_visibility(queue, receipt, seconds).await {
+                        tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
                     }
                     true
                 }
                 Err(error) if error.retryable => {
-                    tracing::warn!(message = %message.id, %error, "will be retried");
+                    tracing::warn!(message = %id, %error, "will be retried");
                     true
                 }
-                Err(error) => match self.dead_letter(queue, message.body, &error.message).await {
+                Err(error) => match self.dead_letter(queue, body, &error.message).await {
                     Ok(()) => {
-                        tracing::error!(message = %message.id, %error, "dead-lettered");
+                        tracing::error!(message = %id, %error, "dead-lettered");
                         false
                     }
                     Err(dlq_error) => {
-                        tracing::error!(message = %message.id, %error, %dlq_error, "cannot dead-letter; will be retried");
+                        tracing::error!(message = %id, %error, %dlq_error, "cannot dead-letter; will be retried");
                         true
                     }
                 },
             };
-            retry.then(|| message.id.to_owned())
+            retry.then(|| id.to_owned())
         });
-        futures_util::future::join_all(settled).await.into_iter().flatten().collect()
+        let mut response = SqsBatchResponse::default();
+        for id in futures_util::future::join_all(settled).await.into_iter().flatten() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+        response
     }
 }
 

@@ -168,7 +168,6 @@ where
     Q: tidings_core::ports::Queue,
     D: Sender,
 {
-    use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
     use tidings_core::ports::QueueName;
     // SQS holds a task twice when a SendMessageBatch is retried after its answer was lost; the
     // copies are sent together, so they usually arrive in one batch. The first is delivered, the
@@ -194,21 +193,5 @@ where
         })
         .collect();
     let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;
-    let handled = taken
-        .iter()
-        .zip(results)
-        .map(|(record, result)| tidings_aws::Handled {
-            id: record.message_id.as_deref().unwrap_or_default(),
-            body: record.body.as_deref().unwrap_or_default(),
-            receipt: record.receipt_handle.as_deref().unwrap_or_default(),
-            result,
-        })
-        .collect();
-    let mut response = SqsBatchResponse::default();
-    for id in queues.settle(QueueName::Deliveries, handled).await {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
-    }
-    response
+    queues.settle(QueueName::Deliveries, &taken, results).await
 }

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 
-use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use tidings_aws::{SesSuppressionList, SqsQueues};
 use tidings_core::Timestamp;
 use tidings_core::pipeline::Processor;
@@ -120,22 +120,6 @@ async fn settle(
     event: SqsEvent,
     results: Vec<Result<(), StoreError>>,
 ) -> SqsBatchResponse {
-    let handled = event
-        .records
-        .iter()
-        .zip(results)
-        .map(|(record, result)| tidings_aws::Handled {
-            id: record.message_id.as_deref().unwrap_or_default(),
-            body: record.body.as_deref().unwrap_or_default(),
-            receipt: record.receipt_handle.as_deref().unwrap_or_default(),
-            result: result.map(|()| None),
-        })
-        .collect();
-    let mut response = SqsBatchResponse::default();
-    for id in queues.settle(queue, handled).await {
-        let mut failure = BatchItemFailure::default();
-        failure.item_identifier = id;
-        response.batch_item_failures.push(failure);
-    }
-    response
+    let records: Vec<_> = event.records.iter().collect();
+    queues.settle(queue, &records, results.into_iter().map(|r| r.map(|()| None)).collect()).await
 }
