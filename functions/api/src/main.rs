@@ -6,12 +6,12 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
-    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env()?;
     // Optional: without it, source URLs use the host the API was called on.
     let public_base_url = std::env::var("TIDINGS_PUBLIC_URL").unwrap_or_default();
     // Suppressions mirrored to SES (see the processor) can be lifted there too.
     let ses_suppressions = (!settings.ses_suppression_sync.is_empty()).then(|| {
-        let list = tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::new(&config));
+        let list = tidings_aws::SesSuppressionList::new(config.client(aws_sdk_sesv2::Client::new));
         let remove: tidings_api::SesRemover = std::sync::Arc::new(move |address: String| {
             let list = list.clone();
             Box::pin(async move { list.remove(&address).await })

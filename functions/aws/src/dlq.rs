@@ -14,6 +14,8 @@ impl SqsQueues {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let out = self
             .client
+            .get()
+            .await
             .get_queue_attributes()
             .queue_url(url)
             .attribute_names(name.clone())
@@ -40,6 +42,8 @@ impl SqsQueues {
         self.requests.fetch_add(3, Ordering::Relaxed);
         let received = self
             .client
+            .get()
+            .await
             .receive_message()
             .queue_url(from)
             .max_number_of_messages(10)
@@ -65,6 +69,8 @@ impl SqsQueues {
             .collect::<Result<Vec<_>, _>>()?;
         let sent = self
             .client
+            .get()
+            .await
             .send_message_batch()
             .queue_url(to)
             .set_entries(Some(entries))
@@ -87,6 +93,8 @@ impl SqsQueues {
             .collect::<Result<Vec<_>, _>>()?;
         if !deletes.is_empty() {
             self.client
+                .get()
+                .await
                 .delete_message_batch()
                 .queue_url(from)
                 .set_entries(Some(deletes))
@@ -120,6 +128,8 @@ impl DeadLetters for SqsQueues {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let tasks = self
             .client
+            .get()
+            .await
             .list_message_move_tasks()
             .source_arn(source_arn)
             .max_results(1)
@@ -143,6 +153,8 @@ impl DeadLetters for SqsQueues {
                 let (source_arn, destination_arn) = (self.arn(dlq).await?, self.arn(target).await?);
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 self.client
+                    .get()
+                    .await
                     .start_message_move_task()
                     .source_arn(source_arn)
                     .destination_arn(destination_arn)

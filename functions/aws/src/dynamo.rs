@@ -62,7 +62,7 @@ const MARKED_DAYS_CACHE: usize = 10_000;
 
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
+    client: crate::LazyClient<Client>,
     table: String,
     usage: Arc<Usage>,
     /// Resolves `ssm:` secret references when a source is loaded (ingest functions only).
@@ -247,9 +247,9 @@ fn day(ms: i64) -> String {
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    pub fn new(client: impl Into<crate::LazyClient<Client>>, table: impl Into<String>) -> Self {
         DynamoStore {
-            client,
+            client: client.into(),
             table: table.into(),
             usage: Arc::new(Usage::default()),
             secrets: None,
@@ -268,6 +268,8 @@ impl DynamoStore {
             return Ok(());
         }
         self.client
+            .get()
+            .await
             .update_item()
             .table_name(&self.table)
             .key("PK", s(days_pk(ws)))
@@ -325,6 +327,8 @@ impl DynamoStore {
     async fn get_with(&self, pk: &str, sk: &str, consistent: bool) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .key("PK", s(pk))
@@ -342,6 +346,8 @@ impl DynamoStore {
         self.usage.request("PutItem");
         self.usage.write(write_units(&item));
         self.client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -361,8 +367,14 @@ impl DynamoStore {
     ) -> Result<bool, StoreError> {
         self.usage.request("PutItem");
         self.usage.write(write_units(&item));
-        let mut put =
-            self.client.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
+        let mut put = self
+            .client
+            .get()
+            .await
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
         for (name, value) in values {
             put = put.expression_attribute_values(name, value);
         }
@@ -391,6 +403,8 @@ impl DynamoStore {
         loop {
             let mut request = self
                 .client
+                .get()
+                .await
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression(key_condition)
@@ -707,6 +721,8 @@ impl Store for DynamoStore {
     async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
         let result = self
             .client
+            .get()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("PK", s(format!("SRC#{id}")))
@@ -731,6 +747,8 @@ impl Store for DynamoStore {
         self.usage.write(1);
         let result = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .item("PK", s(&pk))
@@ -824,6 +842,8 @@ impl Store for DynamoStore {
         let version = number(&item, "v").unwrap_or(0);
         let result = self
             .client
+            .get()
+            .await
             .put_item()
             .table_name(&self.table)
             .item("PK", s(pk))

@@ -3,11 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tidings_core::ports::{QueueName, StoreError};
+use tokio::sync::OnceCell;
 
 pub mod dlq;
 pub mod dynamo;
@@ -75,22 +77,93 @@ pub fn init_lambda_logging() {
         .try_init();
 }
 
-/// What every Lambda builds once, at cold start, from its environment.
+/// The SDK configuration of a process, loaded by [`sdk_config`] the first time a client needs
+/// it rather than at cold start.
+///
+/// Why lazily: loading it (credential and region chains, the HTTPS client and its trust store)
+/// is about a millisecond, most of what a function's Init phase spends beyond a hello-world
+/// `lambda_runtime` binary (BENCHMARKS.md). Deferred, it is paid once, by the first invocation
+/// that calls AWS, and not by invocations that never do. Clones share the one configuration.
+#[derive(Clone, Default)]
+pub struct LazyConfig {
+    config: Arc<OnceCell<SdkConfig>>,
+}
+
+impl LazyConfig {
+    /// Loaded from the environment on first use.
+    pub fn from_env() -> LazyConfig {
+        LazyConfig::default()
+    }
+
+    /// Already loaded (tests, and the CLI, which has its own configuration).
+    pub fn ready(config: SdkConfig) -> LazyConfig {
+        LazyConfig { config: Arc::new(OnceCell::new_with(Some(config))) }
+    }
+
+    pub async fn get(&self) -> &SdkConfig {
+        self.config.get_or_init(sdk_config).await
+    }
+
+    /// A client of this configuration, built on its first use.
+    pub fn client<C>(&self, build: fn(&SdkConfig) -> C) -> LazyClient<C> {
+        LazyClient { client: Arc::new(OnceCell::new()), config: self.clone(), build }
+    }
+}
+
+/// An SDK client built from a [`LazyConfig`] the first time it is used. Clones share it.
+pub struct LazyClient<C> {
+    client: Arc<OnceCell<C>>,
+    config: LazyConfig,
+    build: fn(&SdkConfig) -> C,
+}
+
+impl<C> LazyClient<C> {
+    pub async fn get(&self) -> &C {
+        self.client.get_or_init(|| async { (self.build)(self.config.get().await) }).await
+    }
+}
+
+impl<C> fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyClient").field("built", &self.client.initialized()).finish()
+    }
+}
+
+impl<C> Clone for LazyClient<C> {
+    fn clone(&self) -> Self {
+        LazyClient { client: Arc::clone(&self.client), config: self.config.clone(), build: self.build }
+    }
+}
+
+/// A client built already (tests, the CLI).
+impl<C> From<C> for LazyClient<C> {
+    fn from(client: C) -> Self {
+        // `build` is never called: the cell is full.
+        LazyClient {
+            client: Arc::new(OnceCell::new_with(Some(client))),
+            config: LazyConfig::from_env(),
+            build: |_| unreachable!("a ready client is never built again"),
+        }
+    }
+}
+
+/// What every Lambda builds once, at cold start, from its environment: settings read, SDK
+/// clients created lazily ([`LazyConfig`]).
 pub struct Ports {
     pub settings: Settings,
     pub store: DynamoStore,
     pub queues: SqsQueues,
-    /// For any further SDK client the function needs (SESv2), so the configuration is loaded
-    /// once.
-    pub config: SdkConfig,
+    /// For any further SDK client the function needs (SESv2, SSM), so the configuration is
+    /// loaded once.
+    pub config: LazyConfig,
 }
 
 /// The store and queues of a function, from its environment.
-pub async fn ports_from_env() -> Result<Ports, String> {
+pub fn ports_from_env() -> Result<Ports, String> {
     let settings = Settings::from_env()?;
-    let config = sdk_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&config), settings.table.clone());
-    let queues = SqsQueues::new(aws_sdk_sqs::Client::new(&config), settings.queues.clone());
+    let config = LazyConfig::from_env();
+    let store = DynamoStore::new(config.client(aws_sdk_dynamodb::Client::new), settings.table.clone());
+    let queues = SqsQueues::new(config.client(aws_sdk_sqs::Client::new), settings.queues.clone());
     Ok(Ports { settings, store, queues, config })
 }
 

@@ -14,14 +14,14 @@ pub const REFERENCE: &str = "ssm:";
 /// Resolves `ssm:` references through SSM `GetParameter` (with decryption).
 #[derive(Clone, Debug)]
 pub struct SsmSecrets {
-    client: aws_sdk_ssm::Client,
+    client: crate::LazyClient<aws_sdk_ssm::Client>,
     prefix: String,
 }
 
 impl SsmSecrets {
     /// `prefix`: the parameter path references must lie under (`/tidings/`).
-    pub fn new(client: aws_sdk_ssm::Client, prefix: impl Into<String>) -> Self {
-        SsmSecrets { client, prefix: prefix.into() }
+    pub fn new(client: impl Into<crate::LazyClient<aws_sdk_ssm::Client>>, prefix: impl Into<String>) -> Self {
+        SsmSecrets { client: client.into(), prefix: prefix.into() }
     }
 
     /// Replaces each `ssm:` reference among the source's secrets with the parameter's value.
@@ -37,6 +37,8 @@ impl SsmSecrets {
             }
             let out = self
                 .client
+                .get()
+                .await
                 .get_parameter()
                 .name(name)
                 .with_decryption(true)

@@ -17,12 +17,12 @@ use tidings_core::suppression::Reason;
 
 #[derive(Clone)]
 pub struct SesEmailer {
-    client: Client,
+    client: crate::LazyClient<Client>,
 }
 
 impl SesEmailer {
-    pub fn new(client: Client) -> Self {
-        SesEmailer { client }
+    pub fn new(client: impl Into<crate::LazyClient<Client>>) -> Self {
+        SesEmailer { client: client.into() }
     }
 }
 
@@ -105,6 +105,8 @@ impl Emailer for SesEmailer {
         let destination = request.get("Destination");
         let mut call = self
             .client
+            .get()
+            .await
             .send_email()
             .set_from_email_address(request.get("FromEmailAddress").and_then(Value::as_str).map(str::to_owned))
             .destination(
@@ -139,12 +141,12 @@ impl Emailer for SesEmailer {
 /// from any provider, so SES itself refuses to send to those addresses.
 #[derive(Clone)]
 pub struct SesSuppressionList {
-    client: Client,
+    client: crate::LazyClient<Client>,
 }
 
 impl SesSuppressionList {
-    pub fn new(client: Client) -> Self {
-        SesSuppressionList { client }
+    pub fn new(client: impl Into<crate::LazyClient<Client>>) -> Self {
+        SesSuppressionList { client: client.into() }
     }
 
     /// Puts `address` on the list. SES knows two reasons, so only hard bounces and complaints
@@ -157,6 +159,8 @@ impl SesSuppressionList {
             Reason::ProviderSuppression | Reason::Unsubscribe => return Ok(false),
         };
         self.client
+            .get()
+            .await
             .put_suppressed_destination()
             .email_address(address)
             .reason(reason)
@@ -168,7 +172,7 @@ impl SesSuppressionList {
 
     /// Takes `address` off the list; `Ok(false)` when it was not on it.
     pub async fn remove(&self, address: &str) -> Result<bool, StoreError> {
-        match self.client.delete_suppressed_destination().email_address(address).send().await {
+        match self.client.get().await.delete_suppressed_destination().email_address(address).send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
             Err(error) => Err(crate::classify("DeleteSuppressedDestination", &error)),

@@ -29,7 +29,7 @@ pub struct QueueUrls {
 
 #[derive(Clone)]
 pub struct SqsQueues {
-    pub(crate) client: Client,
+    pub(crate) client: crate::LazyClient<Client>,
     pub(crate) urls: QueueUrls,
     /// SQS requests this sender made (each `SendMessageBatch` or `SendMessage` call).
     pub(crate) requests: Arc<AtomicU64>,
@@ -62,8 +62,8 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
 }
 
 impl SqsQueues {
-    pub fn new(client: Client, urls: QueueUrls) -> Self {
-        SqsQueues { client, urls, requests: Arc::new(AtomicU64::new(0)) }
+    pub fn new(client: impl Into<crate::LazyClient<Client>>, urls: QueueUrls) -> Self {
+        SqsQueues { client: client.into(), urls, requests: Arc::new(AtomicU64::new(0)) }
     }
 
     /// SQS requests made so far (billed per request, each up to 64 KiB).
@@ -102,6 +102,8 @@ impl SqsQueues {
             self.requests.fetch_add(1, Ordering::Relaxed);
             let out = self
                 .client
+                .get()
+                .await
                 .send_message_batch()
                 .queue_url(url)
                 .set_entries(Some(entries))
@@ -140,6 +142,8 @@ impl SqsQueues {
         let url = self.url(queue)?.to_owned();
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.client
+            .get()
+            .await
             .change_message_visibility()
             .queue_url(url)
             .receipt_handle(receipt_handle)
@@ -162,6 +166,8 @@ impl SqsQueues {
             .map_err(|e| StoreError::permanent(format!("message attribute: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.client
+            .get()
+            .await
             .send_message()
             .queue_url(url)
             .message_body(body)

@@ -149,7 +149,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
 
     let wake = Arc::new(Wake::default());
     let queue = Waking { db: db.clone(), wake: wake.clone() };
-    let fetcher = tidings_ingest::HttpsFetcher::new().map_err(Failure::Usage)?;
+    let fetcher = tidings_ingest::HttpsFetcher::new();
     let ingest = Ingest::new(db.clone(), queue.clone(), fetcher).without_subscription_confirmation();
     let app = tidings_ingest::router(ingest, tidings_ingest::Options { queue_route: true, only: None }).merge(
         tidings_api::router(

@@ -9,7 +9,7 @@ use tidings_core::ssrf::{Cidr, Guard};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let tidings_aws::Ports { store, queues, .. } = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { store, queues, .. } = tidings_aws::ports_from_env()?;
     let allowed: Vec<Cidr> = std::env::var("TIDINGS_ALLOW_NETWORKS")
         .unwrap_or_default()
         .split(',')

@@ -13,8 +13,8 @@ use crate::{HttpsFetcher, Options, router};
 /// Runs `provider`'s ingest function.
 pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
-    let (store, queues) = ingest_ports().await?;
-    let ingest = Ingest::new(store, queues, HttpsFetcher::new()?);
+    let (store, queues) = ingest_ports()?;
+    let ingest = Ingest::new(store, queues, HttpsFetcher::new());
     lambda_http::run(router(ingest, Options { queue_route: false, only: Some(provider) })).await
 }
 
@@ -22,9 +22,9 @@ pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
 /// names the source those records belong to.
 pub async fn run_ses_queue() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let (store, queues) = ingest_ports().await?;
+    let (store, queues) = ingest_ports()?;
     let source = std::env::var("TIDINGS_SES_SOURCE").map_err(|_| "TIDINGS_SES_SOURCE is not set")?;
-    let shared = std::sync::Arc::new((Ingest::new(store, queues, HttpsFetcher::new()?), source));
+    let shared = std::sync::Arc::new((Ingest::new(store, queues, HttpsFetcher::new()), source));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let shared = shared.clone();
         // Boxed: the SDK's futures are deep types, and the runtime's own nesting on top of them
@@ -38,9 +38,9 @@ pub async fn run_ses_queue() -> Result<(), lambda_runtime::Error> {
 
 /// The store (resolving `ssm:` secret references under `TIDINGS_SECRETS_PREFIX`) and queues of
 /// an ingest function.
-async fn ingest_ports() -> Result<(tidings_aws::DynamoStore, tidings_aws::SqsQueues), String> {
-    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env().await?;
-    let secrets = tidings_aws::SsmSecrets::new(aws_sdk_ssm::Client::new(&config), settings.secrets_prefix);
+fn ingest_ports() -> Result<(tidings_aws::DynamoStore, tidings_aws::SqsQueues), String> {
+    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env()?;
+    let secrets = tidings_aws::SsmSecrets::new(config.client(aws_sdk_ssm::Client::new), settings.secrets_prefix);
     Ok((store.with_secrets(secrets), queues))
 }
 

@@ -112,8 +112,13 @@ pub fn convert(headers: &HeaderMap) -> Headers {
 }
 
 /// HTTPS GETs for SNS certificates and subscription confirmations.
+///
+/// The client is built on the first GET, not at cold start: most webhooks never need it (SNS
+/// certificates are cached), and building it (parsing the trust store) is a fifth of a
+/// millisecond of Init otherwise. A client that cannot be built is an error of every GET.
+#[derive(Default)]
 pub struct HttpsFetcher {
-    client: reqwest::Client,
+    client: std::sync::OnceLock<Result<reqwest::Client, String>>,
 }
 
 /// Installs ring as rustls's process-wide crypto provider; every HTTPS client needs it, and
@@ -123,21 +128,27 @@ pub fn install_crypto_provider() {
 }
 
 impl HttpsFetcher {
-    pub fn new() -> Result<HttpsFetcher, String> {
-        install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTPS client: {e}"))?;
-        Ok(HttpsFetcher { client })
+    pub fn new() -> HttpsFetcher {
+        HttpsFetcher::default()
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, String> {
+        let built = self.client.get_or_init(|| {
+            install_crypto_provider();
+            reqwest::Client::builder()
+                .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
+                .timeout(Duration::from_secs(5))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| format!("cannot build the HTTPS client: {e}"))
+        });
+        built.as_ref().map_err(Clone::clone)
     }
 }
 
 impl Fetcher for HttpsFetcher {
     async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self.client.get(url).send().await.map_err(|e| e.to_string())?;
+        let response = self.client()?.get(url).send().await.map_err(|e| e.to_string())?;
         if !response.status().is_success() {
             return Err(format!("{url} answered {}", response.status()));
         }

@@ -7,11 +7,11 @@ use tidings_processor::SuppressionSync;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env()?;
     // Stored events fan out to matching subscriptions through the deliveries queue.
     let processor = Processor::with_fanout(store, queues.clone(), settings.retention_days);
     let sync = (!settings.ses_suppression_sync.is_empty()).then(|| SuppressionSync {
-        list: tidings_aws::SesSuppressionList::new(aws_sdk_sesv2::Client::new(&config)),
+        list: tidings_aws::SesSuppressionList::new(config.client(aws_sdk_sesv2::Client::new)),
         workspaces: settings.ses_suppression_sync.clone(),
     });
     let (processor, queues, sync) = (&processor, &queues, sync.as_ref());

@@ -7,9 +7,9 @@ use tidings_core::redrive::Redrive;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     tidings_aws::init_lambda_logging();
-    let tidings_aws::Ports { store, queues, config, .. } = tidings_aws::ports_from_env().await?;
+    let tidings_aws::Ports { store, queues, config, .. } = tidings_aws::ports_from_env()?;
     let redrive =
-        Redrive::new(store, queues.clone(), tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::new(&config)));
+        Redrive::new(store, queues.clone(), tidings_aws::SesEmailer::new(config.client(aws_sdk_sesv2::Client::new)));
     let (redrive, queues) = (&redrive, &queues);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
         Ok::<_, lambda_runtime::Error>(tidings_processor::handle_redrive(redrive, queues, event.payload).await)
