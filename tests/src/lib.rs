@@ -27,7 +27,7 @@ pub fn event(workspace: &str, status: Status, message: &str, recipient: &str, se
         data.privacy_open = Some(key.contains("privacy"));
     }
     let ctx = NormalizeContext { workspace, received_at: at(seconds) };
-    let raw = std::sync::Arc::from(format!("{{\"key\":\"{key}\"}}"));
+    let raw = tidings_core::providers::Raw::from(format!("{{\"key\":\"{key}\"}}"));
     let normalized = ctx.event(EventType::message(Channel::EMAIL, status), Some(at(seconds)), key, data, &raw);
     QueuedEvent { event: normalized.event, raw: raw.to_string(), source: "src_test".into() }
 }

@@ -626,7 +626,7 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     data.details.insert("subscription".into(), json!(subscription.id));
     let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
     let key = format!("subscription.test|{}|{}", subscription.id, now.unix_millis());
-    let event = ctx.event(event_type, Some(now), &key, data, &std::sync::Arc::from("{}")).event;
+    let event = ctx.event(event_type, Some(now), &key, data, &tidings_core::providers::Raw::Borrowed("{}")).event;
     let expires = Timestamp::from_unix_seconds(now.unix_seconds() + 7 * 86_400).unwrap_or(now);
     let queued = QueuedEvent {
         event: event.clone(),

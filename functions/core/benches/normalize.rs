@@ -12,7 +12,7 @@ use serde_json::Value;
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::auth::sns::CertificateCache;
 use tidings_core::auth::{SourceAuth, VerifyContext};
-use tidings_core::ports::QueuedEvent;
+use tidings_core::pipeline::{self, ENQUEUE_CHUNK};
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
 
 /// The system allocator, counting the bytes live and their peak while `COUNTING` is set (one
@@ -124,7 +124,7 @@ fn case(label: &str, provider: ProviderId, body: Vec<u8>) -> Case {
 }
 
 /// The request verified, then normalized.
-fn verified_and_normalized(case: &Case) -> tidings_core::providers::Normalized {
+fn verified_and_normalized(case: &Case) -> tidings_core::providers::Normalized<'_> {
     let certificates = CertificateCache::new();
     let webhook = Webhook { body: &case.body, headers: &case.headers, query: None, transport: case.transport };
     let provider = case.provider.provider();
@@ -144,18 +144,22 @@ fn run(case: &Case) -> usize {
     normalized.events.len()
 }
 
-/// What ingest holds for one request: the request verified and normalized, and each event
-/// written as the queue message it becomes (`QueuedEvent`: the event, its raw provider record
-/// and the source), all messages kept until they are sent.
-fn ingest_messages(case: &Case) -> Vec<String> {
-    verified_and_normalized(case)
-        .events
-        .into_iter()
-        .map(|e| {
-            let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: "src_bench".into() };
-            serde_json::to_string(&queued).unwrap()
-        })
-        .collect()
+/// What ingest holds for one request: the request verified and normalized, then its events
+/// written as the queue messages they become (`QueuedEvent`: the event, its raw provider record
+/// and the source) `ENQUEUE_CHUNK` at a time, each chunk dropped once "sent", as `Ingest` does.
+/// Returns the number of bytes "sent".
+fn ingest_messages(case: &Case) -> usize {
+    let normalized = verified_and_normalized(case);
+    let mut sent = 0;
+    for (n, chunk) in normalized.events.chunks(ENQUEUE_CHUNK).enumerate() {
+        let messages: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, e)| pipeline::event_message(n * ENQUEUE_CHUNK + i, e, "src_bench"))
+            .collect();
+        sent += black_box(messages).iter().map(|m| m.body.len()).sum::<usize>();
+    }
+    sent
 }
 
 /// Peak heap per request beside the input's size, for tidings' ingest and for the `Value` floor

@@ -17,7 +17,7 @@ use crate::outbound;
 use crate::ports::{
     Claim, DeliveryClaim, Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError,
 };
-use crate::providers::{NormalizeContext, Notice, ProviderId};
+use crate::providers::{NormalizeContext, NormalizedEvent, Notice, ProviderId};
 use crate::source::Source;
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
@@ -244,36 +244,35 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             tracing::info!(provider = provider.as_str(), source = %source.id, notice = %notice, "notice");
             notices.push(notice.to_string());
         }
-        let mut event_types = Vec::with_capacity(normalized.events.len());
-        let messages: Vec<Outgoing> = normalized
-            .events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| {
-                event_types.push(e.event.event_type.to_string());
-                let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: source.id.clone() };
-                Outgoing {
-                    id: i.to_string(),
-                    body: serde_json::to_string(&queued).unwrap_or_default(),
-                    delay_seconds: 0,
-                }
-            })
-            .collect();
-        let accepted = messages.len();
+        let accepted = normalized.events.len();
+        let mut event_types = Vec::with_capacity(accepted);
         let started = Instant::now();
-        if !messages.is_empty()
-            && let Err(error) = self.queue.send(QueueName::Events, &messages).await
-        {
-            if provider == ProviderId::Brevo {
-                // Brevo drops a webhook answered with 5xx instead of retrying it.
-                tracing::error!(provider = "brevo", source = %source.id, events = accepted, "queue unavailable: Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend");
+        // Messages are built and sent a chunk at a time, so a large batch is not held twice
+        // over (events and messages) while it is queued. A failure part way leaves the earlier
+        // chunks queued; the provider's retry sends them again and the processor stores each
+        // event once.
+        let mut events = normalized.events.into_iter().enumerate().peekable();
+        while events.peek().is_some() {
+            let messages: Vec<Outgoing> = events
+                .by_ref()
+                .take(ENQUEUE_CHUNK)
+                .map(|(i, e)| {
+                    event_types.push(e.event.event_type.to_string());
+                    event_message(i, &e, &source.id)
+                })
+                .collect();
+            if let Err(error) = self.queue.send(QueueName::Events, &messages).await {
+                if provider == ProviderId::Brevo {
+                    // Brevo drops a webhook answered with 5xx instead of retrying it.
+                    tracing::error!(provider = "brevo", source = %source.id, events = accepted, "queue unavailable: Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend");
+                }
+                let status = if error.retryable { 503 } else { 500 };
+                return IngestResponse::error(
+                    status,
+                    "queue_unavailable",
+                    format!("{provider}: events queue unavailable: {error}"),
+                );
             }
-            let status = if error.retryable { 503 } else { 500 };
-            return IngestResponse::error(
-                status,
-                "queue_unavailable",
-                format!("{provider}: events queue unavailable: {error}"),
-            );
         }
         IngestResponse {
             status: 200,
@@ -321,6 +320,27 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         sns::check_sns_endpoint(url)?;
         self.fetcher.get(url).await.map(|_| ()).map_err(|e| format!("cannot confirm SNS subscription: {e}"))
     }
+}
+
+/// How many of a webhook's events ingest turns into queue messages and sends at a time: ten
+/// SQS batches, few enough that a 6 MB request's messages are never all alive at once, many
+/// enough that `tidings dev` commits a 1,000-event batch in ten transactions, not a thousand.
+pub const ENQUEUE_CHUNK: usize = 100;
+
+/// The events-queue message of the `index`th event of a webhook from `source`: the event, its
+/// raw provider record and the source ([`QueuedEvent`]).
+pub fn event_message(index: usize, event: &NormalizedEvent<'_>, source: &str) -> Outgoing {
+    let queued = QueuedEventRef { event: &event.event, raw: &event.raw, source };
+    // Strings and numbers only: it always serializes.
+    Outgoing { id: index.to_string(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 }
+}
+
+/// [`QueuedEvent`] as written, from borrowed parts: the raw record is not copied to be queued.
+#[derive(serde::Serialize)]
+struct QueuedEventRef<'a> {
+    event: &'a crate::event::CanonicalEvent,
+    raw: &'a str,
+    source: &'a str,
 }
 
 /// How a queued event ended.
@@ -803,7 +823,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         data.details.insert("event_id".into(), serde_json::json!(task.event_id));
         let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
         let key = format!("{kind}|{}|{}|{attempt}", subscription.id, task.event_id);
-        let event = ctx.event(event_type, Some(now), &key, data, &std::sync::Arc::from("{}")).event;
+        let event = ctx.event(event_type, Some(now), &key, data, &crate::providers::Raw::Borrowed("{}")).event;
         let queued = QueuedEvent { event, raw: "{}".into(), source: OPERATIONAL_PROVIDER.into() };
         let message =
             Outgoing { id: "0".into(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 };
@@ -857,5 +877,27 @@ pub async fn replay<S: Store, Q: Queue>(
             Some(next) => cursor = Some(next),
             None => return Ok(queued),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Channel, EventData, EventType, Status};
+    use crate::providers::Raw;
+
+    #[test]
+    fn an_event_message_reads_back_as_the_queued_event_with_its_raw_record() {
+        let ctx =
+            NormalizeContext { workspace: "ws_1", received_at: Timestamp::from_unix_seconds(1_764_000_000).unwrap() };
+        let body = r#"[{"event":"bounce","email":"a@example.com","reason":"550 \"no\""}]"#;
+        let record = &body[1..body.len() - 1];
+        let data = EventData::new(Some(Channel::EMAIL), "sendgrid", "bounce");
+        let event =
+            ctx.event(EventType::message(Channel::EMAIL, Status::Bounced), None, "key", data, &Raw::Borrowed(record));
+        let message = event_message(7, &event, "src_1");
+        assert_eq!(message.id, "7");
+        let queued: QueuedEvent = serde_json::from_str(&message.body).unwrap();
+        assert_eq!(queued, QueuedEvent { event: event.event, raw: record.to_owned(), source: "src_1".into() });
     }
 }

@@ -2,7 +2,6 @@
 //! deliver out of order, and SQS does not keep order either.
 
 use proptest::prelude::*;
-use std::sync::Arc;
 use tidings_core::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
 use tidings_core::providers::NormalizeContext;
 use tidings_core::state::MessageState;
@@ -34,8 +33,14 @@ fn event(status: Status, seconds: i64, hard: bool, index: usize) -> CanonicalEve
     let received = Timestamp::from_unix_seconds(1_764_300_000).unwrap();
     let ctx = NormalizeContext { workspace: "ws", received_at: received };
     let time = Timestamp::from_unix_seconds(1_764_300_000 + seconds).unwrap();
-    ctx.event(EventType::message(Channel::EMAIL, status), Some(time), &format!("k{index}"), data, &Arc::from("{}"))
-        .event
+    ctx.event(
+        EventType::message(Channel::EMAIL, status),
+        Some(time),
+        &format!("k{index}"),
+        data,
+        &tidings_core::providers::Raw::Borrowed("{}"),
+    )
+    .event
 }
 
 fn events() -> impl Strategy<Value = Vec<CanonicalEvent>> {

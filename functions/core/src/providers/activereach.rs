@@ -61,7 +61,7 @@ impl Provider for Activereach {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         let r: Record<'_> = parse_json(id, &"body", webhook.body)?;
         let name = r.kind.as_ref();

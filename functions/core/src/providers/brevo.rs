@@ -5,13 +5,12 @@
 //! `ts_epoch` is in milliseconds; `tag` is sometimes a JSON-encoded list inside a string.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, each_record, labels_from, lookup,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, each_record, labels_from, lookup,
     message_type, one_or_many, tag_value,
 };
 use crate::auth::Authentication;
@@ -71,13 +70,13 @@ impl Provider for Brevo {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         each_record(id, one_or_many(id, webhook.body)?, |record: Record<'_>, _, raw| Ok(to_event(&record, ctx, raw)))
     }
 }
 
-fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> NormalizedEvent {
+fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> NormalizedEvent<'a> {
     let id = ProviderId::Brevo;
     let name = r.event.as_ref();
     let status = lookup(EVENTS, name);

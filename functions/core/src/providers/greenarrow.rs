@@ -7,13 +7,12 @@
 //! present, else `sendid`: together with the recipient that names one message to one person.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, each_record, first_present, lookup,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, each_record, first_present, lookup,
     message_type, one_or_many, tag_value,
 };
 use crate::auth::Authentication;
@@ -76,13 +75,13 @@ impl Provider for Greenarrow {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         each_record(id, one_or_many(id, webhook.body)?, |record: Record<'_>, _, raw| Ok(to_event(&record, ctx, raw)))
     }
 }
 
-fn to_event(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Arc<str>) -> NormalizedEvent {
+fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> NormalizedEvent<'a> {
     let id = ProviderId::Greenarrow;
     let name = r.event_type.as_ref();
     let mut status = lookup(EVENTS, name);

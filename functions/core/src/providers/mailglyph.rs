@@ -58,7 +58,7 @@ impl Provider for Mailglyph {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         let body: Map<String, Value> = parse_json(id, &"body (a JSON object)", webhook.body)?;
         let get = |path: &[&str]| -> Option<&Value> {

@@ -6,14 +6,14 @@
 //! event's own identity is what survives retries.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, labels_from, lookup, message_type, tag_value, tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, Raw, labels_from, lookup, message_type, tag_value,
+    tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -58,7 +58,7 @@ impl Provider for Mailgun {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         let body = Body::parse(id, webhook.body)?;
         let e = body.event_data;
@@ -114,7 +114,7 @@ impl Provider for Mailgun {
             e.id.as_deref().unwrap_or_default(),
             e.timestamp.as_ref().map(tag_value).unwrap_or_default()
         );
-        let raw: Arc<str> = Arc::from(body.raw_event.get());
+        let raw = Raw::Borrowed(body.raw_event.get());
         Ok(Normalized::events(vec![ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw)]))
     }
 }

@@ -138,7 +138,7 @@ pub trait Provider: Sync {
     }
 
     /// Reads `webhook` into canonical events. Must not panic on any input.
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError>;
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError>;
 }
 
 /// Where and when a webhook is being normalized.
@@ -151,14 +151,14 @@ pub struct NormalizeContext<'a> {
 impl NormalizeContext<'_> {
     /// Completes a canonical event: deterministic id, source, subject, workspace, received time.
     /// `time` falls back to the receive time when the provider gives none.
-    pub fn event(
+    pub fn event<'a>(
         &self,
         event_type: EventType,
         time: Option<Timestamp>,
         dedup_key: &str,
         mut data: EventData,
-        raw: &Arc<str>,
-    ) -> NormalizedEvent {
+        raw: &Raw<'a>,
+    ) -> NormalizedEvent<'a> {
         data.received_at = self.received_at;
         let id = EventId::derive(self.workspace, &data.provider, dedup_key, data.recipient.as_deref());
         let event = CanonicalEvent {
@@ -172,16 +172,74 @@ impl NormalizeContext<'_> {
             workspaceid: self.workspace.to_owned(),
             data,
         };
-        NormalizedEvent { event, raw: Arc::clone(raw) }
+        NormalizedEvent { event, raw: raw.clone() }
     }
 }
 
 /// A canonical event with the provider record it came from (JSON text), kept for audit and
 /// re-normalization. One record naming several recipients shares one `raw`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NormalizedEvent {
+pub struct NormalizedEvent<'a> {
     pub event: CanonicalEvent,
-    pub raw: Arc<str>,
+    pub raw: Raw<'a>,
+}
+
+/// A provider record's text: a slice of the webhook's body where the record stands in it as it
+/// is (no copy: a 1,000-event batch is not held twice while it is queued, see BENCHMARKS.md),
+/// or text of its own, shared by the events made from it, where the record had to be decoded
+/// (an SNS message, a form).
+#[derive(Debug, Clone)]
+pub enum Raw<'a> {
+    Borrowed(&'a str),
+    Shared(Arc<str>),
+}
+
+impl Raw<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Raw::Borrowed(text) => text,
+            Raw::Shared(text) => text,
+        }
+    }
+
+    /// The same text, owned.
+    pub fn into_static(self) -> Raw<'static> {
+        match self {
+            Raw::Borrowed(text) => Raw::Shared(Arc::from(text)),
+            Raw::Shared(text) => Raw::Shared(text),
+        }
+    }
+}
+
+impl PartialEq for Raw<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<'a> From<&'a str> for Raw<'a> {
+    fn from(text: &'a str) -> Self {
+        Raw::Borrowed(text)
+    }
+}
+
+impl From<String> for Raw<'_> {
+    fn from(text: String) -> Self {
+        Raw::Shared(Arc::from(text))
+    }
+}
+
+impl std::ops::Deref for Raw<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Something a webhook said that is not an event.
@@ -218,31 +276,55 @@ impl fmt::Display for Notice {
     }
 }
 
-/// The result of normalizing one webhook.
+/// The result of normalizing one webhook; its events' raw records may borrow the body.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Normalized {
-    pub events: Vec<NormalizedEvent>,
+pub struct Normalized<'a> {
+    pub events: Vec<NormalizedEvent<'a>>,
     pub notices: Vec<Notice>,
 }
 
-impl Normalized {
-    pub fn events(events: Vec<NormalizedEvent>) -> Self {
+impl<'a> Normalized<'a> {
+    pub fn events(events: Vec<NormalizedEvent<'a>>) -> Self {
         Normalized { events, notices: Vec::new() }
     }
 
     pub fn notice(notice: Notice) -> Self {
         Normalized { events: Vec::new(), notices: vec![notice] }
     }
+
+    /// The same, owning its raw records (events made from one record still share one copy).
+    pub fn into_static(self) -> Normalized<'static> {
+        let mut last: Option<(*const u8, Arc<str>)> = None;
+        let events = self
+            .events
+            .into_iter()
+            .map(|e| {
+                let raw = match e.raw {
+                    Raw::Shared(text) => text,
+                    Raw::Borrowed(text) => match &last {
+                        Some((at, copy)) if *at == text.as_ptr() && copy.len() == text.len() => Arc::clone(copy),
+                        _ => {
+                            let copy: Arc<str> = Arc::from(text);
+                            last = Some((text.as_ptr(), Arc::clone(&copy)));
+                            copy
+                        }
+                    },
+                };
+                NormalizedEvent { event: e.event, raw: Raw::Shared(raw) }
+            })
+            .collect();
+        Normalized { events, notices: self.notices }
+    }
 }
 
 /// Verifies then normalizes: the whole path of one webhook through a provider.
-pub fn process(
+pub fn process<'a>(
     provider: ProviderId,
-    webhook: &Webhook<'_>,
+    webhook: &Webhook<'a>,
     auth: &SourceAuth,
     verify: &VerifyContext<'_>,
     ctx: &NormalizeContext<'_>,
-) -> Result<Normalized, WebhookError> {
+) -> Result<Normalized<'a>, WebhookError> {
     let p = provider.provider();
     p.verify(webhook, auth, verify)?;
     p.normalize(webhook, ctx)
@@ -264,12 +346,12 @@ pub(crate) fn one_or_many(provider: ProviderId, body: &[u8]) -> Result<Vec<BodyI
 pub(crate) fn each_record<'a, R: serde::Deserialize<'a>>(
     provider: ProviderId,
     items: Vec<BodyItem<'a>>,
-    mut to_event: impl FnMut(R, &BodyItem<'a>, &Arc<str>) -> Result<NormalizedEvent, WebhookError>,
-) -> Result<Normalized, WebhookError> {
+    mut to_event: impl FnMut(R, &BodyItem<'a>, &Raw<'a>) -> Result<NormalizedEvent<'a>, WebhookError>,
+) -> Result<Normalized<'a>, WebhookError> {
     let mut events = Vec::with_capacity(items.len());
     for item in &items {
         let record: R = parse_json(provider, item, item.raw.get().as_bytes())?;
-        events.push(to_event(record, item, &Arc::from(item.raw.get()))?);
+        events.push(to_event(record, item, &Raw::Borrowed(item.raw.get()))?);
     }
     Ok(Normalized::events(events))
 }
@@ -300,8 +382,11 @@ pub(crate) fn message_type(channel: &Channel, status: Option<Status>) -> EventTy
 }
 
 /// The whole body as the stored raw record (one-record providers).
-pub(crate) fn raw_body(webhook: &Webhook<'_>) -> Arc<str> {
-    Arc::from(String::from_utf8_lossy(webhook.body).as_ref())
+pub(crate) fn raw_body<'a>(webhook: &Webhook<'a>) -> Raw<'a> {
+    match String::from_utf8_lossy(webhook.body) {
+        std::borrow::Cow::Borrowed(text) => Raw::Borrowed(text),
+        std::borrow::Cow::Owned(text) => Raw::from(text),
+    }
 }
 
 /// A tag value as text: strings as they are, anything else as its JSON.

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -13,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    BodyItem, NormalizeContext, Normalized, Provider, ProviderId, each_record, labels_from, lookup, message_type,
+    BodyItem, NormalizeContext, Normalized, Provider, ProviderId, Raw, each_record, labels_from, lookup, message_type,
     tag_value,
 };
 use crate::auth::Authentication;
@@ -121,7 +120,7 @@ impl Provider for Sendgrid {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         // SendGrid always posts an array, even for one event.
         let items: Vec<&RawValue> = parse_json(id, &"body (a JSON array of events)", webhook.body)?;
@@ -130,12 +129,12 @@ impl Provider for Sendgrid {
     }
 }
 
-fn to_event(
+fn to_event<'a>(
     mut record: Record<'_>,
     item: &BodyItem<'_>,
     ctx: &NormalizeContext<'_>,
-    raw: &Arc<str>,
-) -> Result<super::NormalizedEvent, WebhookError> {
+    raw: &Raw<'a>,
+) -> Result<super::NormalizedEvent<'a>, WebhookError> {
     let id = ProviderId::Sendgrid;
     let name = record
         .event

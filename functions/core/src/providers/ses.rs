@@ -9,13 +9,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, lookup, message_type};
+use super::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, Raw, lookup, message_type};
 use crate::auth::Authentication;
 use crate::auth::sns::SnsEnvelope;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -86,7 +85,7 @@ impl Provider for Ses {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         let shape: Shape<'_> = parse_json(id, &"body", webhook.body)?;
         if shape.kind.is_some() {
@@ -123,7 +122,7 @@ struct Shape<'a> {
     notification_type: Option<Value>,
 }
 
-fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized<'static>, WebhookError> {
     let id = ProviderId::Ses;
     let envelope: SnsEnvelope<'_> = parse_json(id, &"SNS message", body)?;
     match envelope.kind.as_ref() {
@@ -154,7 +153,7 @@ fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized, Webho
             // authentic but not ours to read: a warning, not an error, so SNS stops retrying.
             match serde_json::from_str::<Shape<'_>>(&envelope.message) {
                 Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
-                    from_record(&envelope.message, ctx).or_else(|_| not_ses())
+                    from_record(&envelope.message, ctx).map(Normalized::into_static).or_else(|_| not_ses())
                 }
                 _ => not_ses(),
             }
@@ -356,7 +355,7 @@ fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
     text.as_deref().map(str::to_owned)
 }
 
-fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+fn from_record<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
     let id = ProviderId::Ses;
     if serde_json::from_str::<Shape<'_>>(text)
         .ok()
@@ -368,7 +367,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
         return from_send_failure(text, ctx);
     }
     let record: Record<'_> = parse_json(id, &"SES record", text.as_bytes())?;
-    let raw: Arc<str> = Arc::from(text);
+    let raw = Raw::Borrowed(text);
     let name = record.event_type.as_ref();
     let mail_time = time(&record.mail.timestamp);
     let blank = || {
@@ -582,7 +581,7 @@ fn from_record(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, Web
             let event_type: EventType = message_type(&Channel::EMAIL, part.status);
             ctx.event(event_type, part.time.or(mail_time), &dedup, part.data, &raw)
         })
-        .collect::<Vec<NormalizedEvent>>();
+        .collect::<Vec<NormalizedEvent<'_>>>();
     Ok(Normalized::events(events))
 }
 
@@ -624,7 +623,7 @@ struct SendFailure {
     report_id: Option<String>,
 }
 
-fn from_send_failure(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
     let id = ProviderId::Ses;
     let report: SendFailure = parse_json(id, &"SES SendFailure report", text.as_bytes())?;
     let mail = &report.mail;
@@ -664,7 +663,7 @@ fn from_send_failure(text: &str, ctx: &NormalizeContext<'_>) -> Result<Normalize
         .report_id
         .clone()
         .unwrap_or_else(|| hex::encode(&ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..16]));
-    let raw: Arc<str> = Arc::from(text);
+    let raw = Raw::Borrowed(text);
     let events = recipients
         .iter()
         .map(|recipient| {

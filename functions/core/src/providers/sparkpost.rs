@@ -4,14 +4,13 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Notice, Provider, ProviderId, first_present, labels_from, lookup, message_type,
+    NormalizeContext, Normalized, Notice, Provider, ProviderId, Raw, first_present, labels_from, lookup, message_type,
     tags_from_object,
 };
 use crate::auth::Authentication;
@@ -94,7 +93,7 @@ impl Provider for Sparkpost {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         let batch: Vec<Batch<'_>> = parse_json(id, &"body (a JSON array of {\"msys\": …})", webhook.body)?;
         let mut out = Normalized::default();
@@ -146,7 +145,7 @@ impl Provider for Sparkpost {
                     e.timestamp.as_ref().map(super::tag_value).unwrap_or_default()
                 )
             });
-            let raw: Arc<str> = Arc::from(raw_event.get());
+            let raw = Raw::Borrowed(raw_event.get());
             out.events.push(ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw));
         }
         Ok(out)

@@ -5,9 +5,8 @@
 //! their own records, so they become tags (`token`, a tidings credential, excepted).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, lookup, message_type};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -56,7 +55,7 @@ impl Provider for Twilio {
         ]
     }
 
-    fn normalize(&self, webhook: &Webhook<'_>, ctx: &NormalizeContext<'_>) -> Result<Normalized, WebhookError> {
+    fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
         if std::str::from_utf8(webhook.body).is_err() {
             return Err(WebhookError::malformed(id, "body is not UTF-8 form data"));
@@ -116,7 +115,7 @@ impl Provider for Twilio {
             _ => {}
         }
         let dedup = format!("{sid}|{status_name}|{}", error_code.unwrap_or_default());
-        let raw: Arc<str> = Arc::from(serde_json::to_string(&params).unwrap_or_default());
+        let raw = Raw::from(serde_json::to_string(&params).unwrap_or_default());
         Ok(Normalized::events(vec![ctx.event(message_type(&channel, status), None, &dedup, data, &raw)]))
     }
 }

@@ -93,7 +93,7 @@ pub fn source_auth(provider: ProviderId) -> SourceAuth {
 
 /// Signs, verifies and normalizes a sample the way the pipeline will. SES samples are unsigned
 /// SNS envelopes and bare records, so they are taken as queue records.
-pub fn run_sample(sample: &Sample) -> Result<Normalized, WebhookError> {
+pub fn run_sample(sample: &Sample) -> Result<Normalized<'static>, WebhookError> {
     let now = sample_time();
     let mut headers = sample.headers.clone();
     let (body, transport) = if sample.provider == ProviderId::Ses {
@@ -115,5 +115,7 @@ pub fn run_sample(sample: &Sample) -> Result<Normalized, WebhookError> {
     if let Some(claim) = verified.replay_claim {
         ReplayGuard::new().claim(&claim, now)?;
     }
-    provider.normalize(&webhook, &NormalizeContext { workspace: "ws_default", received_at: now })
+    provider
+        .normalize(&webhook, &NormalizeContext { workspace: "ws_default", received_at: now })
+        .map(Normalized::into_static)
 }
