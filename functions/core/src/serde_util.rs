@@ -26,13 +26,49 @@ pub fn opt_string_or_number<'de, D: Deserializer<'de>>(de: D) -> Result<Option<S
     })
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Scalar<'a> {
-    #[serde(borrow)]
     Text(Cow<'a, str>),
     Number(serde_json::Number),
     Bool(bool),
+}
+
+/// Read by one visitor rather than `#[serde(untagged)]`, which buffers the value and, for
+/// every number, builds (and throws away) the error of trying it as a string first: that was
+/// a tenth of normalizing a Postmark webhook (BENCHMARKS.md).
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> serde::de::Visitor<'de> for ScalarVisitor {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, a number or a boolean")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Text(Cow::Owned(v)))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Scalar::Number(v.into()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Number(v.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                serde_json::Number::from_f64(v)
+                    .map(Scalar::Number)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Float(v), &self))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+        }
+        de.deserialize_any(ScalarVisitor)
+    }
 }
 
 /// A boolean written as `true`, `"true"`, `1` or `"1"` (and their negatives).
@@ -115,5 +151,38 @@ pub fn sorted_keys(value: serde_json::Value) -> serde_json::Value {
         }
         serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted_keys).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize, Debug)]
+    struct Doc {
+        #[serde(default, deserialize_with = "opt_string_or_number")]
+        id: Option<String>,
+    }
+
+    fn id(json: &str) -> Result<Option<String>, String> {
+        serde_json::from_str::<Doc>(json).map(|d| d.id).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn scalars_read_as_their_text_and_anything_else_is_refused() {
+        assert_eq!(id(r#"{"id":"abc"}"#).unwrap().as_deref(), Some("abc"));
+        assert_eq!(id(r#"{"id":"a\"b"}"#).unwrap().as_deref(), Some("a\"b"));
+        assert_eq!(id(r#"{"id":1529006854}"#).unwrap().as_deref(), Some("1529006854"));
+        assert_eq!(id(r#"{"id":-3}"#).unwrap().as_deref(), Some("-3"));
+        assert_eq!(id(r#"{"id":1529006854.3}"#).unwrap().as_deref(), Some("1529006854.3"));
+        assert_eq!(id(r#"{"id":true}"#).unwrap().as_deref(), Some("true"));
+        assert_eq!(id(r#"{"id":null}"#).unwrap(), None);
+        assert_eq!(id(r#"{}"#).unwrap(), None);
+        for refused in [r#"{"id":{}}"#, r#"{"id":[1]}"#] {
+            let error = id(refused).unwrap_err();
+            assert!(error.contains("a string, a number or a boolean"), "{error}");
+        }
+        let value: Value = serde_json::json!({"id": 42});
+        assert_eq!(serde_json::from_value::<Doc>(value).unwrap().id.as_deref(), Some("42"));
     }
 }

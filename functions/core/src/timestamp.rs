@@ -19,25 +19,27 @@ impl Timestamp {
     pub const UNIX_EPOCH: Timestamp = Timestamp(OffsetDateTime::UNIX_EPOCH);
 
     pub fn now() -> Timestamp {
-        Timestamp::from_datetime(OffsetDateTime::now_utc())
+        let now = OffsetDateTime::now_utc();
+        Timestamp::from_datetime(now).unwrap_or(Timestamp(now))
     }
 
-    fn from_datetime(dt: OffsetDateTime) -> Timestamp {
+    /// `dt` in UTC, truncated to milliseconds so an instant prints and parses back to itself;
+    /// `None` outside the years RFC 3339 can write (0000–9999).
+    fn from_datetime(dt: OffsetDateTime) -> Option<Timestamp> {
         let dt = dt.to_offset(UtcOffset::UTC);
-        // Truncate to milliseconds so an instant prints and parses back to itself.
         let millis = dt.millisecond();
-        Timestamp(dt.replace_millisecond(millis).unwrap_or(dt))
+        (0..=9999).contains(&dt.year()).then(|| Timestamp(dt.replace_millisecond(millis).unwrap_or(dt)))
     }
 
-    /// Whole seconds since the Unix epoch; `None` outside years -9999..=9999.
+    /// Whole seconds since the Unix epoch; `None` outside years 0000–9999.
     pub fn from_unix_seconds(seconds: i64) -> Option<Timestamp> {
-        OffsetDateTime::from_unix_timestamp(seconds).ok().map(Timestamp)
+        OffsetDateTime::from_unix_timestamp(seconds).ok().and_then(Timestamp::from_datetime)
     }
 
-    /// Milliseconds since the Unix epoch.
+    /// Milliseconds since the Unix epoch; `None` outside years 0000–9999.
     pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
         let nanos = i128::from(millis) * 1_000_000;
-        OffsetDateTime::from_unix_timestamp_nanos(nanos).ok().map(Timestamp)
+        OffsetDateTime::from_unix_timestamp_nanos(nanos).ok().and_then(Timestamp::from_datetime)
     }
 
     /// Fractional seconds since the Unix epoch (Mailgun's `1529006854.329574`).
@@ -69,12 +71,12 @@ impl Timestamp {
     pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
         let text = text.trim();
         if let Ok(dt) = OffsetDateTime::parse(text, &Rfc3339) {
-            return Some(Timestamp::from_datetime(dt));
+            return Timestamp::from_datetime(dt);
         }
         if text.len() > 10 && text.as_bytes()[10] == b' ' {
             let with_t = format!("{}T{}", &text[..10], &text[11..]);
             if let Ok(dt) = OffsetDateTime::parse(&with_t, &Rfc3339) {
-                return Some(Timestamp::from_datetime(dt));
+                return Timestamp::from_datetime(dt);
             }
         }
         // `+00:00`-less forms some providers send: no offset means UTC.
@@ -82,7 +84,7 @@ impl Timestamp {
             version = 2,
             "[year]-[month]-[day][first [T] [ ]][hour]:[minute]:[second][optional [.[subsecond]]]"
         );
-        PrimitiveDateTime::parse(text, &naive).ok().map(|dt| Timestamp::from_datetime(dt.assume_utc()))
+        PrimitiveDateTime::parse(text, &naive).ok().and_then(|dt| Timestamp::from_datetime(dt.assume_utc()))
     }
 
     pub fn unix_seconds(&self) -> i64 {
@@ -99,30 +101,49 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text (`2026-11-24T06:18:18Z`, `.123` before the `Z` when there are
+    /// milliseconds) written into a buffer: each canonical event writes two or three, so this
+    /// skips the formatting machinery. Every constructor keeps to years 0000–9999, so the clamp
+    /// changes nothing.
+    fn rfc3339(&self) -> ([u8; 24], usize) {
+        fn digits(out: &mut [u8], mut value: u32) {
+            for slot in out.iter_mut().rev() {
+                *slot = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        let dt = self.0;
+        let mut buf = *b"0000-00-00T00:00:00.000Z";
+        digits(&mut buf[0..4], dt.year().clamp(0, 9999) as u32);
+        digits(&mut buf[5..7], u32::from(u8::from(dt.month())));
+        digits(&mut buf[8..10], u32::from(dt.day()));
+        digits(&mut buf[11..13], u32::from(dt.hour()));
+        digits(&mut buf[14..16], u32::from(dt.minute()));
+        digits(&mut buf[17..19], u32::from(dt.second()));
+        let millis = dt.millisecond();
+        if millis == 0 {
+            buf[19] = b'Z';
+            (buf, 20)
+        } else {
+            digits(&mut buf[20..23], u32::from(millis));
+            (buf, 24)
+        }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dt = self.0;
-        write!(
-            f,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-            dt.year(),
-            u8::from(dt.month()),
-            dt.day(),
-            dt.hour(),
-            dt.minute(),
-            dt.second()
-        )?;
-        let millis = dt.millisecond();
-        if millis != 0 {
-            write!(f, ".{millis:03}")?;
-        }
-        f.write_str("Z")
+        let (buf, len) = self.rfc3339();
+        // Only ASCII digits and punctuation were written.
+        f.write_str(std::str::from_utf8(&buf[..len]).map_err(|_| fmt::Error)?)
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        let (buf, len) = self.rfc3339();
+        serializer.serialize_str(std::str::from_utf8(&buf[..len]).map_err(serde::ser::Error::custom)?)
     }
 }
 
@@ -169,6 +190,11 @@ mod tests {
         assert_eq!(Timestamp::from_unix_text("1460989507").unwrap().to_string(), "2016-04-18T14:25:07Z");
         assert_eq!(Timestamp::from_unix_millis(1598634509223).unwrap().to_string(), "2020-08-28T17:08:29.223Z");
         assert!(Timestamp::from_unix_seconds(i64::MAX).is_none());
+        // Before year 0 RFC 3339 has no way to write the time: no time, not a wrong one.
+        assert!(Timestamp::from_unix_seconds(-62_167_219_201).is_none());
+        assert_eq!(Timestamp::from_unix_seconds(-62_167_219_200).unwrap().to_string(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp::from_unix_millis(253_402_300_799_999).unwrap().to_string(), "9999-12-31T23:59:59.999Z");
+        assert!(Timestamp::from_unix_millis(253_402_300_800_000).is_none());
         assert!(Timestamp::from_unix_float(f64::NAN).is_none());
         assert!(Timestamp::from_unix_text("12ab").is_none());
     }
@@ -177,5 +203,9 @@ mod tests {
     fn display_parses_back_to_the_same_instant() {
         let t = Timestamp::from_unix_millis(1_700_000_000_123).unwrap();
         assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
+        assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{t}\""));
+        let whole = Timestamp::from_unix_millis(1_700_000_000_000).unwrap();
+        assert_eq!(whole.to_string(), "2023-11-14T22:13:20Z");
+        assert_eq!(Timestamp::from_unix_millis(1_700_000_000_007).unwrap().to_string(), "2023-11-14T22:13:20.007Z");
     }
 }
