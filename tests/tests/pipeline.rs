@@ -332,3 +332,38 @@ async fn without_a_public_url_source_urls_use_the_host_the_api_was_called_on() {
     let url = view["url"].as_str().unwrap();
     assert!(url.starts_with("https://abc123.execute-api.eu-west-1.amazonaws.com/webhooks/postmark/src_"), "{url}");
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_enqueue_chunk_is_queued_whole_and_stored_once() {
+    let f = sqlite_fixture().await;
+    // 250 events: two full chunks of `ENQUEUE_CHUNK` (100) and a partial one.
+    let batch: Vec<serde_json::Value> = (0..250)
+        .map(|i| {
+            serde_json::json!({
+                "email": format!("user{i}@example.com"),
+                "timestamp": 1_764_000_000 + i,
+                "event": "delivered",
+                "sg_event_id": format!("chunked-{i:03}"),
+                "sg_message_id": format!("msg-{i:03}.filter0001"),
+            })
+        })
+        .collect();
+    assert!(batch.len() > 2 * tidings_core::pipeline::ENQUEUE_CHUNK);
+    let body = serde_json::to_vec(&batch).unwrap();
+    let (status, answer) = f.post_signed(ProviderId::Sendgrid, body, tidings_core::Headers::new()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 250);
+    let queued = f.store.peek(QueueName::Events).unwrap();
+    assert_eq!(queued.len(), 250, "every event is queued, once");
+    let raws: std::collections::BTreeSet<String> = queued
+        .iter()
+        .map(|(_, body)| {
+            let message: tidings_core::ports::QueuedEvent = serde_json::from_str(body).unwrap();
+            message.raw
+        })
+        .collect();
+    assert_eq!(raws.len(), 250, "each message carries its own record");
+    assert!(raws.iter().all(|raw| raw.starts_with('{') && raw.contains("chunked-")));
+    assert_eq!(drain(&f.store).await, 250);
+    assert_eq!(f.stored_ids().await.len(), 250, "each event stored once");
+}

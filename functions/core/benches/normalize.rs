@@ -12,7 +12,7 @@ use serde_json::Value;
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::auth::sns::CertificateCache;
 use tidings_core::auth::{SourceAuth, VerifyContext};
-use tidings_core::pipeline::{self, ENQUEUE_CHUNK};
+use tidings_core::pipeline;
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
 
 /// The system allocator, counting the bytes live and their peak while `COUNTING` is set (one
@@ -146,20 +146,18 @@ fn run(case: &Case) -> usize {
 
 /// What ingest holds for one request: the request verified and normalized, then its events
 /// written as the queue messages they become (`QueuedEvent`: the event, its raw provider record
-/// and the source) `ENQUEUE_CHUNK` at a time, each chunk dropped once "sent", as `Ingest` does.
-/// Returns the number of bytes "sent".
+/// and the source) `ENQUEUE_CHUNK` at a time, each chunk dropped once "sent", as `Ingest` does
+/// (the same `pipeline::next_messages`). Returns the number of bytes "sent".
 fn ingest_messages(case: &Case) -> usize {
-    let normalized = verified_and_normalized(case);
+    let mut events = verified_and_normalized(case).events.into_iter().enumerate();
     let mut sent = 0;
-    for (n, chunk) in normalized.events.chunks(ENQUEUE_CHUNK).enumerate() {
-        let messages: Vec<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, e)| pipeline::event_message(n * ENQUEUE_CHUNK + i, e, "src_bench"))
-            .collect();
+    loop {
+        let messages = pipeline::next_messages(&mut events, "src_bench");
+        if messages.is_empty() {
+            return sent;
+        }
         sent += black_box(messages).iter().map(|m| m.body.len()).sum::<usize>();
     }
-    sent
 }
 
 /// Peak heap per request beside the input's size, for tidings' ingest and for the `Value` floor

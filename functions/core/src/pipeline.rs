@@ -245,22 +245,18 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             notices.push(notice.to_string());
         }
         let accepted = normalized.events.len();
-        let mut event_types = Vec::with_capacity(accepted);
+        let event_types: Vec<String> = normalized.events.iter().map(|e| e.event.event_type.to_string()).collect();
         let started = Instant::now();
         // Messages are built and sent a chunk at a time, so a large batch is not held twice
         // over (events and messages) while it is queued. A failure part way leaves the earlier
         // chunks queued; the provider's retry sends them again and the processor stores each
         // event once.
-        let mut events = normalized.events.into_iter().enumerate().peekable();
-        while events.peek().is_some() {
-            let messages: Vec<Outgoing> = events
-                .by_ref()
-                .take(ENQUEUE_CHUNK)
-                .map(|(i, e)| {
-                    event_types.push(e.event.event_type.to_string());
-                    event_message(i, &e, &source.id)
-                })
-                .collect();
+        let mut events = normalized.events.into_iter().enumerate();
+        loop {
+            let messages = next_messages(&mut events, &source.id);
+            if messages.is_empty() {
+                break;
+            }
             if let Err(error) = self.queue.send(QueueName::Events, &messages).await {
                 if provider == ProviderId::Brevo {
                     // Brevo drops a webhook answered with 5xx instead of retrying it.
@@ -326,6 +322,15 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
 /// SQS batches, few enough that a 6 MB request's messages are never all alive at once, many
 /// enough that `tidings dev` commits a 1,000-event batch in ten transactions, not a thousand.
 pub const ENQUEUE_CHUNK: usize = 100;
+
+/// The queue messages of the next [`ENQUEUE_CHUNK`] of a webhook's (numbered) events, each
+/// event dropped once it is written.
+pub fn next_messages<'a>(
+    events: &mut impl Iterator<Item = (usize, NormalizedEvent<'a>)>,
+    source: &str,
+) -> Vec<Outgoing> {
+    events.take(ENQUEUE_CHUNK).map(|(index, event)| event_message(index, &event, source)).collect()
+}
 
 /// The events-queue message of the `index`th event of a webhook from `source`: the event, its
 /// raw provider record and the source ([`QueuedEvent`]).
