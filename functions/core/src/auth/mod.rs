@@ -368,9 +368,11 @@ pub(crate) fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Opti
 /// Compares two secrets in time that depends only on their lengths: both are MACed under a
 /// fixed key and the tags compared with ring's constant-time verify.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, b"tidings constant-time comparison");
-    let tag = hmac::sign(&key, b);
-    hmac::verify(&key, a, tag.as_ref()).is_ok()
+    // The key's padded states, computed once rather than on every comparison.
+    static KEY: std::sync::LazyLock<hmac::Key> =
+        std::sync::LazyLock::new(|| hmac::Key::new(hmac::HMAC_SHA256, b"tidings constant-time comparison"));
+    let tag = hmac::sign(&KEY, b);
+    hmac::verify(&KEY, a, tag.as_ref()).is_ok()
 }
 
 /// The transport is one that AWS IAM guards (an SQS queue fed by SNS or EventBridge).

@@ -95,15 +95,23 @@ impl Provider for Ses {
             if shape.detail_type.is_none() {
                 return Err(WebhookError::malformed(id, "EventBridge event has `detail` but no `detail-type`"));
             }
-            return from_record(detail.get(), ctx);
+            let send_failure = serde_json::from_str::<Shape<'_>>(detail.get()).is_ok_and(|s| s.is_send_failure());
+            return from_record(detail.get(), send_failure, ctx);
         }
         if shape.event_type.is_some() || shape.notification_type.is_some() {
-            return from_record(std::str::from_utf8(webhook.body).unwrap_or_default(), ctx);
+            return from_record(std::str::from_utf8(webhook.body).unwrap_or_default(), shape.is_send_failure(), ctx);
         }
         Err(WebhookError::malformed(
             id,
             "body is not an SNS message (no `Type`), an EventBridge event (no `detail`) or an SES record (no `eventType`)",
         ))
+    }
+}
+
+impl Shape<'_> {
+    /// A `SendFailure` record (tidings' own, from a send that SES refused).
+    fn is_send_failure(&self) -> bool {
+        self.event_type.as_ref().and_then(Value::as_str) == Some("SendFailure")
     }
 }
 
@@ -153,7 +161,9 @@ fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized<'stati
             // authentic but not ours to read: a warning, not an error, so SNS stops retrying.
             match serde_json::from_str::<Shape<'_>>(&envelope.message) {
                 Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
-                    from_record(&envelope.message, ctx).map(Normalized::into_static).or_else(|_| not_ses())
+                    from_record(&envelope.message, shape.is_send_failure(), ctx)
+                        .map(Normalized::into_static)
+                        .or_else(|_| not_ses())
                 }
                 _ => not_ses(),
             }
@@ -355,15 +365,15 @@ fn owned(text: &Option<Cow<'_, str>>) -> Option<String> {
     text.as_deref().map(str::to_owned)
 }
 
-fn from_record<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
+/// One SES record (its text); `send_failure` when its `eventType` is tidings' own
+/// `SendFailure` (the caller has read the record's shape already).
+fn from_record<'a>(
+    text: &'a str,
+    send_failure: bool,
+    ctx: &NormalizeContext<'_>,
+) -> Result<Normalized<'a>, WebhookError> {
     let id = ProviderId::Ses;
-    if serde_json::from_str::<Shape<'_>>(text)
-        .ok()
-        .and_then(|s| s.event_type)
-        .and_then(|t| t.as_str().map(str::to_owned))
-        .as_deref()
-        == Some("SendFailure")
-    {
+    if send_failure {
         return from_send_failure(text, ctx);
     }
     let record: Record<'_> = parse_json(id, &"SES record", text.as_bytes())?;
