@@ -13,8 +13,7 @@ impl SqsQueues {
     async fn attribute(&self, url: &str, name: QueueAttributeName) -> Result<Option<String>, StoreError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let out = self
-            .client
-            .get()
+            .client()
             .await
             .get_queue_attributes()
             .queue_url(url)
@@ -41,8 +40,7 @@ impl SqsQueues {
     async fn move_batch(&self, from: &str, to: &str) -> Result<usize, StoreError> {
         self.requests.fetch_add(3, Ordering::Relaxed);
         let received = self
-            .client
-            .get()
+            .client()
             .await
             .receive_message()
             .queue_url(from)
@@ -68,8 +66,7 @@ impl SqsQueues {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let sent = self
-            .client
-            .get()
+            .client()
             .await
             .send_message_batch()
             .queue_url(to)
@@ -92,8 +89,7 @@ impl SqsQueues {
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !deletes.is_empty() {
-            self.client
-                .get()
+            self.client()
                 .await
                 .delete_message_batch()
                 .queue_url(from)
@@ -127,8 +123,7 @@ impl DeadLetters for SqsQueues {
         let source_arn = self.arn(dlq).await?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         let tasks = self
-            .client
-            .get()
+            .client()
             .await
             .list_message_move_tasks()
             .source_arn(source_arn)
@@ -152,8 +147,7 @@ impl DeadLetters for SqsQueues {
             MoveMethod::Native => {
                 let (source_arn, destination_arn) = (self.arn(dlq).await?, self.arn(target).await?);
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                self.client
-                    .get()
+                self.client()
                     .await
                     .start_message_move_task()
                     .source_arn(source_arn)

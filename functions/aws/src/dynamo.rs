@@ -257,6 +257,11 @@ impl DynamoStore {
         }
     }
 
+    /// The SDK client, built on first use ([`crate::LazyClient`]).
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
     /// Adds `day` to the workspace's day index (`WS#<ws>#DAYS`), the days that hold its events,
     /// before the first event of that day is stored, so a workspace-wide listing reads only
     /// those day partitions instead of walking back through empty ones. Idempotent (a set
@@ -267,8 +272,7 @@ impl DynamoStore {
         if self.marked_days.lock().is_ok_and(|marked| marked.contains(&key)) {
             return Ok(());
         }
-        self.client
-            .get()
+        self.client()
             .await
             .update_item()
             .table_name(&self.table)
@@ -326,8 +330,7 @@ impl DynamoStore {
 
     async fn get_with(&self, pk: &str, sk: &str, consistent: bool) -> Result<Option<Item>, StoreError> {
         let out = self
-            .client
-            .get()
+            .client()
             .await
             .get_item()
             .table_name(&self.table)
@@ -345,8 +348,7 @@ impl DynamoStore {
     async fn put(&self, item: Item) -> Result<(), StoreError> {
         self.usage.request("PutItem");
         self.usage.write(write_units(&item));
-        self.client
-            .get()
+        self.client()
             .await
             .put_item()
             .table_name(&self.table)
@@ -367,14 +369,8 @@ impl DynamoStore {
     ) -> Result<bool, StoreError> {
         self.usage.request("PutItem");
         self.usage.write(write_units(&item));
-        let mut put = self
-            .client
-            .get()
-            .await
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression(condition);
+        let mut put =
+            self.client().await.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
         for (name, value) in values {
             put = put.expression_attribute_values(name, value);
         }
@@ -402,8 +398,7 @@ impl DynamoStore {
         let mut start: Option<Item> = None;
         loop {
             let mut request = self
-                .client
-                .get()
+                .client()
                 .await
                 .query()
                 .table_name(&self.table)
@@ -720,8 +715,7 @@ impl Store for DynamoStore {
 
     async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
         let result = self
-            .client
-            .get()
+            .client()
             .await
             .delete_item()
             .table_name(&self.table)
@@ -746,8 +740,7 @@ impl Store for DynamoStore {
         self.usage.request("PutItem");
         self.usage.write(1);
         let result = self
-            .client
-            .get()
+            .client()
             .await
             .put_item()
             .table_name(&self.table)
@@ -841,8 +834,7 @@ impl Store for DynamoStore {
         entry.as_of = Timestamp::now().max(entry.as_of);
         let version = number(&item, "v").unwrap_or(0);
         let result = self
-            .client
-            .get()
+            .client()
             .await
             .put_item()
             .table_name(&self.table)

@@ -24,6 +24,11 @@ impl SsmSecrets {
         SsmSecrets { client: client.into(), prefix: prefix.into() }
     }
 
+    /// The SDK client, built on first use ([`crate::LazyClient`]).
+    async fn client(&self) -> &aws_sdk_ssm::Client {
+        self.client.get().await
+    }
+
     /// Replaces each `ssm:` reference among the source's secrets with the parameter's value.
     /// A missing parameter or a name outside the prefix is permanent; throttling is retryable.
     pub async fn resolve(&self, source: &mut Source) -> Result<(), StoreError> {
@@ -36,8 +41,7 @@ impl SsmSecrets {
                 )));
             }
             let out = self
-                .client
-                .get()
+                .client()
                 .await
                 .get_parameter()
                 .name(name)

@@ -24,6 +24,11 @@ impl SesEmailer {
     pub fn new(client: impl Into<crate::LazyClient<Client>>) -> Self {
         SesEmailer { client: client.into() }
     }
+
+    /// The SDK client, built on first use ([`crate::LazyClient`]).
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
 }
 
 fn bad_request(message: impl Into<String>) -> SendError {
@@ -104,8 +109,7 @@ impl Emailer for SesEmailer {
     async fn send_email(&self, request: &Value) -> Result<String, SendError> {
         let destination = request.get("Destination");
         let mut call = self
-            .client
-            .get()
+            .client()
             .await
             .send_email()
             .set_from_email_address(request.get("FromEmailAddress").and_then(Value::as_str).map(str::to_owned))
@@ -149,6 +153,11 @@ impl SesSuppressionList {
         SesSuppressionList { client: client.into() }
     }
 
+    /// The SDK client, built on first use ([`crate::LazyClient`]).
+    async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
     /// Puts `address` on the list. SES knows two reasons, so only hard bounces and complaints
     /// are mirrored (unsubscribes and provider suppressions stay per workspace): `Ok(false)`
     /// for the rest. Putting an address that is already there updates its reason.
@@ -158,8 +167,7 @@ impl SesSuppressionList {
             Reason::Complaint => SuppressionListReason::Complaint,
             Reason::ProviderSuppression | Reason::Unsubscribe => return Ok(false),
         };
-        self.client
-            .get()
+        self.client()
             .await
             .put_suppressed_destination()
             .email_address(address)
@@ -172,7 +180,7 @@ impl SesSuppressionList {
 
     /// Takes `address` off the list; `Ok(false)` when it was not on it.
     pub async fn remove(&self, address: &str) -> Result<bool, StoreError> {
-        match self.client.get().await.delete_suppressed_destination().email_address(address).send().await {
+        match self.client().await.delete_suppressed_destination().email_address(address).send().await {
             Ok(_) => Ok(true),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
             Err(error) => Err(crate::classify("DeleteSuppressedDestination", &error)),

@@ -66,6 +66,11 @@ impl SqsQueues {
         SqsQueues { client: client.into(), urls, requests: Arc::new(AtomicU64::new(0)) }
     }
 
+    /// The SDK client, built on first use ([`crate::LazyClient`]).
+    pub(crate) async fn client(&self) -> &Client {
+        self.client.get().await
+    }
+
     /// SQS requests made so far (billed per request, each up to 64 KiB).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
@@ -101,8 +106,7 @@ impl SqsQueues {
                 .collect::<Result<Vec<_>, _>>()?;
             self.requests.fetch_add(1, Ordering::Relaxed);
             let out = self
-                .client
-                .get()
+                .client()
                 .await
                 .send_message_batch()
                 .queue_url(url)
@@ -141,8 +145,7 @@ impl SqsQueues {
     ) -> Result<(), StoreError> {
         let url = self.url(queue)?.to_owned();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.client
-            .get()
+        self.client()
             .await
             .change_message_visibility()
             .queue_url(url)
@@ -165,8 +168,7 @@ impl SqsQueues {
             .build()
             .map_err(|e| StoreError::permanent(format!("message attribute: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.client
-            .get()
+        self.client()
             .await
             .send_message()
             .queue_url(url)
