@@ -95,11 +95,6 @@ impl LazyConfig {
         LazyConfig::default()
     }
 
-    /// Already loaded (tests, and the CLI, which has its own configuration).
-    pub fn ready(config: SdkConfig) -> LazyConfig {
-        LazyConfig { config: Arc::new(OnceCell::new_with(Some(config))) }
-    }
-
     pub async fn get(&self) -> &SdkConfig {
         self.config.get_or_init(sdk_config).await
     }

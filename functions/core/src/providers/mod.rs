@@ -201,14 +201,6 @@ impl Raw<'_> {
             Raw::Shared(text) => text,
         }
     }
-
-    /// The same text, owned.
-    pub fn into_static(self) -> Raw<'static> {
-        match self {
-            Raw::Borrowed(text) => Raw::Shared(Arc::from(text)),
-            Raw::Shared(text) => Raw::Shared(text),
-        }
-    }
 }
 
 impl PartialEq for Raw<'_> {
