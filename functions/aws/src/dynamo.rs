@@ -936,7 +936,7 @@ impl Store for DynamoStore {
             ("SK".to_owned(), s("DLV")),
             ("holder".to_owned(), s(claim.holder)),
             ("lease".to_owned(), n(claim.lease_until.unix_seconds())),
-            ("ttl".to_owned(), n(now.unix_seconds() + 14 * 86_400)),
+            ("ttl".to_owned(), n(now.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS)),
         ]);
         let condition = "attribute_not_exists(PK) OR holder = :holder OR lease < :now";
         let values = vec![(":holder", s(claim.holder)), (":now", n(now.unix_seconds()))];
@@ -962,7 +962,7 @@ impl Store for DynamoStore {
             ("PK".to_owned(), s(delivered_pk(workspace, subscription, key))),
             ("SK".to_owned(), s("DLV")),
             ("at".to_owned(), n(at.unix_seconds())),
-            ("ttl".to_owned(), n(at.unix_seconds() + 14 * 86_400)),
+            ("ttl".to_owned(), n(at.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS)),
         ]))
         .await
     }

@@ -30,6 +30,11 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 /// sending. The holder's own message is not kept waiting by it.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(300);
 
+/// How long a store keeps a delivery's claim or mark before expiring it: longer than any copy of
+/// its task can live in the deliveries queue (SQS keeps a message at most 14 days), so no copy
+/// ever finds its delivery forgotten.
+pub const CLAIM_RETENTION_SECONDS: i64 = 14 * 86_400;
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -763,7 +763,7 @@ impl Store for Sqlite {
                 claim.key,
                 claim.holder,
                 claim.lease_until.unix_seconds(),
-                now.unix_seconds() + 14 * 86_400
+                now.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
             ],
         )
         .map_err(db_error)?;
@@ -783,7 +783,7 @@ impl Store for Sqlite {
                 "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![workspace, subscription, key, at.unix_seconds() + 14 * 86_400])
+                statement.execute(params![workspace, subscription, key, at.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS])
             })
             .map_err(db_error)?;
         Ok(())
