@@ -554,13 +554,15 @@ impl Store for Sqlite {
     async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
         // One commit for the batch (each commit is a WAL write and sync, what dominated the
         // pipeline's profile), a savepoint per event so one failing does not undo the others.
+        // A failure of the transaction itself is every event's.
+        let every = |error: rusqlite::Error| {
+            let error = db_error(error);
+            events.iter().map(|_| Err(error.clone())).collect::<Vec<_>>()
+        };
         let mut db = self.db();
         let mut tx = match db.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
-            Err(error) => {
-                let error = db_error(error);
-                return events.iter().map(|_| Err(error.clone())).collect();
-            }
+            Err(error) => return every(error),
         };
         let mut results = Vec::with_capacity(events.len());
         for (queued, expires_at) in events {
@@ -571,9 +573,9 @@ impl Store for Sqlite {
             });
             results.push(result);
         }
-        match tx.commit().map_err(db_error) {
+        match tx.commit() {
             Ok(()) => results,
-            Err(error) => events.iter().map(|_| Err(error.clone())).collect(),
+            Err(error) => every(error),
         }
     }
 
