@@ -50,7 +50,11 @@ async fn record<S: Store>(store: &S, queued: &QueuedEvent) -> Recorded {
 pub async fn records_each_event_once<S: Store>(store: &S) {
     let ws = "ws_once";
     let e = event(ws, Status::Delivered, "m1", "a@example.com", 10, "k1");
+    let message = e.event.data.message_id.as_deref();
+    assert!(!store.has_event(ws, message, &e.event.id).await.unwrap(), "not stored yet");
     assert_eq!(record(store, &e).await, Recorded::Stored);
+    assert!(store.has_event(ws, message, &e.event.id).await.unwrap(), "stored");
+    assert!(!store.has_event("ws_other", message, &e.event.id).await.unwrap(), "another workspace's");
     assert_eq!(record(store, &e).await, Recorded::Duplicate);
     let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
     assert_eq!(page.events.len(), 1);

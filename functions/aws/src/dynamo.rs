@@ -790,6 +790,13 @@ impl Store for DynamoStore {
         item.map(|i| json(&event_parts(&i)?.0)).transpose()
     }
 
+    async fn has_event(&self, workspace: &str, message_id: Option<&str>, event: &EventId) -> Result<bool, StoreError> {
+        // Eventually consistent (half a read unit for an item under 4 KB) and not decoded.
+        let item =
+            self.get_with(&event_pk(workspace, message_id, event.as_str()), &event_sk(event.as_str()), false).await?;
+        Ok(item.is_some())
+    }
+
     async fn raw(
         &self,
         workspace: &str,

@@ -432,12 +432,12 @@ impl<S: Store, Q: Queue> Processor<S, Q> {
             }
             if self.deliveries.is_some() {
                 let e = &queued.event;
-                match self.store.event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
-                    Ok(Some(_)) => {
+                match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
+                    Ok(true) => {
                         results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
                         continue;
                     }
-                    Ok(None) => {}
+                    Ok(false) => {}
                     Err(error) => {
                         results[i] = Some(Err(error));
                         continue;

@@ -156,6 +156,19 @@ pub trait Store: Send + Sync {
         message_id: Option<&str>,
         event: &EventId,
     ) -> impl Future<Output = Result<Option<CanonicalEvent>, StoreError>> + Send;
+    /// Whether an event is stored: what the processor asks of each queued event before fanning
+    /// it out, so a provider's retry stops there. The answer may come from a read a moment
+    /// stale (DynamoDB's eventually consistent read, half the price): a copy that slips past it
+    /// is the case of two copies processed at once, which recording the event and the
+    /// delivery's claim already make harmless.
+    fn has_event(
+        &self,
+        workspace: &str,
+        message_id: Option<&str>,
+        event: &EventId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { Ok(self.event(workspace, message_id, event).await?.is_some()) }
+    }
 
     /// The provider record an event came from. `message_id` is the event's message, when it has
     /// one (stores may keep events in their message's partition).
