@@ -16,7 +16,6 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tidings_core::ports::QueuedEvent;
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
 
 /// The source id the envelopes post to; the API Gateway id and region are examples too.
@@ -185,11 +184,9 @@ pub fn queued_bodies(events: &Path, provider: ProviderId, name: &str) -> Vec<Str
         .unwrap_or_else(|e| panic!("{provider}/{name}: {e}"));
     normalized
         .events
-        .into_iter()
-        .map(|e| {
-            let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: SOURCE.into() };
-            serde_json::to_string(&queued).unwrap_or_default()
-        })
+        .iter()
+        .enumerate()
+        .map(|(i, e)| tidings_core::pipeline::event_message(i, e, SOURCE).body)
         .collect()
 }
 

@@ -828,11 +828,8 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         data.details.insert("event_id".into(), serde_json::json!(task.event_id));
         let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
         let key = format!("{kind}|{}|{}|{attempt}", subscription.id, task.event_id);
-        let event = ctx.event(event_type, Some(now), &key, data, &crate::providers::Raw::Borrowed("{}")).event;
-        let queued = QueuedEvent { event, raw: "{}".into(), source: OPERATIONAL_PROVIDER.into() };
-        let message =
-            Outgoing { id: "0".into(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 };
-        self.queue.send(QueueName::Events, &[message]).await
+        let event = ctx.event(event_type, Some(now), &key, data, &crate::providers::Raw::Borrowed("{}"));
+        self.queue.send(QueueName::Events, &[event_message(0, &event, OPERATIONAL_PROVIDER)]).await
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{NonceCheck, ReplayClaim};
 use crate::event::{CanonicalEvent, Channel, EventId, EventType, Status};
-use crate::ports::{Emailer, Outgoing, Queue, QueueName, QueuedEvent, Store, StoreError};
+use crate::ports::{Emailer, Outgoing, Queue, QueueName, Store, StoreError};
 use crate::providers::{NormalizeContext, ProviderId};
 use crate::timestamp::Timestamp;
 use crate::webhook::{Headers, Transport, Webhook};
@@ -151,8 +151,8 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
             .events
             .into_iter()
             .enumerate()
-            .map(|(i, e)| {
-                let mut event = e.event;
+            .map(|(i, mut e)| {
+                let event = &mut e.event;
                 if let Some(attempts) = exhausted {
                     event.event_type = EventType::message(Channel::EMAIL, Status::RetriesExhausted);
                     let last = event.data.reason.clone().unwrap_or_default();
@@ -161,12 +161,7 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                     let key = format!("exhausted|{}", event.id);
                     event.id = EventId::derive(&task.workspace, "ses", &key, event.data.recipient.as_deref());
                 }
-                let queued = QueuedEvent { event, raw: e.raw.to_string(), source: task.source.clone() };
-                Outgoing {
-                    id: i.to_string(),
-                    body: serde_json::to_string(&queued).unwrap_or_default(),
-                    delay_seconds: 0,
-                }
+                crate::pipeline::event_message(i, &e, &task.source)
             })
             .collect();
         self.queue.send(QueueName::Events, &messages).await
