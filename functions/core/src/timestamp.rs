@@ -99,9 +99,7 @@ impl Timestamp {
     pub fn seconds_until(&self, later: Timestamp) -> i64 {
         later.unix_seconds() - self.unix_seconds()
     }
-}
 
-impl Timestamp {
     /// The RFC 3339 text (`2026-11-24T06:18:18Z`, `.123` before the `Z` when there are
     /// milliseconds) written into a buffer: each canonical event writes two or three, so this
     /// skips the formatting machinery. Every constructor keeps to years 0000–9999, so the clamp
