@@ -274,6 +274,7 @@ pub fn subscription_to(workspace: &str, id: &str, url: &str, types: &[&str]) -> 
         providers: vec![],
         sources: vec![],
         format: Format::Cloudevents,
+        anonymous_id: Default::default(),
         secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: now, expires_at: None }],
         headers: vec![],
         description: String::new(),

@@ -22,7 +22,7 @@ use tidings_core::ports::{DeadLetters, EventQuery, MoveMethod, Queue, QueueName,
 use tidings_core::providers::ProviderId;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::state::MessageState;
-use tidings_core::subscription::{Format, SigningSecret, Subscription};
+use tidings_core::subscription::{AnonymousId, Format, SigningSecret, Subscription};
 use tidings_core::timestamp::Timestamp;
 
 mod console;
@@ -441,6 +441,10 @@ pub(crate) struct NewSubscription {
     pub(crate) sources: Vec<String>,
     #[serde(default)]
     pub(crate) format: Format,
+    /// Dittofeed format: `"recipient"` sends events without a `userId` tag with the recipient
+    /// as `anonymousId`; `"none"` (the default) skips them.
+    #[serde(default)]
+    pub(crate) anonymous_id: AnonymousId,
     /// `["Name: value", …]`.
     #[serde(default)]
     pub(crate) headers: Vec<String>,
@@ -457,6 +461,9 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
+    if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
+        return Err("anonymous_id: only the dittofeed format sends events as a user".into());
+    }
     let now = Timestamp::now();
     let secret = new_secret(true);
     let subscription = Subscription {
@@ -467,6 +474,7 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         providers: new.providers,
         sources: new.sources,
         format: new.format,
+        anonymous_id: new.anonymous_id,
         secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
         headers,
         description: new.description,
@@ -620,8 +628,10 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     use tidings_core::event::{EventData, EventType};
     use tidings_core::ports::{Outgoing, QueueName, QueuedEvent};
     use tidings_core::providers::NormalizeContext;
-    let event_type = EventType::platform("subscription.test").ok_or_else(|| StoreError::permanent("bad event type"))?;
-    let mut data = EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, "subscription.test");
+    let event_type = EventType::platform(tidings_core::outbound::TEST_EVENT_TYPE)
+        .ok_or_else(|| StoreError::permanent("bad event type"))?;
+    let mut data =
+        EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, tidings_core::outbound::TEST_EVENT_TYPE);
     data.reason = Some("a test event, sent from the admin API or the console".into());
     data.details.insert("subscription".into(), json!(subscription.id));
     let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };

@@ -28,6 +28,10 @@ enum Command {
         /// `cloudevents` (default) or `dittofeed`.
         #[arg(long, default_value = "cloudevents")]
         format: String,
+        /// Dittofeed format: `recipient` sends events without a `userId` tag with the recipient
+        /// as `anonymousId`; `none` (default) skips them, as Dittofeed's own handlers do.
+        #[arg(long, default_value = "none")]
+        anonymous_id: String,
         /// A request header, `Name: value` (repeatable; never shown again).
         #[arg(long = "header")]
         headers: Vec<String>,
@@ -70,8 +74,8 @@ enum Command {
 pub async fn run(args: Args) -> Result<(), Failure> {
     let client = Client::new(&args.api)?;
     match args.command {
-        Command::Add { url, types, providers, format, headers, description } => {
-            let body = json!({"url": url, "types": types, "providers": providers, "format": format, "headers": headers, "description": description});
+        Command::Add { url, types, providers, format, anonymous_id, headers, description } => {
+            let body = json!({"url": url, "types": types, "providers": providers, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
             let created = client.post("/api/subscriptions", &body).await?;
             println!("{}", serde_json::to_string_pretty(&created).unwrap_or_default());
         }

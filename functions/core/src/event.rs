@@ -54,7 +54,7 @@ pub struct CanonicalEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventData {
     /// `email`, `sms`, `whatsapp`, … ; `null` for platform events that are not about a message.
-    #[schemars(required)]
+    #[schemars(required, schema_with = "nullable::<Channel>")]
     pub channel: Option<Channel>,
     /// Provider id (`ses`, `sendgrid`, …).
     pub provider: String,
@@ -62,14 +62,14 @@ pub struct EventData {
     /// verbatim so nothing is lost when the canonical type is `unknown`.
     pub provider_event_type: String,
     /// The provider's id for this event, or `null` when the provider has none.
-    #[schemars(required)]
+    #[schemars(required, schema_with = "nullable::<String>")]
     pub provider_event_id: Option<String>,
     /// The provider's id for the message this event is about.
-    #[schemars(required)]
+    #[schemars(required, schema_with = "nullable::<String>")]
     pub message_id: Option<String>,
     /// Who the message was for: an email address (trimmed, lowercased) or a phone number in
     /// E.164 (`+15558675310`) where it can be determined.
-    #[schemars(required)]
+    #[schemars(required, schema_with = "nullable::<String>")]
     pub recipient: Option<String>,
     /// Key/value metadata the sender attached to the message (SES message tags, SendGrid custom
     /// args, Postmark metadata, Mailgun user-variables, …). Non-string values are kept as their
@@ -110,6 +110,13 @@ pub struct EventData {
     pub details: BTreeMap<String, serde_json::Value>,
     /// When tidings received the webhook (RFC 3339, UTC).
     pub received_at: Timestamp,
+}
+
+/// The schema of a member that is always present and may be `null` (an `Option` written as
+/// `null` when it is `None`). `#[schemars(required)]` alone keeps the inner type's schema, which
+/// a validator then holds against every `null` tidings sends.
+fn nullable<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<Option<T>>()
 }
 
 impl EventData {

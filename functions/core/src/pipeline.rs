@@ -13,7 +13,7 @@ use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
 use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
 use crate::event::{CanonicalEvent, EventData, EventType};
-use crate::outbound;
+use crate::outbound::{self, Skipped};
 use crate::ports::{
     Claim, DeliveryClaim, Fetcher, Outgoing, Queue, QueueName, QueuedEvent, Recorded, Sender, Store, StoreError,
 };
@@ -705,7 +705,31 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 }
             },
         };
-        let body = outbound::body(&event, subscription.format);
+        let body = match outbound::body(&event, &subscription) {
+            Ok(body) => body,
+            Err(Skipped(reason)) => {
+                // Handled without a request: marked as delivered, so a copy of the task is not
+                // attempted again, and logged so the operator sees why nothing was sent.
+                if let Err(error) = self.store.mark_delivered(&task.workspace, &task.subscription, &key, now).await {
+                    tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "skipped, but not marked so");
+                }
+                *logged = Some(AttemptRecord {
+                    workspace: task.workspace.clone(),
+                    subscription: task.subscription.clone(),
+                    event_id: task.event_id.to_string(),
+                    attempt,
+                    at: now,
+                    outcome: "skipped".into(),
+                    status: None,
+                    latency_ms: 0,
+                    detail: reason.into(),
+                    next_attempt_at: None,
+                });
+                tracing::info!(subscription = %task.subscription, event = %task.event_id, reason, "delivery skipped");
+                crate::metrics::record(&[("Outcome", "skipped")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
+                return Ok(None);
+            }
+        };
         let mut headers = outbound::signed_headers(&subscription, &event, &body, now).map_err(StoreError::permanent)?;
         headers.extend(subscription.headers.iter().cloned());
         let response = self.sender.post(&subscription.url, &headers, body).await;

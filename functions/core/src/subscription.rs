@@ -18,6 +18,36 @@ pub enum Format {
     Dittofeed,
 }
 
+/// Dittofeed format: who an event without a `userId` tag is sent as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymousId {
+    /// Nobody: the event is skipped, as Dittofeed's own webhook handlers skip it.
+    #[default]
+    None,
+    /// The recipient (address or number), as `anonymousId`.
+    Recipient,
+}
+
+impl AnonymousId {
+    fn is_none(&self) -> bool {
+        *self == AnonymousId::None
+    }
+}
+
+impl Format {
+    /// The request's `Content-Type`. A canonical event is sent in the CloudEvents HTTP binding's
+    /// structured content mode, whose media type is `application/cloudevents+json`: CloudEvents
+    /// SDKs recognise an event by it (they find no event in a plain `application/json` body
+    /// without `ce-*` headers). Dittofeed's track API takes plain JSON.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Cloudevents => "application/cloudevents+json; charset=utf-8",
+            Format::Dittofeed => "application/json",
+        }
+    }
+}
+
 /// A signing secret. During rotation the old one keeps signing until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
@@ -43,6 +73,9 @@ pub struct Subscription {
     pub sources: Vec<String>,
     #[serde(default)]
     pub format: Format,
+    /// Dittofeed format: who an event without a `userId` tag is sent as.
+    #[serde(default, skip_serializing_if = "AnonymousId::is_none")]
+    pub anonymous_id: AnonymousId,
     pub secrets: Vec<SigningSecret>,
     /// Extra request headers (a Dittofeed write key as `Authorization`). Never returned by the
     /// API after creation.
@@ -185,6 +218,7 @@ mod tests {
             providers: vec![],
             sources: vec![],
             format: Format::Cloudevents,
+            anonymous_id: AnonymousId::None,
             secrets: vec![SigningSecret { secret: "whsec_b2xk".into(), created_at: t0, expires_at: None }],
             headers: vec![],
             description: String::new(),

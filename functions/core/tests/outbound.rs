@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 use tidings_core::outbound;
-use tidings_core::subscription::{Format, SigningSecret, Subscription};
+use tidings_core::subscription::{AnonymousId, Format, SigningSecret, Subscription};
 use tidings_core::{CanonicalEvent, ProviderId, Timestamp};
 
 fn subscription(secrets: &[&str]) -> Subscription {
@@ -22,6 +22,7 @@ fn subscription(secrets: &[&str]) -> Subscription {
         providers: vec![],
         sources: vec![],
         format: Format::Cloudevents,
+        anonymous_id: Default::default(),
         secrets: secrets
             .iter()
             .map(|s| SigningSecret { secret: (*s).into(), created_at: t0, expires_at: None })
@@ -89,7 +90,7 @@ fn the_official_verifier_accepts_every_delivery_also_during_rotation() {
     let mut cases = Vec::new();
     let mut expected = Vec::new();
     for event in sample_events().iter().take(60) {
-        let body = outbound::body(event, Format::Cloudevents);
+        let body = outbound::body(event, &single).unwrap();
         let headers = outbound::signed_headers(&single, event, &body, now).unwrap();
         cases.push((old.to_owned(), body.clone(), headers.clone()));
         expected.push(true);
@@ -111,7 +112,7 @@ fn the_official_verifier_accepts_every_delivery_also_during_rotation() {
 #[test]
 fn webhook_id_is_the_event_id_so_retries_can_be_deduplicated() {
     let event = &sample_events()[0];
-    let body = outbound::body(event, Format::Cloudevents);
+    let body = outbound::body(event, &subscription(&["whsec_dGVzdA=="])).unwrap();
     let a = outbound::signed_headers(&subscription(&["whsec_dGVzdA=="]), event, &body, Timestamp::now()).unwrap();
     assert_eq!(a[0], ("webhook-id".to_owned(), event.id.to_string()));
     let expired = {
@@ -131,26 +132,101 @@ fn event_of(provider: ProviderId, name: &str) -> CanonicalEvent {
 }
 
 #[test]
-fn dittofeed_calls_use_its_event_names_users_and_tags() {
-    let bounce = outbound::dittofeed_track(&event_of(ProviderId::Sendgrid, "bounce"));
+fn canonical_events_are_sent_as_structured_cloudevents() {
+    let event = &sample_events()[0];
+    let sub = subscription(&["whsec_dGVzdA=="]);
+    let headers = outbound::signed_headers(&sub, event, b"{}", Timestamp::now()).unwrap();
+    let content_type = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_str());
+    assert_eq!(content_type, Some("application/cloudevents+json; charset=utf-8"));
+    let mut dittofeed = sub.clone();
+    dittofeed.format = Format::Dittofeed;
+    let headers = outbound::signed_headers(&dittofeed, event, b"{}", Timestamp::now()).unwrap();
+    assert!(headers.contains(&("content-type".into(), "application/json".into())));
+}
+
+fn track(event: &CanonicalEvent) -> Value {
+    outbound::dittofeed_track(event, AnonymousId::None).unwrap()
+}
+
+#[test]
+fn dittofeed_calls_use_its_event_names_users_and_metadata() {
+    let mut event = event_of(ProviderId::Sendgrid, "bounce");
+    event.data.tags.insert("runId".into(), "run_3".into());
+    event.data.tags.insert("broadcastId".into(), "b_9".into());
+    event.data.tags.insert("channel".into(), "Email".into());
+    let bounce = track(&event);
     assert_eq!(bounce["event"], "DFEmailBounced");
     assert_eq!(bounce["userId"], "user_7", "the userId tag Dittofeed set at send time");
-    assert_eq!(bounce["properties"]["journeyId"], "j_12");
-    assert_eq!(bounce["properties"]["bounceKind"], "hard");
+    assert!(bounce.get("anonymousId").is_none());
+    let properties = &bounce["properties"];
+    assert_eq!(properties["journeyId"], "j_12");
+    assert_eq!(properties["runId"], "run_3", "Dittofeed counts a journey's message by its run");
+    assert_eq!(properties["broadcastId"], "b_9", "and a broadcast's by its id");
+    assert_eq!(properties["email"], "nobody@example.com", "Dittofeed's handlers set the address");
+    assert!(properties.get("channel").is_none(), "Dittofeed's handlers forward only its metadata fields");
+    assert_eq!(properties["bounceKind"], "hard");
     assert!(bounce["messageId"].as_str().unwrap().starts_with("evt_"), "tidings' id is Dittofeed's idempotency key");
 
-    let sms = outbound::dittofeed_track(&event_of(ProviderId::Twilio, "delivered"));
-    assert_eq!(sms["event"], "DFSmsDelivered");
-    assert_eq!(sms["anonymousId"], "+15558675310", "no userId tag: the recipient, anonymously");
-
-    let unsubscribe =
-        outbound::dittofeed_track(&event_of(ProviderId::Postmark, "subscription-change-manual-suppression"));
-    assert_eq!(
-        (unsubscribe["event"].as_str(), unsubscribe["properties"]["action"].as_str()),
-        (Some("DFSubscriptionChange"), Some("Unsubscribe"))
-    );
-    let spam = outbound::dittofeed_track(&event_of(ProviderId::Ses, "complaint"));
+    let spam = track(&with_user(event_of(ProviderId::Ses, "complaint")));
     assert_eq!(spam["event"], "DFEmailMarkedSpam");
-    let deferred = outbound::dittofeed_track(&event_of(ProviderId::Ses, "delivery-delay"));
+    let deferred = track(&with_user(event_of(ProviderId::Ses, "delivery-delay")));
     assert_eq!(deferred["event"], "email.deferred", "no Dittofeed name: the canonical type");
+}
+
+fn with_user(mut event: CanonicalEvent) -> CanonicalEvent {
+    event.data.tags.insert("userId".into(), "user_1".into());
+    event
+}
+
+#[test]
+fn dittofeed_events_without_a_user_are_skipped_unless_the_recipient_is_asked_for() {
+    let sms = event_of(ProviderId::Twilio, "delivered");
+    assert!(sms.data.tags.get("userId").is_none());
+    assert!(outbound::dittofeed_track(&sms, AnonymousId::None).is_err(), "Dittofeed's handlers skip it");
+    let anonymous = outbound::dittofeed_track(&sms, AnonymousId::Recipient).unwrap();
+    assert_eq!(anonymous["event"], "DFSmsDelivered");
+    assert_eq!(anonymous["anonymousId"], "+15558675310");
+    assert!(anonymous.get("userId").is_none());
+
+    let mut dittofeed = subscription(&["whsec_dGVzdA=="]);
+    dittofeed.format = Format::Dittofeed;
+    assert!(outbound::body(&sms, &dittofeed).is_err());
+    dittofeed.anonymous_id = AnonymousId::Recipient;
+    assert!(outbound::body(&sms, &dittofeed).is_ok());
+}
+
+#[test]
+fn dittofeed_subscription_changes_name_the_subscription_group_or_are_not_sent() {
+    let event = with_user(event_of(ProviderId::Postmark, "subscription-change-manual-suppression"));
+    assert!(
+        outbound::dittofeed_track(&event, AnonymousId::None).is_err(),
+        "no subscription group: Dittofeed could not apply it"
+    );
+    let mut event = event;
+    event.data.tags.insert("subscriptionGroupId".into(), "sg_news".into());
+    let change = track(&event);
+    assert_eq!(change["event"], "DFSubscriptionChange");
+    assert_eq!(change["properties"]["subscriptionId"], "sg_news");
+    assert_eq!(change["properties"]["action"], "Unsubscribe");
+}
+
+#[test]
+fn dittofeed_hears_of_a_send_that_failed_for_good_as_a_message_failure() {
+    let mut exhausted = with_user(event_of(ProviderId::Sendgrid, "bounce"));
+    exhausted.event_type = tidings_core::EventType::parse("email.retries_exhausted").unwrap();
+    exhausted.data.provider = "ses".into();
+    exhausted.data.reason = Some("Throttling: rate exceeded".into());
+    let call = track(&exhausted);
+    assert_eq!(call["event"], "DFMessageFailure");
+    assert_eq!(
+        call["properties"]["variant"],
+        json!({"type": "Email", "provider": {"type": "AmazonSes", "message": "Throttling: rate exceeded"}})
+    );
+}
+
+#[test]
+fn dittofeed_is_not_sent_test_events() {
+    let mut test = with_user(event_of(ProviderId::Sendgrid, "bounce"));
+    test.event_type = tidings_core::EventType::parse(outbound::TEST_EVENT_TYPE).unwrap();
+    assert!(outbound::dittofeed_track(&test, AnonymousId::Recipient).is_err());
 }

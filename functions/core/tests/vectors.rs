@@ -255,15 +255,21 @@ fn standard_webhooks_vector_verifies_with_rotation_and_tolerance() {
 
 // ---------------------------------------------------------------- Twilio
 
-fn twilio(url: &str, body: &str, signature: &str) -> Result<(), WebhookError> {
+/// Verifies a Twilio request made to `called` (the URL Twilio requested, query included) on a
+/// source whose public URL is `called` without its query.
+fn twilio(called: &str, body: &str, signature: &str) -> Result<(), WebhookError> {
+    let (public_url, query) = called.split_once('?').map_or((called, None), |(url, q)| (url, Some(q)));
     let mut headers = Headers::new();
     headers.insert("X-Twilio-Signature", signature);
-    let auth = SourceAuth { public_url: Some(url.into()), ..SourceAuth::with_secret("12345") };
-    verify(ProviderId::Twilio, body.as_bytes(), &headers, &auth, at(1_700_000_000))
+    let auth = SourceAuth { public_url: Some(public_url.into()), ..SourceAuth::with_secret("12345") };
+    let certificates = sns_certificates();
+    let webhook = Webhook { body: body.as_bytes(), headers: &headers, query, transport: Transport::Http };
+    let ctx = VerifyContext { now: at(1_700_000_000), certificates: &certificates };
+    ProviderId::Twilio.provider().verify(&webhook, &auth, &ctx).map(|_| ())
 }
 
 #[test]
-fn twilio_official_vectors_verify_with_the_exact_configured_url() {
+fn twilio_official_vectors_verify_over_the_url_as_called() {
     let v = json("twilio_signature_test_vector_official.json");
     let params = v["params"].as_object().unwrap();
     let body: String = form_urlencoded::Serializer::new(String::new())
@@ -273,11 +279,27 @@ fn twilio_official_vectors_verify_with_the_exact_configured_url() {
     twilio(&s("url"), &body, &s("X-Twilio-Signature")).unwrap();
     twilio(&s("mixed_case_host_url"), &body, &s("mixed_case_host_signature")).unwrap();
     twilio(&s("with_port_url"), &body, &s("with_port_signature")).unwrap();
-    // The URL is signed as configured: host case and port matter.
+    // The host is signed as configured (its case matters), and so is a port other than the
+    // scheme's default.
     assert!(twilio(&s("mixed_case_host_url"), &body, &s("X-Twilio-Signature")).is_err());
     assert!(twilio(&s("url"), &body, &s("with_port_signature")).is_err());
-    // A changed parameter breaks it.
+    // A changed parameter, or a changed query, breaks it.
     assert!(twilio(&s("url"), &body.replace("1234", "1235"), &s("X-Twilio-Signature")).is_err());
+    assert!(twilio(&s("url").replace("bar=2", "bar=3"), &body, &s("X-Twilio-Signature")).is_err());
+    assert!(twilio(&s("url").replace("?foo=1&bar=2", ""), &body, &s("X-Twilio-Signature")).is_err());
+}
+
+#[test]
+fn twilio_json_bodies_are_bound_by_their_hash_in_the_signed_url() {
+    let v = json("twilio_signature_test_vector_official.json");
+    let body = v["json_body_example"].as_str().unwrap();
+    let hash = tidings_core::auth::twilio::body_sha256(body.as_bytes());
+    assert_eq!(hash, v["json_body_sha256_hex (sent as bodySHA256 query param)"].as_str().unwrap());
+    let called = format!("https://mycompany.com/myapp.php?bodySHA256={hash}");
+    let signature = tidings_core::auth::twilio::sign("12345", &called, &[]);
+    twilio(&called, body, &signature).unwrap();
+    // The body is not a signed parameter, but its hash is: another body is refused.
+    assert!(twilio(&called, &body.replace("true", "false"), &signature).is_err());
 }
 
 // ---------------------------------------------------------------- Mailgun

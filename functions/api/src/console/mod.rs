@@ -787,6 +787,7 @@ async fn create_subscription<S: Store, Q: Queue>(
         providers: Vec::new(),
         sources: Vec::new(),
         format,
+        anonymous_id: Default::default(),
         headers: if header.is_empty() { Vec::new() } else { vec![header.to_owned()] },
         description: form.description.trim().to_owned(),
     };

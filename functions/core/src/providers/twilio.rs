@@ -2,7 +2,9 @@
 //! Callbacks carry no event time and arrive out of order (a `sent` after its `delivered`); the
 //! message state lattice copes with the order, and the event time is when tidings received it.
 //! Query parameters on the callback URL (`?userId=42`) are how senders correlate a message with
-//! their own records, so they become tags (`token`, a tidings credential, excepted).
+//! their own records, so they become tags (`token`, a tidings credential, and Twilio's
+//! `bodySHA256` excepted). A JSON body (Twilio signs those by a hash in the URL) is read as the
+//! same parameters: each member of one flat object.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +34,27 @@ const STATUSES: &[(&str, Status)] = &[
 /// carrier rejections may pass on a later attempt.
 const PERMANENT_ERRORS: &[&str] = &["21211", "21214", "21610", "21614", "30005", "30006"];
 
+/// The callback's parameters: form fields, or the members of a JSON object (strings as they
+/// are, other values as their JSON text, `null` as absent).
+fn parameters(body: &[u8]) -> Result<BTreeMap<String, String>, &'static str> {
+    if body.trim_ascii_start().first() == Some(&b'{') {
+        let object: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(body).map_err(|_| "body starts like JSON but is not one JSON object")?;
+        return Ok(object
+            .into_iter()
+            .filter_map(|(name, value)| match value {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(text) => Some((name, text)),
+                other => Some((name, other.to_string())),
+            })
+            .collect());
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err("body is not UTF-8 form data");
+    }
+    Ok(form_urlencoded::parse(body).into_owned().collect())
+}
+
 impl Provider for Twilio {
     fn id(&self) -> ProviderId {
         ProviderId::Twilio
@@ -57,10 +80,7 @@ impl Provider for Twilio {
 
     fn normalize<'a>(&self, webhook: &Webhook<'a>, ctx: &NormalizeContext<'_>) -> Result<Normalized<'a>, WebhookError> {
         let id = self.id();
-        if std::str::from_utf8(webhook.body).is_err() {
-            return Err(WebhookError::malformed(id, "body is not UTF-8 form data"));
-        }
-        let params: BTreeMap<String, String> = form_urlencoded::parse(webhook.body).into_owned().collect();
+        let params = parameters(webhook.body).map_err(|why| WebhookError::malformed(id, why))?;
         let get = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
         let status_name = get("MessageStatus").or_else(|| get("SmsStatus")).ok_or_else(|| {
             WebhookError::malformed(id, "form field `MessageStatus` is missing (is this a Messaging status callback?)")
@@ -81,7 +101,7 @@ impl Provider for Twilio {
         data.reason = get("ErrorMessage").map(str::to_owned);
         if let Some(query) = webhook.query {
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
-                if k != "token" {
+                if k != "token" && k != crate::auth::twilio::BODY_HASH_PARAMETER {
                     data.tags.insert(k.into_owned(), v.into_owned());
                 }
             }
