@@ -5,7 +5,9 @@
 # It installs what the tests need by itself, so it works on a fresh Debian machine with only the
 # Rust toolchain, Python 3 and Node.js: moto (the AWS emulator the DynamoDB and SQS adapters are
 # tested on) and the official Standard Webhooks verifier go into target/moto-venv, and moto runs
-# on a free loopback port for the length of the run; Debian's chromium (apt-get) and
+# on a free loopback port for the length of the run; the interop suite's libraries (CloudEvents,
+# Standard Webhooks, svix, Twilio, jsonschema) go into target/interop-venv and
+# tests/interop/node_modules; Debian's chromium (apt-get) and
 # playwright-core (npm, pinned by tests/console/package-lock.json) drive the console's browser
 # test.
 set -euo pipefail
@@ -49,6 +51,16 @@ deploy_venv=target/deploy-venv
 step "aws-sam-cli ${SAM_VERSION}, cargo-lambda ${CARGO_LAMBDA_VERSION}"
 venv "$deploy_venv" "aws-sam-cli==${SAM_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}"
 export SAM_CLI_TELEMETRY=0
+# The interop suite (functions/cli/tests/interop.rs): the other side's own libraries, pinned in
+# tests/interop/requirements.txt (Python) and tests/interop/package-lock.json (JavaScript).
+interop_venv=target/interop-venv
+step "interop suite: Python and JavaScript libraries pinned in tests/interop"
+mapfile -t interop_requirements < <(grep -v '^#' tests/interop/requirements.txt)
+venv "$interop_venv" "${interop_requirements[@]}"
+export TIDINGS_INTEROP_PYTHON="$PWD/$interop_venv/bin/python"
+if ! (cd tests/interop && npm ls --depth=0 >/dev/null 2>&1); then
+  (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 # The official Standard Webhooks verifier checks tidings' signatures (functions/core/tests).
 export TIDINGS_PYTHON="$PWD/$venv/bin/python"

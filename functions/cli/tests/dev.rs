@@ -2,51 +2,18 @@
 //! restarted, it loses nothing and stores nothing twice; under many concurrent senders it
 //! answers every one and its memory stays bounded.
 
+mod common;
+
 use std::collections::BTreeSet;
+
+use common::{Dev, Subscriber, bin, free_port, repo, start};
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tidings")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(db: &Path, port: u16) -> Dev {
-    let child = Command::new(bin())
-        .args(["dev", "--addr", &format!("127.0.0.1:{port}"), "--db", &db.to_string_lossy()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Ready when the port accepts connections (bounded: the build is done, start-up is quick).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tidings dev did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Dev(child)
-}
 
 fn expected_ids() -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
@@ -236,7 +203,6 @@ fn ctrl_c_stops_the_dev_server_cleanly() {
 
 #[test]
 fn a_sample_posted_to_tidings_dev_reaches_a_local_subscriber_signed() {
-    use std::sync::{Arc, Mutex};
     let dir = std::env::temp_dir().join(format!("tidings-fanout-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -244,40 +210,16 @@ fn a_sample_posted_to_tidings_dev_reaches_a_local_subscriber_signed() {
     let db_arg = db.to_string_lossy().into_owned();
     let _dev = start(&db, free_port());
 
-    // A subscriber on loopback, in its own runtime.
-    let received: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>> = Arc::default();
-    let log = received.clone();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/hook",
-                axum::routing::post(move |headers: axum::http::HeaderMap, body: String| async move {
-                    log.lock().unwrap().push((headers, body));
-                    axum::http::StatusCode::OK
-                }),
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let addr = addr_rx.recv().unwrap();
+    let subscriber = Subscriber::start();
 
     let tidings = |args: &[&str]| {
         let out = Command::new(bin()).args(args).args(["--db", &db_arg]).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    let created: Value = serde_json::from_str(&tidings(&[
-        "subscriptions",
-        "add",
-        &format!("http://{addr}/hook"),
-        "--type",
-        "*.bounced",
-    ]))
-    .unwrap();
+    let created: Value =
+        serde_json::from_str(&tidings(&["subscriptions", "add", &subscriber.url("/hook"), "--type", "*.bounced"]))
+            .unwrap();
     let id = created["id"].as_str().unwrap();
     let secret = created["secret"].as_str().unwrap();
     tidings(&["subscriptions", "test", id]);
@@ -287,26 +229,21 @@ fn a_sample_posted_to_tidings_dev_reaches_a_local_subscriber_signed() {
         .unwrap();
     assert!(replay.success());
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while received.lock().unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "deliveries did not arrive");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let received = received.lock().unwrap().clone();
+    let received = subscriber.wait_for("/hook", 2);
     let mut types: Vec<String> = received
         .iter()
-        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap()["type"].as_str().unwrap().to_owned())
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["type"].as_str().unwrap().to_owned())
         .collect();
     types.sort();
     assert_eq!(types, ["email.bounced", "subscription.test"]);
     let key = tidings_core::auth::standard_webhooks::secret_key(secret).unwrap();
-    for (headers, body) in &received {
-        let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+    for request in &received {
+        let header = |n: &str| request.headers.iter().find(|(k, _)| k == n).unwrap().1.clone();
         assert!(tidings_core::auth::standard_webhooks::verify_signature(
             std::slice::from_ref(&key),
             &header("webhook-id"),
             &header("webhook-timestamp"),
-            body.as_bytes(),
+            &request.body,
             &header("webhook-signature")
         ));
     }

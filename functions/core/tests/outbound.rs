@@ -181,7 +181,7 @@ fn with_user(mut event: CanonicalEvent) -> CanonicalEvent {
 #[test]
 fn dittofeed_events_without_a_user_are_skipped_unless_the_recipient_is_asked_for() {
     let sms = event_of(ProviderId::Twilio, "delivered");
-    assert!(sms.data.tags.get("userId").is_none());
+    assert!(!sms.data.tags.contains_key("userId"));
     assert!(outbound::dittofeed_track(&sms, AnonymousId::None).is_err(), "Dittofeed's handlers skip it");
     let anonymous = outbound::dittofeed_track(&sms, AnonymousId::Recipient).unwrap();
     assert_eq!(anonymous["event"], "DFSmsDelivered");

@@ -1,0 +1,290 @@
+//! The other side's own code checks what tidings sends and accepts (the interop suite).
+//!
+//! Deliveries are made for real: `tidings dev` is sent every sample in `events/`, and delivers
+//! them to a subscriber on loopback in both formats. What arrived is then handed, exactly as it
+//! arrived, to the official libraries of each protocol, installed at pinned versions by
+//! `./scripts/test.sh` (`tests/interop/`):
+//! - the CloudEvents SDKs for JavaScript (`cloudevents`) and Python (`cloudevents`) parse every
+//!   canonical-event delivery;
+//! - the Standard Webhooks libraries for JavaScript and Python, and `svix` for Python, verify
+//!   every delivery, before and during a secret rotation;
+//! - `jsonschema` validates every delivery and every normalized sample against the published
+//!   schema;
+//! - every Dittofeed delivery is checked against Dittofeed's track contract and the attribution
+//!   rules of its own webhook handlers.
+//!
+//! And Twilio's own request validator (the `twilio` package) signs Twilio callbacks with and
+//! without a query string, form-encoded and JSON, which tidings must accept.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Subscriber, bin, free_port, post, repo, start};
+use serde_json::{Value, json};
+
+fn interop_python() -> String {
+    std::env::var("TIDINGS_INTEROP_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "TIDINGS_INTEROP_PYTHON is not set: run ./scripts/test.sh, which installs tests/interop/requirements.txt"
+        )
+    })
+}
+
+fn interop_dir() -> PathBuf {
+    let dir = repo().join("tests/interop");
+    assert!(
+        dir.join("node_modules/cloudevents").is_dir(),
+        "tests/interop/node_modules is missing: run ./scripts/test.sh, which runs npm ci there"
+    );
+    dir
+}
+
+/// Runs a `tidings` client command against the dev server on `db`; its stdout.
+fn tidings(db: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin()).args(args).args(["--db", &db.to_string_lossy()]).output().unwrap();
+    assert!(out.status.success(), "tidings {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Waits (bounded) until `count` attempts are logged for `subscription`; returns them.
+fn wait_attempts(db: &Path, subscription: &str, count: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let attempts = json_lines(&tidings(db, &["attempts", subscription, "--json", "--limit", "1000"]));
+        if attempts.len() >= count {
+            return attempts;
+        }
+        assert!(Instant::now() < deadline, "{} of {count} attempts logged for {subscription}", attempts.len());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a checker on the cases; its report, when it found problems.
+fn run_checker(program: &str, args: &[&Path]) -> Option<String> {
+    let out = Command::new(program).args(args).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("{report}");
+    (!out.status.success()).then(|| format!("{program} {args:?} found problems:\n{report}"))
+}
+
+#[test]
+fn every_delivery_is_parsed_and_verified_by_the_protocols_own_libraries() {
+    let (python, interop) = (interop_python(), interop_dir());
+    let dir = std::env::temp_dir().join(format!("tidings-interop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("dev.db");
+    let _dev = start(&db, free_port());
+    let subscriber = Subscriber::start();
+
+    let add = |path: &str, extra: &[&str]| -> (String, String) {
+        let mut args = vec!["subscriptions", "add"];
+        let url = subscriber.url(path);
+        args.extend([url.as_str(), "--type", "*"]);
+        args.extend(extra);
+        let created: Value = serde_json::from_str(&tidings(&db, &args)).unwrap();
+        (created["id"].as_str().unwrap().to_owned(), created["secret"].as_str().unwrap().to_owned())
+    };
+    let (ce, ce_secret) = add("/ce", &[]);
+    let (df, df_secret) = add("/df", &["--format", "dittofeed"]);
+    let (dfa, dfa_secret) = add("/dfa", &["--format", "dittofeed", "--anonymous-id", "recipient"]);
+    for id in [&ce, &df, &dfa] {
+        tidings(&db, &["subscriptions", "test", id]);
+    }
+    tidings(&db, &["replay", &repo().join("events").to_string_lossy()]);
+
+    // Every sample's events (several samples share some), and the three test events, once stored.
+    let expected_samples = std::fs::read_dir(repo().join("events"))
+        .unwrap()
+        .filter_map(|p| std::fs::read_dir(p.unwrap().path().join("expected")).ok())
+        .flatten()
+        .flat_map(|f| {
+            let expected: Value = serde_json::from_str(&std::fs::read_to_string(f.unwrap().path()).unwrap()).unwrap();
+            expected["events"].as_array().cloned().unwrap_or_default()
+        })
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let stored = loop {
+        let stored = json_lines(&tidings(&db, &["events", "--json", "--limit", "100000"]));
+        if stored.len() >= expected_samples + 3 {
+            break stored;
+        }
+        assert!(Instant::now() < deadline, "{} of {} events stored", stored.len(), expected_samples + 3);
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let by_id: BTreeMap<String, Value> =
+        stored.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e.clone())).collect();
+    let tests = stored.iter().filter(|e| e["type"] == "subscription.test").count();
+    let own = stored.len() - tests + 1; // every sample event and the subscription's own test
+
+    let first = subscriber.wait_for("/ce", own);
+    let df_attempts = wait_attempts(&db, &df, own);
+    let dfa_attempts = wait_attempts(&db, &dfa, own);
+
+    // A rotation: the replayed deliveries are signed by the old and the new secret, and a
+    // subscriber holding either one accepts them.
+    let rotated = tidings(&db, &["subscriptions", "rotate", &ce, "--grace-seconds", "3600"]);
+    let new_secret = rotated.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(new_secret.starts_with("whsec_"), "{rotated}");
+    tidings(&db, &["subscriptions", "replay", &ce]);
+    let all = subscriber.wait_for("/ce", own + stored.len());
+
+    // Dittofeed: events without a userId tag are skipped (logged), unless the subscription
+    // sends the recipient as anonymousId; the test event is never sent.
+    let skipped = |attempts: &[Value]| attempts.iter().filter(|a| a["outcome"] == "skipped").count();
+    let df_received = subscriber.at("/df");
+    let dfa_received = subscriber.at("/dfa");
+    assert_eq!(df_received.len() + skipped(&df_attempts), own, "every Dittofeed task is delivered or skipped");
+    assert_eq!(dfa_received.len() + skipped(&dfa_attempts), own);
+    assert!(skipped(&df_attempts) > skipped(&dfa_attempts), "the recipient stands in for a missing userId");
+    assert!(!df_received.is_empty() && dfa_received.len() > df_received.len());
+
+    let mut cases = Vec::new();
+    for (index, delivery) in all.iter().enumerate() {
+        let secrets = if index < first.len() { vec![&ce_secret] } else { vec![&ce_secret, &new_secret] };
+        cases.push(case("cloudevents", delivery, &secrets, None, false));
+    }
+    for (received, secret, anonymous) in [(&df_received, &df_secret, false), (&dfa_received, &dfa_secret, true)] {
+        for delivery in received {
+            let body: Value = serde_json::from_slice(&delivery.body).unwrap();
+            let event = by_id.get(body["messageId"].as_str().unwrap()).expect("a delivery of a stored event");
+            cases.push(case("dittofeed", delivery, &[secret], Some(event), anonymous));
+        }
+    }
+    let cases_file = dir.join("cases.json");
+    std::fs::write(&cases_file, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let problems: Vec<String> = [
+        run_checker(&python, &[&interop.join("check.py"), &cases_file, &repo()]),
+        run_checker("node", &[&interop.join("check.mjs"), &cases_file]),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn case(kind: &str, delivery: &common::Received, secrets: &[&String], event: Option<&Value>, anonymous: bool) -> Value {
+    let headers: serde_json::Map<String, Value> = delivery.headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+    json!({
+        "kind": kind,
+        "secrets": secrets,
+        "headers": headers,
+        "body": String::from_utf8(delivery.body.clone()).expect("deliveries are UTF-8 JSON"),
+        "event": event,
+        "anonymous_recipient": anonymous,
+    })
+}
+
+/// Signs Twilio requests with Twilio's own helper library: `[(url, signature)]`.
+fn twilio_signed(auth_token: &str, requests: &[Value]) -> Vec<(String, String)> {
+    let mut child = Command::new(interop_python())
+        .arg(interop_dir().join("twilio_sign.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = json!({"auth_token": auth_token, "requests": requests});
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "twilio_sign.py failed");
+    let signed: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    signed
+        .iter()
+        .map(|s| (s["url"].as_str().unwrap().to_owned(), s["signature"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn twilio_callbacks_signed_by_twilios_own_validator_are_accepted_query_string_and_all() {
+    let dir = std::env::temp_dir().join(format!("tidings-interop-twilio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("dev.db");
+    let port = free_port();
+    let _dev = start(&db, port);
+    let token = "f2a9c1d83e7b4c5a9d0e1f2a3b4c5d6e";
+    let source: Value = serde_json::from_str(&tidings(&db, &["sources", "add", "twilio", "--secret", token])).unwrap();
+    let url = source["url"].as_str().unwrap().to_owned();
+    assert!(url.starts_with(&format!("http://127.0.0.1:{port}/webhooks/twilio/")), "{url}");
+
+    let form = |sid: &str, status: &str| -> BTreeMap<String, String> {
+        [
+            ("MessageSid", sid),
+            ("SmsSid", sid),
+            ("MessageStatus", status),
+            ("SmsStatus", status),
+            ("AccountSid", "AC0000000000000000000000000000000a"),
+            ("From", "+15005550006"),
+            ("To", "+15558675310"),
+            ("ApiVersion", "2010-04-01"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    };
+    // Dittofeed's status-callback URL puts its context in the query, as senders do.
+    let with_query = format!("{url}?workspaceId=ws_1&userId=user%2042&messageId=m-1&journeyId=j_1");
+    let json_body =
+        json!({"MessageSid": "SM03", "MessageStatus": "delivered", "To": "+15558675310", "From": "+15005550006"})
+            .to_string();
+    let requests = [
+        json!({"url": url, "form": form("SM01", "delivered")}),
+        json!({"url": with_query, "form": form("SM02", "delivered")}),
+        json!({"url": with_query, "json": json_body}),
+    ];
+    let signed = twilio_signed(token, &requests);
+    for (request, (called, signature)) in requests.iter().zip(&signed) {
+        let (content_type, body) = match request.get("form") {
+            Some(form) => (
+                "application/x-www-form-urlencoded",
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form.as_object().unwrap().iter().map(|(k, v)| (k, v.as_str().unwrap())))
+                    .finish(),
+            ),
+            None => ("application/json", json_body.clone()),
+        };
+        let headers = [("X-Twilio-Signature", signature.as_str()), ("Content-Type", content_type)];
+        let (status, answer) = post(called, &headers, body.as_bytes());
+        assert!((200..300).contains(&status), "{called}: {status} {answer}");
+        // The same signature over another query, or another body, is refused.
+        let other_query =
+            called.replace("userId=user%2042", "userId=someone-else").replace("bodySHA256=", "x=1&bodySHA256=");
+        if other_query != *called {
+            assert_eq!(post(&other_query, &headers, body.as_bytes()).0, 401, "{other_query}");
+        }
+        assert_eq!(post(called, &headers, body.replace("delivered", "failed").as_bytes()).0, 401, "{called}");
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let events = loop {
+        let events = json_lines(&tidings(&db, &["events", "--json", "--type", "sms.*"]));
+        if events.len() >= 3 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "{} of 3 Twilio events stored", events.len());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let by_message: BTreeMap<&str, &Value> =
+        events.iter().map(|e| (e["data"]["message_id"].as_str().unwrap(), e)).collect();
+    assert!(by_message["SM01"]["data"]["tags"].as_object().unwrap().is_empty());
+    for sid in ["SM02", "SM03"] {
+        let tags = &by_message[sid]["data"]["tags"];
+        assert_eq!(tags["userId"], "user 42", "{sid}: the query's parameters are tags");
+        assert_eq!(tags["journeyId"], "j_1");
+        assert!(tags.get("bodySHA256").is_none(), "Twilio's own parameter is not a tag");
+        assert_eq!(by_message[sid]["type"], "sms.delivered");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
