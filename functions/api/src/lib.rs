@@ -56,6 +56,9 @@ pub struct Settings {
     pub operator_workspaces: Vec<String>,
     /// Set when suppressions are mirrored to SES.
     pub ses_suppressions: Option<SesSuppressions>,
+    /// Whether a source may name its secret in SSM Parameter Store (`ssm:/…`): only where the
+    /// ingest functions can read it (on AWS), not in `tidings dev`.
+    pub secret_references: bool,
 }
 
 impl Settings {
@@ -349,6 +352,11 @@ async fn create_source<S: Store, Q: Queue>(
     use tidings_core::auth::Authentication;
     let provider: ProviderId = new.provider.parse().map_err(bad_request)?;
     let scheme = provider.provider().authentication();
+    if new.secret.as_deref().is_some_and(|s| s.starts_with("ssm:")) && !shared.settings.secret_references {
+        return Err(bad_request(
+            "secret: ssm: references are read by the ingest functions on AWS; this server cannot resolve them, so give the secret itself",
+        ));
+    }
     if let Some(name) = new.secret.as_deref().and_then(|s| s.strip_prefix("ssm:"))
         && !(name.starts_with('/') && name.len() > 1 && !name.contains(char::is_whitespace))
     {

@@ -18,7 +18,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         });
         tidings_api::SesSuppressions { workspaces: settings.ses_suppression_sync.clone(), remove }
     });
-    let settings =
-        tidings_api::Settings { public_base_url, operator_workspaces: settings.operator_workspaces, ses_suppressions };
+    let settings = tidings_api::Settings {
+        public_base_url,
+        operator_workspaces: settings.operator_workspaces,
+        ses_suppressions,
+        secret_references: true,
+    };
     lambda_http::run(tidings_api::router(store, queues, settings)).await
 }

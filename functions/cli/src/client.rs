@@ -29,7 +29,14 @@ pub struct Client {
 
 impl Client {
     pub fn new(args: &ApiArgs) -> Result<Client, Failure> {
-        let config = dev::read_config(&args.db);
+        // The dev server's `dev.json` beside `--db`; with the default `--db` missing here, the
+        // last dev server started (whatever its `--db` and directory).
+        let config = dev::read_config(&args.db).or_else(|| {
+            (args.db == std::path::Path::new(dev::DEFAULT_DB))
+                .then(dev::last_started)
+                .flatten()
+                .and_then(|db| dev::read_config(&db))
+        });
         let base = args
             .api
             .clone()
@@ -37,7 +44,7 @@ impl Client {
             .unwrap_or_else(|| format!("http://{}", dev::DEFAULT_ADDR));
         let key = args.api_key.clone().or_else(|| config.map(|c| c.api_key)).ok_or_else(|| {
             Failure::Usage(format!(
-                "no API key: pass --api-key, or start `tidings dev` (it writes {})",
+                "no API key: found no {} nor a dev server started elsewhere: start `tidings dev`, pass the --db it was started with, or --api URL and --api-key KEY",
                 dev::config_path(&args.db).display()
             ))
         })?;

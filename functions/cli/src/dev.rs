@@ -83,6 +83,68 @@ pub fn read_config(db: &Path) -> Option<DevConfig> {
     serde_json::from_str(&text).ok()
 }
 
+/// Where the last `tidings dev` started records its database, so client commands run from
+/// another directory (or after `tidings dev --db elsewhere.db`) find it:
+/// `$XDG_STATE_HOME/tidings/dev-db`, else `~/.local/state/tidings/dev-db`.
+fn last_started_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()).map(PathBuf::from).or_else(|| {
+        std::env::var_os("HOME").filter(|d| !d.is_empty()).map(|h| PathBuf::from(h).join(".local/state"))
+    })?;
+    Some(state.join("tidings").join("dev-db"))
+}
+
+/// The database of the last `tidings dev` started, if its `dev.json` is still there.
+pub fn last_started() -> Option<PathBuf> {
+    let db = PathBuf::from(std::fs::read_to_string(last_started_path()?).ok()?.trim_end());
+    config_path(&db).is_file().then_some(db)
+}
+
+/// Records `db` as the last started dev database (best effort: the client then needs `--db`).
+fn remember(db: &Path) {
+    let (Some(pointer), Ok(db)) = (last_started_path(), std::path::absolute(db)) else { return };
+    if let Some(dir) = pointer.parent()
+        && private_dir(dir).is_ok()
+    {
+        let _ = std::fs::write(&pointer, db.as_os_str().as_encoded_bytes());
+    }
+}
+
+/// Creates `dir` (and its parents) readable by the owner only; an existing one is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Writes `text` to `path`, readable and writable by the owner only (it holds the API key).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // A file made before this rule keeps its old mode through `open`: set it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
+/// Makes the database and its SQLite companions (WAL, shared memory, journal) owner-only:
+/// they hold every source's and subscription's secret. SQLite gives the companions it creates
+/// the database file's mode, so a new database is created 0600 before SQLite opens it.
+fn private_database(db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(db)?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let path = PathBuf::from(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// A queue that wakes the worker of the queue something is sent to.
 #[derive(Clone)]
 struct Waking {
@@ -131,8 +193,10 @@ impl Queue for Waking {
 
 pub async fn run(args: Args) -> Result<(), Failure> {
     if let Some(dir) = args.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", dir.display())))?;
+        private_dir(dir).map_err(|e| Failure::Usage(format!("cannot create {}: {e}", dir.display())))?;
     }
+    private_database(&args.db)
+        .map_err(|e| Failure::Usage(format!("cannot make {} private: {e}", args.db.display())))?;
     // Deliveries are retried up to 8 times (the schedule), each a receive of the same message.
     let db = Sqlite::open(&args.db)
         .map_err(|e| Failure::Usage(format!("cannot open {}: {e}", args.db.display())))?
@@ -146,6 +210,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         None => bootstrap(&db, &args.db, &base).await?,
     };
     print_sources(&db, &base).await;
+    remember(&args.db);
 
     let wake = Arc::new(Wake::default());
     let queue = Waking { db: db.clone(), wake: wake.clone() };
@@ -160,6 +225,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 public_base_url: base.clone(),
                 operator_workspaces: vec![config.workspace.clone()],
                 ses_suppressions: None,
+                secret_references: false,
             },
         ),
     );
@@ -346,7 +412,7 @@ async fn bootstrap(db: &Sqlite, path: &Path, base: &str) -> Result<DevConfig, Fa
     }
     let config = DevConfig { api: base.to_owned(), api_key, workspace: WORKSPACE.into(), db: path.to_owned() };
     let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-    std::fs::write(config_path(path), text)
+    write_private(&config_path(path), &text)
         .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", config_path(path).display())))?;
     println!(
         "tidings dev: created {} with workspace {WORKSPACE}, an API key and a source per provider",

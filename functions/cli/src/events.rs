@@ -48,25 +48,32 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         }
         let page = client.get("/api/events", &query).await?;
         events.extend(page["events"].as_array().cloned().unwrap_or_default());
-        match page["next"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => break,
+        cursor = page["next"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
         }
+    }
+    // Said on stderr, so `--json` output stays clean.
+    if cursor.is_some() && events.len() >= args.limit {
+        eprintln!(
+            "showing the newest {} events; more match: raise --limit, or narrow with --since, --type, --message or --recipient",
+            events.len()
+        );
     }
     // The API pages newest first; print oldest first so the newest is at the bottom.
     for event in events.iter().rev() {
         if args.json {
-            println!("{event}");
+            crate::out::outln!("{event}")?;
         } else {
             let d = &event["data"];
-            println!(
+            crate::out::outln!(
                 "{}  {:<20} {:<28} {:<24} {}",
-                event["time"].as_str().unwrap_or(""),
-                event["type"].as_str().unwrap_or(""),
-                d["recipient"].as_str().unwrap_or("-"),
-                d["message_id"].as_str().unwrap_or("-"),
-                event["id"].as_str().unwrap_or("")
-            );
+                crate::out::field(&event["time"], ""),
+                crate::out::field(&event["type"], ""),
+                crate::out::field(&d["recipient"], "-"),
+                crate::out::field(&d["message_id"], "-"),
+                crate::out::field(&event["id"], "")
+            )?;
         }
     }
     Ok(())

@@ -52,7 +52,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::Input(format!("cannot store the key in table {table}: {e}")))?;
     eprintln!("API key {} for workspace {} (shown once; the table keeps its hash):", record.id, record.workspace);
-    println!("{key}");
+    crate::out::outln!("{key}")?;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod dev;
 mod events;
 mod keys;
 mod normalize;
+mod out;
 mod providers;
 mod redrive;
 mod replay;
@@ -61,7 +62,7 @@ fn outbox(db: &std::path::Path) -> Result<(), Failure> {
     let db =
         tidings_local::Sqlite::open(db).map_err(|e| Failure::Usage(format!("cannot open {}: {e}", db.display())))?;
     for (id, request) in db.outbox().map_err(|e| Failure::Input(e.to_string()))? {
-        println!("{id}\t{request}");
+        out::outln!("{id}\t{request}")?;
     }
     Ok(())
 }
@@ -80,10 +81,12 @@ fn block_on(future: impl std::future::Future<Output = Result<(), Failure>>) -> R
     runtime.block_on(future)
 }
 
-/// How a command failed: bad input (exit 1) or bad usage (exit 2).
+/// How a command failed: bad input (exit 1) or bad usage (exit 2); or its reader closed the
+/// pipe (exit 0, nothing more to say).
 pub enum Failure {
     Input(String),
     Usage(String),
+    Closed,
 }
 
 fn main() -> ExitCode {
@@ -92,8 +95,7 @@ fn main() -> ExitCode {
         Command::Normalize(args) => normalize::run(*args),
         Command::Providers(args) => providers::run(args),
         Command::Schema => {
-            print!("{}", tidings_core::schema::canonical_event_schema());
-            Ok(())
+            out::outln!("{}", tidings_core::schema::canonical_event_schema().trim_end())
         }
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Replay(args) => block_on(replay::run(args)),
@@ -107,7 +109,7 @@ fn main() -> ExitCode {
         Command::Outbox { db } => outbox(&db),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) | Err(Failure::Closed) => ExitCode::SUCCESS,
         Err(Failure::Input(line)) => {
             eprintln!("{line}");
             ExitCode::from(1)

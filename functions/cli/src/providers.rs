@@ -22,13 +22,13 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .map(|(from, to)| serde_json::json!({"provider_event": from, "canonical": to}))
                 .collect();
             let line = serde_json::json!({"provider": id.as_str(), "authentication": auth, "event_types": types});
-            println!("{line}");
+            crate::out::outln!("{line}")?;
         } else {
-            println!("{id}\n  authentication: {auth}");
+            crate::out::outln!("{id}\n  authentication: {auth}")?;
             for (from, to) in provider.event_types() {
-                println!("  {from:<58} -> {to}");
+                crate::out::outln!("  {from:<58} -> {to}")?;
             }
-            println!();
+            crate::out::outln!("")?;
         }
     }
     Ok(())

@@ -50,16 +50,16 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let client = Client::new(&args.api)?;
     let status_path = format!("/api/queues/{}/dead-letters", args.queue);
     if args.status {
-        println!("{}", describe(&client.get(&status_path, &[]).await?));
+        crate::out::outln!("{}", describe(&client.get(&status_path, &[]).await?))?;
         return Ok(());
     }
     let method = if args.manual { "manual" } else { "native" };
     let mut status = client.post(&format!("/api/queues/{}/redrive?method={method}", args.queue), &Value::Null).await?;
-    println!("{}", describe(&status));
+    crate::out::outln!("{}", describe(&status))?;
     while !args.no_wait && status["status"].as_str() == Some("RUNNING") {
         tokio::time::sleep(Duration::from_secs(2)).await;
         status = client.get(&status_path, &[]).await?;
-        println!("{}", describe(&status));
+        crate::out::outln!("{}", describe(&status))?;
     }
     match status["status"].as_str() {
         Some("FAILED") | Some("CANCELLED") => Err(Failure::Input(describe(&status))),

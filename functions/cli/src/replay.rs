@@ -71,13 +71,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().await.unwrap_or_default();
-                println!("{} {} {}", status.as_u16(), file.display(), text.trim());
+                crate::out::outln!("{} {} {}", status.as_u16(), file.display(), crate::out::text(text.trim()))?;
                 if !status.is_success() {
                     failed += 1;
                 }
             }
             Err(error) => {
-                println!("--- {} cannot reach {url}: {error}", file.display());
+                crate::out::outln!("--- {} cannot reach {url}: {error}", file.display())?;
                 failed += 1;
             }
         }

@@ -48,25 +48,25 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             let body = client.get("/api/sources", &[]).await?;
             for source in body["sources"].as_array().cloned().unwrap_or_default() {
                 if json {
-                    println!("{source}");
+                    crate::out::outln!("{source}")?;
                 } else {
-                    println!(
+                    crate::out::outln!(
                         "{:<26} {:<12} {}",
-                        source["id"].as_str().unwrap_or(""),
-                        source["provider"].as_str().unwrap_or(""),
-                        source["url"].as_str().unwrap_or("")
-                    );
+                        crate::out::field(&source["id"], ""),
+                        crate::out::field(&source["provider"], ""),
+                        crate::out::field(&source["url"], "")
+                    )?;
                 }
             }
         }
         Command::Add { provider, description, secret, public_url, allowed_topics } => {
             let body = json!({"provider": provider, "description": description, "secret": secret, "public_url": public_url, "allowed_topics": allowed_topics});
             let created = client.post("/api/sources", &body).await?;
-            println!("{}", serde_json::to_string_pretty(&created).unwrap_or_default());
+            crate::out::outln!("{}", serde_json::to_string_pretty(&created).unwrap_or_default())?;
         }
         Command::Remove { id } => {
             client.delete(&format!("/api/sources/{id}")).await?;
-            println!("removed {id}");
+            crate::out::outln!("removed {id}")?;
         }
     }
     Ok(())

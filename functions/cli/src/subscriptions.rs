@@ -77,47 +77,47 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         Command::Add { url, types, providers, format, anonymous_id, headers, description } => {
             let body = json!({"url": url, "types": types, "providers": providers, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
             let created = client.post("/api/subscriptions", &body).await?;
-            println!("{}", serde_json::to_string_pretty(&created).unwrap_or_default());
+            crate::out::outln!("{}", serde_json::to_string_pretty(&created).unwrap_or_default())?;
         }
         Command::List { json } => {
             let body = client.get("/api/subscriptions", &[]).await?;
             for s in body["subscriptions"].as_array().cloned().unwrap_or_default() {
                 if json {
-                    println!("{s}");
+                    crate::out::outln!("{s}")?;
                 } else {
                     let state = if s["enabled"].as_bool() == Some(true) {
                         "enabled".to_owned()
                     } else {
-                        format!("disabled: {}", s["disabled_reason"].as_str().unwrap_or(""))
+                        format!("disabled: {}", crate::out::field(&s["disabled_reason"], ""))
                     };
-                    println!(
+                    crate::out::outln!(
                         "{:<26} {:<40} {:<24} {state}",
-                        s["id"].as_str().unwrap_or(""),
-                        s["url"].as_str().unwrap_or(""),
+                        crate::out::field(&s["id"], ""),
+                        crate::out::field(&s["url"], ""),
                         s["types"].to_string()
-                    );
+                    )?;
                 }
             }
         }
         Command::Rotate { id, grace_seconds } => {
             let path = format!("/api/subscriptions/{id}/rotate?grace_seconds={grace_seconds}");
             let rotated = client.post(&path, &json!({})).await?;
-            println!("new secret (shown once): {}", rotated["secret"].as_str().unwrap_or(""));
+            crate::out::outln!("new secret (shown once): {}", crate::out::field(&rotated["secret"], ""))?;
         }
         Command::Enable { id } => {
             client.post(&format!("/api/subscriptions/{id}/enable"), &json!({})).await?;
-            println!("enabled {id}");
+            crate::out::outln!("enabled {id}")?;
         }
         Command::Test { id } => {
             let sent = client.post(&format!("/api/subscriptions/{id}/test"), &json!({})).await?;
-            println!(
+            crate::out::outln!(
                 "test event {} queued for {id}; see `tidings attempts {id}`",
-                sent["event_id"].as_str().unwrap_or("")
-            );
+                crate::out::field(&sent["event_id"], "")
+            )?;
         }
         Command::Disable { id } => {
             client.post(&format!("/api/subscriptions/{id}/disable"), &json!({})).await?;
-            println!("disabled {id}");
+            crate::out::outln!("disabled {id}")?;
         }
         Command::Replay { id, since, until, type_pattern } => {
             let mut query = Vec::new();
@@ -128,7 +128,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             }
             let path = format!("/api/subscriptions/{id}/replay?{}", query.join("&"));
             let replayed = client.post(&path, &json!({})).await?;
-            println!("{} events queued for redelivery to {id}", replayed["replayed"]);
+            crate::out::outln!("{} events queued for redelivery to {id}", replayed["replayed"])?;
         }
     }
     Ok(())
@@ -167,18 +167,18 @@ pub async fn attempts(args: AttemptsArgs) -> Result<(), Failure> {
         .await?;
     for a in body["attempts"].as_array().cloned().unwrap_or_default() {
         if args.json {
-            println!("{a}");
+            crate::out::outln!("{a}")?;
         } else {
-            println!(
+            crate::out::outln!(
                 "{}  #{} {:<12} {:>4} {:>6} ms  {}  next {}",
-                a["at"].as_str().unwrap_or(""),
+                crate::out::field(&a["at"], ""),
                 a["attempt"],
-                a["outcome"].as_str().unwrap_or(""),
+                crate::out::field(&a["outcome"], ""),
                 a["status"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 a["latency_ms"],
-                a["event_id"].as_str().unwrap_or(""),
-                a["next_attempt_at"].as_str().unwrap_or("-")
-            );
+                crate::out::field(&a["event_id"], ""),
+                crate::out::field(&a["next_attempt_at"], "-")
+            )?;
         }
     }
     Ok(())

@@ -65,6 +65,20 @@ fn normalize_reads_standard_input_and_headers_flags() {
 }
 
 #[test]
+fn normalize_without_verification_reads_an_sns_envelope_that_names_no_topic() {
+    // The topic only matters for authenticity: without verification, the message is read.
+    let mut envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(sample("ses/delivery.json")).unwrap()).unwrap();
+    envelope.as_object_mut().unwrap().remove("TopicArn");
+    let path = std::env::temp_dir().join(format!("tidings-sns-no-topic-{}.json", std::process::id()));
+    std::fs::write(&path, envelope.to_string()).unwrap();
+    let out = tidings(&["normalize", "--provider", "ses", "--no-verify", &path.to_string_lossy()]);
+    std::fs::remove_file(&path).ok();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ndjson(&out)[0]["type"], "email.delivered");
+}
+
+#[test]
 fn real_sns_messages_verify_offline_from_a_certificate_directory() {
     let dir = std::env::temp_dir().join(format!("tidings-cli-certs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -38,8 +38,8 @@ pub const CLAIM_RETENTION_SECONDS: i64 = 14 * 86_400;
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// 2xx.
-    Delivered,
+    /// 2xx, with the status code.
+    Delivered { code: u16 },
     /// Any other status (3xx included: redirects are not followed).
     Status { code: u16, retry_after: Option<Duration> },
     /// No answer within [`ATTEMPT_TIMEOUT`].
@@ -73,7 +73,7 @@ pub enum Next {
 /// in [-1, 1] scaling the ±20% spread (random in production, fixed in tests).
 pub fn next(attempt: u32, outcome: &Outcome, jitter: f64) -> Next {
     let retry_after = match outcome {
-        Outcome::Delivered => return Next::Done,
+        Outcome::Delivered { .. } => return Next::Done,
         Outcome::Status { code: 410, .. } => return Next::Disable,
         Outcome::Status { retry_after, .. } => *retry_after,
         _ => None,
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(next(8, &status(500), 0.0), Next::Exhausted);
         assert_eq!(next(3, &status(500), 1.0), Next::Retry(Duration::from_secs(2160)), "+20%");
         assert_eq!(next(3, &status(500), -1.0), Next::Retry(Duration::from_secs(1440)), "-20%");
-        assert_eq!(next(1, &Outcome::Delivered, 0.0), Next::Done);
+        assert_eq!(next(1, &Outcome::Delivered { code: 204 }, 0.0), Next::Done);
         assert_eq!(next(1, &status(302), 0.0), Next::Retry(Duration::from_secs(5)), "a redirect is a failure");
     }
 

@@ -238,6 +238,8 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
                         return IngestResponse::error(503, "confirmation_failed", format!("{provider}: {error}"));
                     }
                 } else {
+                    // The operator confirms by hand: the URL goes to the log they are reading.
+                    tracing::warn!(provider = provider.as_str(), source = %source.id, %subscribe_url, "SNS subscription not confirmed automatically: visit subscribe_url to confirm it");
                     notices.push(format!("not confirmed automatically: visit {subscribe_url} to confirm"));
                 }
             }
@@ -739,7 +741,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             _ => None,
         };
         let (outcome, status) = match &response.outcome {
-            Outcome::Delivered => ("delivered", None),
+            Outcome::Delivered { code } => ("delivered", Some(*code)),
             Outcome::Status { code, .. } => ("status", Some(*code)),
             Outcome::Timeout => ("timeout", None),
             Outcome::Unreachable => ("unreachable", None),
@@ -747,7 +749,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         // After a 2xx nothing below sends this task back to the queue: a retry would deliver it
         // again. The mark goes first, and is the one write given a second round of attempts (its
         // loss is what sends an event twice); if the store still fails, the task is acknowledged.
-        let delivered = response.outcome == Outcome::Delivered;
+        let delivered = matches!(response.outcome, Outcome::Delivered { .. });
         if delivered {
             let mark = || self.store.mark_delivered(&task.workspace, &task.subscription, &key, now);
             if let Err(error) = match mark().await {
@@ -770,10 +772,10 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             next_attempt_at,
         });
         tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
-        let metric_outcome = match status {
-            Some(code) if code < 500 => "http_4xx",
-            Some(_) => "http_5xx",
-            None => outcome,
+        let metric_outcome = match (&response.outcome, status) {
+            (Outcome::Status { .. }, Some(code)) if code < 500 => "http_4xx",
+            (Outcome::Status { .. }, Some(_)) => "http_5xx",
+            _ => outcome,
         };
         crate::metrics::record(
             &[("Outcome", metric_outcome)],

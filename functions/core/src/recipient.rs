@@ -13,6 +13,27 @@ pub fn email(raw: &str) -> String {
     address.trim().to_lowercase()
 }
 
+/// Every address in an address-list header (`To: "Doe, Jane" <jane@example.com>, bob@x.example`),
+/// each as [`email`] reads it. Commas inside a quoted display name or inside `<…>` do not split.
+pub fn emails(header: &str) -> Vec<String> {
+    let mut addresses = Vec::new();
+    let (mut quoted, mut angled, mut start) = (false, false, 0);
+    for (i, c) in header.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => angled = true,
+            '>' if !quoted => angled = false,
+            ',' if !quoted && !angled => {
+                addresses.push(&header[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    addresses.push(&header[start..]);
+    addresses.into_iter().map(email).filter(|a| !a.is_empty()).collect()
+}
+
 /// A phone number in E.164 where the input allows it: separators removed, a leading `00`
 /// becomes `+`, and a `whatsapp:`/`sms:`/`tel:` scheme prefix is dropped. Numbers given without a
 /// country code cannot be completed here and are kept as their digits.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::auth::{NonceCheck, ReplayClaim};
-use crate::event::{CanonicalEvent, Channel, EventId, EventType, Status};
+use crate::event::{CanonicalEvent, EventId, Status};
 use crate::ports::{Emailer, Outgoing, Queue, QueueName, Store, StoreError};
 use crate::providers::{NormalizeContext, ProviderId};
 use crate::timestamp::Timestamp;
@@ -118,7 +118,6 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                 Ok(())
             }
             Err(error) => {
-                let retryable = error.is_retryable();
                 let mut next = report.clone();
                 next["attempt"] = json!(attempt);
                 next["error"] = serde_json::to_value(&error).unwrap_or_default();
@@ -126,21 +125,14 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                 next["reportId"] = json!(key);
                 // Reported like the first failure: retryable → retry_scheduled (and another
                 // redrive), otherwise failed; after the last attempt, retries_exhausted.
-                let exhausted = (retryable && attempt >= MAX_ATTEMPTS).then_some(attempt);
-                self.enqueue_report(&task, &next, exhausted, now).await
+                self.enqueue_report(&task, &next, now).await
             }
         }
     }
 
     /// Normalizes a report as the SES source would and puts its events on the events queue
-    /// (as `email.retries_exhausted` when `exhausted`).
-    async fn enqueue_report(
-        &self,
-        task: &RedriveTask,
-        report: &Value,
-        exhausted: Option<u32>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    /// (`email.retries_exhausted` when the report's attempt was the last).
+    async fn enqueue_report(&self, task: &RedriveTask, report: &Value, now: Timestamp) -> Result<(), StoreError> {
         let body = serde_json::to_vec(report).map_err(|e| StoreError::permanent(e.to_string()))?;
         let headers = Headers::new();
         let webhook = Webhook { body: &body, headers: &headers, query: None, transport: Transport::Queue };
@@ -153,11 +145,9 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
             .enumerate()
             .map(|(i, mut e)| {
                 let event = &mut e.event;
-                if let Some(attempts) = exhausted {
-                    event.event_type = EventType::message(Channel::EMAIL, Status::RetriesExhausted);
-                    let last = event.data.reason.clone().unwrap_or_default();
-                    event.data.reason = Some(format!("gave up after {attempts} attempts; the last error: {last}"));
-                    // Not the same event as the retry_scheduled one for this report and attempt.
+                if event.event_type.status() == Some(Status::RetriesExhausted) {
+                    // Its id is kept apart from that of the retry_scheduled event a report of
+                    // the same attempt would make.
                     let key = format!("exhausted|{}", event.id);
                     event.id = EventId::derive(&task.workspace, "ses", &key, event.data.recipient.as_deref());
                 }

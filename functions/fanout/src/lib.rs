@@ -128,7 +128,7 @@ impl Deliverer {
             detail.push_str(" (answer body timed out)");
         }
         let outcome = if (200..300).contains(&status) {
-            Outcome::Delivered
+            Outcome::Delivered { code: status }
         } else {
             Outcome::Status { code: status, retry_after }
         };

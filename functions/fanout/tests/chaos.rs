@@ -98,7 +98,7 @@ async fn a_subscriber_that_answers_200_then_trickles_its_body_has_taken_the_even
     })
     .await;
     let (attempt, took) = attempt(&url).await;
-    assert_eq!(attempt.outcome, Outcome::Delivered, "retrying would deliver it twice");
+    assert_eq!(attempt.outcome, Outcome::Delivered { code: 200 }, "retrying would deliver it twice");
     assert!(
         attempt.detail.starts_with("ok.") && attempt.detail.ends_with("(answer body timed out)"),
         "{}",
@@ -117,7 +117,7 @@ async fn an_endless_fast_answer_is_read_no_further_than_the_excerpt_limit() {
     })
     .await;
     let (attempt, took) = attempt(&url).await;
-    assert_eq!(attempt.outcome, Outcome::Delivered);
+    assert_eq!(attempt.outcome, Outcome::Delivered { code: 200 });
     assert!(attempt.detail.len() <= 1024, "an excerpt only");
     assert!(took < LIMIT, "stops reading at the byte limit, not the time limit: {took:?}");
 }
@@ -161,5 +161,5 @@ async fn a_flapping_subscriber_gets_each_answer_for_what_it_is() {
         outcomes.push(attempt(&url).await.0.outcome);
     }
     let down = Outcome::Status { code: 503, retry_after: None };
-    assert_eq!(outcomes, [down.clone(), Outcome::Delivered, down, Outcome::Delivered]);
+    assert_eq!(outcomes, [down.clone(), Outcome::Delivered { code: 200 }, down, Outcome::Delivered { code: 200 }]);
 }

@@ -90,7 +90,7 @@ async fn answers_become_outcomes() {
     let headers = vec![("webhook-id".to_owned(), "evt_1".to_owned())];
 
     let ok = deliverer.deliver(&url("/ok"), &headers, b"{\"a\":1}".to_vec()).await;
-    assert_eq!(ok.outcome, Outcome::Delivered);
+    assert_eq!(ok.outcome, Outcome::Delivered { code: 200 });
     assert_eq!(ok.detail, "got evt_1 7");
 
     let fail = deliverer.deliver(&url("/fail"), &headers, vec![]).await;
@@ -105,7 +105,7 @@ async fn answers_become_outcomes() {
     assert_eq!(hits.load(Ordering::SeqCst), before + 1, "the redirect is not followed");
 
     let huge = deliverer.deliver(&url("/huge"), &headers, vec![]).await;
-    assert_eq!(huge.outcome, Outcome::Delivered);
+    assert_eq!(huge.outcome, Outcome::Delivered { code: 200 });
     assert!(huge.detail.len() <= 1024, "only an excerpt of a huge answer is kept");
 }
 

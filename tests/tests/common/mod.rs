@@ -82,6 +82,7 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
                 public_base_url: BASE.into(),
                 operator_workspaces: vec![WS.into()],
                 ses_suppressions: None,
+                secret_references: false,
             },
         ),
     );

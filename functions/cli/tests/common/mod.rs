@@ -33,12 +33,21 @@ impl Drop for Dev {
 
 /// Starts `tidings dev` on `db` and `port` and waits (bounded) until it listens.
 pub fn start(db: &Path, port: u16) -> Dev {
-    let child = Command::new(bin())
-        .args(["dev", "--addr", &format!("127.0.0.1:{port}"), "--db", &db.to_string_lossy()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = dev_command(db, port);
+    command.stderr(Stdio::null());
+    spawn_dev(command, port)
+}
+
+/// The command that runs `tidings dev` on `db` and `port`, its standard output discarded.
+pub fn dev_command(db: &Path, port: u16) -> Command {
+    let mut command = Command::new(bin());
+    command.args(["dev", "--addr", &format!("127.0.0.1:{port}"), "--db", &db.to_string_lossy()]).stdout(Stdio::null());
+    command
+}
+
+/// Spawns a `tidings dev` command and waits (bounded) until it listens on `port`.
+pub fn spawn_dev(mut command: Command, port: u16) -> Dev {
+    let child = command.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "tidings dev did not start listening");

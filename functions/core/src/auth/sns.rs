@@ -32,7 +32,9 @@ pub struct SnsEnvelope<'a> {
     pub kind: Cow<'a, str>,
     #[serde(rename = "MessageId", borrow)]
     pub message_id: Cow<'a, str>,
-    #[serde(rename = "TopicArn", borrow)]
+    /// Empty when absent: only verification needs it (a signed message always has one), so
+    /// `tidings normalize --no-verify` can read an envelope someone trimmed.
+    #[serde(rename = "TopicArn", default, borrow)]
     pub topic_arn: Cow<'a, str>,
     #[serde(rename = "Message", borrow)]
     pub message: Cow<'a, str>,
@@ -275,18 +277,21 @@ pub(crate) fn verify_webhook(
             return Err(WebhookError::forbidden(provider, why));
         }
     };
-    if !trusted_transport(webhook) {
-        verify_envelope(&envelope, ctx.certificates).map_err(|why| WebhookError::unauthenticated(provider, why))?;
-    }
     // From a queue the allow-list is a second fence, enforced when it is set; over HTTP it is
-    // the only thing that ties a valid AWS signature to this source, so it must be set.
+    // the only thing that ties a valid AWS signature to this source, so it must be set. It is
+    // checked first: a message from another topic is refused before anything is verified.
     let listed = auth.allowed_topics.iter().any(|t| t == envelope.topic_arn.as_ref());
     let queue_without_list = trusted_transport(webhook) && auth.allowed_topics.is_empty();
     if !(listed || queue_without_list) {
-        return Err(WebhookError::forbidden(
-            provider,
-            format!("TopicArn {} is not on this source's topic allow-list", envelope.topic_arn),
-        ));
+        let why = if envelope.topic_arn.is_empty() {
+            "SNS message has no TopicArn, so it cannot be on this source's topic allow-list".to_owned()
+        } else {
+            format!("TopicArn {} is not on this source's topic allow-list", envelope.topic_arn)
+        };
+        return Err(WebhookError::forbidden(provider, why));
+    }
+    if !trusted_transport(webhook) {
+        verify_envelope(&envelope, ctx.certificates).map_err(|why| WebhookError::unauthenticated(provider, why))?;
     }
     Ok(())
 }

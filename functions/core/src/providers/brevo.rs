@@ -2,7 +2,8 @@
 //! when batching is on). Brevo signs nothing: protect the URL with a shared secret. Brevo
 //! retries only timeouts and 429s and **discards on any other 4xx or 5xx**, so rejections here
 //! lose data for good: the pipeline logs and counts every one loudly.
-//! `ts_epoch` is in milliseconds; `tag` is sometimes a JSON-encoded list inside a string.
+//! `ts_event` is when the event happened, in seconds; `ts_epoch`'s unit varies (below); `tag` is
+//! sometimes a JSON-encoded list inside a string.
 
 use std::borrow::Cow;
 
@@ -113,13 +114,19 @@ fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> No
         Some(Status::Clicked) => data.url = r.link.as_deref().map(str::to_owned),
         _ => data.reason = reason,
     }
-    let time = r
-        .ts_epoch
-        .as_ref()
-        .and_then(|v| v.as_i64())
-        .and_then(Timestamp::from_unix_millis)
-        .or_else(|| r.ts_event.as_ref().and_then(parse_time))
-        .or_else(|| r.date.as_deref().and_then(Timestamp::parse_rfc3339));
+    // When it happened. `ts_event` is that, in Unix seconds. `ts_epoch` is documented in
+    // milliseconds, yet Brevo's own documentation samples carry seconds in it, so its unit is
+    // judged by magnitude (`parse_time`), and it is used (for its finer precision) only where it
+    // agrees with `ts_event`: a body that disagrees with itself gets its event time.
+    let event_time = r.ts_event.as_ref().and_then(parse_time);
+    let epoch = r.ts_epoch.as_ref().and_then(parse_time);
+    let time = match (epoch, event_time) {
+        (Some(epoch), Some(at)) if epoch.seconds_until(at).abs() <= 1 => Some(epoch),
+        (_, Some(at)) => Some(at),
+        (epoch, None) => epoch
+            .or_else(|| r.ts.as_ref().and_then(parse_time))
+            .or_else(|| r.date.as_deref().and_then(Timestamp::parse_rfc3339)),
+    };
     let when = r
         .ts_epoch
         .as_ref()
@@ -150,6 +157,8 @@ struct Record<'a> {
     ts_epoch: Option<Value>,
     #[serde(default)]
     ts_event: Option<Value>,
+    #[serde(default)]
+    ts: Option<Value>,
     #[serde(default, borrow)]
     date: Option<Cow<'a, str>>,
     #[serde(default, borrow)]

@@ -115,7 +115,28 @@ impl Provider for Mailgun {
             e.timestamp.as_ref().map(tag_value).unwrap_or_default()
         );
         let raw = Raw::Borrowed(body.raw_event.get());
-        Ok(Normalized::events(vec![ctx.event(message_type(&Channel::EMAIL, status), time, &dedup, data, &raw)]))
+        let event_type = message_type(&Channel::EMAIL, status);
+        // `rejected` events often name no recipient: the message's envelope targets, or its `To`
+        // header, say whom it was for (one event for each).
+        let recipients = match (&data.recipient, e.envelope.as_ref().and_then(|v| v.targets.as_deref()), to_header(&e))
+        {
+            (Some(_), _, _) => Vec::new(),
+            (None, Some(targets), _) => recipient::emails(targets),
+            (None, None, Some(to)) => recipient::emails(to),
+            (None, None, None) => Vec::new(),
+        };
+        if recipients.is_empty() {
+            return Ok(Normalized::events(vec![ctx.event(event_type, time, &dedup, data, &raw)]));
+        }
+        let events = recipients
+            .into_iter()
+            .map(|address| {
+                let mut data = data.clone();
+                data.recipient = Some(address);
+                ctx.event(event_type.clone(), time, &dedup, data, &raw)
+            })
+            .collect();
+        Ok(Normalized::events(events))
     }
 }
 
@@ -168,6 +189,19 @@ struct EventRecord<'a> {
     client_info: Option<ClientInfo>,
     #[serde(default)]
     reject: Option<Reject>,
+    #[serde(default)]
+    envelope: Option<Envelope>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    targets: Option<String>,
+}
+
+/// The message's `To` header.
+fn to_header<'e>(e: &'e EventRecord<'_>) -> Option<&'e str> {
+    e.message.as_ref()?.headers.as_ref()?.to.as_deref()
 }
 
 #[derive(Deserialize)]
@@ -186,6 +220,8 @@ struct MessageRecord {
 struct MessageHeaders {
     #[serde(rename = "message-id", default)]
     message_id: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -666,8 +666,15 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
     }
     super::tags_from_object(mail.get("tags"), &mut tags);
     let retryable = report.error.is_retryable();
-    let status = if retryable { Status::RetryScheduled } else { Status::Failed };
     let attempt = report.attempt.unwrap_or(1);
+    // A retryable failure is retried (redriven) until its last attempt; a failure of the last
+    // attempt ends the message's retries, whichever attempt number the sender reports.
+    let exhausted = retryable && attempt >= crate::redrive::MAX_ATTEMPTS;
+    let status = match (retryable, exhausted) {
+        (true, false) => Status::RetryScheduled,
+        (true, true) => Status::RetriesExhausted,
+        (false, _) => Status::Failed,
+    };
     let time = report.timestamp.as_deref().and_then(Timestamp::parse_rfc3339);
     let report_key = report
         .report_id
@@ -691,6 +698,10 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
             data.tags = tags.clone();
             data.retryable = Some(retryable);
             data.reason = report.error.message.clone().or_else(|| report.error.name.clone());
+            if exhausted {
+                let last = data.reason.take().unwrap_or_default();
+                data.reason = Some(format!("gave up after {attempt} attempts; the last error: {last}"));
+            }
             data.details.insert("error".into(), serde_json::to_value(&report.error).unwrap_or_default());
             data.details.insert("attempt".into(), Value::from(attempt));
             data.details.insert("throttling".into(), Value::Bool(report.error.is_throttling()));
