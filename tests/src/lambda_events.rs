@@ -4,8 +4,8 @@
 //! --data-file` and `sam local invoke -e`; the Lambda-level tests sign and send them.
 //!
 //! - `http/<provider>-<sample>.json`: a provider's webhook as the ingest function receives it,
-//!   posted to `/webhooks/<provider>/src_example`, unsigned (the test signs it with its source's
-//!   secret; a real provider signs its own).
+//!   posted to `/webhooks/<provider>/src_example_<provider>`, unsigned (the test signs it with
+//!   its source's secret; a real provider signs its own, so on its own it is refused with 401).
 //! - `ses-queue/<sample>.json`: an SES record on the SES intake queue (IAM guards that path, so
 //!   it carries no signature and works as is).
 //! - `processor/<provider>-<sample>.json`: the events ingest puts on the events queue for that
@@ -18,8 +18,11 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
 
-/// The source id the envelopes post to; the API Gateway id and region are examples too.
-pub const SOURCE: &str = "src_example";
+/// The source id a provider's envelopes name: the id `tidings local-aws` gives that provider's
+/// example source. The API Gateway id and region are examples too.
+pub fn source_id(provider: ProviderId) -> String {
+    format!("src_example_{provider}")
+}
 const API_ID: &str = "a1b2c3d4e5";
 const REGION: &str = "eu-west-1";
 const ACCOUNT: &str = "123456789012";
@@ -186,7 +189,7 @@ pub fn queued_bodies(events: &Path, provider: ProviderId, name: &str) -> Vec<Str
         .events
         .iter()
         .enumerate()
-        .map(|(i, e)| tidings_core::pipeline::event_message(i, e, SOURCE).body)
+        .map(|(i, e)| tidings_core::pipeline::event_message(i, e, &source_id(provider)).body)
         .collect()
 }
 
@@ -200,7 +203,7 @@ pub fn generate(events: &Path) -> Vec<(PathBuf, String)> {
     };
     for &(provider, name) in HTTP_SAMPLES {
         let (body, headers) = sample(events, provider, name);
-        let path = format!("/webhooks/{provider}/{SOURCE}");
+        let path = format!("/webhooks/{provider}/{}", source_id(provider));
         put(
             PathBuf::from(format!("http/{provider}-{}.json", stem(name))),
             api_gateway_v2("POST", &path, "", &headers, &body),

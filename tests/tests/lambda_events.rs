@@ -67,3 +67,35 @@ fn every_provider_has_an_envelope_for_its_function() {
         );
     }
 }
+
+#[test]
+fn every_envelope_parses_as_the_lambda_event_its_function_takes() {
+    // The types are the ones the functions are handed by their runtimes: lambda_http's API
+    // Gateway HTTP API request for ingest, aws_lambda_events' SQS event for the queue readers.
+    let lambda = dir().join("lambda");
+    let mut checked = 0;
+    for kind in std::fs::read_dir(&lambda).unwrap() {
+        let kind = kind.unwrap().path();
+        for file in std::fs::read_dir(&kind).unwrap() {
+            let path = file.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            match kind.file_name().unwrap().to_str().unwrap() {
+                "http" => {
+                    let request = lambda_http::request::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: not an API Gateway request: {e}", path.display()));
+                    assert_eq!(request.method(), "POST", "{}", path.display());
+                    assert!(request.uri().path().starts_with("/webhooks/"), "{}", path.display());
+                }
+                "ses-queue" | "processor" => {
+                    let event: aws_lambda_events::sqs::SqsEvent = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{}: not an SQS event: {e}", path.display()));
+                    assert!(!event.records.is_empty(), "{}", path.display());
+                    assert!(event.records.iter().all(|r| r.body.as_deref().is_some_and(|b| !b.is_empty())));
+                }
+                other => panic!("events/lambda/{other}: no function takes these"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 14, "{checked} envelopes");
+}

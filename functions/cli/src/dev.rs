@@ -422,7 +422,12 @@ async fn bootstrap(db: &Sqlite, path: &Path, base: &str) -> Result<DevConfig, Fa
 }
 
 fn dev_source(provider: ProviderId, base: &str) -> Result<Source, String> {
-    let id = new_id("src");
+    example_source(provider, new_id("src"), base)
+}
+
+/// A source of `provider` in the dev workspace with id `id` and a new secret (a key pair for
+/// SendGrid, the dev topic for SES), its webhooks posted under `base`.
+pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<Source, String> {
     let mut source = Source {
         id: id.clone(),
         workspace: WORKSPACE.into(),

@@ -9,6 +9,7 @@ mod client;
 mod dev;
 mod events;
 mod keys;
+mod local_aws;
 mod normalize;
 mod out;
 mod providers;
@@ -46,6 +47,9 @@ enum Command {
     Attempts(subscriptions::AttemptsArgs),
     /// Create the API keys of a deployment on AWS (straight in its table).
     Keys(keys::Args),
+    /// Make the table, queues and example sources the Lambda functions need on an AWS emulator
+    /// (moto), and write their environment to a file (`infra/local-aws.sh` runs it).
+    LocalAws(local_aws::Args),
     /// Move a queue's dead letters back to it (operator keys only), and follow the move.
     Redrive(redrive::Args),
     /// Measure the local pipeline end to end (see BENCHMARKS.md).
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),
         Command::Keys(args) => block_on(keys::run(args)),
+        Command::LocalAws(args) => block_on(local_aws::run(args)),
         Command::Redrive(args) => block_on(redrive::run(args)),
         Command::Bench(args) => block_on(bench::run(args)),
         Command::Outbox { db } => outbox(&db),

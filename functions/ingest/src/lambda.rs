@@ -10,12 +10,12 @@ use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 
 use crate::{HttpsFetcher, Options, router};
 
-/// Runs `provider`'s ingest function.
-pub async fn run_http(provider: ProviderId) -> Result<(), lambda_http::Error> {
+/// Runs `provider`'s ingest function (every provider's, given none).
+pub async fn run_http(provider: Option<ProviderId>) -> Result<(), lambda_http::Error> {
     tidings_aws::init_lambda_logging();
     let (store, queues) = ingest_ports()?;
     let ingest = Ingest::new(store, queues, HttpsFetcher::new());
-    lambda_http::run(router(ingest, Options { queue_route: false, only: Some(provider) })).await
+    lambda_http::run(router(ingest, Options { queue_route: false, only: provider })).await
 }
 
 /// Runs the SES intake function for SQS batches and EventBridge events. `TIDINGS_SES_SOURCE`
