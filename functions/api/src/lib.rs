@@ -139,6 +139,31 @@ fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
 
+/// A JSON request body. Anything wrong with it (not JSON, a wrong type, a field the request
+/// does not have, such as a misspelt `rate_limt`) is a 400 whose one line names it: an admin
+/// write never silently ignores what it was told.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let status = match rejection.status() {
+                    StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+                    other => other,
+                };
+                let why = rejection.body_text();
+                let why =
+                    why.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&why);
+                Err(ApiError(status, format!("body: {why}")))
+            }
+        }
+    }
+}
+
 /// The workspace the request's API key belongs to.
 pub struct Workspace(pub String);
 
@@ -188,6 +213,9 @@ async fn events<S: Store, Q: Queue>(
 ) -> Result<Response, ApiError> {
     if let Some(pattern) = &p.r#type {
         TypePattern::parse(pattern).map_err(bad_request)?;
+    }
+    if let Some(cursor) = &p.cursor {
+        tidings_core::ports::EventCursor::parse(cursor).map_err(bad_request)?;
     }
     let query = EventQuery {
         workspace,
@@ -329,6 +357,7 @@ async fn sources<S: Store, Q: Queue>(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewSource {
     provider: String,
     #[serde(default)]
@@ -347,7 +376,7 @@ async fn create_source<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     headers: axum::http::HeaderMap,
-    axum::Json(new): axum::Json<NewSource>,
+    JsonBody(new): JsonBody<NewSource>,
 ) -> Result<Response, ApiError> {
     use tidings_core::auth::Authentication;
     let provider: ProviderId = new.provider.parse().map_err(bad_request)?;
@@ -363,6 +392,12 @@ async fn create_source<S: Store, Q: Queue>(
         return Err(bad_request(format!(
             "secret: an SSM reference is ssm:/<path>/<name> (a full parameter name), not ssm:{name}"
         )));
+    }
+    if let Some(seconds) = new.tolerance_seconds {
+        tidings_core::auth::check_tolerance(seconds).map_err(bad_request)?;
+    }
+    if let Some(secret) = new.secret.as_deref().filter(|s| !s.starts_with("ssm:")) {
+        scheme.check_secret(secret).map_err(|why| bad_request(format!("secret: {why}")))?;
     }
     let secrets = match (new.secret, scheme) {
         (Some(secret), _) => vec![secret],
@@ -440,6 +475,7 @@ async fn subscriptions<S: Store, Q: Queue>(
 
 /// What a subscription is created from, by the API (JSON) or the console (a form).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewSubscription {
     pub(crate) url: String,
     pub(crate) types: Vec<String>,
@@ -497,7 +533,7 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
 async fn create_subscription<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    axum::Json(new): axum::Json<NewSubscription>,
+    JsonBody(new): JsonBody<NewSubscription>,
 ) -> Result<Response, ApiError> {
     let (subscription, secret) = new_subscription(workspace, new).map_err(bad_request)?;
     shared.store.put_subscription(&subscription).await?;

@@ -608,7 +608,9 @@ impl DynamoStore {
         }
         let next = if events.len() > limit {
             events.truncate(limit);
-            events.last().map(|e| format!("{}:{}", e.time.unix_millis(), e.id))
+            events.last().map(|e| {
+                tidings_core::ports::EventCursor { ms: e.time.unix_millis(), id: e.id.to_string() }.to_string()
+            })
         } else {
             None
         };
@@ -657,8 +659,8 @@ fn decode_event(item: &Item, wanted: &impl Fn(&CanonicalEvent) -> bool) -> Resul
 }
 
 fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    let (ms, id) = cursor.split_once(':').ok_or_else(|| StoreError::permanent("invalid cursor"))?;
-    Ok((ms.parse().map_err(|_| StoreError::permanent("invalid cursor"))?, id.to_owned()))
+    let cursor = tidings_core::ports::EventCursor::parse(cursor).map_err(StoreError::permanent)?;
+    Ok((cursor.ms, cursor.id))
 }
 
 fn version_condition(version: i64) -> (&'static str, Vec<(&'static str, AttributeValue)>) {

@@ -237,7 +237,7 @@ fn twilio_callbacks_signed_by_twilios_own_validator_are_accepted_query_string_an
     // Dittofeed's status-callback URL puts its context in the query, as senders do.
     let with_query = format!("{url}?workspaceId=ws_1&userId=user%2042&messageId=m-1&journeyId=j_1");
     let json_body =
-        json!({"MessageSid": "SM03", "MessageStatus": "delivered", "To": "+15558675310", "From": "+15005550006"})
+        json!({"MessageSid": "SM03", "MessageStatus": "delivered", "AccountSid": "AC0000000000000000000000000000000a", "To": "+15558675310", "From": "+15005550006"})
             .to_string();
     let requests = [
         json!({"url": url, "form": form("SM01", "delivered")}),

@@ -75,6 +75,38 @@ pub struct EventQuery {
     pub cursor: Option<String>,
 }
 
+/// Where the next page of events begins: the time (Unix milliseconds) and id of the last event
+/// returned, written `<milliseconds>:<event id>` (a page's `next`). Both stores read it with
+/// [`EventCursor::parse`], and the API parses it before asking a store, so a malformed cursor
+/// is the caller's error (400), never the store's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    pub ms: i64,
+    pub id: String,
+}
+
+impl EventCursor {
+    /// The latest instant a cursor may name: the end of year 9999, as far as event times go.
+    const MAX_MS: i64 = 253_402_300_799_999;
+
+    pub fn parse(text: &str) -> Result<EventCursor, String> {
+        let malformed = || format!("cursor {text:?} is not <milliseconds>:<event id> as a page's `next` gives it");
+        let (ms, id) = text.split_once(':').ok_or_else(malformed)?;
+        let ms = ms.parse::<i64>().ok().filter(|ms| (0..=Self::MAX_MS).contains(ms)).ok_or_else(malformed)?;
+        let hex = id.strip_prefix("evt_").ok_or_else(malformed)?;
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(malformed());
+        }
+        Ok(EventCursor { ms, id: id.to_owned() })
+    }
+}
+
+impl std::fmt::Display for EventCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.ms, self.id)
+    }
+}
+
 /// One page of events, and where the next begins.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventPage {

@@ -55,15 +55,19 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// IPv4 addresses written as IPv6 (`::ffff:127.0.0.1`, `::127.0.0.1`) are judged as IPv4.
+/// IPv4 addresses written as IPv6 are judged as IPv4: mapped (`::ffff:127.0.0.1`),
+/// translated (`::ffff:0:127.0.0.1`, RFC 2765) and compatible (`::127.0.0.1`). The prefixes
+/// that reach IPv4 through a gateway (NAT64, 6to4) are refused whole in `refusal_v6`.
 fn canonical(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
                 let s = v6.segments();
-                // IPv4-compatible (deprecated) ::a.b.c.d, but not :: or ::1.
-                if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
+                // Translated ::ffff:0:a.b.c.d; compatible (deprecated) ::a.b.c.d, but not :: or ::1.
+                let translated = s[..6] == [0, 0, 0, 0, 0xffff, 0];
+                let compatible = s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1);
+                if translated || compatible {
                     IpAddr::V4(Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7])))
                 } else {
                     IpAddr::V6(v6)
@@ -180,6 +184,9 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:10.0.0.1",
+            "::ffff:0:a9fe:a9fe",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "2002:7f00:1::",
@@ -197,6 +204,7 @@ mod tests {
             "8.8.8.8",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
             "172.32.0.1",
             "100.128.0.1",
         ] {

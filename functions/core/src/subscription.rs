@@ -134,8 +134,10 @@ pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Re
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
             return Err(format!("header name {name:?} is not a valid header name"));
         }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n') {
-            return Err(format!("header {name} has a line break in its value"));
+        // An HTTP field value is visible characters, spaces and tabs: a control character
+        // (NUL, a line break, ESC, DEL) would fail every delivery, or split the request.
+        if let Some(bad) = value.bytes().find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(format!("header {name} has a control character (0x{bad:02x}) in its value"));
         }
     }
     Ok(())

@@ -20,8 +20,8 @@ use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, Claim, DeadLetterStatus, DeadLetters, DeliveryClaim, EventPage, EventQuery, MoveMethod, Outgoing, Queue,
-    QueueName, QueuedEvent, Recorded, Store, StoreError,
+    ApiKey, Claim, DeadLetterStatus, DeadLetters, DeliveryClaim, EventCursor, EventPage, EventQuery, MoveMethod,
+    Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -585,8 +585,11 @@ impl Store for Sqlite {
         let limit = query.limit.clamp(1, 1000);
         // The cursor is the (time, id) of the last event returned; pages continue strictly
         // before it in (time desc, id desc) order.
-        let (mut before_ms, mut before_id) = match query.cursor.as_deref().and_then(|c| c.split_once(':')) {
-            Some((ms, id)) => (ms.parse::<i64>().map_err(|_| StoreError::permanent("invalid cursor"))?, id.to_owned()),
+        let (mut before_ms, mut before_id) = match query.cursor.as_deref() {
+            Some(text) => {
+                let cursor = EventCursor::parse(text).map_err(StoreError::permanent)?;
+                (cursor.ms, cursor.id)
+            }
             None => (i64::MAX, String::new()),
         };
         let since = query.since.map_or(i64::MIN, |t| t.unix_millis());
@@ -628,7 +631,10 @@ impl Store for Sqlite {
                 if pattern.as_ref().is_none_or(|p| p.matches(&event.event_type.to_string())) {
                     events.push(event);
                     if events.len() == limit {
-                        return Ok(EventPage { events, next: Some(format!("{before_ms}:{before_id}")) });
+                        return Ok(EventPage {
+                            events,
+                            next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()),
+                        });
                     }
                 }
             }

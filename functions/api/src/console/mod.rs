@@ -465,6 +465,9 @@ async fn events<S: Store, Q: Queue>(
     if let Some(pattern) = pattern {
         TypePattern::parse(pattern).map_err(|e| bad_request(format!("type: {e}")))?;
     }
+    if let Some(cursor) = non_empty(&f.cursor) {
+        tidings_core::ports::EventCursor::parse(cursor).map_err(bad_request)?;
+    }
     let query = EventQuery {
         workspace: session.workspace.clone(),
         message_id: non_empty(&f.message).map(str::to_owned),

@@ -47,7 +47,7 @@ pub(crate) fn verify(
     let body: Body<'_> = parse_json(provider, &"body", webhook.body)
         .map_err(|e| WebhookError::unauthenticated(provider, format!("no usable signature object: {}", e.reason())))?;
     let sig = body.signature;
-    let tolerance = auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS);
+    let tolerance = auth.tolerance(TOLERANCE_SECONDS);
     let signed_at = check_timestamp(provider, "signature.timestamp", &sig.timestamp, ctx.now, tolerance)?;
     let tag = hex::decode(sig.signature.to_ascii_lowercase())
         .map_err(|_| WebhookError::unauthenticated(provider, "signature.signature is not hex"))?;
@@ -66,7 +66,11 @@ pub(crate) fn verify(
     }
     let mut fingerprint = [0u8; 32];
     fingerprint.copy_from_slice(digest::digest(&digest::SHA256, webhook.body).as_ref());
-    let remember_until = Timestamp::from_unix_seconds(signed_at.unix_seconds() + tolerance as i64).unwrap_or(ctx.now);
+    let remember_until = i64::try_from(tolerance)
+        .ok()
+        .and_then(|t| signed_at.unix_seconds().checked_add(t))
+        .and_then(Timestamp::from_unix_seconds)
+        .unwrap_or(ctx.now);
     Ok(Verified {
         replay_claim: Some(ReplayClaim { provider, nonce: sig.token.to_owned(), fingerprint, remember_until }),
     })

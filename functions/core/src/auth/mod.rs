@@ -77,6 +77,54 @@ impl Authentication {
         }
     }
 
+    /// Whether `secret` can be this scheme's secret, or the one-line reason it cannot: checked
+    /// when a source is created or changed, so a weak or malformed secret never makes an
+    /// endpoint anyone can post to.
+    ///
+    /// - shared secrets and HMAC keys (Mailgun, Twilio, Active Reach): at least
+    ///   [`MIN_SECRET_LENGTH`] characters, none of them a space or a control character (they
+    ///   travel in URLs and headers);
+    /// - Standard Webhooks: `whsec_` and base64 of 24 to 64 bytes, as the specification asks;
+    /// - SendGrid: a base64 P-256 public key (DER `SubjectPublicKeyInfo`);
+    /// - SNS: no secret.
+    pub fn check_secret(&self, secret: &str) -> Result<(), String> {
+        let name = self.secret_name();
+        match self {
+            Authentication::SnsSignature => Err("SES sources take no secret: SNS signs with AWS's certificates".into()),
+            Authentication::SendgridEcdsa => sendgrid::public_key_point(secret)
+                .map(|_| ())
+                .map_err(|e| format!("the {name} is not a base64 P-256 public key ({e})")),
+            Authentication::StandardWebhooks { .. } => {
+                let encoded =
+                    secret.strip_prefix("whsec_").ok_or_else(|| format!("the {name} must start with whsec_"))?;
+                let bytes =
+                    BASE64.decode(encoded).map_err(|_| format!("the {name} is not whsec_ followed by base64"))?;
+                if !(24..=64).contains(&bytes.len()) {
+                    return Err(format!(
+                        "the {name} holds {} bytes; Standard Webhooks secrets hold 24 to 64",
+                        bytes.len()
+                    ));
+                }
+                Ok(())
+            }
+            Authentication::MailgunHmac
+            | Authentication::TwilioHmacSha1
+            | Authentication::HmacSha256Hex { .. }
+            | Authentication::SharedSecret => {
+                if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(format!("the {name} holds a space or a control character"));
+                }
+                let length = secret.chars().count();
+                if length < MIN_SECRET_LENGTH {
+                    return Err(format!(
+                        "the {name} is {length} characters; at least {MIN_SECRET_LENGTH} are required (leave it out to have one generated where the provider lets you choose)"
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// What the source's `secret` is for this scheme (for messages and help text).
     pub fn secret_name(&self) -> &'static str {
         match self {
@@ -90,6 +138,9 @@ impl Authentication {
         }
     }
 }
+
+/// The shortest secret a source may have where the secret is a password or an HMAC key.
+pub const MIN_SECRET_LENGTH: usize = 16;
 
 /// A secret value. Never printed: `Debug` shows `Secret(…)`.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +183,27 @@ impl SourceAuth {
     pub fn with_secret(secret: impl Into<String>) -> Self {
         SourceAuth { secrets: vec![Secret::new(secret)], ..SourceAuth::default() }
     }
+
+    /// The timestamp tolerance: the source's own, else the scheme's `default`, never more than
+    /// [`MAX_TOLERANCE_SECONDS`] (a source stored before the bound is held to it too).
+    pub fn tolerance(&self, default: u64) -> u64 {
+        self.tolerance_seconds.unwrap_or(default).min(MAX_TOLERANCE_SECONDS)
+    }
+}
+
+/// The widest timestamp tolerance a source may ask for: 48 hours, twice SendGrid's 24 hours of
+/// retries. Mailgun's one-time tokens are remembered for the tolerance, so it also bounds that
+/// memory.
+pub const MAX_TOLERANCE_SECONDS: u64 = 48 * 3600;
+
+/// Checks a tolerance asked for when a source is created or changed.
+pub fn check_tolerance(seconds: u64) -> Result<(), String> {
+    if seconds == 0 || seconds > MAX_TOLERANCE_SECONDS {
+        return Err(format!(
+            "tolerance_seconds must be between 1 and {MAX_TOLERANCE_SECONDS} (48 hours), not {seconds}"
+        ));
+    }
+    Ok(())
 }
 
 /// The clock and caches verification uses.
@@ -243,14 +315,17 @@ pub(crate) fn secrets(
     provider: ProviderId,
     scheme: Authentication,
     auth: &SourceAuth,
-) -> Result<&[Secret], WebhookError> {
-    if auth.secrets.is_empty() {
+) -> Result<Vec<&Secret>, WebhookError> {
+    // An empty secret (stored before secrets were checked) verifies nothing: an HMAC under an
+    // empty key is one anybody can compute.
+    let usable: Vec<&Secret> = auth.secrets.iter().filter(|s| !s.expose().is_empty()).collect();
+    if usable.is_empty() {
         return Err(WebhookError::unauthenticated(
             provider,
             format!("the source has no {} configured, so no request can be verified", scheme.secret_name()),
         ));
     }
-    Ok(&auth.secrets)
+    Ok(usable)
 }
 
 /// A required header, or the error naming it.
@@ -348,7 +423,8 @@ fn verify_shared_secret(provider: ProviderId, webhook: &Webhook<'_>, auth: &Sour
             "no credentials: expected Authorization (Bearer or Basic), X-Tidings-Token, or ?token=",
         ));
     }
-    let matched = presented.iter().any(|candidate| {
+    // An empty credential matches nothing, whatever a source holds.
+    let matched = presented.iter().filter(|candidate| !candidate.is_empty()).any(|candidate| {
         secrets.iter().any(|secret| constant_time_eq(candidate.as_bytes(), secret.expose().as_bytes()))
     });
     if matched {

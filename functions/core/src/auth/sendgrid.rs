@@ -58,13 +58,7 @@ pub(crate) fn verify(
     let signature = BASE64
         .decode(signature)
         .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
-    check_timestamp(
-        provider,
-        TIMESTAMP_HEADER,
-        timestamp,
-        ctx.now,
-        auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS),
-    )?;
+    check_timestamp(provider, TIMESTAMP_HEADER, timestamp, ctx.now, auth.tolerance(TOLERANCE_SECONDS))?;
     let mut signed = Vec::with_capacity(timestamp.len() + webhook.body.len());
     signed.extend_from_slice(timestamp.as_bytes());
     signed.extend_from_slice(webhook.body);

@@ -73,7 +73,7 @@ pub(crate) fn verify_webhook(
     let id = header(provider, webhook, &id_name)?;
     let timestamp = header(provider, webhook, &ts_name)?;
     let signature = header(provider, webhook, &sig_name)?;
-    check_timestamp(provider, &ts_name, timestamp, ctx.now, auth.tolerance_seconds.unwrap_or(TOLERANCE_SECONDS))?;
+    check_timestamp(provider, &ts_name, timestamp, ctx.now, auth.tolerance(TOLERANCE_SECONDS))?;
     if verify_signature(&keys, id, timestamp, webhook.body, signature) {
         Ok(())
     } else {

@@ -88,6 +88,25 @@ impl Provider for Twilio {
         let sid = get("MessageSid")
             .or_else(|| get("SmsSid"))
             .ok_or_else(|| WebhookError::malformed(id, "form field `MessageSid` is missing"))?;
+        // Twilio signs the concatenation of names and values, so the same signature also covers
+        // the parameters split differently (`To=+1555&X=1` as `To=+1555X&=1`…): what a status
+        // callback always carries is required, and its error code must be one.
+        for field in ["AccountSid", "From", "To"] {
+            if get(field).is_none() {
+                return Err(WebhookError::malformed(
+                    id,
+                    format!("form field `{field}` is missing (every Twilio status callback has it)"),
+                ));
+            }
+        }
+        if let Some(code) = params.get("ErrorCode").map(String::as_str).filter(|c| !c.is_empty())
+            && !code.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(WebhookError::malformed(
+                id,
+                format!("form field `ErrorCode` {code:?} is not a Twilio error code (digits)"),
+            ));
+        }
         let whatsapp = [get("From"), get("To")]
             .into_iter()
             .flatten()
