@@ -252,6 +252,18 @@ async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cac
     }
     assert_eq!(fetches.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the certificate is fetched once, then cached");
 
+    // The same signed message on a source that does not list its topic: refused, and no
+    // certificate is fetched for it.
+    let mut elsewhere = source.clone();
+    elsewhere.id = "src_other_topic".into();
+    elsewhere.allowed_topics = vec!["arn:aws:sns:us-east-2:295079676684:another".into()];
+    tidings_core::ports::Store::put_source(&db, &elsewhere).await.unwrap();
+    let fresh = CertServer::default();
+    let other_ingest = Ingest::new(db.clone(), db.clone(), fresh.clone());
+    let response = other_ingest.handle(IngestRequest { source_id: "src_other_topic", ..request(message) }).await;
+    assert_eq!(response.status, 403, "{}", response.body);
+    assert_eq!(fresh.0.load(std::sync::atomic::Ordering::Relaxed), 0, "nothing fetched for a topic not allowed");
+
     let tampered: &'static [u8] = Box::leak(
         String::from_utf8(message.to_vec())
             .unwrap()

@@ -198,7 +198,7 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         };
         if provider == ProviderId::Ses
             && request.transport == Transport::Http
-            && let Some(Ok(url)) = sns::signing_cert_url(request.body)
+            && let Some(Ok(url)) = sns::signing_cert_url(request.body, &source.allowed_topics)
             && let Err(error) = self.ensure_certificate(&url).await
         {
             return IngestResponse::error(503, "certificate_unavailable", format!("{provider}: {error}"));

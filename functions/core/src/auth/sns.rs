@@ -239,8 +239,13 @@ impl CertificateStore for CertificateCache {
 
 /// The certificate URL a webhook's SNS envelope will need, so the caller can fetch it first.
 /// `None` when the body is not a signed SNS envelope.
-pub fn signing_cert_url(body: &[u8]) -> Option<Result<CertUrl, String>> {
+pub fn signing_cert_url(body: &[u8], allowed_topics: &[String]) -> Option<Result<CertUrl, String>> {
     let envelope: SnsEnvelope<'_> = serde_json::from_slice(body).ok()?;
+    // A message from a topic the source does not accept is refused unverified (403): nothing
+    // is fetched for it, so no one can make tidings fetch on their behalf.
+    if !allowed_topics.iter().any(|t| t == envelope.topic_arn.as_ref()) {
+        return None;
+    }
     envelope.signing_cert_url.as_deref().map(CertUrl::parse)
 }
 
