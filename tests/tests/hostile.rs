@@ -253,3 +253,26 @@ async fn every_hostile_request_gets_its_status_and_a_one_line_reason_and_enqueue
     }
     assert!(failures.is_empty(), "{} hostile requests mishandled:\n{}", failures.len(), failures.join("\n"));
 }
+
+#[tokio::test]
+async fn an_upload_cut_short_is_a_400_and_one_over_the_limit_a_413() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let postmark = f.source(ProviderId::Postmark).id.clone();
+    let uri = format!("/webhooks/postmark/{postmark}?token=secret-postmark");
+    // The sender's connection breaks after part of the body.
+    let chunks: Vec<Result<axum::body::Bytes, std::io::Error>> = vec![
+        Ok(axum::body::Bytes::from_static(b"{\"RecordType\":\"Deliv")),
+        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset")),
+    ];
+    let cut = Request::post(uri.as_str()).body(Body::from_stream(futures_util::stream::iter(chunks))).unwrap();
+    let (status, body) = f.call(cut).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("truncated"), "{body}");
+    // A body over the limit, sent in pieces with no length announced.
+    let piece = axum::body::Bytes::from(vec![b' '; 1 << 20]);
+    let pieces: Vec<Result<axum::body::Bytes, std::io::Error>> = (0..5).map(|_| Ok(piece.clone())).collect();
+    let large = Request::post(uri.as_str()).body(Body::from_stream(futures_util::stream::iter(pieces))).unwrap();
+    assert_eq!(f.call(large).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(take_all(&db), 0, "nothing enqueued");
+}

@@ -379,3 +379,36 @@ async fn a_batch_larger_than_one_enqueue_chunk_is_queued_whole_and_stored_once()
     assert_eq!(drain(&f.store).await, 250);
     assert_eq!(f.stored_ids().await.len(), 250, "each event stored once");
 }
+
+#[tokio::test]
+async fn unknown_source_ids_cost_bounded_memory_and_bounded_log_lines() {
+    use tidings_core::pipeline::{Ingest, IngestRequest, SOURCE_CACHE_ENTRIES};
+    use tidings_core::{Headers, Timestamp, Transport};
+    let db = Sqlite::in_memory().unwrap();
+    let _f = fixture(db.clone(), db.clone()).await;
+    let ingest = Ingest::new(db.clone(), db.clone(), common::Offline);
+    let headers = Headers::new();
+    fn request<'a>(source_id: &'a str, headers: &'a Headers) -> IngestRequest<'a> {
+        IngestRequest {
+            provider: ProviderId::Postmark,
+            source_id,
+            body: b"{}",
+            headers,
+            query: None,
+            transport: Transport::Http,
+            received_at: Timestamp::now(),
+        }
+    }
+    // An id no source can have (65 KB): refused before any lookup, with a short reason.
+    let long = "x".repeat(65_536);
+    let response = ingest.handle(request(&long, &headers)).await;
+    assert_eq!(response.status, 404);
+    assert!(response.body["error"].as_str().unwrap().len() < 200, "{}", response.body);
+    assert_eq!(ingest.cached_sources(), 0, "nothing remembered for it");
+    // Many distinct ids that could be sources: each looked up, the cache within its bound.
+    for i in 0..SOURCE_CACHE_ENTRIES + 300 {
+        let id = format!("src_missing_{i}");
+        assert_eq!(ingest.handle(request(&id, &headers)).await.status, 404);
+    }
+    assert!(ingest.cached_sources() <= SOURCE_CACHE_ENTRIES, "{} cached", ingest.cached_sources());
+}

@@ -47,6 +47,10 @@ pub struct Args {
     /// usual AWS environment. Without it, resends go to the local outbox (`tidings outbox`).
     #[arg(long, env = "TIDINGS_SES_ENDPOINT")]
     ses_endpoint: Option<String>,
+    /// Deliver under the production SSRF policy: loopback refused like every other private
+    /// address (by default `tidings dev` lets subscribers on this machine receive).
+    #[arg(long)]
+    refuse_loopback: bool,
 }
 
 /// Where `tidings dev` resends: SESv2 when an endpoint is given, else the local outbox.
@@ -246,11 +250,16 @@ pub async fn run(args: Args) -> Result<(), Failure> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let processor = Processor::with_fanout(db.clone(), queue.clone(), args.retention_days);
-    // Locally, subscribers usually run on this machine: loopback is allowed (and only that).
-    let guard = Guard::allowing(vec![
-        "127.0.0.0/8".parse().map_err(Failure::Usage)?,
-        "::1/128".parse().map_err(Failure::Usage)?,
-    ]);
+    // Locally, subscribers usually run on this machine: loopback is allowed (and only that),
+    // unless the production policy is asked for.
+    let guard = if args.refuse_loopback {
+        Guard::new()
+    } else {
+        Guard::allowing(vec![
+            "127.0.0.0/8".parse().map_err(Failure::Usage)?,
+            "::1/128".parse().map_err(Failure::Usage)?,
+        ])
+    };
     let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT).map_err(Failure::Usage)?;
     let fanout = Fanout::new(db.clone(), queue.clone(), sender);
     // Resends of SES sends that failed retryably go to SESv2 if an endpoint is given, else to

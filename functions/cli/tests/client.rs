@@ -195,3 +195,31 @@ fn the_dev_server_refuses_secrets_it_cannot_resolve_and_logs_what_an_operator_mu
     assert!(attempts.contains("delivered") && attempts.contains(" 200 "), "{attempts}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn with_refuse_loopback_the_dev_server_delivers_under_the_production_ssrf_policy() {
+    let dir = temp_dir("ssrf");
+    let db = dir.join("dev.db");
+    let port = free_port();
+    let mut command = dev_command(&db, port);
+    command.arg("--refuse-loopback").stderr(Stdio::null());
+    let _dev = spawn_dev(command, port);
+    let subscriber = common::Subscriber::start();
+    for url in [subscriber.url("/hook"), format!("http://localhost:{}/hook", subscriber.addr.port())] {
+        let created: Value = serde_json::from_str(&ok(&db, &["subscriptions", "add", &url, "--type", "*"])).unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        ok(&db, &["subscriptions", "test", &id]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let attempt = loop {
+            if let Some(line) = ok(&db, &["attempts", &id, "--json"]).lines().next() {
+                break serde_json::from_str::<Value>(line).unwrap();
+            }
+            assert!(Instant::now() < deadline, "no attempt logged");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(attempt["outcome"], "unreachable", "{url}: {attempt}");
+        assert!(attempt["detail"].as_str().unwrap().contains("loopback"), "{attempt}");
+    }
+    assert!(subscriber.at("/hook").is_empty(), "nothing reached the loopback subscriber");
+    std::fs::remove_dir_all(&dir).ok();
+}

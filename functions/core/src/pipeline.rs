@@ -58,11 +58,34 @@ pub struct IngestResponse {
     pub enqueue_time: Option<Duration>,
 }
 
+/// The longest refusal reason answered and logged, in characters: reasons quote what the
+/// request carried, and a request must not decide how much is written to the log.
+const MAX_REASON_CHARS: usize = 300;
+
+/// `text` cut to `max` characters (with `…` where it was cut).
+fn bounded(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..end])),
+        None => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// Whether `id` can be a source id (`src_` and 21 characters when tidings makes one; ids given
+/// through the store directly keep to the same alphabet): anything else is answered 404 before
+/// any lookup, so it costs neither a store read nor a cache entry.
+fn plausible_source_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How many source lookups ingest keeps (found or not); beyond it, expired entries go first,
+/// then arbitrary ones.
+pub const SOURCE_CACHE_ENTRIES: usize = 1024;
+
 impl IngestResponse {
     fn error(status: u16, outcome: &'static str, line: String) -> Self {
         IngestResponse {
             status,
-            body: json!({ "error": line }),
+            body: json!({ "error": bounded(&line, MAX_REASON_CHARS) }),
             accepted: 0,
             outcome,
             event_types: Vec::new(),
@@ -145,13 +168,14 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         let response = self.handle_inner(request).await;
         let provider = request.provider.as_str();
         record_ingest_metrics(provider, &response);
+        let source = bounded(request.source_id, 64);
         if response.status < 300 {
-            tracing::info!(provider, source = request.source_id, events = response.accepted, "webhook accepted");
+            tracing::info!(provider, source = %source, events = response.accepted, "webhook accepted");
         } else {
             let reason = response.body["error"].as_str().unwrap_or_default();
             tracing::warn!(
                 provider,
-                source = request.source_id,
+                source = %source,
                 status = response.status,
                 outcome = response.outcome,
                 reason,
@@ -170,6 +194,10 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
                 self.max_body_bytes
             );
             return IngestResponse::error(413, "too_large", line);
+        }
+        if !plausible_source_id(request.source_id) {
+            let id = bounded(request.source_id, 64);
+            return IngestResponse::error(404, "unknown_source", format!("{provider}: no source {id}"));
         }
         let source = match self.source(request.source_id).await {
             Ok(Some(source)) if source.provider == provider => source,
@@ -291,9 +319,21 @@ impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         }
         let source = self.store.source(id).await?;
         if let Ok(mut cache) = self.sources.lock() {
+            if cache.len() >= SOURCE_CACHE_ENTRIES {
+                cache.retain(|_, (at, _)| at.elapsed() < SOURCE_CACHE_TTL);
+            }
+            while cache.len() >= SOURCE_CACHE_ENTRIES {
+                let Some(evicted) = cache.keys().next().cloned() else { break };
+                cache.remove(&evicted);
+            }
             cache.insert(id.to_owned(), (Instant::now(), source.clone()));
         }
         Ok(source)
+    }
+
+    /// How many source lookups are cached (bounded by [`SOURCE_CACHE_ENTRIES`]).
+    pub fn cached_sources(&self) -> usize {
+        self.sources.lock().map_or(0, |cache| cache.len())
     }
 
     async fn ensure_certificate(&self, url: &CertUrl) -> Result<(), String> {

@@ -83,9 +83,18 @@ async fn handle<S: Store, Q: Queue, F: Fetcher>(
             .into_response();
     };
     // Read one byte past the limit, so the service can tell "too large" with its own reason.
-    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES + 1).await else {
-        let line = format!("{provider}: body is over the {MAX_BODY_BYTES}-byte limit");
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(json!({"error": line}))).into_response();
+    let bytes = match to_bytes(body, MAX_BODY_BYTES + 1).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let too_large = error.into_inner().downcast_ref::<http_body_util::LengthLimitError>().is_some();
+            let (status, line) = if too_large {
+                (StatusCode::PAYLOAD_TOO_LARGE, format!("{provider}: body is over the {MAX_BODY_BYTES}-byte limit"))
+            } else {
+                // The sender stopped before the body it announced was whole.
+                (StatusCode::BAD_REQUEST, format!("{provider}: the body ended before it was whole (truncated upload)"))
+            };
+            return (status, axum::Json(json!({"error": line}))).into_response();
+        }
     };
     let headers = convert(headers);
     let request = IngestRequest {
