@@ -279,6 +279,7 @@ pub fn subscription_to(workspace: &str, id: &str, url: &str, types: &[&str]) -> 
         headers: vec![],
         description: String::new(),
         enabled: true,
+        version: 0,
         disabled_reason: None,
         failing_since: None,
         created_at: now,
@@ -312,6 +313,57 @@ pub async fn subscriptions_belong_to_their_workspace<S: Store>(store: &S) {
         store.subscription("ws_subs", "sub_a").await.unwrap().unwrap().disabled_reason.as_deref(),
         Some("410 Gone")
     );
+}
+
+/// A change to a subscription is written only over the version it was made on: a writer that
+/// read before another's change (a delivery's bookkeeping read before an operator's disable)
+/// loses, and `subscription::modify` redoes its change on the fresh subscription, so neither
+/// change is undone.
+pub async fn subscription_changes_never_undo_one_another<S: Store>(store: &S) {
+    let created = subscription("ws_versions", "sub_v");
+    store.put_subscription(&created).await.unwrap();
+    let delivery_read = store.subscription("ws_versions", "sub_v").await.unwrap().unwrap();
+    let mut operator = store.subscription("ws_versions", "sub_v").await.unwrap().unwrap();
+    operator.disable("disabled by an operator");
+    assert!(store.update_subscription(&operator).await.unwrap(), "the first writer wins");
+    let mut stale = delivery_read.clone();
+    stale.failing_since = Some(at(100));
+    assert!(!store.update_subscription(&stale).await.unwrap(), "a write over a stale read is refused");
+    let stored = store.subscription("ws_versions", "sub_v").await.unwrap().unwrap();
+    assert!(!stored.enabled, "the operator's disable stands");
+    assert_eq!(stored.version, 1);
+
+    // Redone on the fresh subscription, the delivery's change keeps the operator's.
+    let changed = tidings_core::subscription::modify(store, "ws_versions", "sub_v", |s| {
+        s.failing_since.get_or_insert(at(100));
+        true
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((changed.enabled, changed.failing_since, changed.version), (false, Some(at(100)), 2));
+    assert_eq!(store.subscription("ws_versions", "sub_v").await.unwrap(), Some(changed.clone()));
+
+    // A rotation and a concurrent enable both stand.
+    let before_rotation = store.subscription("ws_versions", "sub_v").await.unwrap().unwrap();
+    let mut rotated = before_rotation.clone();
+    rotated.rotate("whsec_bmV3LXNlY3JldC1mb3ItdGhlLXRlc3Q=".into(), at(200), 3600);
+    assert!(store.update_subscription(&rotated).await.unwrap());
+    let enabled = tidings_core::subscription::modify(store, "ws_versions", "sub_v", |s| {
+        s.enable();
+        true
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(enabled.enabled);
+    assert!(
+        enabled.secrets.iter().any(|s| s.secret == "whsec_bmV3LXNlY3JldC1mb3ItdGhlLXRlc3Q="),
+        "the new secret is kept"
+    );
+    // Nothing to update, or a subscription that is gone.
+    assert!(!store.update_subscription(&subscription("ws_versions", "sub_missing")).await.unwrap());
+    assert_eq!(tidings_core::subscription::modify(store, "ws_versions", "sub_missing", |_| true).await.unwrap(), None);
 }
 
 /// The attempt log returns a subscription's attempts newest first, whether they were written
@@ -409,6 +461,7 @@ pub async fn run_all<S: Store>(store: &S) {
     nonces_are_single_use(store).await;
     api_keys_are_found_by_hash(store).await;
     subscriptions_belong_to_their_workspace(store).await;
+    subscription_changes_never_undo_one_another(store).await;
     attempts_are_logged_newest_first(store).await;
     deliveries_are_claimed_once_and_marked(store).await;
 }

@@ -442,3 +442,84 @@ async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_se
     let id = |i: usize| received[i].0.get("webhook-id").unwrap().to_str().unwrap().to_owned();
     assert_eq!(id(0), id(1), "with the same webhook-id");
 }
+
+/// A subscriber that answers 503 only when told to: the test holds its answer while it acts.
+async fn held_503() -> (SocketAddr, tokio::sync::mpsc::Receiver<()>, Arc<tokio::sync::Notify>) {
+    let (arrived_tx, arrived_rx) = tokio::sync::mpsc::channel(8);
+    let release = Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    let app = Router::new().route(
+        "/slow",
+        post(move || {
+            let (arrived, gate) = (arrived_tx.clone(), gate.clone());
+            async move {
+                arrived.send(()).await.unwrap();
+                gate.notified().await;
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, arrived_rx, release)
+}
+
+#[tokio::test]
+async fn an_operators_disable_or_rotation_during_a_failing_attempt_is_not_undone() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let (addr, mut arrived, release) = held_503().await;
+    let api = |uri: String, body: Value| {
+        Request::post(uri)
+            .header("Authorization", "Bearer key-default")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (_, created) = f
+        .call(api("/api/subscriptions".into(), json!({"url": format!("http://{addr}/slow"), "types": ["email.*"]})))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Arc::new(Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(10)).unwrap(),
+    ));
+    f.post_sample(ProviderId::Sendgrid, &events_dir().join("sendgrid/bounce.json")).await;
+    let events = db.receive(QueueName::Events, 10, 30).unwrap();
+    processor.process(&events[0].body).await.unwrap();
+
+    for action in ["disable", "rotate"] {
+        if action == "rotate" {
+            f.call(api(format!("/api/subscriptions/{id}/enable"), json!({}))).await;
+        }
+        let task = db.receive(QueueName::Deliveries, 10, 0).unwrap().remove(0);
+        let attempt = {
+            let (fanout, task) = (fanout.clone(), task.clone());
+            tokio::spawn(async move {
+                fanout.deliver(&task_message(&task.id, &task.body, task.receive_count), Timestamp::now()).await
+            })
+        };
+        // While the attempt waits for its answer, the operator acts.
+        arrived.recv().await.unwrap();
+        let (status, answer) = f.call(api(format!("/api/subscriptions/{id}/{action}"), json!({}))).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        release.notify_one();
+        attempt.await.unwrap().unwrap();
+
+        let stored = db.subscription("ws_default", &id).await.unwrap().unwrap();
+        match action {
+            "disable" => assert!(!stored.enabled, "the operator's disable was undone by the failed attempt"),
+            _ => {
+                let secret = answer["secret"].as_str().unwrap();
+                assert!(stored.secrets.iter().any(|s| s.secret == secret), "the rotated-in secret was lost");
+                assert!(stored.enabled);
+            }
+        }
+        assert!(stored.failing_since.is_some() || !stored.enabled, "the attempt's own bookkeeping is kept too");
+        db.change_visibility(QueueName::Deliveries, &task.receipt, 0).unwrap();
+    }
+}

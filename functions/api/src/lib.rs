@@ -523,6 +523,7 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         headers,
         description: new.description,
         enabled: true,
+        version: 0,
         disabled_reason: None,
         failing_since: None,
         created_at: now,
@@ -580,19 +581,44 @@ async fn subscription_action<S: Store, Q: Queue>(
     Path((id, action)): Path<(String, String)>,
     Query(p): Query<ActionParams>,
 ) -> Result<Response, ApiError> {
-    let Some(mut subscription) = shared.store.subscription(&workspace, &id).await? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")));
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}"));
+    let Some(subscription) = shared.store.subscription(&workspace, &id).await? else {
+        return Err(missing());
     };
     let now = Timestamp::now();
     let mut reply = json!({});
-    match action.as_str() {
+    // Changes are made over the version read, and redone on the fresh one if another writer
+    // (a delivery's bookkeeping, another operator) wrote in between: none undoes another.
+    use tidings_core::subscription::modify;
+    let store = &shared.store;
+    let changed = match action.as_str() {
         "rotate" => {
+            let grace = p.grace_seconds.unwrap_or(86_400);
+            if !(0..=7 * 86_400).contains(&grace) {
+                return Err(bad_request(format!("grace_seconds must be between 0 and 604800 (7 days), not {grace}")));
+            }
             let secret = new_secret(true);
-            subscription.rotate(secret.clone(), now, p.grace_seconds.unwrap_or(86_400).clamp(0, 7 * 86_400));
             reply["secret"] = json!(secret);
+            modify(store, &workspace, &id, |s| {
+                s.rotate(secret.clone(), now, grace);
+                true
+            })
+            .await?
         }
-        "enable" => subscription.enable(),
-        "disable" => subscription.disable("disabled by an operator"),
+        "enable" => {
+            modify(store, &workspace, &id, |s| {
+                s.enable();
+                true
+            })
+            .await?
+        }
+        "disable" => {
+            modify(store, &workspace, &id, |s| {
+                s.disable("disabled by an operator");
+                true
+            })
+            .await?
+        }
         "replay" => {
             if let Some(pattern) = &p.r#type {
                 TypePattern::parse(pattern).map_err(bad_request)?;
@@ -609,8 +635,8 @@ async fn subscription_action<S: Store, Q: Queue>(
             return Ok(axum::Json(json!({"event_id": event_id})).into_response());
         }
         other => return Err(bad_request(format!("unknown action {other:?}: rotate, enable, disable, replay or test"))),
-    }
-    shared.store.put_subscription(&subscription).await?;
+    };
+    let subscription = changed.ok_or_else(missing)?;
     let mut view = subscription_view(&subscription);
     if let Some(secret) = reply.get("secret") {
         view["secret"] = secret.clone();

@@ -866,12 +866,33 @@ impl Store for DynamoStore {
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let version = i64::try_from(subscription.version).map_err(|_| StoreError::permanent("version out of range"))?;
         self.put(HashMap::from([
             ("PK".to_owned(), s(format!("WS#{}#SUBS", subscription.workspace))),
             ("SK".to_owned(), s(&subscription.id)),
             ("d".to_owned(), s(to_json(subscription)?)),
+            ("v".to_owned(), n(version)),
         ]))
         .await
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, StoreError> {
+        let mut next = subscription.clone();
+        next.version += 1;
+        let version = i64::try_from(subscription.version).map_err(|_| StoreError::permanent("version out of range"))?;
+        let item = HashMap::from([
+            ("PK".to_owned(), s(format!("WS#{}#SUBS", subscription.workspace))),
+            ("SK".to_owned(), s(&subscription.id)),
+            ("d".to_owned(), s(to_json(&next)?)),
+            ("v".to_owned(), n(version + 1)),
+        ]);
+        // An item written before versions has no `v`: it is version 0.
+        let condition = if version == 0 {
+            "attribute_exists(PK) AND (attribute_not_exists(v) OR v = :v)"
+        } else {
+            "attribute_exists(PK) AND v = :v"
+        };
+        self.put_if(item, condition, vec![(":v", n(version))]).await
     }
 
     async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {

@@ -697,7 +697,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Duration>, StoreError> {
         let attempt = message.receive_count.max(1);
-        let Some(mut subscription) = subscription else {
+        let Some(subscription) = subscription else {
             tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
             return Ok(None);
         };
@@ -825,23 +825,48 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 ("DeliveryAttempt", crate::metrics::Unit::None, f64::from(attempt)),
             ],
         );
+        // The delivery's bookkeeping on the subscription (its failure clock, a disable) is made
+        // on the subscription as stored, over the version read (`subscription::modify`): an
+        // operator's disable, enable or rotation made while the attempt was in flight stays.
         match next {
             Next::Done => {
-                if subscription.failing_since.take().is_some()
-                    && let Err(error) = self.store.put_subscription(&subscription).await
+                if subscription.failing_since.is_some()
+                    && let Err(error) =
+                        crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                            s.failing_since.take().is_some()
+                        })
+                        .await
                 {
                     tracing::warn!(subscription = %task.subscription, %error, "delivered, but the subscription stays marked failing until its next delivery");
                 }
                 Ok(None)
             }
             Next::Retry(delay) => {
-                let since = *subscription.failing_since.get_or_insert(now);
-                if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
-                    self.disable(subscription, "deliveries failed for 5 days", task, attempt, now).await?;
-                    Ok(None)
-                } else {
-                    self.store.put_subscription(&subscription).await?;
-                    Ok(Some(delay.min(delivery::MAX_VISIBILITY)))
+                let reason = "deliveries failed for 5 days";
+                let mut disabled = false;
+                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                    disabled = false;
+                    if !s.enabled {
+                        return false;
+                    }
+                    let clock_started = s.failing_since.is_none();
+                    let since = *s.failing_since.get_or_insert(now);
+                    if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
+                        s.disable(reason);
+                        disabled = true;
+                    }
+                    clock_started || disabled
+                })
+                .await?;
+                match current {
+                    Some(current) if disabled => {
+                        tracing::warn!(subscription = %current.id, reason, "subscription disabled");
+                        self.announce("subscription.disabled", &current, task, attempt, reason, now).await?;
+                        Ok(None)
+                    }
+                    Some(current) if current.enabled => Ok(Some(delay.min(delivery::MAX_VISIBILITY))),
+                    // Disabled (or deleted) meanwhile: nothing more is attempted.
+                    _ => Ok(None),
                 }
             }
             Next::Exhausted => {
@@ -852,24 +877,23 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
                 Ok(None)
             }
             Next::Disable => {
-                self.disable(subscription, "the subscriber answered 410 Gone", task, attempt, now).await?;
+                let reason = "the subscriber answered 410 Gone";
+                let mut disabled = false;
+                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                    disabled = s.enabled;
+                    if disabled {
+                        s.disable(reason);
+                    }
+                    disabled
+                })
+                .await?;
+                if let Some(current) = current.filter(|_| disabled) {
+                    tracing::warn!(subscription = %current.id, reason, "subscription disabled");
+                    self.announce("subscription.disabled", &current, task, attempt, reason, now).await?;
+                }
                 Ok(None)
             }
         }
-    }
-
-    async fn disable(
-        &self,
-        mut subscription: Subscription,
-        reason: &str,
-        task: &DeliveryTask,
-        attempt: u32,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        tracing::warn!(subscription = %subscription.id, reason, "subscription disabled");
-        subscription.disable(reason);
-        self.store.put_subscription(&subscription).await?;
-        self.announce("subscription.disabled", &subscription, task, attempt, reason, now).await
     }
 
     /// Puts an operational event (`subscription.disabled`, `delivery.exhausted`) on the events

@@ -224,8 +224,15 @@ pub trait Store: Send + Sync {
         recipient: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Creates or replaces a subscription (within its workspace).
+    /// Creates a subscription (within its workspace), or replaces it whatever it holds: for a
+    /// new subscription. Changes to one go through [`Store::update_subscription`].
     fn put_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Writes `subscription` with its version one past `subscription.version`, only if the
+    /// stored one still has `subscription.version` (a subscription stored before versions
+    /// existed has version 0). `false` when another writer got there first (or it is gone):
+    /// read it again and redo the change ([`crate::subscription::modify`]).
+    fn update_subscription(&self, subscription: &Subscription)
+    -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn subscription(
         &self,
         workspace: &str,

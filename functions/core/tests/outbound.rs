@@ -30,6 +30,7 @@ fn subscription(secrets: &[&str]) -> Subscription {
         headers: vec![],
         description: String::new(),
         enabled: true,
+        version: 0,
         disabled_reason: None,
         failing_since: None,
         created_at: t0,

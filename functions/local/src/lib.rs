@@ -721,6 +721,25 @@ impl Store for Sqlite {
         Ok(())
     }
 
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, StoreError> {
+        let mut next = subscription.clone();
+        next.version += 1;
+        let changed = self
+            .db()
+            .execute(
+                "UPDATE subscriptions SET body = ?3
+                 WHERE workspace = ?1 AND id = ?2 AND COALESCE(json_extract(body, '$.version'), 0) = ?4",
+                params![
+                    subscription.workspace,
+                    subscription.id,
+                    serde_json::to_string(&next).map_err(json_error)?,
+                    subscription.version as i64
+                ],
+            )
+            .map_err(db_error)?;
+        Ok(changed == 1)
+    }
+
     async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
         self.one("SELECT body FROM subscriptions WHERE workspace = ?1 AND id = ?2", params![workspace, id])
     }

@@ -951,21 +951,33 @@ async fn subscription_action<S: Store, Q: Queue>(
     Form(form): Form<ActionForm>,
 ) -> Page {
     session.check(&form.csrf)?;
-    let Some(mut subscription) = shared.store.subscription(&session.workspace, &id).await? else {
-        return Err(not_found(format!("no subscription {id} in workspace {}", session.workspace)));
+    let missing = || not_found(format!("no subscription {id} in workspace {}", session.workspace));
+    let Some(subscription) = shared.store.subscription(&session.workspace, &id).await? else {
+        return Err(missing());
     };
+    // Made over the version read, and redone on a fresh read if another writer came between.
+    use tidings_core::subscription::modify;
+    let (store, workspace) = (&shared.store, session.workspace.as_str());
     let back =
         |done: &str| Redirect::to(&format!("/console/subscriptions/{}?done={done}", encode(&id))).into_response();
     let now = Timestamp::now();
     match action.as_str() {
         "enable" => {
-            subscription.enable();
-            shared.store.put_subscription(&subscription).await?;
+            modify(store, workspace, &id, |s| {
+                s.enable();
+                true
+            })
+            .await?
+            .ok_or_else(missing)?;
             Ok(back("enabled"))
         }
         "disable" => {
-            subscription.disable("disabled in the console");
-            shared.store.put_subscription(&subscription).await?;
+            modify(store, workspace, &id, |s| {
+                s.disable("disabled in the console");
+                true
+            })
+            .await?
+            .ok_or_else(missing)?;
             Ok(back("disabled"))
         }
         "test" => {
@@ -974,8 +986,12 @@ async fn subscription_action<S: Store, Q: Queue>(
         }
         "rotate" => {
             let secret = new_secret(true);
-            subscription.rotate(secret.clone(), now, 86_400);
-            shared.store.put_subscription(&subscription).await?;
+            let subscription = modify(store, workspace, &id, |s| {
+                s.rotate(secret.clone(), now, 86_400);
+                true
+            })
+            .await?
+            .ok_or_else(missing)?;
             tracing::info!(
                 workspace = session.workspace,
                 subscription = id,
