@@ -451,6 +451,50 @@ pub async fn deliveries_are_claimed_once_and_marked<S: Store>(store: &S) {
 }
 
 /// Runs every case against `store`.
+/// A listing whose type filter matches little reads at most the store's budget of items per
+/// page, whatever the history holds: each page returns what it found with a cursor, and the
+/// cursors walk the history to its end, every matching event exactly once, newest first.
+/// `budget` is the store's (a small one, so the case stores few events).
+pub async fn filtered_listings_do_bounded_work_per_page<S: Store>(store: &S, budget: usize) {
+    let ws = "ws_budget";
+    let total = budget * 2 + budget / 2 + 1;
+    let mut opened = Vec::new();
+    for i in 0..total {
+        // Every fifth event is an open, spread over several days.
+        let status = if i % 5 == 0 { Status::Opened } else { Status::Delivered };
+        let e = event(ws, status, &format!("m{i}"), "a@example.com", i as i64 * 3_600, &format!("b{i}"));
+        record(store, &e).await;
+        if status == Status::Opened {
+            opened.push(e.event);
+        }
+    }
+    opened.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+    for (pattern, expected) in [("zzz.nomatch", Vec::new()), ("email.opened", opened)] {
+        let mut found = Vec::new();
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let query = EventQuery {
+                workspace: ws.into(),
+                type_pattern: Some(pattern.into()),
+                limit: 1000,
+                cursor: cursor.take(),
+                ..EventQuery::default()
+            };
+            let page = store.events(&query).await.unwrap();
+            pages += 1;
+            assert!(pages <= total / budget + 3, "{pattern}: paging must end");
+            found.extend(page.events);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert!(pages >= 3, "{pattern}: {total} events under a budget of {budget} take several pages, took {pages}");
+        assert_eq!(found, expected, "{pattern}: each matching event once, newest first");
+    }
+}
+
 pub async fn run_all<S: Store>(store: &S) {
     records_each_event_once(store).await;
     records_a_batch_each_event_once(store).await;

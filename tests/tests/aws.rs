@@ -71,6 +71,13 @@ async fn dynamodb_store_conforms() {
 }
 
 #[tokio::test]
+async fn dynamodb_filtered_listings_do_bounded_work_per_page() {
+    let aws = aws().await;
+    let store = aws.store().await.with_read_budget(20);
+    tidings_tests::filtered_listings_do_bounded_work_per_page(&store, 20).await;
+}
+
+#[tokio::test]
 async fn sqs_batches_within_limits_and_dead_letters_with_the_reason() {
     let aws = aws().await;
     let (queues, url, dlq) = aws.queues().await;

@@ -10,6 +10,12 @@ async fn sqlite_store_conforms() {
 }
 
 #[tokio::test]
+async fn sqlite_filtered_listings_do_bounded_work_per_page() {
+    let store = Sqlite::in_memory().unwrap().with_scan_budget(20);
+    tidings_tests::filtered_listings_do_bounded_work_per_page(&store, 20).await;
+}
+
+#[tokio::test]
 async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
     let dir = std::env::temp_dir().join(format!("tidings-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -20,7 +20,7 @@
 //! how duplicates are detected). See [`DynamoStore::try_record`] for why that order is safe.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::Client;
@@ -57,6 +57,8 @@ const APPLIED_IDS: usize = 32;
 /// of the newest day alone (an active workspace's page is usually there); each later round
 /// doubles up to this.
 const MAX_DAYS_AT_ONCE: usize = 8;
+/// The most items one filtered event listing reads (see `event_page`).
+pub const READ_BUDGET: usize = 2_000;
 /// How many (workspace, day) pairs a store remembers having marked before it forgets them all.
 const MARKED_DAYS_CACHE: usize = 10_000;
 
@@ -70,6 +72,7 @@ pub struct DynamoStore {
     /// (workspace, day) pairs this store has added to the workspace's day index (see
     /// [`DynamoStore::mark_day`]), so a warm processor writes each pair once.
     marked_days: Arc<Mutex<HashSet<(String, String)>>>,
+    read_budget: usize,
 }
 
 /// What this store has asked of DynamoDB: requests by operation, and the capacity units they
@@ -254,7 +257,15 @@ impl DynamoStore {
             usage: Arc::new(Usage::default()),
             secrets: None,
             marked_days: Arc::default(),
+            read_budget: READ_BUDGET,
         }
+    }
+
+    /// Reads at most `items` items per filtered event listing instead of [`READ_BUDGET`]
+    /// (tests use a small budget to see paging by budget without storing thousands of events).
+    pub fn with_read_budget(mut self, items: usize) -> Self {
+        self.read_budget = items.max(1);
+        self
     }
 
     /// The SDK client, built on first use ([`crate::LazyClient`]).
@@ -391,8 +402,24 @@ impl DynamoStore {
         key_condition: &str,
         values: Vec<(&str, AttributeValue)>,
         forward: bool,
+        map: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
+        want: usize,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query_budgeted(index, key_condition, values, forward, map, want, None).await
+    }
+
+    /// [`Self::query_all`], also stopping once `budget` items have been read (each item read
+    /// takes one from it, whether `map` keeps it or not).
+    #[allow(clippy::too_many_arguments)]
+    async fn query_budgeted<T>(
+        &self,
+        index: Option<&str>,
+        key_condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        forward: bool,
         mut map: impl FnMut(&Item) -> Result<Option<T>, StoreError>,
         want: usize,
+        budget: Option<&AtomicUsize>,
     ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
@@ -415,12 +442,21 @@ impl DynamoStore {
             // Queries here are eventually consistent (the default; an index cannot be read otherwise).
             self.usage.read(read_units(items.iter().map(item_size).sum()), false);
             for item in items {
+                if let Some(budget) = budget {
+                    if budget.load(Ordering::Relaxed) == 0 {
+                        return Ok(out);
+                    }
+                    budget.fetch_sub(1, Ordering::Relaxed);
+                }
                 if let Some(value) = map(&item)? {
                     out.push(value);
                     if out.len() >= want {
                         return Ok(out);
                     }
                 }
+            }
+            if budget.is_some_and(|b| b.load(Ordering::Relaxed) == 0) {
+                return Ok(out);
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -540,6 +576,19 @@ impl DynamoStore {
                 && pattern.as_ref().is_none_or(|p| p.matches(&event.event_type.to_string()))
         };
 
+        // A type filter can match little of what the keys select: then at most READ_BUDGET
+        // items are read, and the page ends where reading stopped (`next` continues from there).
+        let budget = AtomicUsize::new(self.read_budget);
+        let limited = pattern.is_some().then_some(&budget);
+        let last_read: std::sync::Mutex<Option<(i64, String)>> = std::sync::Mutex::new(None);
+        let read = |item: &Item, sort_key: &str| -> Result<Option<CanonicalEvent>, StoreError> {
+            if limited.is_some()
+                && let Some(position) = item.get(sort_key).and_then(|v| v.as_s().ok()).and_then(|k| position(k))
+            {
+                *last_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(position);
+            }
+            decode_event(item, &wanted)
+        };
         let mut events: Vec<CanonicalEvent> = Vec::new();
         if let Some(message_id) = &query.message_id {
             // A message's timeline is one partition; it is small, so read it whole and order it.
@@ -561,13 +610,14 @@ impl DynamoStore {
             let hi_key = format!("{:013}#~", hi.max(0));
             if let Some(recipient) = &query.recipient {
                 events = self
-                    .query_all(
+                    .query_budgeted(
                         Some("GSI1"),
                         "GSI1PK = :pk AND GSI1SK BETWEEN :lo AND :hi",
                         vec![(":pk", s(format!("WS#{ws}#RCPT#{recipient}"))), (":lo", s(lo_key)), (":hi", s(hi_key))],
                         false,
-                        |item| decode_event(item, &wanted),
+                        |item| read(item, "GSI1SK"),
                         limit + 1,
+                        limited,
                     )
                     .await?;
             } else {
@@ -581,11 +631,11 @@ impl DynamoStore {
                     self.days(ws).await?.into_iter().filter(|d| *d >= first && *d <= last).collect();
                 let mut rest = days.as_slice();
                 let mut at_once = 1;
-                while events.len() <= limit && !rest.is_empty() {
+                while events.len() <= limit && !rest.is_empty() && budget.load(Ordering::Relaxed) > 0 {
                     let (now, later) = rest.split_at(at_once.min(rest.len()));
                     let need = limit + 1 - events.len();
                     let pages = try_join_all(now.iter().map(|d| {
-                        self.query_all(
+                        self.query_budgeted(
                             Some("GSI2"),
                             "GSI2PK = :pk AND GSI2SK BETWEEN :lo AND :hi",
                             vec![
@@ -594,15 +644,20 @@ impl DynamoStore {
                                 (":hi", s(hi_key.clone())),
                             ],
                             false,
-                            |item| decode_event(item, &wanted),
+                            |item| read(item, "GSI2SK"),
                             need,
+                            limited,
                         )
                     }))
                     .await?;
                     // Days newest first, each newest first: the concatenation is in order.
                     events.extend(pages.into_iter().flatten());
                     rest = later;
-                    at_once = (at_once * 2).min(MAX_DAYS_AT_ONCE);
+                    // Under a read budget, one day at a time: where reading stopped is then one
+                    // position, before which nothing was read.
+                    if limited.is_none() {
+                        at_once = (at_once * 2).min(MAX_DAYS_AT_ONCE);
+                    }
                 }
             }
         }
@@ -611,6 +666,12 @@ impl DynamoStore {
             events.last().map(|e| {
                 tidings_core::ports::EventCursor { ms: e.time.unix_millis(), id: e.id.to_string() }.to_string()
             })
+        } else if budget.load(Ordering::Relaxed) == 0 {
+            // The budget ran out first: continue after the last item read.
+            last_read
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .map(|(ms, id)| tidings_core::ports::EventCursor { ms, id }.to_string())
         } else {
             None
         };
@@ -656,6 +717,12 @@ fn event_parts(item: &Item) -> Result<(String, String, String), StoreError> {
 fn decode_event(item: &Item, wanted: &impl Fn(&CanonicalEvent) -> bool) -> Result<Option<CanonicalEvent>, StoreError> {
     let event: CanonicalEvent = json(&event_parts(item)?.0)?;
     Ok(wanted(&event).then_some(event))
+}
+
+/// The (time, event id) of an index sort key written by `time_key`.
+fn position(sort_key: &str) -> Option<(i64, String)> {
+    let (ms, hex) = sort_key.split_once('#')?;
+    Some((ms.parse().ok()?, format!("evt_{hex}")))
 }
 
 fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {

@@ -146,10 +146,14 @@ pub struct DeadLetter {
 }
 
 /// The store and queues in one SQLite database. Cloning shares the connection.
+/// The most rows one event listing reads (see [`Sqlite::event_page`]).
+pub const SCAN_BUDGET: usize = 5_000;
+
 #[derive(Clone)]
 pub struct Sqlite {
     connection: Arc<Mutex<Connection>>,
     max_receives: u32,
+    scan_budget: usize,
 }
 
 fn now_ms() -> i64 {
@@ -196,12 +200,19 @@ impl Sqlite {
     fn init(connection: Connection) -> Result<Sqlite, StoreError> {
         connection.execute_batch(PRAGMAS).map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
-        Ok(Sqlite { connection: Arc::new(Mutex::new(connection)), max_receives: 5 })
+        Ok(Sqlite { connection: Arc::new(Mutex::new(connection)), max_receives: 5, scan_budget: SCAN_BUDGET })
     }
 
     /// Receives after which a message moves to its dead-letter queue (SQS `maxReceiveCount`).
     pub fn with_max_receives(mut self, max_receives: u32) -> Self {
         self.max_receives = max_receives.max(1);
+        self
+    }
+
+    /// Reads at most `rows` rows per event listing instead of [`SCAN_BUDGET`] (tests use a
+    /// small budget to see paging by budget without storing thousands of events).
+    pub fn with_scan_budget(mut self, rows: usize) -> Self {
+        self.scan_budget = rows.max(1);
         self
     }
 
@@ -211,6 +222,81 @@ impl Sqlite {
             // A panic while holding the lock cannot leave SQLite half-written (transactions roll
             // back on drop), so the connection is still good.
             Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// One page of [`Store::events`]: at most `limit` events, reading at most
+    /// [`SCAN_BUDGET`] rows. A type filter that matches little could otherwise read a
+    /// workspace's whole history in one request: when the budget runs out, the page holds what
+    /// matched so far and `next` continues after the last row read.
+    fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let pattern =
+            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::permanent)?;
+        let limit = query.limit.clamp(1, 1000);
+        // The cursor is the (time, id) of the last event returned; pages continue strictly
+        // before it in (time desc, id desc) order.
+        let (mut before_ms, mut before_id) = match query.cursor.as_deref() {
+            Some(text) => {
+                let cursor = EventCursor::parse(text).map_err(StoreError::permanent)?;
+                (cursor.ms, cursor.id)
+            }
+            None => (i64::MAX, String::new()),
+        };
+        let since = query.since.map_or(i64::MIN, |t| t.unix_millis());
+        let until = query.until.map_or(i64::MAX, |t| t.unix_millis());
+        let db = self.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT type, body, time_ms, id FROM events
+                 WHERE workspace = ?1 AND (?2 IS NULL OR message_id = ?2) AND (?3 IS NULL OR recipient = ?3)
+                   AND time_ms >= ?4 AND time_ms <= ?5
+                   AND (time_ms < ?6 OR (time_ms = ?6 AND (?7 = '' OR id < ?7)))
+                 ORDER BY time_ms DESC, id DESC LIMIT ?8",
+            )
+            .map_err(db_error)?;
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let batch = (limit * 2).min(self.scan_budget - scanned);
+            let rows: Vec<(String, String, i64, String)> = select
+                .query_map(
+                    params![
+                        query.workspace,
+                        query.message_id,
+                        query.recipient,
+                        since,
+                        until,
+                        before_ms,
+                        before_id,
+                        batch as i64
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(db_error)?
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
+            let exhausted = rows.len() < batch;
+            scanned += rows.len();
+            for (event_type, body, ms, id) in rows {
+                before_ms = ms;
+                before_id = id;
+                // The type column is matched first: only events on the page are parsed.
+                if pattern.as_ref().is_none_or(|p| p.matches(&event_type)) {
+                    events.push(serde_json::from_str::<CanonicalEvent>(&body).map_err(json_error)?);
+                    if events.len() == limit {
+                        return Ok(EventPage {
+                            events,
+                            next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()),
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(EventPage { events, next: None });
+            }
+            if scanned >= self.scan_budget {
+                return Ok(EventPage { events, next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()) });
+            }
         }
     }
 
@@ -580,68 +666,12 @@ impl Store for Sqlite {
     }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let pattern =
-            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::permanent)?;
-        let limit = query.limit.clamp(1, 1000);
-        // The cursor is the (time, id) of the last event returned; pages continue strictly
-        // before it in (time desc, id desc) order.
-        let (mut before_ms, mut before_id) = match query.cursor.as_deref() {
-            Some(text) => {
-                let cursor = EventCursor::parse(text).map_err(StoreError::permanent)?;
-                (cursor.ms, cursor.id)
-            }
-            None => (i64::MAX, String::new()),
-        };
-        let since = query.since.map_or(i64::MIN, |t| t.unix_millis());
-        let until = query.until.map_or(i64::MAX, |t| t.unix_millis());
-        let db = self.db();
-        let mut select = db
-            .prepare_cached(
-                "SELECT body, time_ms, id FROM events
-                 WHERE workspace = ?1 AND (?2 IS NULL OR message_id = ?2) AND (?3 IS NULL OR recipient = ?3)
-                   AND time_ms >= ?4 AND time_ms <= ?5
-                   AND (time_ms < ?6 OR (time_ms = ?6 AND (?7 = '' OR id < ?7)))
-                 ORDER BY time_ms DESC, id DESC LIMIT ?8",
-            )
-            .map_err(db_error)?;
-        let mut events = Vec::new();
-        loop {
-            let rows: Vec<(String, i64, String)> = select
-                .query_map(
-                    params![
-                        query.workspace,
-                        query.message_id,
-                        query.recipient,
-                        since,
-                        until,
-                        before_ms,
-                        before_id,
-                        (limit * 2) as i64
-                    ],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .map_err(db_error)?
-                .collect::<Result<_, _>>()
-                .map_err(db_error)?;
-            let exhausted = rows.len() < limit * 2;
-            for (body, ms, id) in rows {
-                before_ms = ms;
-                before_id = id;
-                let event: CanonicalEvent = serde_json::from_str(&body).map_err(json_error)?;
-                if pattern.as_ref().is_none_or(|p| p.matches(&event.event_type.to_string())) {
-                    events.push(event);
-                    if events.len() == limit {
-                        return Ok(EventPage {
-                            events,
-                            next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()),
-                        });
-                    }
-                }
-            }
-            if exhausted {
-                return Ok(EventPage { events, next: None });
-            }
-        }
+        // Off the async workers: a listing holds the connection for as long as its scan, and
+        // ingest must keep answering meanwhile.
+        let (store, query) = (self.clone(), query.clone());
+        tokio::task::spawn_blocking(move || store.event_page(&query))
+            .await
+            .map_err(|e| StoreError::retryable(format!("event listing did not finish: {e}")))?
     }
 
     async fn event(
