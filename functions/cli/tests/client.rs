@@ -38,6 +38,21 @@ fn wait_events(db: &Path, count: usize) {
     }
 }
 
+/// `tidings attempts <subscription> <extra>` once it shows an attempt (waited for, bounded).
+fn logged_attempts(db: &Path, subscription: &str, extra: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut args = vec!["attempts", subscription];
+        args.extend(extra);
+        let attempts = ok(db, &args);
+        if !attempts.is_empty() {
+            return attempts;
+        }
+        assert!(Instant::now() < deadline, "no attempt logged for {subscription}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn client_commands_find_a_dev_server_started_with_another_db_elsewhere() {
     let dir = temp_dir("elsewhere");
@@ -183,15 +198,7 @@ fn the_dev_server_refuses_secrets_it_cannot_resolve_and_logs_what_an_operator_mu
     let id = created["id"].as_str().unwrap();
     ok(&db, &["subscriptions", "test", id]);
     subscriber.wait_for("/hook", 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let attempts = loop {
-        let attempts = ok(&db, &["attempts", id]);
-        if !attempts.is_empty() {
-            break attempts;
-        }
-        assert!(Instant::now() < deadline, "the attempt was not logged");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let attempts = logged_attempts(&db, id, &[]);
     assert!(attempts.contains("delivered") && attempts.contains(" 200 "), "{attempts}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -209,14 +216,8 @@ fn with_refuse_loopback_the_dev_server_delivers_under_the_production_ssrf_policy
         let created: Value = serde_json::from_str(&ok(&db, &["subscriptions", "add", &url, "--type", "*"])).unwrap();
         let id = created["id"].as_str().unwrap().to_owned();
         ok(&db, &["subscriptions", "test", &id]);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let attempt = loop {
-            if let Some(line) = ok(&db, &["attempts", &id, "--json"]).lines().next() {
-                break serde_json::from_str::<Value>(line).unwrap();
-            }
-            assert!(Instant::now() < deadline, "no attempt logged");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let json = logged_attempts(&db, &id, &["--json"]);
+        let attempt: Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
         assert_eq!(attempt["outcome"], "unreachable", "{url}: {attempt}");
         assert!(attempt["detail"].as_str().unwrap().contains("loopback"), "{attempt}");
     }
