@@ -3,6 +3,8 @@
 //! property tests of `functions/core/tests/no_panic.rs` cover arbitrary bytes; this covers the
 //! requests an attacker or a broken sender actually makes, through the real router.
 
+#[path = "hostile/admin_input.rs"]
+mod admin_input;
 mod common;
 
 use axum::body::Body;

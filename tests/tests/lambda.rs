@@ -9,6 +9,8 @@
 mod common;
 #[path = "lambda/deployment.rs"]
 mod deployment;
+#[path = "lambda/local_aws.rs"]
+mod local_aws;
 #[path = "lambda/runtime_api.rs"]
 mod runtime_api;
 

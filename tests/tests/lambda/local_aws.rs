@@ -4,16 +4,11 @@
 //! envelopes in `events/lambda/` (here by the test's Runtime API emulator instead of
 //! `cargo lambda invoke`). Every envelope's source exists, so each answer is the documented one.
 
-mod common;
-#[path = "lambda/deployment.rs"]
-mod deployment;
-#[path = "lambda/runtime_api.rs"]
-mod runtime_api;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use runtime_api::Function;
+use crate::deployment;
+use crate::runtime_api::Function;
 use serde_json::Value;
 
 fn repo() -> PathBuf {

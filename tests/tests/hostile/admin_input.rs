@@ -3,11 +3,9 @@
 //! fields, control characters in subscription headers, malformed pagination cursors, and Twilio
 //! parameters re-split under the same signature. Nothing is stored or enqueued for any of them.
 
-mod common;
-
+use crate::common::{self, Fixture, fixture};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{Fixture, fixture};
 use serde_json::{Value, json};
 use tidings_core::ProviderId;
 use tidings_core::ports::{QueueName, Store};
