@@ -5,19 +5,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, dev_command, free_port, repo, spawn_dev, start};
+use common::{bin, dev_command, free_port, repo, spawn_dev, start, temp_dir};
 use serde_json::Value;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tidings-client-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn run(db: &Path, args: &[&str]) -> Output {
     Command::new(bin()).args(args).args(["--db", &db.to_string_lossy()]).output().unwrap()
@@ -55,7 +48,7 @@ fn logged_attempts(db: &Path, subscription: &str, extra: &[&str]) -> String {
 
 #[test]
 fn client_commands_find_a_dev_server_started_with_another_db_elsewhere() {
-    let dir = temp_dir("elsewhere");
+    let dir = temp_dir("client-elsewhere");
     let (state, somewhere, db) = (dir.join("state"), dir.join("somewhere"), dir.join("data/mine.db"));
     std::fs::create_dir_all(&somewhere).unwrap();
     let port = free_port();
@@ -91,7 +84,7 @@ fn client_commands_find_a_dev_server_started_with_another_db_elsewhere() {
 #[test]
 fn the_dev_servers_files_are_readable_by_their_owner_only() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = temp_dir("private");
+    let dir = temp_dir("client-private");
     let db = dir.join("state/dev.db");
     let _dev = start(&db, free_port());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -109,7 +102,7 @@ fn the_dev_servers_files_are_readable_by_their_owner_only() {
 
 #[test]
 fn listings_stop_quietly_when_their_reader_goes_away_and_say_when_they_are_cut_short() {
-    let dir = temp_dir("listings");
+    let dir = temp_dir("client-listings");
     let db = dir.join("dev.db");
     let _dev = start(&db, free_port());
     ok(&db, &["replay", &repo().join("events").to_string_lossy()]);
@@ -144,7 +137,7 @@ fn listings_stop_quietly_when_their_reader_goes_away_and_say_when_they_are_cut_s
 
 #[test]
 fn text_from_outside_cannot_drive_the_terminal() {
-    let dir = temp_dir("terminal");
+    let dir = temp_dir("client-terminal");
     let db = dir.join("dev.db");
     let _dev = start(&db, free_port());
     let evil = "\u{1b}]0;owned\u{7}\u{1b}[2J";
@@ -170,7 +163,7 @@ fn text_from_outside_cannot_drive_the_terminal() {
 
 #[test]
 fn the_dev_server_refuses_secrets_it_cannot_resolve_and_logs_what_an_operator_must_do() {
-    let dir = temp_dir("operator");
+    let dir = temp_dir("client-operator");
     let db = dir.join("dev.db");
     let port = free_port();
     let log = dir.join("dev.log");
@@ -205,7 +198,7 @@ fn the_dev_server_refuses_secrets_it_cannot_resolve_and_logs_what_an_operator_mu
 
 #[test]
 fn with_refuse_loopback_the_dev_server_delivers_under_the_production_ssrf_policy() {
-    let dir = temp_dir("ssrf");
+    let dir = temp_dir("client-ssrf");
     let db = dir.join("dev.db");
     let port = free_port();
     let mut command = dev_command(&db, port);

@@ -6,36 +6,14 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Dev, Subscriber, bin, free_port, repo, start};
+use common::{Dev, Subscriber, bin, expected_ids, free_port, repo, start};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn expected_ids() -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for file in glob_expected() {
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        for event in expected["events"].as_array().cloned().unwrap_or_default() {
-            ids.insert(event["id"].as_str().unwrap().to_owned());
-        }
-    }
-    ids
-}
-
-fn glob_expected() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for provider in std::fs::read_dir(repo().join("events")).unwrap() {
-        let dir = provider.unwrap().path().join("expected");
-        if dir.is_dir() {
-            out.extend(std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()));
-        }
-    }
-    out
-}
 
 fn stored_ids(db: &Path) -> BTreeSet<String> {
     let out = Command::new(bin())

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Subscriber, bin, free_port, post, repo, start};
+use common::{Subscriber, bin, expected_ids, free_port, post, repo, start, temp_dir};
 use serde_json::{Value, json};
 
 fn interop_python() -> String {
@@ -79,9 +79,7 @@ fn run_checker(program: &str, args: &[&Path]) -> Option<String> {
 #[test]
 fn every_delivery_is_parsed_and_verified_by_the_protocols_own_libraries() {
     let (python, interop) = (interop_python(), interop_dir());
-    let dir = std::env::temp_dir().join(format!("tidings-interop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("interop");
     let db = dir.join("dev.db");
     let _dev = start(&db, free_port());
     let subscriber = Subscriber::start();
@@ -103,17 +101,7 @@ fn every_delivery_is_parsed_and_verified_by_the_protocols_own_libraries() {
     tidings(&db, &["replay", &repo().join("events").to_string_lossy()]);
 
     // Every sample's events (several samples share some), and the three test events, once stored.
-    let expected_samples = std::fs::read_dir(repo().join("events"))
-        .unwrap()
-        .filter_map(|p| std::fs::read_dir(p.unwrap().path().join("expected")).ok())
-        .flatten()
-        .flat_map(|f| {
-            let expected: Value = serde_json::from_str(&std::fs::read_to_string(f.unwrap().path()).unwrap()).unwrap();
-            expected["events"].as_array().cloned().unwrap_or_default()
-        })
-        .map(|e| e["id"].as_str().unwrap().to_owned())
-        .collect::<std::collections::BTreeSet<_>>()
-        .len();
+    let expected_samples = expected_ids().len();
     let deadline = Instant::now() + Duration::from_secs(120);
     let stored = loop {
         let stored = json_lines(&tidings(&db, &["events", "--json", "--limit", "100000"]));
@@ -208,9 +196,7 @@ fn twilio_signed(auth_token: &str, requests: &[Value]) -> Vec<(String, String)> 
 
 #[test]
 fn twilio_callbacks_signed_by_twilios_own_validator_are_accepted_query_string_and_all() {
-    let dir = std::env::temp_dir().join(format!("tidings-interop-twilio-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("interop-twilio");
     let db = dir.join("dev.db");
     let port = free_port();
     let _dev = start(&db, port);

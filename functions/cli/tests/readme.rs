@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{bin, dev_command, free_port, repo, spawn_dev};
+use common::{bin, dev_command, free_port, repo, spawn_dev, temp_dir};
 use serde_json::Value;
 
 /// The commands of every `sh local` block, continuation lines joined.
@@ -43,9 +43,7 @@ fn the_readmes_local_commands_run_as_written() {
     assert!(commands.len() >= 15, "found {} local commands in README.md", commands.len());
 
     // A directory of the README's own: `events/` as in a clone, the default `.tidings/dev.db`.
-    let dir = std::env::temp_dir().join(format!("tidings-readme-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("readme");
     std::os::unix::fs::symlink(repo().join("events"), dir.join("events")).unwrap();
     let port = free_port();
     let mut dev = dev_command(Path::new(".tidings/dev.db"), port);

@@ -225,8 +225,8 @@ impl Sqlite {
         }
     }
 
-    /// One page of [`Store::events`]: at most `limit` events, reading at most
-    /// [`SCAN_BUDGET`] rows. A type filter that matches little could otherwise read a
+    /// One page of [`Store::events`]: at most `limit` events, reading at most the store's scan
+    /// budget of rows ([`SCAN_BUDGET`] unless [`Sqlite::with_scan_budget`] set another). A type filter that matches little could otherwise read a
     /// workspace's whole history in one request: when the budget runs out, the page holds what
     /// matched so far and `next` continues after the last row read.
     fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

@@ -17,6 +17,34 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A fresh, empty directory for one test: `tidings-<name>-<pid>` under the system's temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tidings-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The ids of every event the samples' checked-in expectations hold (several samples share
+/// some, so this is what a replay of `events/` stores).
+pub fn expected_ids() -> std::collections::BTreeSet<String> {
+    let mut ids = std::collections::BTreeSet::new();
+    for provider in std::fs::read_dir(repo().join("events")).unwrap() {
+        let dir = provider.unwrap().path().join("expected");
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(dir).unwrap() {
+            let expected: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(file.unwrap().path()).unwrap()).unwrap();
+            for event in expected["events"].as_array().cloned().unwrap_or_default() {
+                ids.insert(event["id"].as_str().unwrap().to_owned());
+            }
+        }
+    }
+    ids
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -118,12 +118,14 @@ impl Provider for Mailgun {
         let event_type = message_type(&Channel::EMAIL, status);
         // `rejected` events often name no recipient: the message's envelope targets, or its `To`
         // header, say whom it was for (one event for each).
-        let recipients = match (&data.recipient, e.envelope.as_ref().and_then(|v| v.targets.as_deref()), to_header(&e))
-        {
-            (Some(_), _, _) => Vec::new(),
-            (None, Some(targets), _) => recipient::emails(targets),
-            (None, None, Some(to)) => recipient::emails(to),
-            (None, None, None) => Vec::new(),
+        let recipients = match &data.recipient {
+            Some(_) => Vec::new(),
+            None => e
+                .envelope
+                .as_ref()
+                .and_then(|v| v.targets.as_deref())
+                .or(to_header(&e))
+                .map_or_else(Vec::new, recipient::emails),
         };
         if recipients.is_empty() {
             return Ok(Normalized::events(vec![ctx.event(event_type, time, &dedup, data, &raw)]));
