@@ -355,7 +355,7 @@ async fn drain<F, Fut>(
         if *stop.borrow() {
             return;
         }
-        let batch = match db.receive(queue, 10, VISIBILITY_SECONDS) {
+        let batch = match db.blocking(move |db| db.receive(queue, 10, VISIBILITY_SECONDS)).await {
             Ok(batch) => batch,
             Err(error) => {
                 tracing::error!(%error, queue = queue.as_str(), "cannot read the queue");
@@ -373,27 +373,40 @@ async fn drain<F, Fut>(
             continue;
         }
         let results = handle(batch.clone()).await;
+        // How each message is settled, applied in one call off the async workers.
         let mut done = Vec::with_capacity(batch.len());
-        for (message, result) in batch.iter().zip(results) {
+        let mut hide = Vec::new();
+        let mut dead = Vec::new();
+        for (message, result) in batch.into_iter().zip(results) {
             match result {
-                Ok(None) => done.push(message.receipt.as_str()),
+                Ok(None) => done.push(message.receipt),
                 // To handle again later: the same message, hidden until then.
-                Ok(Some(delay)) => {
-                    let _ = db.change_visibility(queue, &message.receipt, delay.as_secs() as u32);
-                }
+                Ok(Some(delay)) => hide.push((message.receipt, u32::try_from(delay.as_secs()).unwrap_or(u32::MAX))),
                 Err(error) if error.retryable => {
                     tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
                     let backoff = 2u32.saturating_pow(message.receive_count.min(8));
-                    let _ = db.change_visibility(queue, &message.receipt, backoff);
+                    hide.push((message.receipt, backoff));
                 }
                 Err(error) => {
                     tracing::error!(%error, queue = queue.as_str(), "dead-lettered");
-                    let _ = db.dead_letter(queue, &message.body, &error.message, message.receive_count);
-                    let _ = db.delete(queue, &message.receipt);
+                    dead.push((message, error.message));
                 }
             }
         }
-        if let Err(error) = db.delete_all(queue, &done) {
+        let settled = db
+            .blocking(move |db| {
+                for (receipt, seconds) in &hide {
+                    let _ = db.change_visibility(queue, receipt, *seconds);
+                }
+                for (message, reason) in &dead {
+                    let _ = db.dead_letter(queue, &message.body, reason, message.receive_count);
+                    let _ = db.delete(queue, &message.receipt);
+                }
+                let done: Vec<&str> = done.iter().map(String::as_str).collect();
+                db.delete_all(queue, &done)
+            })
+            .await;
+        if let Err(error) = settled {
             // They come back after the visibility timeout and are handled again, as on SQS.
             tracing::error!(%error, queue = queue.as_str(), "cannot delete handled messages");
         }

@@ -1,12 +1,13 @@
 //! `tidings dev` as a process: killed with SIGKILL at random points of a stream of webhooks and
 //! restarted, it loses nothing and stores nothing twice; under many concurrent senders it
-//! answers every one and its memory stays bounded.
+//! answers every one and its memory stays bounded; over a long history, a listing that matches
+//! nothing answers promptly and webhooks are answered while listings run.
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Dev, Subscriber, bin, expected_ids, free_port, repo, start};
+use common::{Dev, Subscriber, bin, expected_ids, free_port, get, repo, start, temp_dir};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
@@ -308,5 +309,113 @@ fn with_an_ses_endpoint_dev_resends_a_throttled_send_through_sesv2() {
     }
     let outbox = Command::new(bin()).args(["outbox", "--db", &db_arg]).output().unwrap();
     assert!(outbox.stdout.is_empty(), "nothing went to the local outbox");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Stores `count` copies of one Postmark bounce in the dev workspace of the database at `db`,
+/// as the processor stores them (a minute apart, each a message of its own).
+fn store_history(db: &Path, count: usize) {
+    use tidings_core::ports::{QueuedEvent, Store};
+    use tidings_core::timestamp::Timestamp;
+    let sample: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("events/postmark/expected/bounce-bad-email-address.json")).unwrap(),
+    )
+    .unwrap();
+    let store = tidings_local::Sqlite::open(db).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let start = Timestamp::now().unix_seconds() - 60 * count as i64;
+    let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
+        let batch: Vec<QueuedEvent> = chunk
+            .iter()
+            .map(|i| {
+                let mut event = sample["events"][0].clone();
+                event["id"] = Value::String(format!("evt_{i:032x}"));
+                event["time"] =
+                    Value::String(Timestamp::from_unix_seconds(start + 60 * *i as i64).unwrap().to_string());
+                event["data"]["message_id"] = Value::String(format!("history-{i}"));
+                QueuedEvent {
+                    event: serde_json::from_value(event).unwrap(),
+                    raw: "{}".into(),
+                    source: "history".into(),
+                }
+            })
+            .collect();
+        let refs: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|q| (q, expires)).collect();
+        for result in runtime.block_on(store.record_batch(&refs)) {
+            result.unwrap();
+        }
+    }
+}
+
+#[test]
+fn over_100000_stored_events_a_listing_matching_nothing_pages_promptly_while_ingest_answers() {
+    const STORED: usize = 100_000;
+    let dir = temp_dir("long-history");
+    let db = dir.join("dev.db");
+    store_history(&db, STORED);
+    let port = free_port();
+    let _dev = start(&db, port);
+    let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("dev.json")).unwrap()).unwrap();
+    let auth = format!("Bearer {}", config["api_key"].as_str().unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+
+    // The first page of a filter that matches nothing: answered promptly, empty, with a cursor.
+    let url = format!("{base}/api/events?type=zzz.nomatch&limit=1");
+    let started = Instant::now();
+    let (status, body) = get(&url, &[("Authorization", &auth)]);
+    let first_page = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    let page: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["events"], serde_json::json!([]));
+    assert!(page["next"].is_string(), "a page cut short by its read budget says where to go on: {body}");
+    assert!(first_page < Duration::from_secs(5), "first page took {first_page:?}");
+
+    // Two clients page through the whole history, cursor after cursor, while a webhook and the
+    // health check are sent: each is answered within a bound, and the pages reach the end.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listers: Vec<_> = (0..2)
+        .map(|_| {
+            let (base, auth, stop) = (base.clone(), auth.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut pages = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let url = match &cursor {
+                            Some(c) => format!("{base}/api/events?type=zzz.nomatch&limit=1&cursor={c}"),
+                            None => format!("{base}/api/events?type=zzz.nomatch&limit=1"),
+                        };
+                        let (status, body) = get(&url, &[("Authorization", &auth)]);
+                        assert_eq!(status, 200, "{body}");
+                        pages += 1;
+                        let page: Value = serde_json::from_str(&body).unwrap();
+                        match page["next"].as_str() {
+                            Some(next) => cursor = Some(next.to_owned()),
+                            None => break,
+                        }
+                    }
+                }
+                pages
+            })
+        })
+        .collect();
+    let sample = repo().join("events/postmark/delivery.json");
+    for _ in 0..5 {
+        let started = Instant::now();
+        let (status, body) = get(&format!("{base}/api/health"), &[]);
+        assert_eq!(status, 200, "{body}");
+        let out = Command::new(bin())
+            .args(["replay", &sample.to_string_lossy(), "--db", &db.to_string_lossy()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "webhook answered: {}", String::from_utf8_lossy(&out.stdout));
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "health and a webhook took {took:?} while listings ran");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pages: usize = listers.into_iter().map(|l| l.join().unwrap()).sum();
+    // Each full pass reads 100,000 rows a budget at a time: more than one page per pass.
+    assert!(pages >= 2 * STORED / tidings_local::SCAN_BUDGET, "{pages} pages");
     std::fs::remove_dir_all(&dir).ok();
 }

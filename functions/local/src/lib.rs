@@ -145,10 +145,18 @@ pub struct DeadLetter {
     pub receive_count: u32,
 }
 
-/// The store and queues in one SQLite database. Cloning shares the connection.
 /// The most rows one event listing reads (see [`Sqlite::event_page`]).
 pub const SCAN_BUDGET: usize = 5_000;
 
+/// The store and queues in one SQLite database. Cloning shares the connection.
+///
+/// Every call of the async ports ([`Store`], [`Queue`], [`DeadLetters`], [`Emailer`]) runs on
+/// tokio's blocking pool ([`Sqlite::blocking`]), never on an async worker: a call may wait for
+/// the connection while a listing holds it, then for SQLite's own locks, and the webhook
+/// endpoints and `/api/health` must keep answering meanwhile. The synchronous methods
+/// (`receive`, `delete_all`, …) are for callers already off the runtime.
+///
+/// [`Emailer`]: tidings_core::ports::Emailer
 #[derive(Clone)]
 pub struct Sqlite {
     connection: Arc<Mutex<Connection>>,
@@ -214,6 +222,18 @@ impl Sqlite {
     pub fn with_scan_budget(mut self, rows: usize) -> Self {
         self.scan_budget = rows.max(1);
         self
+    }
+
+    /// Runs `work` on tokio's blocking pool with this store (see [`Sqlite`]). A panic inside it
+    /// is a retryable store error for the one call, not a crashed server.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Sqlite) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| StoreError::retryable(format!("sqlite call did not finish: {e}")))?
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {
@@ -417,6 +437,15 @@ impl Sqlite {
             .map_err(db_error)
     }
 
+    /// How many messages wait on `queue`'s dead-letter queue.
+    pub fn dead_letter_count(&self, queue: QueueName) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .db()
+            .query_row("SELECT COUNT(*) FROM dead_letters WHERE queue = ?1", params![queue.as_str()], |r| r.get(0))
+            .map_err(db_error)?;
+        Ok(count.try_into().unwrap_or(0))
+    }
+
     /// Moves every dead letter of `queue` back onto it; returns how many moved.
     pub fn redrive(&self, queue: QueueName) -> Result<usize, StoreError> {
         let mut db = self.db();
@@ -567,80 +596,11 @@ fn load<T: serde::de::DeserializeOwned>(body: Option<String>) -> Result<Option<T
     body.map(|b| serde_json::from_str(&b).map_err(json_error)).transpose()
 }
 
-impl Store for Sqlite {
-    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
-        let body = serde_json::to_string(source).map_err(json_error)?;
-        self.db()
-            .execute(
-                "INSERT INTO sources (id, workspace, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET body = excluded.body WHERE workspace = excluded.workspace",
-                params![source.id, source.workspace, body],
-            )
-            .map_err(db_error)?;
-        Ok(())
-    }
-
-    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
-        self.one("SELECT body FROM sources WHERE id = ?1", params![id])
-    }
-
-    async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
-        self.all("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id", params![workspace])
-    }
-
-    async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
-        let changed = self
-            .db()
-            .execute("DELETE FROM sources WHERE workspace = ?1 AND id = ?2", params![workspace, id])
-            .map_err(db_error)?;
-        Ok(changed > 0)
-    }
-
-    async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let provider = claim.provider.as_str();
-        let seen: Option<(Vec<u8>, i64)> = tx
-            .query_row(
-                "SELECT fingerprint, expires FROM nonces WHERE provider = ?1 AND nonce = ?2",
-                params![provider, claim.nonce],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db_error)?;
-        let now = now_ms() / 1000;
-        let check = match seen {
-            Some((fingerprint, expires)) if expires >= now => {
-                if fingerprint == claim.fingerprint {
-                    NonceCheck::SameRequest
-                } else {
-                    NonceCheck::Reused
-                }
-            }
-            _ => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO nonces (provider, nonce, fingerprint, expires) VALUES (?1, ?2, ?3, ?4)",
-                    params![provider, claim.nonce, claim.fingerprint.to_vec(), claim.remember_until.unix_seconds()],
-                )
-                .map_err(db_error)?;
-                NonceCheck::Fresh
-            }
-        };
-        tx.commit().map_err(db_error)?;
-        Ok(check)
-    }
-
-    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let recorded = record_in(&tx, queued, expires_at)?;
-        tx.commit().map_err(db_error)?;
-        Ok(recorded)
-    }
-
-    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
-        // One commit for the batch (each commit is a WAL write and sync, what dominated the
-        // pipeline's profile), a savepoint per event so one failing does not undo the others.
-        // A failure of the transaction itself is every event's.
+impl Sqlite {
+    /// Stores a batch in one commit (each commit is a WAL write and sync, what dominated the
+    /// pipeline's profile), a savepoint per event so one failing does not undo the others. A
+    /// failure of the transaction itself is every event's.
+    fn record_all(&self, events: &[(QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
         let every = |error: rusqlite::Error| {
             let error = db_error(error);
             events.iter().map(|_| Err(error.clone())).collect::<Vec<_>>()
@@ -664,14 +624,109 @@ impl Store for Sqlite {
             Err(error) => every(error),
         }
     }
+}
+
+impl Store for Sqlite {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let (id, workspace) = (source.id.clone(), source.workspace.clone());
+        let body = serde_json::to_string(source).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute(
+                    "INSERT INTO sources (id, workspace, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET body = excluded.body WHERE workspace = excluded.workspace",
+                    params![id, workspace, body],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.one("SELECT body FROM sources WHERE id = ?1", params![id])).await
+    }
+
+    async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| s.all("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id", params![workspace]))
+            .await
+    }
+
+    async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let (workspace, id) = (workspace.to_owned(), id.to_owned());
+        self.blocking(move |s| {
+            let changed = s
+                .db()
+                .execute("DELETE FROM sources WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+                .map_err(db_error)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
+        let claim = claim.clone();
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let provider = claim.provider.as_str();
+            let seen: Option<(Vec<u8>, i64)> = tx
+                .query_row(
+                    "SELECT fingerprint, expires FROM nonces WHERE provider = ?1 AND nonce = ?2",
+                    params![provider, claim.nonce],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            let now = now_ms() / 1000;
+            let check = match seen {
+                Some((fingerprint, expires)) if expires >= now => {
+                    if fingerprint == claim.fingerprint {
+                        NonceCheck::SameRequest
+                    } else {
+                        NonceCheck::Reused
+                    }
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO nonces (provider, nonce, fingerprint, expires) VALUES (?1, ?2, ?3, ?4)",
+                        params![provider, claim.nonce, claim.fingerprint.to_vec(), claim.remember_until.unix_seconds()],
+                    )
+                    .map_err(db_error)?;
+                    NonceCheck::Fresh
+                }
+            };
+            tx.commit().map_err(db_error)?;
+            Ok(check)
+        })
+        .await
+    }
+
+    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+        let queued = queued.clone();
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let recorded = record_in(&tx, &queued, expires_at)?;
+            tx.commit().map_err(db_error)?;
+            Ok(recorded)
+        })
+        .await
+    }
+
+    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        let owned: Vec<(QueuedEvent, Timestamp)> = events.iter().map(|(q, t)| ((*q).clone(), *t)).collect();
+        let count = events.len();
+        match self.blocking(move |s| Ok(s.record_all(&owned))).await {
+            Ok(results) => results,
+            Err(error) => (0..count).map(|_| Err(error.clone())).collect(),
+        }
+    }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        // Off the async workers: a listing holds the connection for as long as its scan, and
-        // ingest must keep answering meanwhile.
-        let (store, query) = (self.clone(), query.clone());
-        tokio::task::spawn_blocking(move || store.event_page(&query))
-            .await
-            .map_err(|e| StoreError::retryable(format!("event listing did not finish: {e}")))?
+        let query = query.clone();
+        self.blocking(move |s| s.event_page(&query)).await
     }
 
     async fn event(
@@ -680,7 +735,11 @@ impl Store for Sqlite {
         _message_id: Option<&str>,
         event: &EventId,
     ) -> Result<Option<CanonicalEvent>, StoreError> {
-        self.one("SELECT body FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, event.as_str()])
+        let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
+        self.blocking(move |s| {
+            s.one("SELECT body FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+        })
+        .await
     }
 
     async fn raw(
@@ -689,143 +748,179 @@ impl Store for Sqlite {
         _message_id: Option<&str>,
         event: &EventId,
     ) -> Result<Option<String>, StoreError> {
-        self.db()
-            .query_row(
-                "SELECT raw FROM events WHERE workspace = ?1 AND id = ?2",
-                params![workspace, event.as_str()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_error)
+        let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
+        self.blocking(move |s| {
+            s.db()
+                .query_row("SELECT raw FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_error)
+        })
+        .await
     }
 
     async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
-        self.all(
-            "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
-            params![workspace, message_id],
-        )
+        let (workspace, message_id) = (workspace.to_owned(), message_id.to_owned());
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
+                params![workspace, message_id],
+            )
+        })
+        .await
     }
 
     async fn suppressions(&self, workspace: &str) -> Result<Vec<Suppression>, StoreError> {
-        self.all(
-            "SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient",
-            params![workspace],
-        )
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient",
+                params![workspace],
+            )
+        })
+        .await
     }
 
     async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let current: Option<Suppression> = load(
-            tx.query_row(
-                "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2 AND active = 1",
-                params![workspace, recipient],
-                |r| r.get(0),
+        let (workspace, recipient) = (workspace.to_owned(), recipient.to_owned());
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let current: Option<Suppression> = load(
+                tx.query_row(
+                    "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2 AND active = 1",
+                    params![workspace, recipient],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?,
+            )?;
+            let Some(mut entry) = current else { return Ok(false) };
+            entry.active = false;
+            entry.as_of = Timestamp::now().max(entry.as_of);
+            tx.execute(
+                "UPDATE suppressions SET active = 0, body = ?3 WHERE workspace = ?1 AND recipient = ?2",
+                params![workspace, recipient, serde_json::to_string(&entry).map_err(json_error)?],
             )
-            .optional()
-            .map_err(db_error)?,
-        )?;
-        let Some(mut entry) = current else { return Ok(false) };
-        entry.active = false;
-        entry.as_of = Timestamp::now().max(entry.as_of);
-        tx.execute(
-            "UPDATE suppressions SET active = 0, body = ?3 WHERE workspace = ?1 AND recipient = ?2",
-            params![workspace, recipient, serde_json::to_string(&entry).map_err(json_error)?],
-        )
-        .map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
-        Ok(true)
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(true)
+        })
+        .await
     }
 
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        self.db()
-            .execute(
-                "INSERT OR REPLACE INTO subscriptions (workspace, id, body) VALUES (?1, ?2, ?3)",
-                params![
-                    subscription.workspace,
-                    subscription.id,
-                    serde_json::to_string(subscription).map_err(json_error)?
-                ],
-            )
-            .map_err(db_error)?;
-        Ok(())
+        let (workspace, id) = (subscription.workspace.clone(), subscription.id.clone());
+        let body = serde_json::to_string(subscription).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute(
+                    "INSERT OR REPLACE INTO subscriptions (workspace, id, body) VALUES (?1, ?2, ?3)",
+                    params![workspace, id, body],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, StoreError> {
         let mut next = subscription.clone();
         next.version += 1;
-        let changed = self
-            .db()
-            .execute(
-                "UPDATE subscriptions SET body = ?3
-                 WHERE workspace = ?1 AND id = ?2 AND COALESCE(json_extract(body, '$.version'), 0) = ?4",
-                params![
-                    subscription.workspace,
-                    subscription.id,
-                    serde_json::to_string(&next).map_err(json_error)?,
-                    subscription.version as i64
-                ],
-            )
-            .map_err(db_error)?;
-        Ok(changed == 1)
+        let body = serde_json::to_string(&next).map_err(json_error)?;
+        let (workspace, id, version) = (next.workspace, next.id, subscription.version as i64);
+        self.blocking(move |s| {
+            let changed = s
+                .db()
+                .execute(
+                    "UPDATE subscriptions SET body = ?3
+                     WHERE workspace = ?1 AND id = ?2 AND COALESCE(json_extract(body, '$.version'), 0) = ?4",
+                    params![workspace, id, body, version],
+                )
+                .map_err(db_error)?;
+            Ok(changed == 1)
+        })
+        .await
     }
 
     async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
-        self.one("SELECT body FROM subscriptions WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+        let (workspace, id) = (workspace.to_owned(), id.to_owned());
+        self.blocking(move |s| {
+            s.one("SELECT body FROM subscriptions WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+        })
+        .await
     }
 
     async fn subscriptions(&self, workspace: &str) -> Result<Vec<Subscription>, StoreError> {
-        self.all("SELECT body FROM subscriptions WHERE workspace = ?1 ORDER BY id", params![workspace])
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            s.all("SELECT body FROM subscriptions WHERE workspace = ?1 ORDER BY id", params![workspace])
+        })
+        .await
     }
 
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(db_error)?;
-        for attempt in attempts {
-            tx.execute(
-                "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
-                params![attempt.workspace, attempt.subscription, serde_json::to_string(attempt).map_err(json_error)?],
-            )
-            .map_err(db_error)?;
-        }
-        tx.commit().map_err(db_error)
+        let rows = attempts
+            .iter()
+            .map(|a| Ok((a.workspace.clone(), a.subscription.clone(), serde_json::to_string(a).map_err(json_error)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction().map_err(db_error)?;
+            for (workspace, subscription, body) in rows {
+                tx.execute(
+                    "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
+                    params![workspace, subscription, body],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)
+        })
+        .await
     }
 
     async fn claim_delivery(&self, claim: &DeliveryClaim<'_>, now: Timestamp) -> Result<Claim, StoreError> {
+        let (workspace, subscription, key, holder) =
+            (claim.workspace.to_owned(), claim.subscription.to_owned(), claim.key.to_owned(), claim.holder.to_owned());
+        let lease_until = claim.lease_until;
         // A row per delivery, kept 14 days as on DynamoDB: longer than any copy of the task lives
         // on the queue. A claim has a holder and a lease; the mark after a 2xx has neither.
-        let mut db = self.db();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let found: Option<(Option<String>, Option<i64>)> = tx
-            .query_row(
-                "SELECT holder, lease FROM delivery_claims WHERE workspace = ?1 AND subscription = ?2 AND key = ?3",
-                params![claim.workspace, claim.subscription, claim.key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let found: Option<(Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT holder, lease FROM delivery_claims WHERE workspace = ?1 AND subscription = ?2 AND key = ?3",
+                    params![workspace, subscription, key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            let taken = match found {
+                None => true,
+                Some((None, _)) => return Ok(Claim::Delivered),
+                Some((Some(current), lease)) => current == holder || lease.unwrap_or(0) < now.unix_seconds(),
+            };
+            if !taken {
+                return Ok(Claim::Held);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    workspace,
+                    subscription,
+                    key,
+                    holder,
+                    lease_until.unix_seconds(),
+                    now.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
+                ],
             )
-            .optional()
             .map_err(db_error)?;
-        let taken = match found {
-            None => true,
-            Some((None, _)) => return Ok(Claim::Delivered),
-            Some((Some(holder), lease)) => holder == claim.holder || lease.unwrap_or(0) < now.unix_seconds(),
-        };
-        if !taken {
-            return Ok(Claim::Held);
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                claim.workspace,
-                claim.subscription,
-                claim.key,
-                claim.holder,
-                claim.lease_until.unix_seconds(),
-                now.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
-            ],
-        )
-        .map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
-        Ok(Claim::Taken)
+            tx.commit().map_err(db_error)?;
+            Ok(Claim::Taken)
+        })
+        .await
     }
 
     async fn mark_delivered(
@@ -835,15 +930,24 @@ impl Store for Sqlite {
         key: &str,
         at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.db()
-            .prepare_cached(
-                "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
-            )
-            .and_then(|mut statement| {
-                statement.execute(params![workspace, subscription, key, at.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS])
-            })
-            .map_err(db_error)?;
-        Ok(())
+        let (workspace, subscription, key) = (workspace.to_owned(), subscription.to_owned(), key.to_owned());
+        self.blocking(move |s| {
+            s.db()
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        workspace,
+                        subscription,
+                        key,
+                        at.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
+                    ])
+                })
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn attempts(
@@ -852,44 +956,56 @@ impl Store for Sqlite {
         subscription: &str,
         limit: usize,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        self.all(
-            "SELECT body FROM attempts WHERE workspace = ?1 AND subscription = ?2 ORDER BY seq DESC LIMIT ?3",
-            params![workspace, subscription, limit as i64],
-        )
+        let (workspace, subscription) = (workspace.to_owned(), subscription.to_owned());
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM attempts WHERE workspace = ?1 AND subscription = ?2 ORDER BY seq DESC LIMIT ?3",
+                params![workspace, subscription, limit as i64],
+            )
+        })
+        .await
     }
 
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
-        self.db()
-            .execute(
-                "INSERT OR REPLACE INTO api_keys (hash, body) VALUES (?1, ?2)",
-                params![key.hash, serde_json::to_string(key).map_err(json_error)?],
-            )
-            .map_err(db_error)?;
-        Ok(())
+        let hash = key.hash.clone();
+        let body = serde_json::to_string(key).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute("INSERT OR REPLACE INTO api_keys (hash, body) VALUES (?1, ?2)", params![hash, body])
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
-        self.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])
+        let hash = hash.to_owned();
+        self.blocking(move |s| s.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])).await
     }
 }
 
 /// Locally, resends go to the outbox table instead of SES (`tidings outbox` lists them).
 impl tidings_core::ports::Emailer for Sqlite {
     async fn send_email(&self, request: &serde_json::Value) -> Result<String, tidings_core::retryable::SendError> {
-        let db = self.db();
-        let stored =
-            db.execute("INSERT INTO outbox (request, sent_at) VALUES (?1, ?2)", params![request.to_string(), now_ms()]);
+        let request = request.to_string();
+        let stored = self
+            .blocking(move |s| {
+                let db = s.db();
+                db.execute("INSERT INTO outbox (request, sent_at) VALUES (?1, ?2)", params![request, now_ms()])
+                    .map_err(db_error)?;
+                Ok(db.last_insert_rowid())
+            })
+            .await;
         match stored {
-            Ok(_) => Ok(format!("local-{}", db.last_insert_rowid())),
+            Ok(id) => Ok(format!("local-{id}")),
             Err(error) => Err(tidings_core::retryable::SendError {
                 name: Some("OutboxUnavailable".into()),
-                message: Some(error.to_string()),
+                message: Some(error.message),
                 ..Default::default()
             }),
         }
     }
 }
-
 impl Sqlite {
     /// The resends written to the local outbox, oldest first: (id, request).
     pub fn outbox(&self) -> Result<Vec<(i64, serde_json::Value)>, StoreError> {
@@ -907,18 +1023,16 @@ impl Sqlite {
 /// Locally both methods move every dead letter back at once, in one transaction.
 impl DeadLetters for Sqlite {
     async fn dead_letter_status(&self, queue: QueueName) -> Result<DeadLetterStatus, StoreError> {
-        Ok(DeadLetterStatus {
-            queue: queue.as_str().into(),
-            waiting: self.dead_letters(queue)?.len() as u64,
-            ..DeadLetterStatus::default()
-        })
+        let waiting = self.blocking(move |s| s.dead_letter_count(queue)).await?;
+        Ok(DeadLetterStatus { queue: queue.as_str().into(), waiting, ..DeadLetterStatus::default() })
     }
 
     async fn redrive_dead_letters(&self, queue: QueueName, _: MoveMethod) -> Result<DeadLetterStatus, StoreError> {
-        let moved = self.redrive(queue)? as u64;
+        let (moved, waiting) =
+            self.blocking(move |s| Ok((s.redrive(queue)? as u64, s.dead_letter_count(queue)?))).await?;
         Ok(DeadLetterStatus {
             queue: queue.as_str().into(),
-            waiting: self.dead_letters(queue)?.len() as u64,
+            waiting,
             status: Some("COMPLETED".into()),
             moved,
             to_move: Some(moved),
@@ -929,16 +1043,20 @@ impl DeadLetters for Sqlite {
 
 impl Queue for Sqlite {
     async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
-        let now = now_ms();
-        for message in messages {
-            tx.execute(
-                "INSERT INTO queue_messages (queue, body, visible_at) VALUES (?1, ?2, ?3)",
-                params![queue.as_str(), message.body, now + i64::from(message.delay_seconds) * 1000],
-            )
-            .map_err(db_error)?;
-        }
-        tx.commit().map_err(db_error)
+        let messages: Vec<(String, u32)> = messages.iter().map(|m| (m.body.clone(), m.delay_seconds)).collect();
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let now = now_ms();
+            for (body, delay_seconds) in messages {
+                tx.execute(
+                    "INSERT INTO queue_messages (queue, body, visible_at) VALUES (?1, ?2, ?3)",
+                    params![queue.as_str(), body, now + i64::from(delay_seconds) * 1000],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)
+        })
+        .await
     }
 }

@@ -87,13 +87,24 @@ pub fn spawn_dev(mut command: Command, port: u16) -> Dev {
 /// POSTs `body` to an `http://` URL on loopback and returns the status and the response body
 /// (HTTP/1.1, one request per connection).
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    request("POST", url, headers, body)
+}
+
+/// GETs an `http://` URL on loopback: the status and the response body.
+pub fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    request("GET", url, headers, b"")
+}
+
+/// One HTTP/1.1 request on its own connection: the status and the response body (chunked
+/// bodies are returned as sent, chunk sizes included).
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("an http:// URL");
     let (authority, target) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
     let mut stream = TcpStream::connect(authority).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut request = format!(
-        "POST {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
