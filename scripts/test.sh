@@ -6,8 +6,8 @@
 # Rust toolchain, Python 3 and Node.js: moto (the AWS emulator the DynamoDB and SQS adapters are
 # tested on) and the official Standard Webhooks verifier go into target/moto-venv, and moto runs
 # on a free loopback port for the length of the run; the interop suite's libraries (CloudEvents,
-# Standard Webhooks, svix, Twilio, jsonschema) go into target/interop-venv and
-# tests/interop/node_modules; Debian's chromium (apt-get) and
+# Standard Webhooks, svix, Twilio, jsonschema, and Schemathesis for the admin API) go into
+# target/interop-venv and tests/interop/node_modules; Debian's chromium (apt-get) and
 # playwright-core (npm, pinned by tests/console/package-lock.json) drive the console's browser
 # test.
 set -euo pipefail

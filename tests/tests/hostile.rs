@@ -6,6 +6,8 @@
 #[path = "hostile/admin_input.rs"]
 mod admin_input;
 mod common;
+#[path = "hostile/contract.rs"]
+mod contract;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -299,7 +299,7 @@ async fn lifting_a_suppression_with_ses_true_also_lifts_it_in_ses_for_a_synced_w
     // A workspace that does not mirror to SES cannot lift the account-wide entry.
     let response =
         app.clone().oneshot(delete("/api/suppressions/gone@example.com?ses=true", "key-plain")).await.unwrap();
-    assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+    assert_eq!(response.status(), http::StatusCode::CONFLICT);
     assert_eq!(db.suppressions("ws_plain").await.unwrap().iter().filter(|s| s.active).count(), 1, "nothing lifted");
 
     let response =

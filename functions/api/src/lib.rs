@@ -26,6 +26,11 @@ use tidings_core::subscription::{AnonymousId, Format, SigningSecret, Subscriptio
 use tidings_core::timestamp::Timestamp;
 
 mod console;
+mod openapi;
+pub mod views;
+
+use openapi::Operation;
+use schemars::JsonSchema;
 
 /// Hex SHA-256 of an API key: what the store keeps and looks keys up by.
 pub fn api_key_hash(key: &str) -> String {
@@ -79,23 +84,210 @@ type AppState<S, Q> = State<Arc<Shared<S, Q>>>;
 /// The admin API over `store`; `queue` takes the delivery tasks a replay makes.
 pub fn router<S: Store + 'static, Q: Queue + DeadLetters + 'static>(store: S, queue: Q, settings: Settings) -> Router {
     let shared = Arc::new(Shared { store, queue, settings });
-    Router::new()
-        .route("/api/health", get(|| async { axum::Json(json!({"ok": true})) }))
-        .route("/api/events", get(events::<S, Q>))
-        .route("/api/events/{id}/raw", get(raw::<S, Q>))
-        .route("/api/messages/{id}", get(message::<S, Q>))
-        .route("/api/suppressions", get(suppressions::<S, Q>))
-        .route("/api/suppressions/{recipient}", delete(remove_suppression::<S, Q>))
-        .route("/api/sources", get(sources::<S, Q>).post(create_source::<S, Q>))
-        .route("/api/sources/{id}", delete(delete_source::<S, Q>))
-        .route("/api/subscriptions", get(subscriptions::<S, Q>).post(create_subscription::<S, Q>))
-        .route("/api/subscriptions/{id}/attempts", get(attempts::<S, Q>))
-        .route("/api/subscriptions/{id}/{action}", axum::routing::post(subscription_action::<S, Q>))
-        .route("/api/queues/{queue}/dead-letters", get(dead_letters::<S, Q>))
-        .route("/api/queues/{queue}/redrive", axum::routing::post(redrive_dead_letters::<S, Q>))
+    let (api, document) = openapi::build(operations::<S, Q>());
+    let document = Arc::new(document);
+    api.route("/api/openapi.json", get(move || async move { axum::Json(Value::clone(&document)) }))
         .merge(console::routes::<S, Q>())
         .with_state(shared)
         .layer(axum::middleware::from_fn(access_log))
+}
+
+/// The queues' names, as paths take them.
+const QUEUE_NAMES: [&str; 3] = [QueueName::ALL[0].as_str(), QueueName::ALL[1].as_str(), QueueName::ALL[2].as_str()];
+
+/// Every route of the API, each with its documentation: the router and the OpenAPI document
+/// are both built from this list ([`openapi`]).
+fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>() -> Vec<Operation<Arc<Shared<S, Q>>>> {
+    use axum::http::Method;
+    use axum::routing::post;
+    let subscription = ("id", "The subscription's id (`sub_…`).");
+    vec![
+        Operation::new(Method::GET, "/api/health", "health", "Whether the server is up", get(health))
+            .public()
+            .answers::<views::Health>(200, "Up."),
+        Operation::new(Method::GET, "/api/events", "listEvents", "List events, newest first", get(events::<S, Q>))
+            .query::<EventsParams>()
+            .answers::<views::EventPage>(200, "A page of events.")
+            .link("message", "getMessage", "id", "$response.body#/events/0/data/message_id")
+            .link("raw", "getRawEvent", "id", "$response.body#/events/0/id")
+            .errors(&[400]),
+        Operation::new(
+            Method::GET,
+            "/api/events/{id}/raw",
+            "getRawEvent",
+            "The provider's own record an event was made from",
+            get(raw::<S, Q>),
+        )
+        .path_param("id", "The event's id (`evt_` and 32 hex digits).")
+        .query::<RawParams>()
+        .answers_any_json(200, "The provider's record, as received (form posts as a JSON object).")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::GET,
+            "/api/messages/{id}",
+            "getMessage",
+            "A message's state per recipient and its timeline",
+            get(message::<S, Q>),
+        )
+        .path_param("id", "The provider's message id.")
+        .answers::<views::MessageHistory>(200, "The message.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::GET,
+            "/api/suppressions",
+            "listSuppressions",
+            "The workspace's suppressed recipients",
+            get(suppressions::<S, Q>),
+        )
+        .answers::<views::SuppressionList>(200, "Every active suppression."),
+        Operation::new(
+            Method::DELETE,
+            "/api/suppressions/{recipient}",
+            "removeSuppression",
+            "Lift a suppression (and, with `ses=true`, in SES)",
+            delete(remove_suppression::<S, Q>),
+        )
+        .path_param("recipient", "The suppressed address or number.")
+        .query::<RemoveSuppressionParams>()
+        .answers_empty(204, "Lifted.")
+        .answers::<views::SuppressionRemoved>(200, "With `ses=true`: what was lifted where.")
+        .errors(&[400, 404, 409]),
+        Operation::new(Method::GET, "/api/sources", "listSources", "The workspace's sources", get(sources::<S, Q>))
+            .answers::<views::SourceList>(200, "Every source, secrets counted, not shown."),
+        Operation::new(
+            Method::POST,
+            "/api/sources",
+            "createSource",
+            "Add a source: where one provider account posts",
+            post(create_source::<S, Q>),
+        )
+        .body::<NewSource>()
+        .answers::<views::CreatedSource>(201, "Created; its secrets are shown this once.")
+        .link("delete", "deleteSource", "id", "$response.body#/id")
+        .errors(&[400, 413, 415]),
+        Operation::new(
+            Method::DELETE,
+            "/api/sources/{id}",
+            "deleteSource",
+            "Remove a source",
+            delete(delete_source::<S, Q>),
+        )
+        .path_param("id", "The source's id (`src_…`).")
+        .answers_empty(204, "Removed.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::GET,
+            "/api/subscriptions",
+            "listSubscriptions",
+            "The workspace's subscriptions",
+            get(subscriptions::<S, Q>),
+        )
+        .answers::<views::SubscriptionList>(200, "Every subscription, secrets counted, not shown."),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions",
+            "createSubscription",
+            "Subscribe an endpoint to events",
+            post(create_subscription::<S, Q>),
+        )
+        .body::<NewSubscription>()
+        .answers::<views::SubscriptionView>(201, "Created; its signing secret is shown this once.")
+        .link("attempts", "listAttempts", "id", "$response.body#/id")
+        .link("enable", "enableSubscription", "id", "$response.body#/id")
+        .link("disable", "disableSubscription", "id", "$response.body#/id")
+        .link("rotate", "rotateSubscriptionSecret", "id", "$response.body#/id")
+        .link("replay", "replaySubscription", "id", "$response.body#/id")
+        .link("test", "testSubscription", "id", "$response.body#/id")
+        .errors(&[400, 413, 415]),
+        Operation::new(
+            Method::GET,
+            "/api/subscriptions/{id}/attempts",
+            "listAttempts",
+            "A subscription's latest delivery attempts",
+            get(attempts::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .query::<AttemptParams>()
+        .answers::<views::AttemptList>(200, "Newest first.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions/{id}/enable",
+            "enableSubscription",
+            "Enable a subscription",
+            post(enable::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .answers::<views::SubscriptionView>(200, "Enabled.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions/{id}/disable",
+            "disableSubscription",
+            "Disable a subscription (nothing is delivered until it is enabled)",
+            post(disable::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .answers::<views::SubscriptionView>(200, "Disabled.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions/{id}/rotate",
+            "rotateSubscriptionSecret",
+            "Give a subscription a new signing secret; the old ones sign on for a grace period",
+            post(rotate::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .query::<RotateParams>()
+        .answers::<views::SubscriptionView>(200, "Rotated; the new secret is shown this once.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions/{id}/replay",
+            "replaySubscription",
+            "Deliver stored events to a subscription again",
+            post(replay::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .query::<ReplayParams>()
+        .answers::<views::Replayed>(200, "Queued for delivery.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/subscriptions/{id}/test",
+            "testSubscription",
+            "Send a `subscription.test` event to a subscription",
+            post(test::<S, Q>),
+        )
+        .path_param(subscription.0, subscription.1)
+        .answers::<views::TestSent>(200, "Stored and queued for delivery.")
+        .errors(&[400, 404]),
+        Operation::new(
+            Method::GET,
+            "/api/queues/{queue}/dead-letters",
+            "getDeadLetters",
+            "What waits on a queue's dead-letter queue (operator keys only)",
+            get(dead_letters::<S, Q>),
+        )
+        .path_param_of("queue", "The queue whose dead-letter queue is meant.", &QUEUE_NAMES)
+        .answers::<tidings_core::ports::DeadLetterStatus>(200, "The dead-letter queue.")
+        .errors(&[400, 403, 404]),
+        Operation::new(
+            Method::POST,
+            "/api/queues/{queue}/redrive",
+            "redriveDeadLetters",
+            "Move a queue's dead letters back onto it (operator keys only)",
+            post(redrive_dead_letters::<S, Q>),
+        )
+        .path_param_of("queue", "The queue whose dead-letter queue is meant.", &QUEUE_NAMES)
+        .query::<RedriveParams>()
+        .answers::<tidings_core::ports::DeadLetterStatus>(200, "How far the move got (SQS moves asynchronously).")
+        .errors(&[400, 403, 404]),
+    ]
+}
+
+async fn health() -> axum::Json<views::Health> {
+    axum::Json(views::Health { ok: true })
 }
 
 /// One log line per admin request: method, route (its template, so no ids or query), status
@@ -164,6 +356,40 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// A query string. A value of the wrong type or a parameter the operation does not take (a
+/// misspelt `limt`) is a 400 naming it, like a body's.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(rejection) => {
+                let why = rejection.body_text();
+                let why = why.strip_prefix("Failed to deserialize query string: ").unwrap_or(&why);
+                Err(bad_request(format!("query: {why}")))
+            }
+        }
+    }
+}
+
+/// The path's `{…}` segments. One that is not valid percent-encoded UTF-8 is a 400 in the API's
+/// error shape.
+pub struct PathParams<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(rejection) => Err(bad_request(format!("path: {}", rejection.body_text()))),
+        }
+    }
+}
+
 /// The workspace the request's API key belongs to.
 pub struct Workspace(pub String);
 
@@ -195,22 +421,31 @@ pub(crate) fn parse_when(text: &str) -> Option<Timestamp> {
     Timestamp::from_unix_text(text).or_else(|| Timestamp::parse_rfc3339(text))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct EventsParams {
+    /// Only this message's events.
     message: Option<String>,
+    /// Only events of this recipient (an address or a number).
     recipient: Option<String>,
+    /// Only events of this type pattern (`email.bounced`, `email.*`, `*.failed`).
+    #[schemars(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX))]
     r#type: Option<String>,
+    /// Events at or after this time (RFC 3339 or Unix seconds).
     since: Option<String>,
+    /// Events at or before this time (RFC 3339 or Unix seconds).
     until: Option<String>,
+    /// At most this many events (1 to 1000, default 100).
     limit: Option<usize>,
+    /// The `next` of the previous page.
     cursor: Option<String>,
 }
 
 async fn events<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Query(p): Query<EventsParams>,
-) -> Result<Response, ApiError> {
+    Params(p): Params<EventsParams>,
+) -> Result<axum::Json<views::EventPage>, ApiError> {
     if let Some(pattern) = &p.r#type {
         TypePattern::parse(pattern).map_err(bad_request)?;
     }
@@ -228,10 +463,11 @@ async fn events<S: Store, Q: Queue>(
         cursor: p.cursor,
     };
     let page = shared.store.events(&query).await?;
-    Ok(axum::Json(json!({"events": page.events, "next": page.next})).into_response())
+    Ok(axum::Json(views::EventPage { events: page.events, next: page.next }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RawParams {
     /// The event's message id (events are kept with their message).
     message: Option<String>,
@@ -240,8 +476,8 @@ struct RawParams {
 async fn raw<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(id): Path<String>,
-    Query(p): Query<RawParams>,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<RawParams>,
 ) -> Result<Response, ApiError> {
     let id: EventId = serde_json::from_value(Value::String(id)).map_err(|_| bad_request("not an event id"))?;
     match shared.store.raw(&workspace, p.message.as_deref(), &id).await? {
@@ -253,12 +489,12 @@ async fn raw<S: Store, Q: Queue>(
 async fn message<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::MessageHistory>, ApiError> {
     let Some((states, timeline)) = message_history(&shared.store, &workspace, &id).await? else {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no message {id}")));
     };
-    Ok(axum::Json(json!({"message_id": id, "states": states, "timeline": timeline})).into_response())
+    Ok(axum::Json(views::MessageHistory { message_id: id, states, timeline }))
 }
 
 /// A message's states (one per recipient) and its events, oldest first; `None` when the
@@ -279,12 +515,15 @@ pub(crate) async fn message_history<S: Store>(
 async fn suppressions<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-) -> Result<Response, ApiError> {
-    Ok(axum::Json(json!({"suppressions": shared.store.suppressions(&workspace).await?})).into_response())
+) -> Result<axum::Json<views::SuppressionList>, ApiError> {
+    Ok(axum::Json(views::SuppressionList { suppressions: shared.store.suppressions(&workspace).await? }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RemoveSuppressionParams {
+    /// Also take the address off the SES account-level suppression list (for a workspace that
+    /// mirrors its suppressions there).
     #[serde(default)]
     ses: bool,
 }
@@ -295,17 +534,21 @@ struct RemoveSuppressionParams {
 async fn remove_suppression<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(recipient): Path<String>,
-    Query(p): Query<RemoveSuppressionParams>,
+    PathParams(recipient): PathParams<String>,
+    Params(p): Params<RemoveSuppressionParams>,
 ) -> Result<Response, ApiError> {
     let recipient = tidings_core::recipient::any(&recipient);
     let ses = match (&shared.settings.ses_suppressions, p.ses) {
         (_, false) => None,
         (Some(ses), true) if ses.workspaces.iter().any(|w| w == "*" || *w == workspace) => Some(ses),
+        // The request is sound; this deployment is not set up for it.
         (_, true) => {
-            return Err(bad_request(format!(
-                "ses=true: workspace {workspace} does not mirror suppressions to SES (TIDINGS_SES_SUPPRESSION_SYNC)"
-            )));
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "ses=true: workspace {workspace} does not mirror suppressions to SES (TIDINGS_SES_SUPPRESSION_SYNC)"
+                ),
+            ));
         }
     };
     let removed = shared.store.remove_suppression(&workspace, &recipient).await?;
@@ -320,7 +563,7 @@ async fn remove_suppression<S: Store, Q: Queue>(
     if !removed && !ses_removed {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is suppressed neither here nor in SES")));
     }
-    Ok(axum::Json(json!({"recipient": recipient, "removed": removed, "ses_removed": ses_removed})).into_response())
+    Ok(axum::Json(views::SuppressionRemoved { recipient, removed, ses_removed }).into_response())
 }
 
 /// Where providers post: the configured public URL, or else `https://` and the host this request
@@ -339,36 +582,48 @@ pub(crate) fn webhook_url(base: &str, provider: ProviderId, id: &str) -> String 
     format!("{}/webhooks/{provider}/{id}", base.trim_end_matches('/'))
 }
 
-fn source_view(source: &Source, base: &str) -> Value {
-    let mut view = source.redacted();
-    view["url"] = json!(webhook_url(base, source.provider, &source.id));
-    view
-}
-
 async fn sources<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
     headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<views::SourceList>, ApiError> {
     let sources = shared.store.sources(&workspace).await?;
     let base = base_url(&shared.settings, &headers);
-    let views: Vec<Value> = sources.iter().map(|s| source_view(s, &base)).collect();
-    Ok(axum::Json(json!({"sources": views})).into_response())
+    let sources = sources
+        .iter()
+        .map(|s| {
+            let url = webhook_url(&base, s.provider, &s.id);
+            views::SourceView {
+                source: views::SourceFields::new(s, url),
+                secrets: format!("{} configured", s.secrets.len()),
+            }
+        })
+        .collect();
+    Ok(axum::Json(views::SourceList { sources }))
 }
 
-#[derive(Deserialize)]
+/// A new source: one provider account posting to tidings.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewSource {
+    /// The provider (`postmark`, `ses`, `twilio`, …).
+    #[schemars(with = "ProviderId")]
     provider: String,
     #[serde(default)]
     description: String,
     /// The provider's secret or key; generated when the provider lets you choose (shared
-    /// secrets, Active Reach, Standard Webhooks).
+    /// secrets, Active Reach, Standard Webhooks). On AWS, `ssm:/<parameter name>` names a
+    /// SecureString parameter holding it.
     secret: Option<String>,
+    /// Twilio: the exact URL configured in Twilio, when a proxy stands in front of tidings.
     public_url: Option<String>,
+    /// SES: the SNS topic ARNs to accept (required).
     #[serde(default)]
     allowed_topics: Vec<String>,
+    /// Active Reach: the header the signature is sent in, when renamed.
     signature_header: Option<String>,
+    /// The signed timestamp's tolerance, in seconds (at most 172800, two days).
+    #[schemars(range(min = 1, max = tidings_core::auth::MAX_TOLERANCE_SECONDS))]
     tolerance_seconds: Option<u64>,
 }
 
@@ -432,16 +687,19 @@ async fn create_source<S: Store, Q: Queue>(
         created_at: Timestamp::now(),
     };
     shared.store.put_source(&source).await?;
-    let mut view = source_view(&source, &base);
-    // Shown once: the API never returns it again.
-    view["secrets"] = json!(secrets);
-    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+    // The secrets are shown once: the API never returns them again.
+    let url = webhook_url(&base, source.provider, &source.id);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(views::CreatedSource { source: views::SourceFields::new(&source, url), secrets }),
+    )
+        .into_response())
 }
 
 async fn delete_source<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
     if shared.store.delete_source(&workspace, &id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -450,39 +708,31 @@ async fn delete_source<S: Store, Q: Queue>(
     }
 }
 
-/// A subscription as the API shows it: secrets and header values never leave after creation.
-fn subscription_view(subscription: &Subscription) -> Value {
-    let mut view = serde_json::to_value(subscription).unwrap_or_default();
-    if let Some(object) = view.as_object_mut() {
-        object.insert(
-            "secrets".into(),
-            json!(format!("{} active", subscription.active_secrets(Timestamp::now()).count())),
-        );
-        let names: Vec<&str> = subscription.headers.iter().map(|(n, _)| n.as_str()).collect();
-        object.insert("headers".into(), json!(names));
-    }
-    view
-}
-
 async fn subscriptions<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-) -> Result<Response, ApiError> {
+) -> Result<axum::Json<views::SubscriptionList>, ApiError> {
     let subscriptions = shared.store.subscriptions(&workspace).await?;
-    let views: Vec<Value> = subscriptions.iter().map(subscription_view).collect();
-    Ok(axum::Json(json!({"subscriptions": views})).into_response())
+    let subscriptions = subscriptions.iter().map(|s| views::SubscriptionView::new(s, None)).collect();
+    Ok(axum::Json(views::SubscriptionList { subscriptions }))
 }
 
 /// What a subscription is created from, by the API (JSON) or the console (a form).
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewSubscription {
+    /// Where events are posted: `https://` (loopback and private addresses are refused on AWS).
     pub(crate) url: String,
+    /// Type patterns (`email.*`, `*.bounced`, `*`); an event matching any is delivered.
+    #[schemars(length(min = 1), inner(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX)))]
     pub(crate) types: Vec<String>,
+    /// Only events from these providers (empty: all).
     #[serde(default)]
     pub(crate) providers: Vec<String>,
+    /// Only events from these sources (empty: all).
     #[serde(default)]
     pub(crate) sources: Vec<String>,
+    /// The body sent: `cloudevents` (the default) or `dittofeed`.
     #[serde(default)]
     pub(crate) format: Format,
     /// Dittofeed format: `"recipient"` sends events without a `userId` tag with the recipient
@@ -538,110 +788,137 @@ async fn create_subscription<S: Store, Q: Queue>(
 ) -> Result<Response, ApiError> {
     let (subscription, secret) = new_subscription(workspace, new).map_err(bad_request)?;
     shared.store.put_subscription(&subscription).await?;
-    let mut view = subscription_view(&subscription);
-    // Shown once: verify deliveries with it (Standard Webhooks).
-    view["secret"] = json!(secret);
-    Ok((StatusCode::CREATED, axum::Json(view)).into_response())
+    // The secret is shown once: verify deliveries with it (Standard Webhooks).
+    Ok((StatusCode::CREATED, axum::Json(views::SubscriptionView::new(&subscription, Some(secret)))).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct AttemptParams {
+    /// At most this many attempts (1 to 1000, default 50).
     limit: Option<usize>,
 }
 
 async fn attempts<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(id): Path<String>,
-    Query(p): Query<AttemptParams>,
-) -> Result<Response, ApiError> {
+    PathParams(id): PathParams<String>,
+    Params(p): Params<AttemptParams>,
+) -> Result<axum::Json<views::AttemptList>, ApiError> {
     if shared.store.subscription(&workspace, &id).await?.is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}")));
+        return Err(no_subscription(&id));
     }
     let attempts = shared.store.attempts(&workspace, &id, p.limit.unwrap_or(50).clamp(1, 1000)).await?;
-    Ok(axum::Json(json!({"attempts": attempts})).into_response())
+    Ok(axum::Json(views::AttemptList { attempts }))
 }
 
-#[derive(Deserialize, Default)]
-struct ActionParams {
-    /// Replay: events at or after this time (RFC 3339 or Unix seconds).
-    since: Option<String>,
-    /// Replay: events at or before this time.
-    until: Option<String>,
-    /// Replay: only events of this type pattern.
-    r#type: Option<String>,
-    /// Rotate: how long the old secrets keep signing (seconds, default one day).
+fn no_subscription(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}"))
+}
+
+/// Changes a subscription with `change`, made over the version read and redone on the fresh
+/// one if another writer (a delivery's bookkeeping, another operator) wrote in between: none
+/// undoes another.
+async fn change_subscription<S: Store, Q: Queue>(
+    shared: &Shared<S, Q>,
+    workspace: &str,
+    id: &str,
+    secret: Option<String>,
+    change: impl FnMut(&mut Subscription) -> bool,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    let changed = tidings_core::subscription::modify(&shared.store, workspace, id, change).await?;
+    let subscription = changed.ok_or_else(|| no_subscription(id))?;
+    Ok(axum::Json(views::SubscriptionView::new(&subscription, secret)))
+}
+
+async fn enable<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    change_subscription(&shared, &workspace, &id, None, |s| {
+        s.enable();
+        true
+    })
+    .await
+}
+
+async fn disable<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    change_subscription(&shared, &workspace, &id, None, |s| {
+        s.disable("disabled by an operator");
+        true
+    })
+    .await
+}
+
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct RotateParams {
+    /// How long the old secrets keep signing, in seconds (0 to 604800, default 86400).
+    #[schemars(range(min = 0, max = 604_800))]
     grace_seconds: Option<i64>,
 }
 
-/// `rotate`, `enable`, `disable` or `replay` a subscription.
-async fn subscription_action<S: Store, Q: Queue>(
+async fn rotate<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path((id, action)): Path<(String, String)>,
-    Query(p): Query<ActionParams>,
-) -> Result<Response, ApiError> {
-    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}"));
-    let Some(subscription) = shared.store.subscription(&workspace, &id).await? else {
-        return Err(missing());
-    };
-    let now = Timestamp::now();
-    let mut reply = json!({});
-    // Changes are made over the version read, and redone on the fresh one if another writer
-    // (a delivery's bookkeeping, another operator) wrote in between: none undoes another.
-    use tidings_core::subscription::modify;
-    let store = &shared.store;
-    let changed = match action.as_str() {
-        "rotate" => {
-            let grace = p.grace_seconds.unwrap_or(86_400);
-            if !(0..=7 * 86_400).contains(&grace) {
-                return Err(bad_request(format!("grace_seconds must be between 0 and 604800 (7 days), not {grace}")));
-            }
-            let secret = new_secret(true);
-            reply["secret"] = json!(secret);
-            modify(store, &workspace, &id, |s| {
-                s.rotate(secret.clone(), now, grace);
-                true
-            })
-            .await?
-        }
-        "enable" => {
-            modify(store, &workspace, &id, |s| {
-                s.enable();
-                true
-            })
-            .await?
-        }
-        "disable" => {
-            modify(store, &workspace, &id, |s| {
-                s.disable("disabled by an operator");
-                true
-            })
-            .await?
-        }
-        "replay" => {
-            if let Some(pattern) = &p.r#type {
-                TypePattern::parse(pattern).map_err(bad_request)?;
-            }
-            let since = p.since.as_deref().map(|t| parse_time("since", t)).transpose()?;
-            let until = p.until.as_deref().map(|t| parse_time("until", t)).transpose()?;
-            let queued =
-                tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, p.r#type)
-                    .await?;
-            return Ok(axum::Json(json!({"replayed": queued})).into_response());
-        }
-        "test" => {
-            let event_id = send_test_event(&shared.store, &shared.queue, &subscription, now).await?;
-            return Ok(axum::Json(json!({"event_id": event_id})).into_response());
-        }
-        other => return Err(bad_request(format!("unknown action {other:?}: rotate, enable, disable, replay or test"))),
-    };
-    let subscription = changed.ok_or_else(missing)?;
-    let mut view = subscription_view(&subscription);
-    if let Some(secret) = reply.get("secret") {
-        view["secret"] = secret.clone();
+    PathParams(id): PathParams<String>,
+    Params(p): Params<RotateParams>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    let grace = p.grace_seconds.unwrap_or(86_400);
+    if !(0..=7 * 86_400).contains(&grace) {
+        return Err(bad_request(format!("grace_seconds must be between 0 and 604800 (7 days), not {grace}")));
     }
-    Ok(axum::Json(view).into_response())
+    let (secret, now) = (new_secret(true), Timestamp::now());
+    let new = secret.clone();
+    change_subscription(&shared, &workspace, &id, Some(secret), move |s| {
+        s.rotate(new.clone(), now, grace);
+        true
+    })
+    .await
+}
+
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReplayParams {
+    /// Events at or after this time (RFC 3339 or Unix seconds).
+    since: Option<String>,
+    /// Events at or before this time.
+    until: Option<String>,
+    /// Only events of this type pattern.
+    #[schemars(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX))]
+    r#type: Option<String>,
+}
+
+async fn replay<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<ReplayParams>,
+) -> Result<axum::Json<views::Replayed>, ApiError> {
+    if let Some(pattern) = &p.r#type {
+        TypePattern::parse(pattern).map_err(bad_request)?;
+    }
+    let since = p.since.as_deref().map(|t| parse_time("since", t)).transpose()?;
+    let until = p.until.as_deref().map(|t| parse_time("until", t)).transpose()?;
+    let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
+    let queued =
+        tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, p.r#type).await?;
+    Ok(axum::Json(views::Replayed { replayed: queued as u64 }))
+}
+
+async fn test<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::TestSent>, ApiError> {
+    let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
+    let event_id = send_test_event(&shared.store, &shared.queue, &subscription, Timestamp::now()).await?;
+    Ok(axum::Json(views::TestSent { event_id }))
 }
 
 /// The queue named in the path, for an operator's key only: dead-letter queues hold every
@@ -661,14 +938,17 @@ fn operator_queue<S, Q>(shared: &Shared<S, Q>, workspace: &str, queue: &str) -> 
 async fn dead_letters<S: Store, Q: Queue + DeadLetters>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(queue): Path<String>,
-) -> Result<Response, ApiError> {
+    PathParams(queue): PathParams<String>,
+) -> Result<axum::Json<tidings_core::ports::DeadLetterStatus>, ApiError> {
     let queue = operator_queue(&shared, &workspace, &queue)?;
-    Ok(axum::Json(shared.queue.dead_letter_status(queue).await?).into_response())
+    Ok(axum::Json(shared.queue.dead_letter_status(queue).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
 struct RedriveParams {
+    /// `native` (the default: SQS moves them, asynchronously) or `manual` (tidings receives,
+    /// resends and deletes each).
     method: Option<MoveMethod>,
 }
 
@@ -677,13 +957,13 @@ struct RedriveParams {
 async fn redrive_dead_letters<S: Store, Q: Queue + DeadLetters>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
-    Path(queue): Path<String>,
-    Query(p): Query<RedriveParams>,
-) -> Result<Response, ApiError> {
+    PathParams(queue): PathParams<String>,
+    Params(p): Params<RedriveParams>,
+) -> Result<axum::Json<tidings_core::ports::DeadLetterStatus>, ApiError> {
     let queue = operator_queue(&shared, &workspace, &queue)?;
     let status = shared.queue.redrive_dead_letters(queue, p.method.unwrap_or_default()).await?;
     tracing::info!(queue = queue.as_str(), workspace, moved = status.moved, "dead letters redriven");
-    Ok(axum::Json(status).into_response())
+    Ok(axum::Json(status))
 }
 
 /// Stores a `subscription.test` event and queues it for `subscription` alone (it is delivered

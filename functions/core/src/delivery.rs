@@ -101,7 +101,7 @@ pub fn should_disable(failing_since: i64, now: i64) -> bool {
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
 
 /// One delivery attempt, as the attempt log keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct AttemptRecord {
     pub workspace: String,
     pub subscription: String,

@@ -9,6 +9,10 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypePattern(Vec<String>);
 
+/// What [`TypePattern::parse`] accepts, as a regular expression (for API documents; the fuzzing
+/// run of the test command holds the server to it). Surrounding whitespace is trimmed.
+pub const TYPE_PATTERN_REGEX: &str = r"^\s*(\*|[a-z0-9_-]+)(\.(\*|[a-z0-9_-]+))*\s*$";
+
 impl TypePattern {
     pub fn parse(text: &str) -> Result<TypePattern, String> {
         let segments: Vec<String> = text.trim().split('.').map(str::to_owned).collect();
@@ -47,6 +51,7 @@ impl fmt::Display for TypePattern {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     fn m(pattern: &str, event_type: &str) -> bool {

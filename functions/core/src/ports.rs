@@ -288,7 +288,7 @@ pub enum QueueName {
 impl QueueName {
     pub const ALL: [QueueName; 3] = [QueueName::Events, QueueName::Deliveries, QueueName::Redrive];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             QueueName::Events => "events",
             QueueName::Deliveries => "deliveries",
@@ -326,7 +326,7 @@ impl std::str::FromStr for QueueName {
 }
 
 /// How dead-lettered messages go back to their queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MoveMethod {
     /// The queue service moves them (SQS `StartMessageMoveTask`, asynchronous).
@@ -338,7 +338,7 @@ pub enum MoveMethod {
 }
 
 /// Where moving a dead-letter queue's messages back to their queue stands.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeadLetterStatus {
     pub queue: String,
     /// Messages on the dead-letter queue now (approximate on SQS).

@@ -20,7 +20,7 @@ use crate::event::{BounceKind, CanonicalEvent, Channel, EventId, Status};
 use crate::timestamp::Timestamp;
 
 /// Where one message to one recipient stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageState {
     pub workspace: String,
     pub message_id: String,
@@ -44,7 +44,7 @@ pub struct MessageState {
 }
 
 /// A terminal failure and the event that reported it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Failure {
     pub status: Status,
     pub at: Timestamp,

@@ -8,7 +8,7 @@ use crate::pattern::TypePattern;
 use crate::timestamp::Timestamp;
 
 /// The body a subscriber receives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     /// The canonical event (CloudEvents 1.0 structured JSON).
@@ -19,7 +19,7 @@ pub enum Format {
 }
 
 /// Dittofeed format: who an event without a `userId` tag is sent as.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnonymousId {
     /// Nobody: the event is skipped, as Dittofeed's own webhook handlers skip it.

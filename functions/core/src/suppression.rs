@@ -12,7 +12,7 @@ use crate::event::{BounceKind, CanonicalEvent, EventId, Status};
 use crate::timestamp::Timestamp;
 
 /// Why an address is suppressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     HardBounce,
@@ -22,7 +22,7 @@ pub enum Reason {
 }
 
 /// One address on (or lifted from) a workspace's list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Suppression {
     pub workspace: String,
     pub recipient: String,

@@ -31,7 +31,9 @@ pub mod twilio;
 
 /// The providers tidings reads. The text form is used in routes, config, the CLI and
 /// `data.provider`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderId {
     Ses,
