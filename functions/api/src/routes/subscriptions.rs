@@ -1,0 +1,264 @@
+//! Subscriptions: creating and listing them, their attempts, and acting on one.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tidings_core::pattern::TypePattern;
+use tidings_core::ports::{Queue, Store, StoreError};
+use tidings_core::source::{new_id, new_secret};
+use tidings_core::subscription::{AnonymousId, Format, SigningSecret, Subscription};
+use tidings_core::timestamp::Timestamp;
+
+use schemars::JsonSchema;
+
+use crate::views;
+use crate::{ApiError, AppState, JsonBody, Params, PathParams, Shared, Workspace, bad_request, parse_time};
+
+pub(crate) async fn subscriptions<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+) -> Result<axum::Json<views::SubscriptionList>, ApiError> {
+    let subscriptions = shared.store.subscriptions(&workspace).await?;
+    let subscriptions = subscriptions.iter().map(|s| views::SubscriptionView::new(s, None)).collect();
+    Ok(axum::Json(views::SubscriptionList { subscriptions }))
+}
+
+/// What a subscription is created from, by the API (JSON) or the console (a form).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSubscription {
+    /// Where events are posted: `https://` (loopback and private addresses are refused on AWS).
+    pub(crate) url: String,
+    /// Type patterns (`email.*`, `*.bounced`, `*`); an event matching any is delivered.
+    #[schemars(length(min = 1), inner(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX)))]
+    pub(crate) types: Vec<String>,
+    /// Only events from these providers (empty: all).
+    #[serde(default)]
+    pub(crate) providers: Vec<String>,
+    /// Only events from these sources (empty: all).
+    #[serde(default)]
+    pub(crate) sources: Vec<String>,
+    /// The body sent: `cloudevents` (the default) or `dittofeed`.
+    #[serde(default)]
+    pub(crate) format: Format,
+    /// Dittofeed format: `"recipient"` sends events without a `userId` tag with the recipient
+    /// as `anonymousId`; `"none"` (the default) skips them.
+    #[serde(default)]
+    pub(crate) anonymous_id: AnonymousId,
+    /// `["Name: value", …]`.
+    #[serde(default)]
+    pub(crate) headers: Vec<String>,
+    #[serde(default)]
+    pub(crate) description: String,
+}
+
+/// A new, enabled subscription of `workspace` and its first signing secret (shown once), or why
+/// the request cannot be one.
+pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Result<(Subscription, String), String> {
+    let mut headers = Vec::new();
+    for line in &new.headers {
+        let (name, value) = line.split_once(':').ok_or_else(|| format!("header {line:?} is not 'Name: value'"))?;
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
+    if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
+        return Err("anonymous_id: only the dittofeed format sends events as a user".into());
+    }
+    let now = Timestamp::now();
+    let secret = new_secret(true);
+    let subscription = Subscription {
+        id: new_id("sub"),
+        workspace,
+        url: new.url,
+        types: new.types,
+        providers: new.providers,
+        sources: new.sources,
+        format: new.format,
+        anonymous_id: new.anonymous_id,
+        secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
+        headers,
+        description: new.description,
+        enabled: true,
+        version: 0,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: now,
+    };
+    Ok((subscription, secret))
+}
+
+pub(crate) async fn create_subscription<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    JsonBody(new): JsonBody<NewSubscription>,
+) -> Result<Response, ApiError> {
+    let (subscription, secret) = new_subscription(workspace, new).map_err(bad_request)?;
+    shared.store.put_subscription(&subscription).await?;
+    // The secret is shown once: verify deliveries with it (Standard Webhooks).
+    Ok((StatusCode::CREATED, axum::Json(views::SubscriptionView::new(&subscription, Some(secret)))).into_response())
+}
+
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AttemptParams {
+    /// At most this many attempts (1 to 1000, default 50).
+    limit: Option<usize>,
+}
+
+pub(crate) async fn attempts<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<AttemptParams>,
+) -> Result<axum::Json<views::AttemptList>, ApiError> {
+    if shared.store.subscription(&workspace, &id).await?.is_none() {
+        return Err(no_subscription(&id));
+    }
+    let attempts = shared.store.attempts(&workspace, &id, p.limit.unwrap_or(50).clamp(1, 1000)).await?;
+    Ok(axum::Json(views::AttemptList { attempts }))
+}
+
+pub(crate) fn no_subscription(id: &str) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}"))
+}
+
+/// Changes a subscription with `change`, made over the version read and redone on the fresh
+/// one if another writer (a delivery's bookkeeping, another operator) wrote in between: none
+/// undoes another.
+pub(crate) async fn change_subscription<S: Store, Q: Queue>(
+    shared: &Shared<S, Q>,
+    workspace: &str,
+    id: &str,
+    secret: Option<String>,
+    change: impl FnMut(&mut Subscription) -> bool,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    let changed = tidings_core::subscription::modify(&shared.store, workspace, id, change).await?;
+    let subscription = changed.ok_or_else(|| no_subscription(id))?;
+    Ok(axum::Json(views::SubscriptionView::new(&subscription, secret)))
+}
+
+pub(crate) async fn enable<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    change_subscription(&shared, &workspace, &id, None, |s| {
+        s.enable();
+        true
+    })
+    .await
+}
+
+pub(crate) async fn disable<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    change_subscription(&shared, &workspace, &id, None, |s| {
+        s.disable("disabled by an operator");
+        true
+    })
+    .await
+}
+
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotateParams {
+    /// How long the old secrets keep signing, in seconds (0 to 604800, default 86400).
+    #[schemars(range(min = 0, max = 604_800))]
+    grace_seconds: Option<i64>,
+}
+
+pub(crate) async fn rotate<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<RotateParams>,
+) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
+    let grace = p.grace_seconds.unwrap_or(86_400);
+    if !(0..=7 * 86_400).contains(&grace) {
+        return Err(bad_request(format!("grace_seconds must be between 0 and 604800 (7 days), not {grace}")));
+    }
+    let (secret, now) = (new_secret(true), Timestamp::now());
+    let new = secret.clone();
+    change_subscription(&shared, &workspace, &id, Some(secret), move |s| {
+        s.rotate(new.clone(), now, grace);
+        true
+    })
+    .await
+}
+
+#[derive(Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplayParams {
+    /// Events at or after this time (RFC 3339 or Unix seconds).
+    since: Option<String>,
+    /// Events at or before this time.
+    until: Option<String>,
+    /// Only events of this type pattern.
+    #[schemars(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX))]
+    r#type: Option<String>,
+}
+
+pub(crate) async fn replay<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+    Params(p): Params<ReplayParams>,
+) -> Result<axum::Json<views::Replayed>, ApiError> {
+    if let Some(pattern) = &p.r#type {
+        TypePattern::parse(pattern).map_err(bad_request)?;
+    }
+    let since = p.since.as_deref().map(|t| parse_time("since", t)).transpose()?;
+    let until = p.until.as_deref().map(|t| parse_time("until", t)).transpose()?;
+    let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
+    let queued =
+        tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, p.r#type).await?;
+    Ok(axum::Json(views::Replayed { replayed: queued as u64 }))
+}
+
+pub(crate) async fn test<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(id): PathParams<String>,
+) -> Result<axum::Json<views::TestSent>, ApiError> {
+    let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
+    let event_id = send_test_event(&shared.store, &shared.queue, &subscription, Timestamp::now()).await?;
+    Ok(axum::Json(views::TestSent { event_id }))
+}
+
+/// Stores a `subscription.test` event and queues it for `subscription` alone (it is delivered
+/// whatever the subscription's type patterns, through the same signing and retry path).
+pub(crate) async fn send_test_event<S: Store, Q: Queue>(
+    store: &S,
+    queue: &Q,
+    subscription: &Subscription,
+    now: Timestamp,
+) -> Result<String, StoreError> {
+    use tidings_core::delivery::DeliveryTask;
+    use tidings_core::event::{EventData, EventType};
+    use tidings_core::ports::{Outgoing, QueueName, QueuedEvent};
+    use tidings_core::providers::NormalizeContext;
+    let event_type = EventType::platform(tidings_core::outbound::TEST_EVENT_TYPE)
+        .ok_or_else(|| StoreError::permanent("bad event type"))?;
+    let mut data =
+        EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, tidings_core::outbound::TEST_EVENT_TYPE);
+    data.reason = Some("a test event, sent from the admin API or the console".into());
+    data.details.insert("subscription".into(), json!(subscription.id));
+    let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
+    let key = format!("subscription.test|{}|{}", subscription.id, now.unix_millis());
+    let event = ctx.event(event_type, Some(now), &key, data, &tidings_core::providers::Raw::Borrowed("{}")).event;
+    let expires = Timestamp::from_unix_seconds(now.unix_seconds() + 7 * 86_400).unwrap_or(now);
+    let queued = QueuedEvent {
+        event: event.clone(),
+        raw: "{}".into(),
+        source: tidings_core::pipeline::OPERATIONAL_PROVIDER.into(),
+    };
+    store.record(&queued, expires).await?;
+    let task = DeliveryTask::new(subscription, &event);
+    let body = serde_json::to_string(&task).map_err(|e| StoreError::permanent(e.to_string()))?;
+    queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds: 0 }]).await?;
+    Ok(event.id.to_string())
+}

@@ -1,0 +1,413 @@
+//! The fan-out: a delivery task in, a signed POST to the subscriber out, the attempt logged,
+//! and the task retried on schedule, given up, or its subscription disabled.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
+use crate::event::{CanonicalEvent, EventData, EventType};
+use crate::outbound::{self, Skipped};
+use crate::ports::{Claim, DeliveryClaim, Queue, QueueName, Sender, Store, StoreError};
+use crate::providers::NormalizeContext;
+use crate::subscription::Subscription;
+use crate::timestamp::Timestamp;
+
+use super::{OPERATIONAL_PROVIDER, event_message};
+
+/// A deliveries-queue message as the fan-out takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct QueuedTask<'a> {
+    /// The queue's id for the message: the same each time it is received, another for a copy
+    /// of its task. It holds the task's claim ([`Store::claim_delivery`]).
+    pub id: &'a str,
+    pub body: &'a str,
+    /// How many times the message was received, this time included: the attempt number.
+    pub receive_count: u32,
+}
+
+/// A delivery ready to be sent: its subscription, event, rendered body, claim key and attempt
+/// number.
+struct Ready {
+    subscription: Subscription,
+    event: CanonicalEvent,
+    body: Vec<u8>,
+    key: String,
+    attempt: u32,
+}
+
+/// Delivers tasks from the deliveries queue: render, sign, send, log the attempt, and then
+/// retry on schedule, give up, or disable the subscription.
+pub struct Fanout<S, Q, D> {
+    store: S,
+    queue: Q,
+    sender: D,
+}
+
+impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
+    pub fn new(store: S, queue: Q, sender: D) -> Self {
+        Fanout { store, queue, sender }
+    }
+
+    /// Handles one deliveries-queue message, at `now`.
+    /// Returns the delay after which the same message should be handed over again (the caller
+    /// extends its visibility by that much instead of deleting it: SQS
+    /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
+    pub async fn deliver(&self, message: &QueuedTask<'_>, now: Timestamp) -> Result<Option<Duration>, StoreError> {
+        let task = DeliveryTask::from_message(message.body)?;
+        let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
+        let (result, attempted) = self.attempt(task, subscription, message, now).await;
+        self.log(attempted.into_iter().collect()).await;
+        result
+    }
+
+    /// [`Fanout::deliver`] for a batch of deliveries-queue messages (the fan-out function's SQS
+    /// batch, `tidings dev`'s): each subscription is read once, the deliveries go out
+    /// concurrently (one slow subscriber does not hold up the others, and the function is billed
+    /// for one wait, not ten), and the attempts are logged together, one item per subscription.
+    /// One result per message, in order.
+    pub async fn deliver_batch(
+        &self,
+        messages: &[QueuedTask<'_>],
+        now: Timestamp,
+    ) -> Vec<Result<Option<Duration>, StoreError>> {
+        let tasks: Vec<Result<(DeliveryTask, &QueuedTask<'_>), StoreError>> = messages
+            .iter()
+            .map(|message| DeliveryTask::from_message(message.body).map(|task| (task, message)))
+            .collect();
+        let mut keys: Vec<(String, String)> =
+            tasks.iter().flatten().map(|(t, _)| (t.workspace.clone(), t.subscription.clone())).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let subscriptions: HashMap<(String, String), Result<Option<Subscription>, StoreError>> =
+            futures_util::future::join_all(keys.into_iter().map(|key| async move {
+                let read = self.store.subscription(&key.0, &key.1).await;
+                (key, read)
+            }))
+            .await
+            .into_iter()
+            .collect();
+        let attempts = tasks.into_iter().map(|task| {
+            let subscriptions = &subscriptions;
+            async move {
+                let (task, message) = match task {
+                    Ok(task) => task,
+                    Err(error) => return (Err(error), None),
+                };
+                match subscriptions.get(&(task.workspace.clone(), task.subscription.clone())).cloned() {
+                    Some(Ok(subscription)) => self.attempt(task, subscription, message, now).await,
+                    Some(Err(error)) => (Err(error), None),
+                    None => (Err(StoreError::permanent("subscription not read")), None),
+                }
+            }
+        });
+        let (results, attempted): (Vec<_>, Vec<_>) = futures_util::future::join_all(attempts).await.into_iter().unzip();
+        self.log(attempted.into_iter().flatten().collect()).await;
+        results
+    }
+
+    /// Writes attempts to the log. The log is a record for people: failing to write it is
+    /// reported, and changes nothing about the deliveries (a failed one is retried on its
+    /// schedule anyway; a made one must not be sent again).
+    async fn log(&self, attempts: Vec<AttemptRecord>) {
+        if attempts.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.record_attempts(&attempts).await {
+            tracing::warn!(%error, attempts = attempts.len(), "delivery attempts not logged");
+            crate::metrics::record(&[], &[("AttemptsNotLogged", crate::metrics::Unit::Count, attempts.len() as f64)]);
+        }
+    }
+
+    /// One task to its subscription (`None`: deleted since): what the queue should do with it,
+    /// and the attempt to log, if one was made.
+    async fn attempt(
+        &self,
+        mut task: DeliveryTask,
+        subscription: Option<Subscription>,
+        message: &QueuedTask<'_>,
+        now: Timestamp,
+    ) -> (Result<Option<Duration>, StoreError>, Option<AttemptRecord>) {
+        let mut logged = None;
+        let result = self.attempt_logging(&mut task, subscription, message, now, &mut logged).await;
+        (result, logged)
+    }
+
+    /// [`Fanout::attempt`], with the attempt left in `logged` as soon as it is made, so it is
+    /// logged whatever happens after (a failed subscription update, an announcement). Three
+    /// stages: [`prepare`](Self::prepare) (claim the task, find the event, render the body),
+    /// [`send`](Self::send) (sign and post), [`settle`](Self::settle) (mark, log, schedule the
+    /// retry or give up, keep the subscription's failure clock).
+    async fn attempt_logging(
+        &self,
+        task: &mut DeliveryTask,
+        subscription: Option<Subscription>,
+        message: &QueuedTask<'_>,
+        now: Timestamp,
+        logged: &mut Option<AttemptRecord>,
+    ) -> Result<Option<Duration>, StoreError> {
+        let Some(mut ready) = self.prepare(task, subscription, message, now, logged).await? else {
+            return Ok(None);
+        };
+        let response = self.send(&mut ready, now).await?;
+        self.settle(task, ready, response, now, logged).await
+    }
+
+    /// Everything before the request: the subscription still wants it, this copy of the task
+    /// holds its claim, the event is at hand and renders for the subscription's format. `None`
+    /// when the task is finished without a request (each case is logged or counted).
+    async fn prepare(
+        &self,
+        task: &mut DeliveryTask,
+        subscription: Option<Subscription>,
+        message: &QueuedTask<'_>,
+        now: Timestamp,
+        logged: &mut Option<AttemptRecord>,
+    ) -> Result<Option<Ready>, StoreError> {
+        let attempt = message.receive_count.max(1);
+        let Some(subscription) = subscription else {
+            tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
+            return Ok(None);
+        };
+        if !subscription.enabled {
+            return Ok(None);
+        }
+        let key = task.key();
+        let lease_until =
+            Timestamp::from_unix_seconds(now.unix_seconds() + delivery::CLAIM_LEASE.as_secs() as i64).unwrap_or(now);
+        let claim = DeliveryClaim {
+            workspace: &task.workspace,
+            subscription: &task.subscription,
+            key: &key,
+            holder: message.id,
+            lease_until,
+        };
+        match self.store.claim_delivery(&claim, now).await? {
+            Claim::Taken => {}
+            found @ (Claim::Delivered | Claim::Held) => {
+                let why = if found == Claim::Delivered {
+                    "already delivered: another copy of the task was acknowledged"
+                } else {
+                    "another copy of the task is delivering it"
+                };
+                tracing::info!(subscription = %task.subscription, event = %task.event_id, "{why}");
+                crate::metrics::record(
+                    &[("Outcome", "duplicate")],
+                    &[("Deliveries", crate::metrics::Unit::Count, 1.0)],
+                );
+                return Ok(None);
+            }
+        }
+        let event = match task.event.take() {
+            // Carried by the task; it must be the one the task names, of the task's workspace.
+            Some(event) if event.id == task.event_id && event.workspaceid == task.workspace => event,
+            Some(_) => {
+                return Err(StoreError::permanent(format!(
+                    "delivery task for {} carries another event or workspace",
+                    task.event_id
+                )));
+            }
+            None => match self.store.event(&task.workspace, task.message_id.as_deref(), &task.event_id).await? {
+                Some(event) => event,
+                None => {
+                    tracing::warn!(event = %task.event_id, "delivery for an expired event dropped");
+                    return Ok(None);
+                }
+            },
+        };
+        let body = match outbound::body(&event, &subscription) {
+            Ok(body) => body,
+            Err(Skipped(reason)) => {
+                // Handled without a request: marked as delivered, so a copy of the task is not
+                // attempted again, and logged so the operator sees why nothing was sent.
+                if let Err(error) = self.store.mark_delivered(&task.workspace, &task.subscription, &key, now).await {
+                    tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "skipped, but not marked so");
+                }
+                *logged = Some(AttemptRecord {
+                    workspace: task.workspace.clone(),
+                    subscription: task.subscription.clone(),
+                    event_id: task.event_id.to_string(),
+                    attempt,
+                    at: now,
+                    outcome: "skipped".into(),
+                    status: None,
+                    latency_ms: 0,
+                    detail: reason.into(),
+                    next_attempt_at: None,
+                });
+                tracing::info!(subscription = %task.subscription, event = %task.event_id, reason, "delivery skipped");
+                crate::metrics::record(&[("Outcome", "skipped")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
+                return Ok(None);
+            }
+        };
+        Ok(Some(Ready { subscription, event, body, key, attempt }))
+    }
+
+    /// The request: signed (Standard Webhooks) with every active secret, the subscription's own
+    /// headers added, posted. The body goes with it.
+    async fn send(&self, ready: &mut Ready, now: Timestamp) -> Result<delivery::Response, StoreError> {
+        let Ready { subscription, event, body, .. } = ready;
+        let mut headers = outbound::signed_headers(subscription, event, body, now).map_err(StoreError::permanent)?;
+        headers.extend(subscription.headers.iter().cloned());
+        Ok(self.sender.post(&subscription.url, &headers, std::mem::take(body)).await)
+    }
+
+    /// Everything after the answer: a 2xx is marked delivered first; the attempt is logged and
+    /// counted; then the task is done, comes back after its delay, is given up on (announced),
+    /// or its subscription is disabled (announced), with the subscription's failure clock kept
+    /// over the version stored.
+    async fn settle(
+        &self,
+        task: &DeliveryTask,
+        ready: Ready,
+        response: delivery::Response,
+        now: Timestamp,
+        logged: &mut Option<AttemptRecord>,
+    ) -> Result<Option<Duration>, StoreError> {
+        let Ready { subscription, key, attempt, .. } = ready;
+        let next = delivery::next(attempt, &response.outcome, delivery::jitter());
+        let next_attempt_at = match next {
+            Next::Retry(delay) => Timestamp::from_unix_seconds(now.unix_seconds() + delay.as_secs() as i64),
+            _ => None,
+        };
+        let (outcome, status) = match &response.outcome {
+            Outcome::Delivered { code } => ("delivered", Some(*code)),
+            Outcome::Status { code, .. } => ("status", Some(*code)),
+            Outcome::Timeout => ("timeout", None),
+            Outcome::Unreachable => ("unreachable", None),
+        };
+        // After a 2xx nothing below sends this task back to the queue: a retry would deliver it
+        // again. The mark goes first, and is the one write given a second round of attempts (its
+        // loss is what sends an event twice); if the store still fails, the task is acknowledged.
+        let delivered = matches!(response.outcome, Outcome::Delivered { .. });
+        if delivered {
+            let mark = || self.store.mark_delivered(&task.workspace, &task.subscription, &key, now);
+            if let Err(error) = match mark().await {
+                Err(error) if error.retryable => mark().await,
+                done => done,
+            } {
+                tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but not marked so: another copy of this task would be sent again");
+            }
+        }
+        *logged = Some(AttemptRecord {
+            workspace: task.workspace.clone(),
+            subscription: task.subscription.clone(),
+            event_id: task.event_id.to_string(),
+            attempt,
+            at: now,
+            outcome: outcome.into(),
+            status,
+            latency_ms: response.latency.as_millis() as u64,
+            detail: response.detail.chars().take(1024).collect(),
+            next_attempt_at,
+        });
+        tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");
+        let metric_outcome = match (&response.outcome, status) {
+            (Outcome::Status { .. }, Some(code)) if code < 500 => "http_4xx",
+            (Outcome::Status { .. }, Some(_)) => "http_5xx",
+            _ => outcome,
+        };
+        crate::metrics::record(
+            &[("Outcome", metric_outcome)],
+            &[
+                ("Deliveries", crate::metrics::Unit::Count, 1.0),
+                ("DeliveryLatency", crate::metrics::Unit::Milliseconds, response.latency.as_secs_f64() * 1000.0),
+                ("DeliveryAttempt", crate::metrics::Unit::None, f64::from(attempt)),
+            ],
+        );
+        // The delivery's bookkeeping on the subscription (its failure clock, a disable) is made
+        // on the subscription as stored, over the version read (`subscription::modify`): an
+        // operator's disable, enable or rotation made while the attempt was in flight stays.
+        match next {
+            Next::Done => {
+                if subscription.failing_since.is_some()
+                    && let Err(error) =
+                        crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                            s.failing_since.take().is_some()
+                        })
+                        .await
+                {
+                    tracing::warn!(subscription = %task.subscription, %error, "delivered, but the subscription stays marked failing until its next delivery");
+                }
+                Ok(None)
+            }
+            Next::Retry(delay) => {
+                let reason = "deliveries failed for 5 days";
+                let mut disabled = false;
+                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                    disabled = false;
+                    if !s.enabled {
+                        return false;
+                    }
+                    let clock_started = s.failing_since.is_none();
+                    let since = *s.failing_since.get_or_insert(now);
+                    if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
+                        s.disable(reason);
+                        disabled = true;
+                    }
+                    clock_started || disabled
+                })
+                .await?;
+                match current {
+                    Some(current) if disabled => {
+                        tracing::warn!(subscription = %current.id, reason, "subscription disabled");
+                        self.announce("subscription.disabled", &current, task, attempt, reason, now).await?;
+                        Ok(None)
+                    }
+                    Some(current) if current.enabled => Ok(Some(delay.min(delivery::MAX_VISIBILITY))),
+                    // Disabled (or deleted) meanwhile: nothing more is attempted.
+                    _ => Ok(None),
+                }
+            }
+            Next::Exhausted => {
+                tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
+                let last = status.map(|s| s.to_string()).unwrap_or_default();
+                let reason = format!("{attempt} attempts failed; the last: {outcome} {last}");
+                self.announce("delivery.exhausted", &subscription, task, attempt, &reason, now).await?;
+                Ok(None)
+            }
+            Next::Disable => {
+                let reason = "the subscriber answered 410 Gone";
+                let mut disabled = false;
+                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                    disabled = s.enabled;
+                    if disabled {
+                        s.disable(reason);
+                    }
+                    disabled
+                })
+                .await?;
+                if let Some(current) = current.filter(|_| disabled) {
+                    tracing::warn!(subscription = %current.id, reason, "subscription disabled");
+                    self.announce("subscription.disabled", &current, task, attempt, reason, now).await?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts an operational event (`subscription.disabled`, `delivery.exhausted`) on the events
+    /// queue, where it is stored and delivered like any event to subscriptions that ask for it.
+    /// Its id derives from the subscription and the delivery that caused it, so a redelivered
+    /// task announces it once.
+    async fn announce(
+        &self,
+        kind: &str,
+        subscription: &Subscription,
+        task: &DeliveryTask,
+        attempt: u32,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event_type =
+            EventType::platform(kind).ok_or_else(|| StoreError::permanent(format!("{kind} is not an event type")))?;
+        let mut data = EventData::new(None, OPERATIONAL_PROVIDER, kind);
+        data.reason = Some(reason.to_owned());
+        data.details.insert("subscription".into(), serde_json::json!(subscription.id));
+        data.details.insert("url".into(), serde_json::json!(subscription.url));
+        data.details.insert("event_id".into(), serde_json::json!(task.event_id));
+        let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
+        let key = format!("{kind}|{}|{}|{attempt}", subscription.id, task.event_id);
+        let event = ctx.event(event_type, Some(now), &key, data, &crate::providers::Raw::Borrowed("{}"));
+        self.queue.send(QueueName::Events, &[event_message(0, &event, OPERATIONAL_PROVIDER)]).await
+    }
+}

@@ -1,0 +1,198 @@
+//! The processor: a queued event in, stored exactly once with its message state and
+//! suppression change, and a delivery task queued for each subscription it matches.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::delivery::{self, DeliveryTask};
+use crate::event::CanonicalEvent;
+use crate::ports::{Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError};
+use crate::subscription::Subscription;
+use crate::timestamp::Timestamp;
+
+use super::OPERATIONAL_PROVIDER;
+
+/// How a queued event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    Stored,
+    Duplicate,
+}
+
+/// A deliveries queue that takes nothing: a processor without fan-out.
+pub struct NoFanout;
+
+impl Queue for NoFanout {
+    async fn send(&self, _: QueueName, _: &[Outgoing]) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Stores queued events exactly once, then puts one delivery task per matching subscription on
+/// the deliveries queue.
+pub struct Processor<S, Q = NoFanout> {
+    store: S,
+    deliveries: Option<Q>,
+    retention: Duration,
+}
+
+/// Default retention of stored events.
+pub const DEFAULT_RETENTION_DAYS: u64 = 90;
+
+impl<S: Store> Processor<S, NoFanout> {
+    pub fn new(store: S, retention_days: u64) -> Self {
+        Processor { store, deliveries: None, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
+    }
+}
+
+impl<S: Store, Q: Queue> Processor<S, Q> {
+    pub fn with_fanout(store: S, deliveries: Q, retention_days: u64) -> Self {
+        Processor {
+            store,
+            deliveries: Some(deliveries),
+            retention: Duration::from_secs(retention_days.max(1) * 86_400),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Records one events-queue message; see [`Processor::process_batch`].
+    pub async fn process(&self, body: &str) -> Result<Processed, StoreError> {
+        let mut results = self.process_batch(&[body]).await;
+        results.pop().unwrap_or_else(|| Err(StoreError::permanent("no result for the message")))
+    }
+
+    /// Records a batch of events-queue messages (what one Lambda invocation or one receive of
+    /// `tidings dev` gets); one result per message, in order. A malformed message is a
+    /// permanent error (it goes to the dead-letter queue with the reason); store errors keep
+    /// their classification.
+    ///
+    /// With fan-out, the delivery tasks of the batch's new events (tasks carry their event) are
+    /// enqueued, together, *before* those events are stored, and an event already stored is
+    /// skipped: every stored event has had its deliveries enqueued, with no second write to say
+    /// so. A crash in between, or two copies of one event processed at once, enqueue its
+    /// deliveries twice: a subscriber may then see a `webhook-id` twice, which Standard
+    /// Webhooks receivers deduplicate. An event the store then refuses for good goes to the
+    /// dead-letter queue with its reason, already delivered.
+    pub async fn process_batch(&self, bodies: &[&str]) -> Vec<Result<Processed, StoreError>> {
+        let mut results: Vec<Option<Result<Processed, StoreError>>> = vec![None; bodies.len()];
+        let mut new: Vec<(usize, QueuedEvent)> = Vec::with_capacity(bodies.len());
+        for (i, body) in bodies.iter().enumerate() {
+            let queued = match serde_json::from_str::<QueuedEvent>(body) {
+                Ok(queued) => queued,
+                Err(e) => {
+                    results[i] =
+                        Some(Err(StoreError::permanent(format!("events-queue message is not a queued event: {e}"))));
+                    continue;
+                }
+            };
+            // The same event twice in one batch (a provider's quick retry): one copy is enough;
+            // if storing it fails, its own message comes back.
+            if new.iter().any(|(_, other)| other.event.id == queued.event.id) {
+                results[i] = Some(Ok(self.processed(&queued.event, Recorded::Duplicate)));
+                continue;
+            }
+            if self.deliveries.is_some() {
+                let e = &queued.event;
+                match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
+                    Ok(true) => {
+                        results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        results[i] = Some(Err(error));
+                        continue;
+                    }
+                }
+            }
+            new.push((i, queued));
+        }
+        if let Some(deliveries) = &self.deliveries {
+            let all: Vec<&QueuedEvent> = new.iter().map(|(_, queued)| queued).collect();
+            if let Err(error) = self.fan_out(deliveries, &all).await {
+                // A permanent refusal (a task SQS will never take) must not dead-letter the
+                // whole batch: fan out one event at a time, so only the events it concerns fail.
+                let alone = !error.retryable && new.len() > 1;
+                let mut kept = Vec::with_capacity(new.len());
+                for (i, queued) in new {
+                    let result = if alone { self.fan_out(deliveries, &[&queued]).await } else { Err(error.clone()) };
+                    match result {
+                        Ok(()) => kept.push((i, queued)),
+                        Err(error) => results[i] = Some(Err(error)),
+                    }
+                }
+                new = kept;
+            }
+        }
+        let batch: Vec<(&QueuedEvent, Timestamp)> =
+            new.iter().map(|(_, queued)| (queued, retention_end(&queued.event, self.retention))).collect();
+        let recorded = self.store.record_batch(&batch).await;
+        for ((i, queued), result) in new.iter().zip(recorded) {
+            results[*i] = Some(result.map(|r| self.processed(&queued.event, r)));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StoreError::permanent("message left unprocessed"))))
+            .collect()
+    }
+
+    fn processed(&self, e: &CanonicalEvent, recorded: Recorded) -> Processed {
+        tracing::info!(event = %e.id, r#type = %e.event_type, provider = %e.data.provider, outcome = ?recorded, "event processed");
+        let metric = if matches!(recorded, Recorded::Stored) { "Stored" } else { "Duplicates" };
+        crate::metrics::record(&[], &[(metric, crate::metrics::Unit::Count, 1.0)]);
+        match recorded {
+            Recorded::Stored => Processed::Stored,
+            Recorded::Duplicate => Processed::Duplicate,
+        }
+    }
+
+    /// Enqueues the resends and delivery tasks of these events: subscriptions read once per
+    /// workspace, tasks sent in as few batches as the queue takes.
+    async fn fan_out(&self, deliveries: &Q, events: &[&QueuedEvent]) -> Result<(), StoreError> {
+        let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
+        let mut resends: Vec<Outgoing> = Vec::new();
+        let mut tasks: Vec<Outgoing> = Vec::new();
+        for queued in events {
+            let event = &queued.event;
+            // A retryable SES send failure: schedule its resend (the redrive claims each attempt
+            // once, so scheduling again after a crash is harmless).
+            if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
+                let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
+                let body = serde_json::to_string(&task).unwrap_or_default();
+                resends.push(Outgoing { id: resends.len().to_string(), body, delay_seconds: delay });
+            }
+            let workspace = event.workspaceid.as_str();
+            if !subscriptions.contains_key(workspace) {
+                subscriptions.insert(workspace, self.store.subscriptions(workspace).await?);
+            }
+            for s in subscriptions.get(workspace).into_iter().flatten() {
+                if s.enabled && s.matches(event, &queued.source) && !about_itself(event, s) {
+                    let body = serde_json::to_string(&DeliveryTask::new(s, event)).unwrap_or_default();
+                    tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
+                }
+            }
+        }
+        if !resends.is_empty() {
+            deliveries.send(QueueName::Redrive, &resends).await?;
+        }
+        if !tasks.is_empty() {
+            deliveries.send(QueueName::Deliveries, &tasks).await?;
+        }
+        Ok(())
+    }
+}
+
+/// An operational event about `subscription` is never delivered to it: a subscriber failing on
+/// `delivery.*` would otherwise feed on its own failures.
+fn about_itself(event: &CanonicalEvent, subscription: &Subscription) -> bool {
+    event.data.provider == OPERATIONAL_PROVIDER
+        && event.data.details.get("subscription").and_then(|v| v.as_str()) == Some(subscription.id.as_str())
+}
+
+fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
+    let start = event.data.received_at.unix_seconds();
+    Timestamp::from_unix_seconds(start.saturating_add(retention.as_secs() as i64)).unwrap_or(event.data.received_at)
+}

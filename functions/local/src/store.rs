@@ -1,0 +1,585 @@
+//! [`Store`] on SQLite: sources, events with their message states and suppressions, nonces,
+//! subscriptions, delivery claims, attempts and API keys, each call one transaction.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::delivery::AttemptRecord;
+use tidings_core::event::{CanonicalEvent, EventId};
+use tidings_core::pattern::TypePattern;
+use tidings_core::ports::{
+    ApiKey, Claim, DeliveryClaim, EventCursor, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError,
+};
+use tidings_core::source::Source;
+use tidings_core::state::{self, MessageState};
+use tidings_core::subscription::Subscription;
+use tidings_core::suppression::{self, Suppression};
+use tidings_core::timestamp::Timestamp;
+
+use crate::{Sqlite, db_error, json_error, now_ms};
+
+impl Sqlite {
+    /// One page of [`Store::events`]: at most `limit` events, reading at most the store's scan
+    /// budget of rows ([`SCAN_BUDGET`] unless [`Sqlite::with_scan_budget`] set another). A type filter that matches little could otherwise read a
+    /// workspace's whole history in one request: when the budget runs out, the page holds what
+    /// matched so far and `next` continues after the last row read.
+    fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let pattern =
+            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::permanent)?;
+        let limit = query.limit.clamp(1, 1000);
+        // The cursor is the (time, id) of the last event returned; pages continue strictly
+        // before it in (time desc, id desc) order.
+        let (mut before_ms, mut before_id) = match query.cursor.as_deref() {
+            Some(text) => {
+                let cursor = EventCursor::parse(text).map_err(StoreError::permanent)?;
+                (cursor.ms, cursor.id)
+            }
+            None => (i64::MAX, String::new()),
+        };
+        let since = query.since.map_or(i64::MIN, |t| t.unix_millis());
+        let until = query.until.map_or(i64::MAX, |t| t.unix_millis());
+        let db = self.db();
+        let mut select = db
+            .prepare_cached(
+                "SELECT type, body, time_ms, id FROM events
+                 WHERE workspace = ?1 AND (?2 IS NULL OR message_id = ?2) AND (?3 IS NULL OR recipient = ?3)
+                   AND time_ms >= ?4 AND time_ms <= ?5
+                   AND (time_ms < ?6 OR (time_ms = ?6 AND (?7 = '' OR id < ?7)))
+                 ORDER BY time_ms DESC, id DESC LIMIT ?8",
+            )
+            .map_err(db_error)?;
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let batch = (limit * 2).min(self.scan_budget - scanned);
+            let rows: Vec<(String, String, i64, String)> = select
+                .query_map(
+                    params![
+                        query.workspace,
+                        query.message_id,
+                        query.recipient,
+                        since,
+                        until,
+                        before_ms,
+                        before_id,
+                        batch as i64
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .map_err(db_error)?
+                .collect::<Result<_, _>>()
+                .map_err(db_error)?;
+            let exhausted = rows.len() < batch;
+            scanned += rows.len();
+            for (event_type, body, ms, id) in rows {
+                before_ms = ms;
+                before_id = id;
+                // The type column is matched first: only events on the page are parsed.
+                if pattern.as_ref().is_none_or(|p| p.matches(&event_type)) {
+                    events.push(serde_json::from_str::<CanonicalEvent>(&body).map_err(json_error)?);
+                    if events.len() == limit {
+                        return Ok(EventPage {
+                            events,
+                            next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()),
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(EventPage { events, next: None });
+            }
+            if scanned >= self.scan_budget {
+                return Ok(EventPage { events, next: Some(EventCursor { ms: before_ms, id: before_id }.to_string()) });
+            }
+        }
+    }
+}
+
+/// Stores one event with its message state and suppression change, within the caller's
+/// transaction (or savepoint).
+fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+    let event = &queued.event;
+    let workspace = event.workspaceid.as_str();
+    let body = serde_json::to_string(event).map_err(json_error)?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (workspace, id) DO NOTHING",
+            params![
+                workspace,
+                event.id.as_str(),
+                event.data.message_id,
+                event.data.recipient,
+                event.event_type.to_string(),
+                event.time.unix_millis(),
+                body,
+                queued.raw,
+                queued.source,
+                expires_at.unix_seconds()
+            ],
+        )
+        .map_err(db_error)?;
+    if inserted == 0 {
+        return Ok(Recorded::Duplicate);
+    }
+    if let Some((message_id, recipient)) = state::key(event) {
+        let current: Option<MessageState> = load(
+            tx.query_row(
+                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 AND recipient = ?3",
+                params![workspace, message_id, recipient],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?,
+        )?;
+        let next = match current {
+            Some(mut state) => {
+                state.apply(event);
+                Some(state)
+            }
+            None => MessageState::new(event),
+        };
+        if let Some(state) = next {
+            tx.execute(
+                "INSERT OR REPLACE INTO message_states (workspace, message_id, recipient, body) VALUES (?1, ?2, ?3, ?4)",
+                params![workspace, message_id, recipient, serde_json::to_string(&state).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        }
+    }
+    if let (Some(change), Some(recipient)) = (suppression::change_for(event), event.data.recipient.as_deref()) {
+        let current: Option<Suppression> = load(
+            tx.query_row(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2",
+                params![workspace, recipient],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_error)?,
+        )?;
+        if let Some(entry) = suppression::apply(current.as_ref(), event, &change) {
+            tx.execute(
+                "INSERT OR REPLACE INTO suppressions (workspace, recipient, active, body) VALUES (?1, ?2, ?3, ?4)",
+                params![workspace, recipient, entry.active, serde_json::to_string(&entry).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+        }
+    }
+    Ok(Recorded::Stored)
+}
+
+impl Sqlite {
+    /// The JSON body one row holds, read as `T`.
+    fn one<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Option<T>, StoreError> {
+        let body: Option<String> = self.db().query_row(sql, params, |r| r.get(0)).optional().map_err(db_error)?;
+        load(body)
+    }
+
+    /// The JSON bodies of every row, read as `T`.
+    fn all<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<T>, StoreError> {
+        let db = self.db();
+        let mut select = db.prepare_cached(sql).map_err(db_error)?;
+        let bodies: Vec<String> =
+            select.query_map(params, |r| r.get(0)).map_err(db_error)?.collect::<Result<_, _>>().map_err(db_error)?;
+        bodies.iter().map(|b| serde_json::from_str(b).map_err(json_error)).collect()
+    }
+}
+
+fn load<T: serde::de::DeserializeOwned>(body: Option<String>) -> Result<Option<T>, StoreError> {
+    body.map(|b| serde_json::from_str(&b).map_err(json_error)).transpose()
+}
+
+impl Sqlite {
+    /// Stores a batch in one commit (each commit is a WAL write and sync, what dominated the
+    /// pipeline's profile), a savepoint per event so one failing does not undo the others. A
+    /// failure of the transaction itself is every event's.
+    fn record_all(&self, events: &[(QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        let every = |error: rusqlite::Error| {
+            let error = db_error(error);
+            events.iter().map(|_| Err(error.clone())).collect::<Vec<_>>()
+        };
+        let mut db = self.db();
+        let mut tx = match db.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(error) => return every(error),
+        };
+        let mut results = Vec::with_capacity(events.len());
+        for (queued, expires_at) in events {
+            let result = tx.savepoint().map_err(db_error).and_then(|savepoint| {
+                let recorded = record_in(&savepoint, queued, *expires_at)?;
+                savepoint.commit().map_err(db_error)?;
+                Ok(recorded)
+            });
+            results.push(result);
+        }
+        match tx.commit() {
+            Ok(()) => results,
+            Err(error) => every(error),
+        }
+    }
+}
+
+impl Store for Sqlite {
+    async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
+        let (id, workspace) = (source.id.clone(), source.workspace.clone());
+        let body = serde_json::to_string(source).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute(
+                    "INSERT INTO sources (id, workspace, body) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET body = excluded.body WHERE workspace = excluded.workspace",
+                    params![id, workspace, body],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.one("SELECT body FROM sources WHERE id = ?1", params![id])).await
+    }
+
+    async fn sources(&self, workspace: &str) -> Result<Vec<Source>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| s.all("SELECT body FROM sources WHERE workspace = ?1 ORDER BY id", params![workspace]))
+            .await
+    }
+
+    async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        let (workspace, id) = (workspace.to_owned(), id.to_owned());
+        self.blocking(move |s| {
+            let changed = s
+                .db()
+                .execute("DELETE FROM sources WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+                .map_err(db_error)?;
+            Ok(changed > 0)
+        })
+        .await
+    }
+
+    async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
+        let claim = claim.clone();
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let provider = claim.provider.as_str();
+            let seen: Option<(Vec<u8>, i64)> = tx
+                .query_row(
+                    "SELECT fingerprint, expires FROM nonces WHERE provider = ?1 AND nonce = ?2",
+                    params![provider, claim.nonce],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            let now = now_ms() / 1000;
+            let check = match seen {
+                Some((fingerprint, expires)) if expires >= now => {
+                    if fingerprint == claim.fingerprint {
+                        NonceCheck::SameRequest
+                    } else {
+                        NonceCheck::Reused
+                    }
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO nonces (provider, nonce, fingerprint, expires) VALUES (?1, ?2, ?3, ?4)",
+                        params![provider, claim.nonce, claim.fingerprint.to_vec(), claim.remember_until.unix_seconds()],
+                    )
+                    .map_err(db_error)?;
+                    NonceCheck::Fresh
+                }
+            };
+            tx.commit().map_err(db_error)?;
+            Ok(check)
+        })
+        .await
+    }
+
+    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+        let queued = queued.clone();
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let recorded = record_in(&tx, &queued, expires_at)?;
+            tx.commit().map_err(db_error)?;
+            Ok(recorded)
+        })
+        .await
+    }
+
+    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        let owned: Vec<(QueuedEvent, Timestamp)> = events.iter().map(|(q, t)| ((*q).clone(), *t)).collect();
+        let count = events.len();
+        match self.blocking(move |s| Ok(s.record_all(&owned))).await {
+            Ok(results) => results,
+            Err(error) => (0..count).map(|_| Err(error.clone())).collect(),
+        }
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let query = query.clone();
+        self.blocking(move |s| s.event_page(&query)).await
+    }
+
+    async fn event(
+        &self,
+        workspace: &str,
+        _message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<CanonicalEvent>, StoreError> {
+        let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
+        self.blocking(move |s| {
+            s.one("SELECT body FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+        })
+        .await
+    }
+
+    async fn raw(
+        &self,
+        workspace: &str,
+        _message_id: Option<&str>,
+        event: &EventId,
+    ) -> Result<Option<String>, StoreError> {
+        let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
+        self.blocking(move |s| {
+            s.db()
+                .query_row("SELECT raw FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
+        let (workspace, message_id) = (workspace.to_owned(), message_id.to_owned());
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM message_states WHERE workspace = ?1 AND message_id = ?2 ORDER BY recipient",
+                params![workspace, message_id],
+            )
+        })
+        .await
+    }
+
+    async fn suppressions(&self, workspace: &str) -> Result<Vec<Suppression>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND active = 1 ORDER BY recipient",
+                params![workspace],
+            )
+        })
+        .await
+    }
+
+    async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
+        let (workspace, recipient) = (workspace.to_owned(), recipient.to_owned());
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let current: Option<Suppression> = load(
+                tx.query_row(
+                    "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2 AND active = 1",
+                    params![workspace, recipient],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_error)?,
+            )?;
+            let Some(mut entry) = current else { return Ok(false) };
+            entry.active = false;
+            entry.as_of = Timestamp::now().max(entry.as_of);
+            tx.execute(
+                "UPDATE suppressions SET active = 0, body = ?3 WHERE workspace = ?1 AND recipient = ?2",
+                params![workspace, recipient, serde_json::to_string(&entry).map_err(json_error)?],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
+        let (workspace, id) = (subscription.workspace.clone(), subscription.id.clone());
+        let body = serde_json::to_string(subscription).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute(
+                    "INSERT OR REPLACE INTO subscriptions (workspace, id, body) VALUES (?1, ?2, ?3)",
+                    params![workspace, id, body],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, StoreError> {
+        let mut next = subscription.clone();
+        next.version += 1;
+        let body = serde_json::to_string(&next).map_err(json_error)?;
+        let (workspace, id, version) = (next.workspace, next.id, subscription.version as i64);
+        self.blocking(move |s| {
+            let changed = s
+                .db()
+                .execute(
+                    "UPDATE subscriptions SET body = ?3
+                     WHERE workspace = ?1 AND id = ?2 AND COALESCE(json_extract(body, '$.version'), 0) = ?4",
+                    params![workspace, id, body, version],
+                )
+                .map_err(db_error)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn subscription(&self, workspace: &str, id: &str) -> Result<Option<Subscription>, StoreError> {
+        let (workspace, id) = (workspace.to_owned(), id.to_owned());
+        self.blocking(move |s| {
+            s.one("SELECT body FROM subscriptions WHERE workspace = ?1 AND id = ?2", params![workspace, id])
+        })
+        .await
+    }
+
+    async fn subscriptions(&self, workspace: &str) -> Result<Vec<Subscription>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            s.all("SELECT body FROM subscriptions WHERE workspace = ?1 ORDER BY id", params![workspace])
+        })
+        .await
+    }
+
+    async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
+        let rows = attempts
+            .iter()
+            .map(|a| Ok((a.workspace.clone(), a.subscription.clone(), serde_json::to_string(a).map_err(json_error)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction().map_err(db_error)?;
+            for (workspace, subscription, body) in rows {
+                tx.execute(
+                    "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
+                    params![workspace, subscription, body],
+                )
+                .map_err(db_error)?;
+            }
+            tx.commit().map_err(db_error)
+        })
+        .await
+    }
+
+    async fn claim_delivery(&self, claim: &DeliveryClaim<'_>, now: Timestamp) -> Result<Claim, StoreError> {
+        let (workspace, subscription, key, holder) =
+            (claim.workspace.to_owned(), claim.subscription.to_owned(), claim.key.to_owned(), claim.holder.to_owned());
+        let lease_until = claim.lease_until;
+        // A row per delivery, kept 14 days as on DynamoDB: longer than any copy of the task lives
+        // on the queue. A claim has a holder and a lease; the mark after a 2xx has neither.
+        self.blocking(move |s| {
+            let mut db = s.db();
+            let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_error)?;
+            let found: Option<(Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT holder, lease FROM delivery_claims WHERE workspace = ?1 AND subscription = ?2 AND key = ?3",
+                    params![workspace, subscription, key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            let taken = match found {
+                None => true,
+                Some((None, _)) => return Ok(Claim::Delivered),
+                Some((Some(current), lease)) => current == holder || lease.unwrap_or(0) < now.unix_seconds(),
+            };
+            if !taken {
+                return Ok(Claim::Held);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    workspace,
+                    subscription,
+                    key,
+                    holder,
+                    lease_until.unix_seconds(),
+                    now.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
+                ],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)?;
+            Ok(Claim::Taken)
+        })
+        .await
+    }
+
+    async fn mark_delivered(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        key: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (workspace, subscription, key) = (workspace.to_owned(), subscription.to_owned(), key.to_owned());
+        self.blocking(move |s| {
+            s.db()
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO delivery_claims (workspace, subscription, key, holder, lease, expires) VALUES (?1, ?2, ?3, NULL, NULL, ?4)",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        workspace,
+                        subscription,
+                        key,
+                        at.unix_seconds() + tidings_core::delivery::CLAIM_RETENTION_SECONDS
+                    ])
+                })
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn attempts(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        limit: usize,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let (workspace, subscription) = (workspace.to_owned(), subscription.to_owned());
+        self.blocking(move |s| {
+            s.all(
+                "SELECT body FROM attempts WHERE workspace = ?1 AND subscription = ?2 ORDER BY seq DESC LIMIT ?3",
+                params![workspace, subscription, limit as i64],
+            )
+        })
+        .await
+    }
+
+    async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
+        let hash = key.hash.clone();
+        let body = serde_json::to_string(key).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute("INSERT OR REPLACE INTO api_keys (hash, body) VALUES (?1, ?2)", params![hash, body])
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
+        let hash = hash.to_owned();
+        self.blocking(move |s| s.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])).await
+    }
+}
