@@ -106,6 +106,6 @@ step "console in a real browser (headless Chromium, playwright-core)"
 # first use. Screenshots of every page land in target/console-screenshots/.
 TIDINGS_BIN="$PWD/target/debug/tidings" tests/console/run.sh
 
-step "arm64 Lambda build (cargo-lambda)"
+step "arm64 Lambda build (cargo-lambda, the lambda-check profile)"
 echo "target/ holds $(du -sh target | cut -f1) before it; $(df -h . | awk 'NR == 2 { print $4 }') free"
-infra/build.sh
+infra/build.sh --check
