@@ -20,7 +20,7 @@ use std::time::Duration;
 use runtime_api::Function;
 use serde_json::{Value, json};
 use tidings_core::auth::signer::{self, SigningKey, generate_sendgrid_key_pair};
-use tidings_core::ports::{ApiKey, Store};
+use tidings_core::ports::{ApiKey, KeyStore, SourceStore};
 use tidings_core::source::Source;
 use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_tests::lambda_events::{api_gateway_v2, sqs_batch};

@@ -24,7 +24,7 @@ use serde_json::Value;
 use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::pipeline::{Fanout, Ingest, IngestRequest, Processor};
-use tidings_core::ports::{QueueName, Store};
+use tidings_core::ports::{QueueName, SourceStore, SubscriptionStore};
 use tidings_core::source::Source;
 use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 

@@ -317,7 +317,7 @@ pub async fn subscriptions_belong_to_their_workspace<S: Store>(store: &S) {
 
 /// A change to a subscription is written only over the version it was made on: a writer that
 /// read before another's change (a delivery's bookkeeping read before an operator's disable)
-/// loses, and `subscription::modify` redoes its change on the fresh subscription, so neither
+/// loses, and `pipeline::modify_subscription` redoes its change on the fresh subscription, so neither
 /// change is undone.
 pub async fn subscription_changes_never_undo_one_another<S: Store>(store: &S) {
     let created = subscription("ws_versions", "sub_v");
@@ -334,7 +334,7 @@ pub async fn subscription_changes_never_undo_one_another<S: Store>(store: &S) {
     assert_eq!(stored.version, 1);
 
     // Redone on the fresh subscription, the delivery's change keeps the operator's.
-    let changed = tidings_core::subscription::modify(store, "ws_versions", "sub_v", |s| {
+    let changed = tidings_core::pipeline::modify_subscription(store, "ws_versions", "sub_v", |s| {
         s.failing_since.get_or_insert(at(100));
         true
     })
@@ -349,7 +349,7 @@ pub async fn subscription_changes_never_undo_one_another<S: Store>(store: &S) {
     let mut rotated = before_rotation.clone();
     rotated.rotate("whsec_bmV3LXNlY3JldC1mb3ItdGhlLXRlc3Q=".into(), at(200), 3600);
     assert!(store.update_subscription(&rotated).await.unwrap());
-    let enabled = tidings_core::subscription::modify(store, "ws_versions", "sub_v", |s| {
+    let enabled = tidings_core::pipeline::modify_subscription(store, "ws_versions", "sub_v", |s| {
         s.enable();
         true
     })
@@ -363,7 +363,10 @@ pub async fn subscription_changes_never_undo_one_another<S: Store>(store: &S) {
     );
     // Nothing to update, or a subscription that is gone.
     assert!(!store.update_subscription(&subscription("ws_versions", "sub_missing")).await.unwrap());
-    assert_eq!(tidings_core::subscription::modify(store, "ws_versions", "sub_missing", |_| true).await.unwrap(), None);
+    assert_eq!(
+        tidings_core::pipeline::modify_subscription(store, "ws_versions", "sub_missing", |_| true).await.unwrap(),
+        None
+    );
 }
 
 /// The attempt log returns a subscription's attempts newest first, whether they were written

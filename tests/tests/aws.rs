@@ -11,7 +11,10 @@ use common::{expected_ids, fixture, samples, sqs_event};
 use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
 use tidings_core::event::Status;
 use tidings_core::pipeline::Processor;
-use tidings_core::ports::{EventQuery, Outgoing, Queue, QueueName, Recorded, Store, StoreError};
+use tidings_core::ports::EventStore;
+use tidings_core::ports::SourceStore;
+use tidings_core::ports::SubscriptionStore;
+use tidings_core::ports::{EventQuery, Outgoing, Queue, QueueName, Recorded, StoreError};
 use tidings_core::timestamp::Timestamp;
 
 fn endpoint() -> String {
@@ -201,7 +204,7 @@ async fn processor_function_stores_once_and_dead_letters_poison_with_its_reason(
 
     let response = tidings_processor::handle(&processor, &queues, sqs_event(&[&body, &body, "{not json"])).await;
     assert!(response.batch_item_failures.is_empty(), "nothing to retry: {:?}", response.batch_item_failures);
-    let stored = tidings_core::ports::Store::events(
+    let stored = tidings_core::ports::EventStore::events(
         &store,
         &tidings_core::ports::EventQuery { workspace: "ws_lambda".into(), limit: 10, ..Default::default() },
     )
@@ -284,7 +287,7 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     let f = fixture(store.clone(), queues.clone()).await;
     let subscription =
         tidings_tests::subscription_to("ws_default", "sub_moto", &format!("http://{addr}/hook"), &["*.bounced"]);
-    tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
+    tidings_core::ports::SubscriptionStore::put_subscription(&store, &subscription).await.unwrap();
     let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
     let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
     let fanout = tidings_core::pipeline::Fanout::new(
@@ -324,7 +327,7 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     ids.sort();
     ids.dedup();
     assert_eq!((received.lock().unwrap().len(), ids.len()), (3, 3), "three bounces, each delivered once");
-    let attempts = tidings_core::ports::Store::attempts(&store, "ws_default", "sub_moto", 10).await.unwrap();
+    let attempts = tidings_core::ports::DeliveryStore::attempts(&store, "ws_default", "sub_moto", 10).await.unwrap();
     assert_eq!(attempts.iter().filter(|a| a.outcome == "delivered").count(), 3);
 }
 
@@ -404,7 +407,7 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let queued = tidings_tests::event("ws_retry", tidings_core::Status::Bounced, "m1", "a@example.com", 1, "retry");
-    tidings_core::ports::Store::record(
+    tidings_core::ports::EventStore::record(
         &store,
         &queued,
         tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap(),
@@ -412,7 +415,7 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     .await
     .unwrap();
     let subscription = tidings_tests::subscription_to("ws_retry", "sub_retry", &format!("http://{addr}/fail"), &["*"]);
-    tidings_core::ports::Store::put_subscription(&store, &subscription).await.unwrap();
+    tidings_core::ports::SubscriptionStore::put_subscription(&store, &subscription).await.unwrap();
     let task = serde_json::json!({"workspace": "ws_retry", "subscription": "sub_retry", "event_id": queued.event.id, "message_id": "m1"});
     aws.sqs.send_message().queue_url(&deliveries_url).message_body(task.to_string()).send().await.unwrap();
 
@@ -431,7 +434,7 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     assert_eq!(response.batch_item_failures.len(), 1, "kept on the queue for the retry, not deleted");
     let again = aws.sqs.receive_message().queue_url(&deliveries_url).send().await.unwrap();
     assert!(again.messages.unwrap_or_default().is_empty(), "hidden until the retry is due");
-    let log = tidings_core::ports::Store::attempts(&store, "ws_retry", "sub_retry", 10).await.unwrap();
+    let log = tidings_core::ports::DeliveryStore::attempts(&store, "ws_retry", "sub_retry", 10).await.unwrap();
     assert_eq!((log[0].attempt, log[0].status), (1, Some(503)));
     assert!(log[0].next_attempt_at.is_some());
 }
@@ -473,7 +476,7 @@ async fn a_reported_send_request_is_resent_through_sesv2() {
 
 #[tokio::test]
 async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_tasks() {
-    use tidings_core::ports::{EventQuery, Store};
+    use tidings_core::ports::EventQuery;
     let aws = aws().await;
     let store = aws.store().await;
     let (_, events_url, _) = aws.queues().await;
@@ -559,7 +562,6 @@ async fn manual_redrive_moves_every_dead_letter_back_to_its_queue_once() {
 
 #[tokio::test]
 async fn source_secrets_kept_in_ssm_are_read_only_under_the_deployment_prefix() {
-    use tidings_core::ports::Store;
     let aws = aws().await;
     let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
     let ssm = aws_sdk_ssm::Client::new(&config);

@@ -9,6 +9,7 @@ use common::{Fixture, events_dir, fixture};
 use tidings_core::ProviderId;
 use tidings_core::pipeline::Processor;
 use tidings_core::ports::QueueName;
+use tidings_core::ports::SubscriptionStore;
 use tidings_local::Sqlite;
 use tower::ServiceExt;
 
@@ -297,6 +298,5 @@ async fn a_suppression_is_lifted_only_in_its_own_workspace() {
 }
 
 async fn subscription_count(f: &Fixture<Sqlite>) -> usize {
-    use tidings_core::ports::Store;
     f.store.subscriptions(common::WS).await.unwrap().len()
 }

@@ -28,7 +28,9 @@ use axum::response::{IntoResponse, Response};
 use common::{expected_ids, fixture, samples};
 use tidings_aws::{DynamoStore, QueueUrls, SqsQueues};
 use tidings_core::pipeline::{Fanout, Processor};
-use tidings_core::ports::{QueueName, Store};
+use tidings_core::ports::EventStore;
+use tidings_core::ports::QueueName;
+use tidings_core::ports::SubscriptionStore;
 use tidings_core::{Headers, ProviderId, Status};
 
 /// How long the SDK waits for one attempt before it retries (the production default is longer;

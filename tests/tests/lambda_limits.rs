@@ -21,7 +21,10 @@ use axum::response::{IntoResponse, Response};
 use deployment::{Deployment, moto, subscriber};
 use serde_json::{Value, json};
 use tidings_core::auth::signer::{self, SigningKey};
-use tidings_core::ports::{EventQuery, Store};
+use tidings_core::ports::EventQuery;
+use tidings_core::ports::EventStore;
+use tidings_core::ports::SourceStore;
+use tidings_core::ports::SubscriptionStore;
 use tidings_core::{Headers, ProviderId, Status, Timestamp};
 use tidings_tests::lambda_events::{api_gateway_v2, sqs_batch};
 

@@ -8,6 +8,7 @@ use axum::http::{Request, StatusCode};
 use common::{Fixture, events_dir, expected_ids, fixture, samples};
 use tidings_core::ProviderId;
 use tidings_core::pipeline::Processor;
+use tidings_core::ports::KeyStore;
 use tidings_core::ports::QueueName;
 use tidings_local::Sqlite;
 
@@ -186,7 +187,7 @@ async fn sns_subscriptions_are_confirmed_only_for_allow_listed_topics() {
     let mut other = f.source(ProviderId::Ses).clone();
     other.id = "src_other_topics".into();
     other.allowed_topics = vec!["arn:aws:sns:eu-west-1:111122223333:something-else".into()];
-    tidings_core::ports::Store::put_source(&db, &other).await.unwrap();
+    tidings_core::ports::SourceStore::put_source(&db, &other).await.unwrap();
     let response = ingest.handle(request("src_other_topics")).await;
     assert_eq!(response.status, 403, "{}", response.body);
     assert_eq!(fetched.0.lock().unwrap().len(), 1, "no confirmation for a topic not on the list");
@@ -231,7 +232,7 @@ async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cac
     let mut source = fixture(db.clone(), db.clone()).await.source(ProviderId::Ses).clone();
     source.id = "src_real_sns".into();
     source.allowed_topics = vec![topic.into()];
-    tidings_core::ports::Store::put_source(&db, &source).await.unwrap();
+    tidings_core::ports::SourceStore::put_source(&db, &source).await.unwrap();
     let fetches = CertServer::default();
     let ingest = Ingest::new(db.clone(), db.clone(), fetches.clone());
     let headers = Headers::new();
@@ -257,7 +258,7 @@ async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cac
     let mut elsewhere = source.clone();
     elsewhere.id = "src_other_topic".into();
     elsewhere.allowed_topics = vec!["arn:aws:sns:us-east-2:295079676684:another".into()];
-    tidings_core::ports::Store::put_source(&db, &elsewhere).await.unwrap();
+    tidings_core::ports::SourceStore::put_source(&db, &elsewhere).await.unwrap();
     let fresh = CertServer::default();
     let other_ingest = Ingest::new(db.clone(), db.clone(), fresh.clone());
     let response = other_ingest.handle(IngestRequest { source_id: "src_other_topic", ..request(message) }).await;
@@ -318,7 +319,7 @@ async fn an_operator_redrives_dead_letters_back_to_their_queue_and_others_may_no
 
 #[tokio::test]
 async fn without_a_public_url_source_urls_use_the_host_the_api_was_called_on() {
-    use tidings_core::ports::{ApiKey, Store};
+    use tidings_core::ports::ApiKey;
     use tower::ServiceExt;
     let db = Sqlite::in_memory().unwrap();
     let hash = tidings_api::api_key_hash("key-host");

@@ -5,7 +5,8 @@ mod common;
 
 use common::{WS, events_dir, fixture};
 use tidings_core::pipeline::Processor;
-use tidings_core::ports::{EventQuery, QueueName, Store};
+use tidings_core::ports::EventStore;
+use tidings_core::ports::{EventQuery, QueueName};
 use tidings_core::redrive::{self, Redrive};
 use tidings_core::retryable::SendError;
 use tidings_core::{ProviderId, Timestamp};

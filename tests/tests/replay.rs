@@ -10,6 +10,8 @@ use aws_smithy_types::body::SdkBody;
 use axum::http;
 use common::sqs_event;
 use tidings_aws::{QueueUrls, SqsQueues};
+use tidings_core::ports::EventStore;
+use tidings_core::ports::KeyStore;
 use tidings_core::ports::{DeadLetters, MoveMethod, QueueName};
 
 const QUEUE: &str = "https://sqs.eu-west-1.amazonaws.com/111122223333/tidings-events";
@@ -258,7 +260,7 @@ async fn removing_from_the_ses_suppression_list_says_whether_the_address_was_the
 #[tokio::test]
 async fn lifting_a_suppression_with_ses_true_also_lifts_it_in_ses_for_a_synced_workspace_only() {
     use axum::body::Body;
-    use tidings_core::ports::{ApiKey, Store};
+    use tidings_core::ports::ApiKey;
     use tower::ServiceExt;
     let replay = StaticReplayClient::new(vec![sesv2(
         "DELETE",

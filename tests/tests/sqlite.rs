@@ -28,7 +28,7 @@ async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
     let store = Sqlite::open(&path).unwrap();
     let e = tidings_tests::event("ws_once", tidings_core::Status::Delivered, "m1", "a@example.com", 10, "k1");
     let expires = tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap();
-    let recorded = tidings_core::ports::Store::record(&store, &e, expires).await.unwrap();
+    let recorded = tidings_core::ports::EventStore::record(&store, &e, expires).await.unwrap();
     assert_eq!(recorded, tidings_core::ports::Recorded::Duplicate);
     std::fs::remove_dir_all(&dir).ok();
 }

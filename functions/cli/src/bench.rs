@@ -17,12 +17,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use tidings_core::auth::signer::{self, SigningKey};
-use tidings_core::ports::Store;
 use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_local::Sqlite;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::{Failure, dev};
+use tidings_core::ports::SourceStore;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -13,9 +13,7 @@ use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
-use tidings_core::ports::{
-    ApiKey, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, Store, StoreError,
-};
+use tidings_core::ports::{ApiKey, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, StoreError};
 use tidings_core::redrive::Redrive;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
@@ -24,6 +22,8 @@ use tidings_local::{Received, Sqlite};
 use tokio::sync::Notify;
 
 use crate::Failure;
+use tidings_core::ports::KeyStore;
+use tidings_core::ports::SourceStore;
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 pub const DEFAULT_DB: &str = ".tidings/dev.db";

@@ -4,10 +4,11 @@
 //! once; the table keeps only its SHA-256.
 
 use tidings_core::Timestamp;
-use tidings_core::ports::{ApiKey, Store};
+use tidings_core::ports::ApiKey;
 use tidings_core::source::{new_id, new_secret};
 
 use crate::Failure;
+use tidings_core::ports::KeyStore;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -11,9 +11,10 @@ use std::path::PathBuf;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use tidings_core::ProviderId;
-use tidings_core::ports::{QueueName, Store, StoreError};
+use tidings_core::ports::{QueueName, StoreError};
 
 use crate::Failure;
+use tidings_core::ports::SourceStore;
 
 /// The source id an envelope of `provider` posts to (`events/lambda/`).
 pub fn example_source_id(provider: ProviderId) -> String {

@@ -4,12 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use tidings_core::auth::signer::{self, SigningKey};
-use tidings_core::ports::Store;
 use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_local::Sqlite;
 
 use crate::Failure;
 use crate::dev;
+use tidings_core::ports::SourceStore;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tidings_core::ports::EventStore;
 
 fn stored_ids(db: &Path) -> BTreeSet<String> {
     let out = Command::new(bin())
@@ -315,7 +316,7 @@ fn with_an_ses_endpoint_dev_resends_a_throttled_send_through_sesv2() {
 /// Stores `count` copies of one Postmark bounce in the dev workspace of the database at `db`,
 /// as the processor stores them (a minute apart, each a message of its own).
 fn store_history(db: &Path, count: usize) {
-    use tidings_core::ports::{QueuedEvent, Store};
+    use tidings_core::ports::QueuedEvent;
     use tidings_core::timestamp::Timestamp;
     let sample: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join("events/postmark/expected/bounce-bad-email-address.json")).unwrap(),

@@ -24,8 +24,8 @@ pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * 86_400);
 /// Longest a single delivery attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How long a claim on a delivery keeps copies of its task away
-/// ([`Store::claim_delivery`](crate::ports::Store::claim_delivery)): far longer than an attempt
+/// How long a claim on a delivery keeps copies of its task away (the store's `claim_delivery`):
+/// far longer than an attempt
 /// plus the write that marks it made, so a copy never sends while the holder may still be
 /// sending. The holder's own message is not kept waiting by it.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(300);
@@ -192,10 +192,8 @@ impl DeliveryTask {
     }
 
     /// A deliveries-queue message read as its task.
-    pub fn from_message(body: &str) -> Result<Self, crate::ports::StoreError> {
-        serde_json::from_str(body).map_err(|e| {
-            crate::ports::StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}"))
-        })
+    pub fn from_message(body: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(body)
     }
 
     /// What makes this delivery one: the event, and the replay it belongs to, if any. Two

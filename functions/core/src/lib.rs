@@ -10,11 +10,13 @@
 pub mod auth;
 pub mod delivery;
 pub mod event;
+pub mod messages;
 pub mod metrics;
 pub mod outbound;
 pub mod pattern;
 pub mod pipeline;
 pub mod ports;
+pub mod provider_id;
 pub mod providers;
 pub mod recipient;
 pub mod redrive;
@@ -30,6 +32,7 @@ pub mod timestamp;
 pub mod webhook;
 
 pub use event::{Bounce, BounceKind, CanonicalEvent, Channel, EventData, EventId, EventType, Status};
-pub use providers::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId};
+pub use provider_id::ProviderId;
+pub use providers::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider};
 pub use timestamp::Timestamp;
 pub use webhook::{Headers, Rejection, Transport, Webhook, WebhookError};

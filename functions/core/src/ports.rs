@@ -146,17 +146,32 @@ pub enum Claim {
     Held,
 }
 
-/// Durable state: sources, events, message states, suppressions, nonces, API keys.
-pub trait Store: Send + Sync {
+/// Durable state, in one trait per aggregate so each service's bounds say what it touches
+/// (ingest: sources and nonces; the processor: events and subscriptions; the fan-out:
+/// subscriptions, deliveries and events). A store implements them all, and is then a [`Store`],
+/// the whole, which the admin API takes. The conformance suite (`tests/src/lib.rs`) holds every
+/// adapter to the same behaviour.
+pub trait Store: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore {}
+
+impl<T: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore> Store for T {}
+
+/// Sources: where each provider account posts, with its secrets.
+pub trait SourceStore: Send + Sync {
     fn put_source(&self, source: &Source) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn source(&self, id: &str) -> impl Future<Output = Result<Option<Source>, StoreError>> + Send;
     fn sources(&self, workspace: &str) -> impl Future<Output = Result<Vec<Source>, StoreError>> + Send;
     /// Removes a source of `workspace`; `false` when there was none.
     fn delete_source(&self, workspace: &str, id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
+/// Single-use values of signature schemes that have them (Mailgun's token).
+pub trait NonceStore: Send + Sync {
     /// Remembers a single-use nonce until its expiry; says whether it was seen.
     fn claim_nonce(&self, claim: &ReplayClaim) -> impl Future<Output = Result<NonceCheck, StoreError>> + Send;
+}
 
+/// Events, stored once each, and what they derive: message states and the suppression list.
+pub trait EventStore: Send + Sync {
     /// Stores the event once, in one atomic step with its message state and suppression change.
     /// `expires_at` is when retention ends (the store deletes the event after).
     fn record(
@@ -164,7 +179,7 @@ pub trait Store: Send + Sync {
         event: &QueuedEvent,
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
-    /// [`Store::record`] for each event of a batch, one result per event, in order; each event
+    /// [`EventStore::record`] for each event of a batch, one result per event, in order; each event
     /// stands alone (one failing leaves the others stored). A store may group the writes (SQLite
     /// commits a batch once); by default they are made one after another.
     fn record_batch(
@@ -223,14 +238,17 @@ pub trait Store: Send + Sync {
         workspace: &str,
         recipient: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
 
+/// Subscriptions, each change made over the version read.
+pub trait SubscriptionStore: Send + Sync {
     /// Creates a subscription (within its workspace), or replaces it whatever it holds: for a
-    /// new subscription. Changes to one go through [`Store::update_subscription`].
+    /// new subscription. Changes to one go through [`SubscriptionStore::update_subscription`].
     fn put_subscription(&self, subscription: &Subscription) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Writes `subscription` with its version one past `subscription.version`, only if the
     /// stored one still has `subscription.version` (a subscription stored before versions
     /// existed has version 0). `false` when another writer got there first (or it is gone):
-    /// read it again and redo the change ([`crate::subscription::modify`]).
+    /// read it again and redo the change ([`crate::pipeline::modify_subscription`]).
     fn update_subscription(&self, subscription: &Subscription)
     -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn subscription(
@@ -239,7 +257,10 @@ pub trait Store: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<Subscription>, StoreError>> + Send;
     fn subscriptions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Subscription>, StoreError>> + Send;
+}
 
+/// Deliveries to subscribers: claims, marks and the attempt log.
+pub trait DeliveryStore: Send + Sync {
     /// Claims the delivery `key` ([`DeliveryTask::key`](crate::delivery::DeliveryTask::key)) to
     /// `subscription` for `holder`, the deliveries-queue message carrying the task (the same id
     /// each time that message is received; another for a copy of the task), until `lease_until`.
@@ -272,7 +293,10 @@ pub trait Store: Send + Sync {
         subscription: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<AttemptRecord>, StoreError>> + Send;
+}
 
+/// API keys, kept as hashes.
+pub trait KeyStore: Send + Sync {
     fn put_api_key(&self, key: &ApiKey) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn api_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
 }

@@ -1,4 +1,4 @@
-//! Retrying SES sends that failed retryably (issue 5): a `SendFailure` report stored as
+//! Retrying SES sends that failed retryably: a `SendFailure` report stored as
 //! `email.retry_scheduled` puts a task on the redrive queue with exponential backoff; the
 //! redrive resends the request the report carried, once per attempt, and a further failure is
 //! reported again (next attempt), or ends as `email.retries_exhausted` or `email.failed`.
@@ -10,13 +10,14 @@ use serde_json::{Value, json};
 
 use crate::auth::{NonceCheck, ReplayClaim};
 use crate::event::{CanonicalEvent, EventId, Status};
-use crate::ports::{Emailer, Outgoing, Queue, QueueName, Store, StoreError};
-use crate::providers::{NormalizeContext, ProviderId};
+use crate::ports::{Emailer, EventStore, NonceStore, Outgoing, Queue, QueueName, StoreError};
+use crate::provider_id::ProviderId;
+use crate::providers::NormalizeContext;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Headers, Transport, Webhook};
 
 /// Attempts in all (the first send included) before giving up.
-pub const MAX_ATTEMPTS: u32 = 5;
+pub const MAX_ATTEMPTS: u32 = crate::retryable::MAX_SEND_ATTEMPTS;
 
 /// What the redrive queue carries: the stored `email.retry_scheduled` event whose raw record is
 /// the report to act on.
@@ -76,7 +77,7 @@ pub struct Redrive<S, Q, E> {
     emailer: E,
 }
 
-impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
+impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
     pub fn new(store: S, queue: Q, emailer: E) -> Self {
         Redrive { store, queue, emailer }
     }
@@ -151,7 +152,7 @@ impl<S: Store, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                     let key = format!("exhausted|{}", event.id);
                     event.id = EventId::derive(&task.workspace, "ses", &key, event.data.recipient.as_deref());
                 }
-                crate::pipeline::event_message(i, &e, &task.source)
+                crate::messages::event_message(i, &e, &task.source)
             })
             .collect();
         self.queue.send(QueueName::Events, &messages).await

@@ -1,6 +1,6 @@
-//! Is a failed send worth retrying? Seed 000 (Dittofeed) states the rule tidings applies to SES:
-//! an error the provider marks retryable (the AWS SDKs mark them `$retryable`) is retried and
-//! never reported as a failure; only the others become `failed`.
+//! Is a failed send worth retrying? The rule tidings applies to SES sends, as Dittofeed does: an
+//! error the provider marks retryable (the AWS SDKs mark them `$retryable`) is retried and never
+//! reported as a failure; only the others become `failed`.
 //!
 //! The error is read as AWS SDKs serialise it:
 //!
@@ -13,6 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// Sends of one email in all (the first included) before a retryable failure is given up on:
+/// the resend queue stops there, and the SES reader reports the last one as exhausted.
+pub const MAX_SEND_ATTEMPTS: u32 = 5;
 
 /// A send error as an application reports it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Secret, SourceAuth};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::timestamp::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,8 +85,8 @@ pub struct Subscription {
     pub description: String,
     pub enabled: bool,
     /// Bumped by every write after the first: a write is made only over the version it read
-    /// ([`Store::update_subscription`](crate::ports::Store::update_subscription)), so no writer
-    /// undoes another's change (an operator's disable, a rotation) it has not seen.
+    /// (the store's `update_subscription`), so no writer undoes another's change (an operator's
+    /// disable, a rotation) it has not seen.
     #[serde(default)]
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,35 +185,6 @@ impl Subscription {
         }
         self.secrets.push(SigningSecret { secret: new, created_at: now, expires_at: None });
     }
-}
-
-/// How often [`modify`] reads again after losing a race with another writer.
-const MODIFY_ATTEMPTS: usize = 5;
-
-/// Applies `change` to the subscription as stored and writes it over the version it read, reading
-/// again and re-applying `change` when another writer got there first. `change` sees the current
-/// subscription each time, so it changes only what it means to (a delivery's failure clock, an
-/// operator's enable) and decides on fresh state; it returns `false` to write nothing. `None`
-/// when the subscription does not exist (or was deleted meanwhile).
-pub async fn modify<S: crate::ports::Store>(
-    store: &S,
-    workspace: &str,
-    id: &str,
-    mut change: impl FnMut(&mut Subscription) -> bool,
-) -> Result<Option<Subscription>, crate::ports::StoreError> {
-    for _ in 0..MODIFY_ATTEMPTS {
-        let Some(mut subscription) = store.subscription(workspace, id).await? else {
-            return Ok(None);
-        };
-        if !change(&mut subscription) {
-            return Ok(Some(subscription));
-        }
-        if store.update_subscription(&subscription).await? {
-            subscription.version += 1;
-            return Ok(Some(subscription));
-        }
-    }
-    Err(crate::ports::StoreError::retryable(format!("subscription {id} kept changing while being written; try again")))
 }
 
 #[cfg(test)]

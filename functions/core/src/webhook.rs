@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 
 /// Request headers, looked up without regard to case. Order and repeats are kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

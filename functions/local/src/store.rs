@@ -7,7 +7,8 @@ use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, Claim, DeliveryClaim, EventCursor, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError,
+    ApiKey, Claim, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery, EventStore, KeyStore, NonceStore,
+    QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -226,7 +227,7 @@ impl Sqlite {
     }
 }
 
-impl Store for Sqlite {
+impl SourceStore for Sqlite {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         let (id, workspace) = (source.id.clone(), source.workspace.clone());
         let body = serde_json::to_string(source).map_err(json_error)?;
@@ -264,7 +265,9 @@ impl Store for Sqlite {
         })
         .await
     }
+}
 
+impl NonceStore for Sqlite {
     async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
         let claim = claim.clone();
         self.blocking(move |s| {
@@ -302,7 +305,9 @@ impl Store for Sqlite {
         })
         .await
     }
+}
 
+impl EventStore for Sqlite {
     async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
         let queued = queued.clone();
         self.blocking(move |s| {
@@ -409,7 +414,9 @@ impl Store for Sqlite {
         })
         .await
     }
+}
 
+impl SubscriptionStore for Sqlite {
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let (workspace, id) = (subscription.workspace.clone(), subscription.id.clone());
         let body = serde_json::to_string(subscription).map_err(json_error)?;
@@ -459,7 +466,9 @@ impl Store for Sqlite {
         })
         .await
     }
+}
 
+impl DeliveryStore for Sqlite {
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = attempts
             .iter()
@@ -565,7 +574,9 @@ impl Store for Sqlite {
         })
         .await
     }
+}
 
+impl KeyStore for Sqlite {
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         let hash = key.hash.clone();
         let body = serde_json::to_string(key).map_err(json_error)?;

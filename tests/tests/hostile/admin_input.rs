@@ -8,7 +8,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tidings_core::ProviderId;
-use tidings_core::ports::{QueueName, Store};
+use tidings_core::ports::QueueName;
+use tidings_core::ports::SourceStore;
+use tidings_core::ports::SubscriptionStore;
 use tidings_local::Sqlite;
 
 async fn sqlite_fixture() -> Fixture<Sqlite> {

@@ -11,10 +11,11 @@ use std::sync::OnceLock;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use tidings_core::ports::{EventQuery, Store};
+use tidings_core::ports::EventQuery;
 
 use crate::common;
 use crate::runtime_api::Function;
+use tidings_core::ports::EventStore;
 
 pub const WORKSPACE: &str = "ws_default";
 

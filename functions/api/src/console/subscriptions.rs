@@ -323,7 +323,7 @@ pub(super) async fn subscription_action<S: Store, Q: Queue>(
         return Err(missing());
     };
     // Made over the version read, and redone on a fresh read if another writer came between.
-    use tidings_core::subscription::modify;
+    use tidings_core::pipeline::modify_subscription as modify;
     let (store, workspace) = (&shared.store, session.workspace.as_str());
     let back =
         |done: &str| Redirect::to(&format!("/console/subscriptions/{}?done={done}", encode(&id))).into_response();

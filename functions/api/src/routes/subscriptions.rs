@@ -134,7 +134,7 @@ pub(crate) async fn change_subscription<S: Store, Q: Queue>(
     secret: Option<String>,
     change: impl FnMut(&mut Subscription) -> bool,
 ) -> Result<axum::Json<views::SubscriptionView>, ApiError> {
-    let changed = tidings_core::subscription::modify(&shared.store, workspace, id, change).await?;
+    let changed = tidings_core::pipeline::modify_subscription(&shared.store, workspace, id, change).await?;
     let subscription = changed.ok_or_else(|| no_subscription(id))?;
     Ok(axum::Json(views::SubscriptionView::new(&subscription, secret)))
 }

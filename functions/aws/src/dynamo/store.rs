@@ -9,7 +9,8 @@ use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::ports::{
-    ApiKey, Claim, DeliveryClaim, EventPage, EventQuery, QueuedEvent, Recorded, Store, StoreError,
+    ApiKey, Claim, DeliveryClaim, DeliveryStore, EventPage, EventQuery, EventStore, KeyStore, NonceStore, QueuedEvent,
+    Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::MessageState;
@@ -26,7 +27,7 @@ use super::items::{
 };
 use super::{DynamoStore, Item, MAX_ATTEMPTS};
 
-impl Store for DynamoStore {
+impl SourceStore for DynamoStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
         // As stored: replacing a source must not depend on reading its secrets.
         if let Some(existing) = self.stored_source(&source.id).await?
@@ -86,7 +87,9 @@ impl Store for DynamoStore {
             Err(e) => Err(classify("DeleteItem", &e)),
         }
     }
+}
 
+impl NonceStore for DynamoStore {
     async fn claim_nonce(&self, claim: &ReplayClaim) -> Result<NonceCheck, StoreError> {
         let pk = format!("NONCE#{}#{}", claim.provider, claim.nonce);
         let now = Timestamp::now().unix_seconds();
@@ -118,7 +121,9 @@ impl Store for DynamoStore {
             Err(e) => Err(classify("PutItem", &e)),
         }
     }
+}
 
+impl EventStore for DynamoStore {
     async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
         for _ in 0..MAX_ATTEMPTS {
             if let Attempt::Done(recorded) = self.try_record(queued, expires_at).await? {
@@ -217,7 +222,9 @@ impl Store for DynamoStore {
             Err(e) => Err(classify("PutItem", &e)),
         }
     }
+}
 
+impl SubscriptionStore for DynamoStore {
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
         let version = i64::try_from(subscription.version).map_err(|_| StoreError::permanent("version out of range"))?;
         self.put(HashMap::from([
@@ -256,7 +263,9 @@ impl Store for DynamoStore {
         let pk = s(format!("WS#{workspace}#SUBS"));
         self.query_all(None, "PK = :pk", vec![(":pk", pk)], true, |i| json(text(i, "d")?).map(Some), usize::MAX).await
     }
+}
 
+impl DeliveryStore for DynamoStore {
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         // One item per subscription: a fan-out batch's ten attempts cost one write of ~1 KB
         // (deflated), not ten. Sorted by its newest attempt, newest first.
@@ -349,7 +358,9 @@ impl Store for DynamoStore {
         ]))
         .await
     }
+}
 
+impl KeyStore for DynamoStore {
     async fn put_api_key(&self, key: &ApiKey) -> Result<(), StoreError> {
         self.put(HashMap::from([
             ("PK".to_owned(), s(format!("KEY#{}", key.hash))),

@@ -6,7 +6,7 @@ use ring::{digest, hmac};
 use serde::Deserialize;
 
 use super::{Authentication, ReplayClaim, SourceAuth, Verified, VerifyContext, check_timestamp, secrets};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError, parse_json};
 

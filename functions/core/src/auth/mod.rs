@@ -18,7 +18,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::hmac;
 
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Transport, Webhook, WebhookError};
 

@@ -9,7 +9,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::{Authentication, SourceAuth, VerifyContext, check_timestamp, header, secrets};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Email-Event-Webhook-Signature";

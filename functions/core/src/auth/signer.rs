@@ -10,7 +10,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::Value;
 
 use super::{Authentication, mailgun, sign_body_hmac_hex, standard_webhooks, twilio};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::timestamp::Timestamp;
 use crate::webhook::Headers;
 

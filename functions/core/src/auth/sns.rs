@@ -22,7 +22,7 @@ use ring::signature::{self, UnparsedPublicKey};
 use serde::Deserialize;
 
 use super::{SourceAuth, VerifyContext, trusted_transport};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
 /// The JSON envelope SNS posts over HTTPS and puts on SQS queues (unless raw delivery is on).

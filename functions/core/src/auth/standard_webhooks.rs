@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::hmac;
 
 use super::{Authentication, SourceAuth, VerifyContext, check_timestamp, header, secrets};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
 /// The spec's tolerance for `webhook-timestamp`; Svix re-signs every retry, so it loses nothing.

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::{digest, hmac};
 
 use super::{Authentication, SourceAuth, constant_time_eq, header, secrets};
-use crate::providers::ProviderId;
+use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
 pub const SIGNATURE_HEADER: &str = "X-Twilio-Signature";

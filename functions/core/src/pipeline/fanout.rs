@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
 use crate::event::{CanonicalEvent, EventData, EventType};
 use crate::outbound::{self, Skipped};
-use crate::ports::{Claim, DeliveryClaim, Queue, QueueName, Sender, Store, StoreError};
+use crate::ports::{
+    Claim, DeliveryClaim, DeliveryStore, EventStore, Queue, QueueName, Sender, StoreError, SubscriptionStore,
+};
 use crate::providers::NormalizeContext;
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
@@ -23,6 +25,12 @@ pub struct QueuedTask<'a> {
     pub body: &'a str,
     /// How many times the message was received, this time included: the attempt number.
     pub receive_count: u32,
+}
+
+/// A deliveries-queue message as its task; one that is not one can never be delivered.
+fn read_task(body: &str) -> Result<DeliveryTask, StoreError> {
+    DeliveryTask::from_message(body)
+        .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))
 }
 
 /// A delivery ready to be sent: its subscription, event, rendered body, claim key and attempt
@@ -43,7 +51,7 @@ pub struct Fanout<S, Q, D> {
     sender: D,
 }
 
-impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
+impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fanout<S, Q, D> {
     pub fn new(store: S, queue: Q, sender: D) -> Self {
         Fanout { store, queue, sender }
     }
@@ -53,7 +61,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
     /// extends its visibility by that much instead of deleting it: SQS
     /// `ChangeMessageVisibility`, at most 12 hours), or `None` when the task is finished.
     pub async fn deliver(&self, message: &QueuedTask<'_>, now: Timestamp) -> Result<Option<Duration>, StoreError> {
-        let task = DeliveryTask::from_message(message.body)?;
+        let task = read_task(message.body)?;
         let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
         let (result, attempted) = self.attempt(task, subscription, message, now).await;
         self.log(attempted.into_iter().collect()).await;
@@ -70,10 +78,8 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
         messages: &[QueuedTask<'_>],
         now: Timestamp,
     ) -> Vec<Result<Option<Duration>, StoreError>> {
-        let tasks: Vec<Result<(DeliveryTask, &QueuedTask<'_>), StoreError>> = messages
-            .iter()
-            .map(|message| DeliveryTask::from_message(message.body).map(|task| (task, message)))
-            .collect();
+        let tasks: Vec<Result<(DeliveryTask, &QueuedTask<'_>), StoreError>> =
+            messages.iter().map(|message| read_task(message.body).map(|task| (task, message))).collect();
         let mut keys: Vec<(String, String)> =
             tasks.iter().flatten().map(|(t, _)| (t.workspace.clone(), t.subscription.clone())).collect();
         keys.sort_unstable();
@@ -315,13 +321,13 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             ],
         );
         // The delivery's bookkeeping on the subscription (its failure clock, a disable) is made
-        // on the subscription as stored, over the version read (`subscription::modify`): an
+        // on the subscription as stored, over the version read (`modify_subscription`): an
         // operator's disable, enable or rotation made while the attempt was in flight stays.
         match next {
             Next::Done => {
                 if subscription.failing_since.is_some()
                     && let Err(error) =
-                        crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                        super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
                             s.failing_since.take().is_some()
                         })
                         .await
@@ -333,7 +339,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             Next::Retry(delay) => {
                 let reason = "deliveries failed for 5 days";
                 let mut disabled = false;
-                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                let current = super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
                     disabled = false;
                     if !s.enabled {
                         return false;
@@ -368,7 +374,7 @@ impl<S: Store, Q: Queue, D: Sender> Fanout<S, Q, D> {
             Next::Disable => {
                 let reason = "the subscriber answered 410 Gone";
                 let mut disabled = false;
-                let current = crate::subscription::modify(&self.store, &task.workspace, &task.subscription, |s| {
+                let current = super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
                     disabled = s.enabled;
                     if disabled {
                         s.disable(reason);

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
-use crate::ports::{Fetcher, Queue, QueueName, Store, StoreError};
+use crate::ports::{Fetcher, NonceStore, Queue, QueueName, SourceStore, StoreError};
 use crate::providers::{NormalizeContext, Notice, ProviderId};
 use crate::source::Source;
 use crate::timestamp::Timestamp;
@@ -127,7 +127,7 @@ pub struct Ingest<S, Q, F> {
     confirm_subscriptions: bool,
 }
 
-impl<S: Store, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
+impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
     pub fn new(store: S, queue: Q, fetcher: F) -> Self {
         Ingest {
             store,

@@ -1,78 +1,22 @@
-//! The pipeline's two services, written against the ports so that the Lambda functions and
-//! `tidings dev` run the same code: [`Ingest`] (a webhook in, canonical events on the queue)
-//! [`Processor`] (a queued event in, stored exactly once, fanned out), and [`Fanout`] (a
-//! delivery task in, a signed POST out).
-
-//!
-//! One file per service: [`ingest`], [`processor`], [`fanout`] and [`replay`]; this module
-//! holds what they share, the events-queue message.
+//! The pipeline's services, written against the ports so that the Lambda functions and
+//! `tidings dev` run the same code, one file each: [`Ingest`] (a webhook in, canonical events on
+//! the queue), [`Processor`] (a queued event in, stored exactly once, fanned out), [`Fanout`] (a
+//! delivery task in, a signed POST out), [`replay`], and [`modify_subscription`], how every
+//! writer changes a stored subscription.
 
 mod fanout;
 mod ingest;
 mod processor;
 mod replay;
+mod subscriptions;
 
 pub use fanout::{Fanout, QueuedTask};
 pub use ingest::{Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL};
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
 pub use replay::replay;
+pub use subscriptions::modify_subscription;
 
-use crate::ports::Outgoing;
-use crate::providers::NormalizedEvent;
+pub use crate::messages::{ENQUEUE_CHUNK, event_message, next_messages};
 
 /// The `data.provider` (and source) of tidings' own operational events.
 pub const OPERATIONAL_PROVIDER: &str = "tidings";
-
-/// How many of a webhook's events ingest turns into queue messages and sends at a time: ten
-/// SQS batches, few enough that a 6 MB request's messages are never all alive at once, many
-/// enough that `tidings dev` commits a 1,000-event batch in ten transactions, not a thousand.
-pub const ENQUEUE_CHUNK: usize = 100;
-
-/// The queue messages of the next [`ENQUEUE_CHUNK`] of a webhook's (numbered) events, each
-/// event dropped once it is written.
-pub fn next_messages<'a>(
-    events: &mut impl Iterator<Item = (usize, NormalizedEvent<'a>)>,
-    source: &str,
-) -> Vec<Outgoing> {
-    events.take(ENQUEUE_CHUNK).map(|(index, event)| event_message(index, &event, source)).collect()
-}
-
-/// The events-queue message of the `index`th event of a webhook from `source`: the event, its
-/// raw provider record and the source ([`QueuedEvent`]).
-pub fn event_message(index: usize, event: &NormalizedEvent<'_>, source: &str) -> Outgoing {
-    let queued = QueuedEventRef { event: &event.event, raw: &event.raw, source };
-    // Strings and numbers only: it always serializes.
-    Outgoing { id: index.to_string(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 }
-}
-
-/// [`QueuedEvent`] as written, from borrowed parts: the raw record is not copied to be queued.
-#[derive(serde::Serialize)]
-struct QueuedEventRef<'a> {
-    event: &'a crate::event::CanonicalEvent,
-    raw: &'a str,
-    source: &'a str,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::{Channel, EventData, EventType, Status};
-    use crate::ports::QueuedEvent;
-    use crate::providers::{NormalizeContext, Raw};
-    use crate::timestamp::Timestamp;
-
-    #[test]
-    fn an_event_message_reads_back_as_the_queued_event_with_its_raw_record() {
-        let ctx =
-            NormalizeContext { workspace: "ws_1", received_at: Timestamp::from_unix_seconds(1_764_000_000).unwrap() };
-        let body = r#"[{"event":"bounce","email":"a@example.com","reason":"550 \"no\""}]"#;
-        let record = &body[1..body.len() - 1];
-        let data = EventData::new(Some(Channel::EMAIL), "sendgrid", "bounce");
-        let event =
-            ctx.event(EventType::message(Channel::EMAIL, Status::Bounced), None, "key", data, &Raw::Borrowed(record));
-        let message = event_message(7, &event, "src_1");
-        assert_eq!(message.id, "7");
-        let queued: QueuedEvent = serde_json::from_str(&message.body).unwrap();
-        assert_eq!(queued, QueuedEvent { event: event.event, raw: record.to_owned(), source: "src_1".into() });
-    }
-}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::delivery::{self, DeliveryTask};
 use crate::event::CanonicalEvent;
-use crate::ports::{Outgoing, Queue, QueueName, QueuedEvent, Recorded, Store, StoreError};
+use crate::ports::{EventStore, Outgoing, Queue, QueueName, QueuedEvent, Recorded, StoreError, SubscriptionStore};
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 
@@ -39,13 +39,13 @@ pub struct Processor<S, Q = NoFanout> {
 /// Default retention of stored events.
 pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
-impl<S: Store> Processor<S, NoFanout> {
+impl<S: EventStore + SubscriptionStore> Processor<S, NoFanout> {
     pub fn new(store: S, retention_days: u64) -> Self {
         Processor { store, deliveries: None, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
     }
 }
 
-impl<S: Store, Q: Queue> Processor<S, Q> {
+impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
     pub fn with_fanout(store: S, deliveries: Q, retention_days: u64) -> Self {
         Processor {
             store,

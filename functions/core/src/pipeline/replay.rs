@@ -1,14 +1,14 @@
 //! Replay: stored events delivered to a subscription again.
 
 use crate::delivery::{self, DeliveryTask};
-use crate::ports::{Outgoing, Queue, QueueName, Store, StoreError};
+use crate::ports::{EventStore, Outgoing, Queue, QueueName, StoreError};
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 
 /// Re-delivers a workspace's stored events to one subscription: every event in
 /// [`since`, `until`] that the subscription matches (and `type_pattern`, when given), as new
 /// delivery tasks with the same `webhook-id`s. Returns how many were queued.
-pub async fn replay<S: Store, Q: Queue>(
+pub async fn replay<S: EventStore, Q: Queue>(
     store: &S,
     queue: &Q,
     subscription: &Subscription,

@@ -1,4 +1,4 @@
-//! Active Reach webhooks (seed 003): `{id, type, timestamp, workspace_id, data}`, signed with
+//! Active Reach webhooks: `{id, type, timestamp, workspace_id, data}`, signed with
 //! HMAC-SHA256 of the raw body in `X-Aegis-Signature` (header name configurable). Delivery
 //! events name their channel in `data.channel`; contact, segment, campaign and billing events
 //! are not about a message and pass through under their own names with `data` kept in

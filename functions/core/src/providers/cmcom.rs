@@ -1,4 +1,4 @@
-//! CM.com Email Gateway webhooks (seed 001): `{type, createdAt, messageId, data{to, from, id,
+//! CM.com Email Gateway webhooks: `{type, createdAt, messageId, data{to, from, id,
 //! customerReference, …}}`. Before 2025-12-04 the same payload came in PascalCase
 //! (`Type: "Delivered"`, `Data{To, …}`); both are accepted. CM.com signs nothing: put a shared
 //! secret in the URL. `customerReference: "testing-integration-mode"` marks simulated events.

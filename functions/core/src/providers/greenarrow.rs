@@ -1,4 +1,4 @@
-//! GreenArrow Engine event notifications (seed 002): one JSON object, or an array when the
+//! GreenArrow Engine event notifications: one JSON object, or an array when the
 //! event processor batches. GreenArrow signs nothing: put a shared secret in the URL or a
 //! header. `event_unique_id` identifies an event.
 //!

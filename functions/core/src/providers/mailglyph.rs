@@ -1,4 +1,4 @@
-//! MailGlyph (seed 004) forwards events to a URL from a workflow "Webhook" step. The exact body
+//! MailGlyph forwards events to a URL from a workflow "Webhook" step. The exact body
 //! is not documented, so this reader is defensive *(unverified format)*: the event name is taken
 //! from `event`, `type` or `name`; the address from `email`, `contact.email`, `data.email`,
 //! `recipient` or `to`; the time from `timestamp`, `time`, `createdAt`, `created_at` or

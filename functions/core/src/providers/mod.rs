@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -29,60 +28,9 @@ pub mod ses;
 pub mod sparkpost;
 pub mod twilio;
 
-/// The providers tidings reads. The text form is used in routes, config, the CLI and
-/// `data.provider`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderId {
-    Ses,
-    Sendgrid,
-    Postmark,
-    Mailgun,
-    Resend,
-    Twilio,
-    Brevo,
-    Sparkpost,
-    Greenarrow,
-    Cmcom,
-    Activereach,
-    Mailglyph,
-}
+pub use crate::provider_id::ProviderId;
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 12] = [
-        ProviderId::Ses,
-        ProviderId::Sendgrid,
-        ProviderId::Postmark,
-        ProviderId::Mailgun,
-        ProviderId::Resend,
-        ProviderId::Twilio,
-        ProviderId::Brevo,
-        ProviderId::Sparkpost,
-        ProviderId::Greenarrow,
-        ProviderId::Cmcom,
-        ProviderId::Activereach,
-        ProviderId::Mailglyph,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderId::Ses => "ses",
-            ProviderId::Sendgrid => "sendgrid",
-            ProviderId::Postmark => "postmark",
-            ProviderId::Mailgun => "mailgun",
-            ProviderId::Resend => "resend",
-            ProviderId::Twilio => "twilio",
-            ProviderId::Brevo => "brevo",
-            ProviderId::Sparkpost => "sparkpost",
-            ProviderId::Greenarrow => "greenarrow",
-            ProviderId::Cmcom => "cmcom",
-            ProviderId::Activereach => "activereach",
-            ProviderId::Mailglyph => "mailglyph",
-        }
-    }
-
     /// The provider's implementation.
     pub fn provider(self) -> &'static dyn Provider {
         match self {
@@ -99,22 +47,6 @@ impl ProviderId {
             ProviderId::Activereach => &activereach::Activereach,
             ProviderId::Mailglyph => &mailglyph::Mailglyph,
         }
-    }
-}
-
-impl fmt::Display for ProviderId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for ProviderId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ProviderId::ALL.into_iter().find(|p| p.as_str() == s).ok_or_else(|| {
-            let known: Vec<_> = ProviderId::ALL.iter().map(|p| p.as_str()).collect();
-            format!("unknown provider {s:?} (known: {})", known.join(", "))
-        })
     }
 }
 

@@ -669,7 +669,7 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
     let attempt = report.attempt.unwrap_or(1);
     // A retryable failure is retried (redriven) until its last attempt; a failure of the last
     // attempt ends the message's retries, whichever attempt number the sender reports.
-    let exhausted = retryable && attempt >= crate::redrive::MAX_ATTEMPTS;
+    let exhausted = retryable && attempt >= crate::retryable::MAX_SEND_ATTEMPTS;
     let status = match (retryable, exhausted) {
         (true, false) => Status::RetryScheduled,
         (true, true) => Status::RetriesExhausted,
