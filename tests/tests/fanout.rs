@@ -434,7 +434,9 @@ async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_se
     let attempts = db.attempts("ws_default", "sub_once", 10).await.unwrap();
     assert_eq!(attempts.len(), 1, "the copies are not attempts: {attempts:?}");
 
-    assert_eq!(tidings_core::pipeline::replay(&db, &db, &subscription, None, None, None).await.unwrap(), 1);
+    let range = tidings_core::pipeline::ReplayRange::default();
+    let progress = tidings_core::pipeline::replay(&db, &db, &subscription, &range, None).await.unwrap();
+    assert_eq!((progress.queued, progress.next), (1, None));
     let replayed = db.receive(QueueName::Deliveries, 10, 30).unwrap();
     assert_eq!(replayed.len(), 1);
     for copy in ["replay-1", "replay-2"] {
@@ -525,4 +527,56 @@ async fn an_operators_disable_or_rotation_during_a_failing_attempt_is_not_undone
         assert!(stored.failing_since.is_some() || !stored.enabled, "the attempt's own bookkeeping is kept too");
         db.change_visibility(QueueName::Deliveries, &task.receipt, 0).unwrap();
     }
+}
+
+/// A replay of a history longer than one call reads is several calls, each bounded, all of one
+/// replay: every event queued once across them, every task carrying the same replay id.
+#[tokio::test]
+async fn a_long_replay_goes_on_call_after_call_each_reading_a_bounded_stretch() {
+    use tidings_core::pipeline::{REPLAY_EVENTS_PER_CALL, ReplayRange, replay};
+    let db = Sqlite::in_memory().unwrap();
+    let subscription = tidings_tests::subscription_to("ws_default", "sub_long", "https://example.com/hook", &["*"]);
+    db.put_subscription(&subscription).await.unwrap();
+    let stored = REPLAY_EVENTS_PER_CALL * 2 + 7;
+    let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
+    let events: Vec<_> = (0..stored)
+        .map(|i| {
+            let message = format!("m{i}");
+            tidings_tests::event(
+                "ws_default",
+                tidings_core::Status::Delivered,
+                &message,
+                "a@example.com",
+                i as i64,
+                &message,
+            )
+        })
+        .collect();
+    let batch: Vec<_> = events.iter().map(|e| (e, expires)).collect();
+    for result in db.record_batch(&batch).await {
+        result.unwrap();
+    }
+    let range = ReplayRange::default();
+    let (mut calls, mut queued, mut from) = (0, 0, None);
+    loop {
+        let progress = replay(&db, &db, &subscription, &range, from).await.unwrap();
+        calls += 1;
+        assert!(progress.queued <= REPLAY_EVENTS_PER_CALL, "one call queued {}", progress.queued);
+        queued += progress.queued;
+        match progress.next {
+            Some(next) => from = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!((calls, queued), (3, stored));
+    let tasks = db.peek(QueueName::Deliveries).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut replays = std::collections::BTreeSet::new();
+    for (_, body) in &tasks {
+        let task = tidings_core::delivery::DeliveryTask::from_message(body).unwrap();
+        ids.insert(task.event_id.to_string());
+        replays.insert(task.replay.unwrap());
+    }
+    assert_eq!(ids.len(), stored, "each event queued once");
+    assert_eq!(replays.len(), 1, "one replay across the calls");
 }

@@ -196,10 +196,14 @@ pub struct AttemptList {
     pub attempts: Vec<AttemptRecord>,
 }
 
-/// How many stored events a replay queued for delivery.
+/// What one replay call queued. A call reads a bounded stretch of history (2,000 events); when
+/// more of the range remains, `next` says where the next call goes on (pass it as `cursor`).
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct Replayed {
+    /// Deliveries queued by this call.
     pub replayed: u64,
+    /// `null` once the whole range is replayed.
+    pub next: Option<String>,
 }
 
 /// The test event sent.

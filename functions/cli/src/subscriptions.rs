@@ -126,9 +126,23 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                     query.push(format!("{name}={}", url_encode(&v)));
                 }
             }
-            let path = format!("/api/subscriptions/{id}/replay?{}", query.join("&"));
-            let replayed = client.post(&path, &json!({})).await?;
-            crate::out::outln!("{} events queued for redelivery to {id}", replayed["replayed"])?;
+            // Each call replays a bounded stretch of the range; its `next` goes on from there.
+            let mut total = 0;
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut this = query.clone();
+                if let Some(cursor) = &cursor {
+                    this.push(format!("cursor={}", url_encode(cursor)));
+                }
+                let path = format!("/api/subscriptions/{id}/replay?{}", this.join("&"));
+                let replayed = client.post(&path, &json!({})).await?;
+                total += replayed["replayed"].as_u64().unwrap_or(0);
+                match replayed["next"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            crate::out::outln!("{total} events queued for redelivery to {id}")?;
         }
     }
     Ok(())

@@ -208,6 +208,13 @@ enum Banner {
     None,
     /// The outcome of an action.
     Notice(String),
+    /// A replay that read its bounded stretch and has more of its range to go: the outcome, and
+    /// a button that goes on with the same range from `next`.
+    Continue {
+        text: String,
+        form: ActionForm,
+        next: String,
+    },
     /// A new signing secret, shown this once, and why there is one.
     Secret(&'static str, String),
 }
@@ -224,6 +231,17 @@ async fn subscription_page<S: Store, Q: Queue>(
     let body = html! {
         h1 { "Subscription " code { (subscription.id) } }
         @if let Banner::Notice(text) = &banner { p.notice role="status" { (text) } }
+        @if let Banner::Continue { text, form, next } = &banner {
+            form.notice.inline-form role="status" method="post" action=(action("replay")) {
+                (text) " More of the range remains. "
+                (csrf_field(&session.csrf))
+                @for (name, value) in [("since", &form.since), ("until", &form.until), ("type", &form.r#type)] {
+                    @if let Some(value) = value { input type="hidden" name=(name) value=(value); }
+                }
+                input type="hidden" name="cursor" value=(next);
+                button type="submit" { "Continue the replay" }
+            }
+        }
         @if let Banner::Secret(what, secret) = &banner {
             div.secret role="status" {
                 p { strong { (what) } " Its signing secret is shown this once: keep it where your endpoint verifies deliveries (Standard Webhooks)." }
@@ -290,13 +308,15 @@ async fn subscription_page<S: Store, Q: Queue>(
     Ok(html_response(page(&session.frame("Subscription", "/console/subscriptions"), body)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub(super) struct ActionForm {
     #[serde(default)]
     csrf: String,
     since: Option<String>,
     until: Option<String>,
     r#type: Option<String>,
+    /// Replay: where an earlier call of the same replay stopped.
+    cursor: Option<String>,
 }
 
 /// A time from a form: `datetime-local` (read as UTC), RFC 3339 or Unix seconds.
@@ -374,10 +394,18 @@ pub(super) async fn subscription_action<S: Store, Q: Queue>(
             if let Some(pattern) = &pattern {
                 TypePattern::parse(pattern).map_err(|e| bad_request(format!("type: {e}")))?;
             }
-            let queued =
-                tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, pattern)
-                    .await?;
-            let banner = Banner::Notice(format!("Replay queued {}.", plural(queued, "event")));
+            let from = non_empty(&form.cursor)
+                .map(tidings_core::pipeline::ReplayPosition::parse)
+                .transpose()
+                .map_err(bad_request)?;
+            let range = tidings_core::pipeline::ReplayRange { since, until, type_pattern: pattern };
+            let progress =
+                tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, &range, from).await?;
+            let text = format!("Replay queued {}.", plural(progress.queued, "event"));
+            let banner = match progress.next {
+                None => Banner::Notice(text),
+                Some(next) => Banner::Continue { text, form: form.clone(), next: next.to_string() },
+            };
             subscription_page(&shared, &session, subscription, banner).await
         }
         other => Err(not_found(format!("no action {other:?}: enable, disable, test, rotate or replay"))),

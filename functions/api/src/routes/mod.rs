@@ -185,7 +185,7 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
         )
         .path_param(subscription.0, subscription.1)
         .query::<subscriptions::ReplayParams>()
-        .answers::<views::Replayed>(200, "Queued for delivery.")
+        .answers::<views::Replayed>(200, "Queued for delivery, up to 2,000 events read per call.")
         .errors(&[400, 404]),
         Operation::new(
             Method::POST,

@@ -200,6 +200,9 @@ pub(crate) struct ReplayParams {
     /// Only events of this type pattern.
     #[schemars(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX))]
     r#type: Option<String>,
+    /// The `next` of the previous call, to go on with the same replay (give the same `since`,
+    /// `until` and `type` again).
+    cursor: Option<String>,
 }
 
 pub(crate) async fn replay<S: Store, Q: Queue>(
@@ -208,15 +211,22 @@ pub(crate) async fn replay<S: Store, Q: Queue>(
     PathParams(id): PathParams<String>,
     Params(p): Params<ReplayParams>,
 ) -> Result<axum::Json<views::Replayed>, ApiError> {
+    use tidings_core::pipeline::{ReplayPosition, ReplayRange};
     if let Some(pattern) = &p.r#type {
         TypePattern::parse(pattern).map_err(bad_request)?;
     }
-    let since = p.since.as_deref().map(|t| parse_time("since", t)).transpose()?;
-    let until = p.until.as_deref().map(|t| parse_time("until", t)).transpose()?;
+    let range = ReplayRange {
+        since: p.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
+        until: p.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
+        type_pattern: p.r#type,
+    };
+    let from = p.cursor.as_deref().map(ReplayPosition::parse).transpose().map_err(bad_request)?;
     let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
-    let queued =
-        tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, since, until, p.r#type).await?;
-    Ok(axum::Json(views::Replayed { replayed: queued as u64 }))
+    let progress = tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, &range, from).await?;
+    Ok(axum::Json(views::Replayed {
+        replayed: progress.queued as u64,
+        next: progress.next.map(|position| position.to_string()),
+    }))
 }
 
 pub(crate) async fn test<S: Store, Q: Queue>(

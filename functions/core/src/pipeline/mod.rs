@@ -13,7 +13,7 @@ mod subscriptions;
 pub use fanout::{Fanout, QueuedTask};
 pub use ingest::{Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL};
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
-pub use replay::replay;
+pub use replay::{REPLAY_EVENTS_PER_CALL, ReplayPosition, ReplayProgress, ReplayRange, replay};
 pub use subscriptions::modify_subscription;
 
 pub use crate::messages::{ENQUEUE_CHUNK, event_message, next_messages};
