@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tidings_core::auth::sns::{CertUrl, CertificateStore, SnsCertificate};
+use tidings_core::auth::sns::{CertUrl, CertificateStore, SnsCertificate, SnsError};
 use tidings_core::auth::{Authentication, ReplayGuard, Secret, SourceAuth, VerifyContext};
 use tidings_core::{Headers, NormalizeContext, ProviderId, Timestamp, Transport, Webhook};
 
@@ -58,11 +58,17 @@ pub struct Args {
 struct CertDir(Option<PathBuf>);
 
 impl CertificateStore for CertDir {
-    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, String> {
-        let dir = self.0.as_ref().ok_or("no --sns-cert-dir given to find the SNS signing certificate in")?;
+    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, SnsError> {
+        let Some(dir) = self.0.as_ref() else {
+            return Err(SnsError::Unavailable {
+                place: url.as_str().to_owned(),
+                why: "no --sns-cert-dir given to find the SNS signing certificate in".into(),
+            });
+        };
         let path = dir.join(url.file_name());
-        let pem = std::fs::read(&path).map_err(|e| format!("cannot read certificate {}: {e}", path.display()))?;
-        SnsCertificate::from_pem(&pem).map(Arc::new).map_err(|e| format!("{}: {e}", path.display()))
+        let unavailable = |why: String| SnsError::Unavailable { place: path.display().to_string(), why };
+        let pem = std::fs::read(&path).map_err(|e| unavailable(format!("cannot read the certificate: {e}")))?;
+        SnsCertificate::from_pem(&pem).map(Arc::new).map_err(|e| unavailable(e.to_string()))
     }
 }
 

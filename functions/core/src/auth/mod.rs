@@ -463,8 +463,8 @@ mod tests {
 
     struct NoCerts;
     impl CertificateStore for NoCerts {
-        fn certificate(&self, _: &sns::CertUrl) -> Result<std::sync::Arc<SnsCertificate>, String> {
-            Err("none".into())
+        fn certificate(&self, url: &sns::CertUrl) -> Result<std::sync::Arc<SnsCertificate>, sns::SnsError> {
+            Err(sns::SnsError::NotFetched(url.as_str().to_owned()))
         }
     }
 

@@ -54,9 +54,50 @@ pub struct SnsEnvelope<'a> {
     pub token: Option<Cow<'a, str>>,
 }
 
+/// Why an SNS message or signing certificate is refused; each reads as the one line the webhook
+/// is refused with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnsError {
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    #[error("Type {0:?} is not an SNS message type")]
+    UnknownType(String),
+    #[error("{field} is not a URL ({reason})")]
+    NotAUrl { field: &'static str, reason: String },
+    #[error("{0} must use https")]
+    NotHttps(&'static str),
+    #[error("{0} must not carry credentials or a port")]
+    CredentialsOrPort(&'static str),
+    #[error("{field} host {host:?} is not sns.<region>.amazonaws.com")]
+    NotSnsHost { field: &'static str, host: String },
+    #[error("SigningCertURL must not have a query or fragment")]
+    CertUrlQuery,
+    #[error("SigningCertURL must name a .pem file")]
+    CertUrlNotPem,
+    #[error("not a PEM certificate ({0})")]
+    NotPem(String),
+    #[error("not an X.509 certificate ({0})")]
+    NotX509(String),
+    #[error("certificate is not issued to an SNS host")]
+    NotIssuedToSns,
+    #[error("certificate key is not RSA")]
+    NotRsa,
+    #[error("SignatureVersion {0:?} is not 1 or 2")]
+    SignatureVersion(String),
+    #[error("Signature is not base64")]
+    SignatureNotBase64,
+    #[error("Signature does not match the message (altered message or wrong certificate)")]
+    SignatureMismatch,
+    #[error("certificate {0} has not been fetched")]
+    NotFetched(String),
+    /// A certificate store could not give the certificate: where it looked, and why.
+    #[error("{place}: {why}")]
+    Unavailable { place: String, why: String },
+}
+
 impl SnsEnvelope<'_> {
     /// The string SNS signs: `Name\nvalue\n` for each signed field, in byte order of the names.
-    pub fn string_to_sign(&self) -> Result<String, String> {
+    pub fn string_to_sign(&self) -> Result<String, SnsError> {
         let mut out = String::with_capacity(self.message.len() + 256);
         let mut field = |name: &str, value: &str| {
             out.push_str(name);
@@ -64,7 +105,7 @@ impl SnsEnvelope<'_> {
             out.push_str(value);
             out.push('\n');
         };
-        let timestamp = self.timestamp.as_deref().ok_or("Timestamp is missing")?;
+        let timestamp = self.timestamp.as_deref().ok_or(SnsError::Missing("Timestamp"))?;
         match self.kind.as_ref() {
             "Notification" => {
                 field("Message", &self.message);
@@ -77,8 +118,8 @@ impl SnsEnvelope<'_> {
                 field("Type", &self.kind);
             }
             "SubscriptionConfirmation" | "UnsubscribeConfirmation" => {
-                let subscribe_url = self.subscribe_url.as_deref().ok_or("SubscribeURL is missing")?;
-                let token = self.token.as_deref().ok_or("Token is missing")?;
+                let subscribe_url = self.subscribe_url.as_deref().ok_or(SnsError::Missing("SubscribeURL"))?;
+                let token = self.token.as_deref().ok_or(SnsError::Missing("Token"))?;
                 field("Message", &self.message);
                 field("MessageId", &self.message_id);
                 field("SubscribeURL", subscribe_url);
@@ -87,7 +128,7 @@ impl SnsEnvelope<'_> {
                 field("TopicArn", &self.topic_arn);
                 field("Type", &self.kind);
             }
-            other => return Err(format!("Type {other:?} is not an SNS message type")),
+            other => return Err(SnsError::UnknownType(other.to_owned())),
         }
         Ok(out)
     }
@@ -99,13 +140,13 @@ pub struct CertUrl(String);
 
 impl CertUrl {
     /// Accepts only `https://sns.<region>.amazonaws.com[.cn]/<path>.pem`.
-    pub fn parse(text: &str) -> Result<CertUrl, String> {
+    pub fn parse(text: &str) -> Result<CertUrl, SnsError> {
         let url = parse_sns_url("SigningCertURL", text)?;
         if url.query().is_some() || url.fragment().is_some() {
-            return Err("SigningCertURL must not have a query or fragment".into());
+            return Err(SnsError::CertUrlQuery);
         }
         if !url.path().ends_with(".pem") || url.path().contains("..") {
-            return Err("SigningCertURL must name a .pem file".into());
+            return Err(SnsError::CertUrlNotPem);
         }
         Ok(CertUrl(url.into()))
     }
@@ -122,23 +163,23 @@ impl CertUrl {
 }
 
 /// An `https://sns.<region>.amazonaws.com[.cn]/…` URL with no credentials or port.
-fn parse_sns_url(field: &str, text: &str) -> Result<url::Url, String> {
-    let url = url::Url::parse(text).map_err(|e| format!("{field} is not a URL ({e})"))?;
+fn parse_sns_url(field: &'static str, text: &str) -> Result<url::Url, SnsError> {
+    let url = url::Url::parse(text).map_err(|e| SnsError::NotAUrl { field, reason: e.to_string() })?;
     if url.scheme() != "https" {
-        return Err(format!("{field} must use https"));
+        return Err(SnsError::NotHttps(field));
     }
     if !url.username().is_empty() || url.password().is_some() || url.port().is_some() {
-        return Err(format!("{field} must not carry credentials or a port"));
+        return Err(SnsError::CredentialsOrPort(field));
     }
     let host = url.host_str().unwrap_or_default();
     if !is_sns_host(host) {
-        return Err(format!("{field} host {host:?} is not sns.<region>.amazonaws.com"));
+        return Err(SnsError::NotSnsHost { field, host: host.to_owned() });
     }
     Ok(url)
 }
 
 /// Checks that a SubscribeURL points at SNS itself before tidings visits it.
-pub fn check_sns_endpoint(text: &str) -> Result<(), String> {
+pub fn check_sns_endpoint(text: &str) -> Result<(), SnsError> {
     parse_sns_url("SubscribeURL", text).map(|_| ())
 }
 
@@ -169,40 +210,40 @@ const RSA_ENCRYPTION_OID: &str = "1.2.840.113549.1.1.1";
 
 impl SnsCertificate {
     /// Reads a PEM certificate. It must hold an RSA key and be issued to an SNS host name.
-    pub fn from_pem(pem: &[u8]) -> Result<SnsCertificate, String> {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| format!("not a PEM certificate ({e})"))?;
-        let cert = pem.parse_x509().map_err(|e| format!("not an X.509 certificate ({e})"))?;
+    pub fn from_pem(pem: &[u8]) -> Result<SnsCertificate, SnsError> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| SnsError::NotPem(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| SnsError::NotX509(e.to_string()))?;
         let issued_to_sns = cert
             .subject()
             .iter_common_name()
             .filter_map(|cn| cn.as_str().ok())
             .any(|cn| cn == "sns.amazonaws.com" || is_sns_host(cn));
         if !issued_to_sns {
-            return Err("certificate is not issued to an SNS host".into());
+            return Err(SnsError::NotIssuedToSns);
         }
         let spki = cert.public_key();
         if spki.algorithm.algorithm.to_id_string() != RSA_ENCRYPTION_OID {
-            return Err("certificate key is not RSA".into());
+            return Err(SnsError::NotRsa);
         }
         Ok(SnsCertificate { rsa_public_key: spki.subject_public_key.data.to_vec() })
     }
 
-    fn verify(&self, version: &str, message: &[u8], signature: &[u8]) -> Result<(), String> {
+    fn verify(&self, version: &str, message: &[u8], signature: &[u8]) -> Result<(), SnsError> {
         let algorithm: &dyn signature::VerificationAlgorithm = match version {
             "1" => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
             "2" => &signature::RSA_PKCS1_2048_8192_SHA256,
-            other => return Err(format!("SignatureVersion {other:?} is not 1 or 2")),
+            other => return Err(SnsError::SignatureVersion(other.to_owned())),
         };
         UnparsedPublicKey::new(algorithm, &self.rsa_public_key)
             .verify(message, signature)
-            .map_err(|_| "Signature does not match the message (altered message or wrong certificate)".to_owned())
+            .map_err(|_| SnsError::SignatureMismatch)
     }
 }
 
 /// Where verification finds certificates. Lookups are synchronous: the HTTP layer fetches an
 /// unknown certificate (see [`signing_cert_url`]) into a [`CertificateCache`] before verifying.
 pub trait CertificateStore: Sync {
-    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, String>;
+    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, SnsError>;
 }
 
 /// Certificates by URL, shared by every request a process serves.
@@ -228,18 +269,18 @@ impl CertificateCache {
 }
 
 impl CertificateStore for CertificateCache {
-    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, String> {
+    fn certificate(&self, url: &CertUrl) -> Result<Arc<SnsCertificate>, SnsError> {
         self.by_url
             .read()
             .ok()
             .and_then(|m| m.get(url).cloned())
-            .ok_or_else(|| format!("certificate {} has not been fetched", url.as_str()))
+            .ok_or_else(|| SnsError::NotFetched(url.as_str().to_owned()))
     }
 }
 
 /// The certificate URL a webhook's SNS envelope will need, so the caller can fetch it first.
 /// `None` when the body is not a signed SNS envelope.
-pub fn signing_cert_url(body: &[u8], allowed_topics: &[String]) -> Option<Result<CertUrl, String>> {
+pub fn signing_cert_url(body: &[u8], allowed_topics: &[String]) -> Option<Result<CertUrl, SnsError>> {
     let envelope: SnsEnvelope<'_> = serde_json::from_slice(body).ok()?;
     // A message from a topic the source does not accept is refused unverified (403): nothing
     // is fetched for it, so no one can make tidings fetch on their behalf.
@@ -250,11 +291,11 @@ pub fn signing_cert_url(body: &[u8], allowed_topics: &[String]) -> Option<Result
 }
 
 /// Verifies one envelope's signature.
-pub fn verify_envelope(envelope: &SnsEnvelope<'_>, certificates: &dyn CertificateStore) -> Result<(), String> {
-    let version = envelope.signature_version.as_deref().ok_or("SignatureVersion is missing")?;
-    let signature = envelope.signature.as_deref().ok_or("Signature is missing")?;
-    let signature = BASE64.decode(signature).map_err(|_| "Signature is not base64".to_owned())?;
-    let url = CertUrl::parse(envelope.signing_cert_url.as_deref().ok_or("SigningCertURL is missing")?)?;
+pub fn verify_envelope(envelope: &SnsEnvelope<'_>, certificates: &dyn CertificateStore) -> Result<(), SnsError> {
+    let version = envelope.signature_version.as_deref().ok_or(SnsError::Missing("SignatureVersion"))?;
+    let signature = envelope.signature.as_deref().ok_or(SnsError::Missing("Signature"))?;
+    let signature = BASE64.decode(signature).map_err(|_| SnsError::SignatureNotBase64)?;
+    let url = CertUrl::parse(envelope.signing_cert_url.as_deref().ok_or(SnsError::Missing("SigningCertURL"))?)?;
     let certificate = certificates.certificate(&url)?;
     let message = envelope.string_to_sign()?;
     certificate.verify(version, message.as_bytes(), &signature)
@@ -296,7 +337,8 @@ pub(crate) fn verify_webhook(
         return Err(WebhookError::forbidden(provider, why));
     }
     if !trusted_transport(webhook) {
-        verify_envelope(&envelope, ctx.certificates).map_err(|why| WebhookError::unauthenticated(provider, why))?;
+        verify_envelope(&envelope, ctx.certificates)
+            .map_err(|why| WebhookError::unauthenticated(provider, why.to_string()))?;
     }
     Ok(())
 }

@@ -348,7 +348,7 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
     /// (it came in a verified message from an allow-listed topic, and is checked again here so
     /// nothing else can be made to fetch an arbitrary URL).
     async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
-        sns::check_sns_endpoint(url)?;
+        sns::check_sns_endpoint(url).map_err(|e| e.to_string())?;
         self.fetcher.get(url).await.map(|_| ()).map_err(|e| format!("cannot confirm SNS subscription: {e}"))
     }
 }
