@@ -102,19 +102,56 @@ async fn access_log(request: axum::extract::Request, next: axum::middleware::Nex
     response
 }
 
-/// An API error: a status and one line.
-pub struct ApiError(StatusCode, String);
+/// Why an admin request failed, by cause; each is answered with its status and
+/// `{"error": "<one line>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: the line names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A request body the JSON reader refused with its own status (413 over the size limit, 415
+    /// without a JSON content type, 400 otherwise).
+    #[error("body: {why}")]
+    Body { status: StatusCode, why: String },
+    #[error("missing or unknown API key (Authorization: Bearer <key>)")]
+    Unauthorized,
+    /// The key's workspace may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing of that id in the key's workspace.
+    #[error("{0}")]
+    NotFound(String),
+    /// A sound request this deployment is not set up for.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("store error: {}", .0.message)]
+    Store(StoreError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Body { status, .. } => *status,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Store(error) => store_error_status(error),
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+        (self.status(), axum::Json(json!({"error": self.to_string()}))).into_response()
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store error in admin API");
-        ApiError(store_error_status(&error), format!("store error: {}", error.message))
+        ApiError::Store(error)
     }
 }
 
@@ -124,7 +161,7 @@ pub(crate) fn store_error_status(error: &StoreError) -> StatusCode {
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into())
+    ApiError::BadRequest(message.into())
 }
 
 /// A JSON request body. Anything wrong with it (not JSON, a wrong type, a field the request
@@ -146,7 +183,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
                 let why = rejection.body_text();
                 let why =
                     why.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&why);
-                Err(ApiError(status, format!("body: {why}")))
+                Err(ApiError::Body { status, why: why.to_owned() })
             }
         }
     }
@@ -193,8 +230,7 @@ impl<S: Store + 'static, Q: Queue + 'static> FromRequestParts<Arc<Shared<S, Q>>>
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared<S, Q>>) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            || ApiError(StatusCode::UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer <key>)".into());
+        let unauthorized = || ApiError::Unauthorized;
         let key = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -1,7 +1,7 @@
 //! Events, their raw provider records, and message timelines.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
@@ -76,7 +76,7 @@ pub(crate) async fn raw<S: Store, Q: Queue>(
     let id: EventId = serde_json::from_value(Value::String(id)).map_err(|_| bad_request("not an event id"))?;
     match shared.store.raw(&workspace, p.message.as_deref(), &id).await? {
         Some(raw) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no event {id}"))),
+        None => Err(ApiError::NotFound(format!("no event {id}"))),
     }
 }
 
@@ -86,7 +86,7 @@ pub(crate) async fn message<S: Store, Q: Queue>(
     PathParams(id): PathParams<String>,
 ) -> Result<axum::Json<views::MessageHistory>, ApiError> {
     let Some((states, timeline)) = message_history(&shared.store, &workspace, &id).await? else {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no message {id}")));
+        return Err(ApiError::NotFound(format!("no message {id}")));
     };
     Ok(axum::Json(views::MessageHistory { message_id: id, states, timeline }))
 }

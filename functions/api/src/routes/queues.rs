@@ -1,7 +1,6 @@
 //! Dead-letter queues (operator workspaces only).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use serde::Deserialize;
 use tidings_core::ports::{DeadLetters, MoveMethod, Queue, QueueName, Store};
 
@@ -13,14 +12,11 @@ use crate::{ApiError, AppState, Params, PathParams, Shared, Workspace};
 /// workspace's messages.
 pub(crate) fn operator_queue<S, Q>(shared: &Shared<S, Q>, workspace: &str, queue: &str) -> Result<QueueName, ApiError> {
     if !shared.settings.is_operator(workspace) {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "queues are shared by every workspace: only an operator workspace's key may act on them, and {workspace} is not one (TIDINGS_OPERATOR_WORKSPACES)"
-            ),
-        ));
+        return Err(ApiError::Forbidden(format!(
+            "queues are shared by every workspace: only an operator workspace's key may act on them, and {workspace} is not one (TIDINGS_OPERATOR_WORKSPACES)"
+        )));
     }
-    queue.parse().map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))
+    queue.parse().map_err(ApiError::NotFound)
 }
 
 pub(crate) async fn dead_letters<S: Store, Q: Queue + DeadLetters>(

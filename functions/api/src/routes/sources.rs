@@ -136,6 +136,6 @@ pub(crate) async fn delete_source<S: Store, Q: Queue>(
     if shared.store.delete_source(&workspace, &id).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
-        Err(ApiError(StatusCode::NOT_FOUND, format!("no source {id}")))
+        Err(ApiError::NotFound(format!("no source {id}")))
     }
 }

@@ -121,7 +121,7 @@ pub(crate) async fn attempts<S: Store, Q: Queue>(
 }
 
 pub(crate) fn no_subscription(id: &str) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("no subscription {id}"))
+    ApiError::NotFound(format!("no subscription {id}"))
 }
 
 /// Changes a subscription with `change`, made over the version read and redone on the fresh

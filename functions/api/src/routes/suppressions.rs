@@ -42,12 +42,9 @@ pub(crate) async fn remove_suppression<S: Store, Q: Queue>(
         (Some(ses), true) if ses.workspaces.iter().any(|w| w == "*" || *w == workspace) => Some(ses),
         // The request is sound; this deployment is not set up for it.
         (_, true) => {
-            return Err(ApiError(
-                StatusCode::CONFLICT,
-                format!(
-                    "ses=true: workspace {workspace} does not mirror suppressions to SES (TIDINGS_SES_SUPPRESSION_SYNC)"
-                ),
-            ));
+            return Err(ApiError::Conflict(format!(
+                "ses=true: workspace {workspace} does not mirror suppressions to SES (TIDINGS_SES_SUPPRESSION_SYNC)"
+            )));
         }
     };
     let removed = shared.store.remove_suppression(&workspace, &recipient).await?;
@@ -55,12 +52,12 @@ pub(crate) async fn remove_suppression<S: Store, Q: Queue>(
         return if removed {
             Ok(StatusCode::NO_CONTENT.into_response())
         } else {
-            Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is not suppressed")))
+            Err(ApiError::NotFound(format!("{recipient} is not suppressed")))
         };
     };
     let ses_removed = (ses.remove)(recipient.clone()).await?;
     if !removed && !ses_removed {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("{recipient} is suppressed neither here nor in SES")));
+        return Err(ApiError::NotFound(format!("{recipient} is suppressed neither here nor in SES")));
     }
     Ok(axum::Json(views::SuppressionRemoved { recipient, removed, ses_removed }).into_response())
 }
