@@ -3,6 +3,7 @@
 //! behave the same. Each case uses its own workspace, so one store can run all of them.
 
 pub mod lambda_events;
+pub mod queues;
 
 use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;

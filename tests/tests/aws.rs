@@ -103,6 +103,35 @@ async fn sqs_batches_within_limits_and_dead_letters_with_the_reason() {
 }
 
 #[tokio::test]
+async fn sqs_queues_conform_through_the_consumer_port() {
+    use tidings_tests::queues;
+    let aws = aws().await;
+    let events = aws.sqs.create_queue().queue_name(unique("conform-events")).send().await.unwrap().queue_url.unwrap();
+    let deliveries =
+        aws.sqs.create_queue().queue_name(unique("conform-deliveries")).send().await.unwrap().queue_url.unwrap();
+    let (redrive, dlq) = common::queue_with_dead_letters(&aws.sqs, &unique("conform-redrive")).await;
+    let urls = QueueUrls {
+        queues: [(QueueName::Events, events), (QueueName::Deliveries, deliveries), (QueueName::Redrive, redrive)]
+            .into_iter()
+            .collect(),
+        dead_letters: [(QueueName::Redrive, dlq.clone())].into_iter().collect(),
+    };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls).deleting_settled();
+    queues::received_messages_are_hidden_and_counted(&queues, QueueName::Events).await;
+    queues::delayed_messages_wait(&queues, QueueName::Deliveries).await;
+    let dead_letters = || async {
+        let dead = aws.receive_all(&dlq).await;
+        dead.into_iter()
+            .map(|m| {
+                let reason = m.message_attributes.as_ref().and_then(|a| a.get("tidings-reason"));
+                (m.body.unwrap_or_default(), reason.and_then(|r| r.string_value.clone()).unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+    };
+    queues::a_batch_settles_each_message_its_own_way(&queues, QueueName::Redrive, dead_letters).await;
+}
+
+#[tokio::test]
 async fn listing_a_workspace_reads_only_the_days_that_hold_its_events() {
     let aws = aws().await;
     let store = aws.store().await;

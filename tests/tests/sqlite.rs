@@ -33,6 +33,19 @@ async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+#[tokio::test]
+async fn sqlite_queues_conform_through_the_consumer_port() {
+    use tidings_tests::queues;
+    let db = Sqlite::in_memory().unwrap();
+    queues::received_messages_are_hidden_and_counted(&db, QueueName::Events).await;
+    queues::delayed_messages_wait(&db, QueueName::Deliveries).await;
+    let dead_letters = || async {
+        let dead = db.dead_letters(QueueName::Redrive).unwrap();
+        dead.into_iter().map(|d| (d.body, d.reason)).collect::<Vec<_>>()
+    };
+    queues::a_batch_settles_each_message_its_own_way(&db, QueueName::Redrive, dead_letters).await;
+}
+
 fn message(body: &str) -> Outgoing {
     Outgoing { id: "0".into(), body: body.into(), delay_seconds: 0 }
 }

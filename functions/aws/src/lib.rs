@@ -20,7 +20,7 @@ pub mod sqs;
 pub use dynamo::DynamoStore;
 pub use secrets::SsmSecrets;
 pub use ses::{SesEmailer, SesSuppressionList};
-pub use sqs::{QueueUrls, SqsQueues};
+pub use sqs::{QueueUrls, SqsQueues, answer_redriven_batch};
 
 /// Loads the SDK configuration the standard way (environment, profile, container or instance
 /// role), with one HTTPS client on rustls and ring. `AWS_ENDPOINT_URL` points every client at

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
-use tidings_core::ports::{Outgoing, Queue, QueueName, StoreError};
+use tidings_core::ports::{Consumer, Outgoing, Queue, QueueName, Received, Settlement, StoreError};
 
 use crate::classify;
 
@@ -33,6 +33,9 @@ pub struct SqsQueues {
     pub(crate) urls: QueueUrls,
     /// SQS requests this sender made (each `SendMessageBatch` or `SendMessage` call).
     pub(crate) requests: Arc<AtomicU64>,
+    /// Whether [`Consumer::settle`] deletes the messages it settles for good. Under Lambda it
+    /// must not: the event source mapping deletes every message the function does not report.
+    pub(crate) delete_settled: bool,
 }
 
 /// Splits `messages` into batches within SQS's entry and size limits. A single message over
@@ -63,7 +66,14 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
 
 impl SqsQueues {
     pub fn new(client: impl Into<crate::LazyClient<Client>>, urls: QueueUrls) -> Self {
-        SqsQueues { client: client.into(), urls, requests: Arc::new(AtomicU64::new(0)) }
+        SqsQueues { client: client.into(), urls, requests: Arc::new(AtomicU64::new(0)), delete_settled: false }
+    }
+
+    /// For a consumer that receives for itself (not through Lambda's event source mapping):
+    /// settling also deletes the messages that are done or dead-lettered.
+    pub fn deleting_settled(mut self) -> Self {
+        self.delete_settled = true;
+        self
     }
 
     /// The SDK client, built on first use ([`crate::LazyClient`]).
@@ -157,6 +167,43 @@ impl SqsQueues {
         Ok(())
     }
 
+    /// Deletes received messages by receipt (`DeleteMessageBatch`, ten a call).
+    async fn delete_batch(&self, queue: QueueName, receipts: &[&str]) -> Result<(), StoreError> {
+        let url = self.url(queue)?.to_owned();
+        for chunk in receipts.chunks(MAX_BATCH_ENTRIES) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, receipt)| {
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(*receipt)
+                        .build()
+                        .map_err(|e| StoreError::permanent(format!("batch entry: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let out = self
+                .client()
+                .await
+                .delete_message_batch()
+                .queue_url(&url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| classify("DeleteMessageBatch", &e))?;
+            if let Some(failed) = out.failed.first() {
+                return Err(StoreError::retryable(format!(
+                    "SQS did not delete {} of {} messages: {}",
+                    out.failed.len(),
+                    chunk.len(),
+                    failed.code
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Sends `body` to `queue`'s dead-letter queue with the reason it could not be processed
     /// (as the `tidings-reason` message attribute), and counts it (`DeadLettered` by queue).
     pub async fn dead_letter(&self, queue: QueueName, body: &str, reason: &str) -> Result<(), StoreError> {
@@ -184,55 +231,156 @@ impl SqsQueues {
         Ok(())
     }
 
-    /// What SQS should do with each record of a Lambda batch from `queue`, given how handling
-    /// it went (`results`, one per record, in order): nothing (done: Lambda deletes it), wait and
-    /// come back (`Ok(Some(delay))`: its visibility extended to the delay, and reported as a batch
-    /// item failure so Lambda keeps it), come back after the visibility timeout (a retryable
-    /// error), or, for a permanent error, go to the dead-letter queue with the reason (retried
-    /// instead when even that fails).
-    pub async fn settle(
+    /// The answer to a Lambda batch from `queue`, given how handling each record went
+    /// (`results`, one per record, in order), settled by the one batch policy
+    /// ([`Settlement::of`]) through the consumer port: the records to keep are reported as batch
+    /// item failures; the others Lambda deletes.
+    pub async fn answer_batch(
         &self,
         queue: QueueName,
         records: &[&SqsMessage],
         results: Vec<Result<Option<Duration>, StoreError>>,
     ) -> SqsBatchResponse {
-        let settled = records.iter().zip(results).map(|(record, result)| async move {
-            let id = record.message_id.as_deref().unwrap_or_default();
-            let receipt = record.receipt_handle.as_deref().unwrap_or_default();
-            let body = record.body.as_deref().unwrap_or_default();
-            let retry = match result {
-                Ok(None) => false,
-                Ok(Some(delay)) => {
-                    let seconds = delay.as_secs().min(43_200) as u32;
-                    if let Err(error) = self.change_visibility(queue, receipt, seconds).await {
-                        tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
-                    }
-                    true
-                }
-                Err(error) if error.retryable => {
-                    tracing::warn!(message = %id, %error, "will be retried");
-                    true
-                }
-                Err(error) => match self.dead_letter(queue, body, &error.message).await {
-                    Ok(()) => {
-                        tracing::error!(message = %id, %error, "dead-lettered");
-                        false
-                    }
-                    Err(dlq_error) => {
-                        tracing::error!(message = %id, %error, %dlq_error, "cannot dead-letter; will be retried");
-                        true
-                    }
-                },
-            };
-            retry.then(|| id.to_owned())
-        });
+        let batch: Vec<(Received, Settlement)> = records
+            .iter()
+            .zip(results)
+            .map(|(record, result)| {
+                let message = received(record);
+                let settlement = Settlement::of(&result, message.receive_count);
+                (message, settlement)
+            })
+            .collect();
         let mut response = SqsBatchResponse::default();
-        for id in futures_util::future::join_all(settled).await.into_iter().flatten() {
+        // Boxed: the SDK's futures nest deep enough, under a Lambda handler's own, to overflow
+        // the compiler's type-layout depth limit.
+        let back = Box::pin(Consumer::settle(self, queue, &batch)).await;
+        for id in back {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = id;
             response.batch_item_failures.push(failure);
         }
         response
+    }
+}
+
+/// The answer to a Lambda batch from a queue tidings does not own (the SES intake queue, which
+/// dead-letters by its own redrive policy): settled by the same policy, every record not done is
+/// reported, so it comes back until the queue's `maxReceiveCount` moves it to the queue's
+/// dead-letter queue. Why a record could never be handled is logged with its id.
+pub fn answer_redriven_batch(
+    records: &[&SqsMessage],
+    results: Vec<Result<Option<Duration>, StoreError>>,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for (record, result) in records.iter().zip(results) {
+        let message = received(record);
+        match Settlement::of(&result, message.receive_count) {
+            Settlement::Done => continue,
+            Settlement::DeadLetter(reason) => {
+                tracing::error!(message = %message.id, reason, "cannot be handled; left to the queue's redrive policy");
+            }
+            Settlement::Later(_) | Settlement::Retry { .. } => {
+                tracing::warn!(message = %message.id, "will be retried");
+            }
+        }
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = message.id;
+        response.batch_item_failures.push(failure);
+    }
+    response
+}
+
+/// A Lambda SQS record as the consumer port sees it.
+fn received(record: &SqsMessage) -> Received {
+    Received {
+        id: record.message_id.clone().unwrap_or_default(),
+        receipt: record.receipt_handle.clone().unwrap_or_default(),
+        body: record.body.clone().unwrap_or_default(),
+        receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+    }
+}
+
+/// The consumer port on SQS. Under Lambda, receiving is the event source mapping's and a
+/// message not reported back is deleted by Lambda, so settling a message as done does nothing;
+/// a retry comes back after the queue's visibility timeout, a delay after its own.
+impl Consumer for SqsQueues {
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility_seconds: u32,
+    ) -> Result<Vec<Received>, StoreError> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let url = self.url(queue)?.to_owned();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let received = self
+            .client()
+            .await
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(visibility_seconds.min(43_200) as i32)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| classify("ReceiveMessage", &e))?;
+        Ok(received
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| Received {
+                receive_count: m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1),
+                id: m.message_id.unwrap_or_default(),
+                receipt: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn settle(&self, queue: QueueName, batch: &[(Received, Settlement)]) -> Vec<String> {
+        let settled = batch.iter().map(|(message, settlement)| async move {
+            let id = message.id.as_str();
+            let back = match settlement {
+                Settlement::Done => false,
+                Settlement::Later(delay) => {
+                    let seconds = delay.as_secs().min(43_200) as u32;
+                    if let Err(error) = self.change_visibility(queue, &message.receipt, seconds).await {
+                        tracing::warn!(message = %id, %error, "cannot delay the retry; SQS will redeliver after the visibility timeout");
+                    }
+                    true
+                }
+                Settlement::Retry { .. } => {
+                    tracing::warn!(message = %id, "will be retried");
+                    true
+                }
+                Settlement::DeadLetter(reason) => match self.dead_letter(queue, &message.body, reason).await {
+                    Ok(()) => {
+                        tracing::error!(message = %id, reason, "dead-lettered");
+                        false
+                    }
+                    Err(dlq_error) => {
+                        tracing::error!(message = %id, reason, %dlq_error, "cannot dead-letter; will be retried");
+                        true
+                    }
+                },
+            };
+            (message, back)
+        });
+        let settled = futures_util::future::join_all(settled).await;
+        if self.delete_settled {
+            let done: Vec<&str> = settled.iter().filter(|(_, back)| !back).map(|(m, _)| m.receipt.as_str()).collect();
+            if let Err(error) = self.delete_batch(queue, &done).await {
+                // They come back after the visibility timeout and are handled again.
+                tracing::error!(%error, queue = queue.as_str(), "cannot delete settled messages");
+            }
+        }
+        settled.into_iter().filter(|(_, back)| *back).map(|(m, _)| m.id.clone()).collect()
     }
 }
 

@@ -6,24 +6,22 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
-use tidings_core::ports::{ApiKey, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, StoreError};
+use tidings_core::ports::{ApiKey, QueueName, StoreError};
 use tidings_core::redrive::Redrive;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
 use tidings_core::{ProviderId, Timestamp};
-use tidings_local::{Received, Sqlite};
-use tokio::sync::Notify;
+use tidings_local::Sqlite;
+use tidings_local::worker::{Wake, Waking, drain};
 
 use crate::Failure;
-use tidings_core::ports::KeyStore;
-use tidings_core::ports::SourceStore;
+use tidings_core::ports::{KeyStore, SourceStore};
 
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 pub const DEFAULT_DB: &str = ".tidings/dev.db";
@@ -147,52 +145,6 @@ fn private_database(db: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// A queue that wakes the worker of the queue something is sent to.
-#[derive(Clone)]
-struct Waking {
-    db: Sqlite,
-    wake: Arc<Wake>,
-}
-
-/// One wake-up per queue: `notify_one` keeps a permit when its worker is busy, so a send that
-/// lands while the worker is reading is not missed.
-#[derive(Default)]
-struct Wake {
-    events: Notify,
-    deliveries: Notify,
-    redrive: Notify,
-}
-
-impl Wake {
-    fn of(&self, queue: QueueName) -> &Notify {
-        match queue {
-            QueueName::Events => &self.events,
-            QueueName::Deliveries => &self.deliveries,
-            QueueName::Redrive => &self.redrive,
-        }
-    }
-}
-
-impl DeadLetters for Waking {
-    async fn dead_letter_status(&self, queue: QueueName) -> Result<DeadLetterStatus, StoreError> {
-        self.db.dead_letter_status(queue).await
-    }
-
-    async fn redrive_dead_letters(&self, queue: QueueName, method: MoveMethod) -> Result<DeadLetterStatus, StoreError> {
-        let status = self.db.redrive_dead_letters(queue, method).await?;
-        self.wake.of(queue).notify_one();
-        Ok(status)
-    }
-}
-
-impl Queue for Waking {
-    async fn send(&self, queue: QueueName, messages: &[Outgoing]) -> Result<(), StoreError> {
-        self.db.send(queue, messages).await?;
-        self.wake.of(queue).notify_one();
-        Ok(())
-    }
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {
@@ -335,82 +287,6 @@ async fn work(
         resent.into_iter().map(|r| r.map(|_| None)).collect()
     });
     tokio::join!(events, deliveries, resends);
-}
-
-/// One queue's loop: receive up to 10 messages, handle them (body and receive count each),
-/// settle each. `handle` gives one result per message, in order: a delay when the message
-/// should come back later (a delivery retry), `None` when it is done.
-async fn drain<F, Fut>(
-    queue: QueueName,
-    db: &Sqlite,
-    wake: &Wake,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    handle: F,
-) where
-    F: Fn(Vec<Received>) -> Fut,
-    Fut: std::future::Future<Output = Vec<Result<Option<Duration>, StoreError>>>,
-{
-    const VISIBILITY_SECONDS: u32 = 30;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        let batch = match db.blocking(move |db| db.receive(queue, 10, VISIBILITY_SECONDS)).await {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::error!(%error, queue = queue.as_str(), "cannot read the queue");
-                Vec::new()
-            }
-        };
-        if batch.is_empty() {
-            // Woken by the next send, or after a second for messages whose delay or
-            // visibility timeout ran out.
-            tokio::select! {
-                _ = wake.of(queue).notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        }
-        let results = handle(batch.clone()).await;
-        // How each message is settled, applied in one call off the async workers.
-        let mut done = Vec::with_capacity(batch.len());
-        let mut hide = Vec::new();
-        let mut dead = Vec::new();
-        for (message, result) in batch.into_iter().zip(results) {
-            match result {
-                Ok(None) => done.push(message.receipt),
-                // To handle again later: the same message, hidden until then.
-                Ok(Some(delay)) => hide.push((message.receipt, u32::try_from(delay.as_secs()).unwrap_or(u32::MAX))),
-                Err(error) if error.retryable => {
-                    tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
-                    let backoff = 2u32.saturating_pow(message.receive_count.min(8));
-                    hide.push((message.receipt, backoff));
-                }
-                Err(error) => {
-                    tracing::error!(%error, queue = queue.as_str(), "dead-lettered");
-                    dead.push((message, error.message));
-                }
-            }
-        }
-        let settled = db
-            .blocking(move |db| {
-                for (receipt, seconds) in &hide {
-                    let _ = db.change_visibility(queue, receipt, *seconds);
-                }
-                for (message, reason) in &dead {
-                    let _ = db.dead_letter(queue, &message.body, reason, message.receive_count);
-                    let _ = db.delete(queue, &message.receipt);
-                }
-                let done: Vec<&str> = done.iter().map(String::as_str).collect();
-                db.delete_all(queue, &done)
-            })
-            .await;
-        if let Err(error) = settled {
-            // They come back after the visibility timeout and are handled again, as on SQS.
-            tracing::error!(%error, queue = queue.as_str(), "cannot delete handled messages");
-        }
-    }
 }
 
 /// The first start: a workspace, an API key, and one source per provider.

@@ -2,6 +2,7 @@
 //! DynamoDB, SQS and HTTPS; `functions/local` on SQLite. One conformance suite runs against both.
 
 use std::future::Future;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -347,6 +348,65 @@ impl std::str::FromStr for QueueName {
             other => Err(format!("no queue named {other:?} (events, deliveries or redrive)")),
         }
     }
+}
+
+/// A message as a queue hands it to its consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The message's id: the same each time it is received.
+    pub id: String,
+    /// Settles this receipt only: a message received again gets a new one.
+    pub receipt: String,
+    pub body: String,
+    /// How many times it has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// What becomes of a received message once it was handled. Every consumer (the Lambda
+/// functions on SQS, `tidings dev`'s worker on SQLite) settles by the one policy of
+/// [`Settlement::of`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    /// Handled: the message is deleted.
+    Done,
+    /// To be handled again after this delay (a delivery's retry): the same message, hidden
+    /// until then.
+    Later(Duration),
+    /// Failed for now (throttling, a timeout): handed over again after `backoff`, or after the
+    /// queue's own visibility timeout where that governs (SQS under Lambda).
+    Retry { backoff: Duration },
+    /// Can never be handled: to the dead-letter queue, with the reason.
+    DeadLetter(String),
+}
+
+impl Settlement {
+    /// The batch policy: a handler's result for a message received `receive_count` times. A
+    /// retryable failure backs off exponentially with the receive count (2, 4, … 256 s).
+    pub fn of(result: &Result<Option<Duration>, StoreError>, receive_count: u32) -> Settlement {
+        match result {
+            Ok(None) => Settlement::Done,
+            Ok(Some(delay)) => Settlement::Later(*delay),
+            Err(error) if error.retryable => {
+                Settlement::Retry { backoff: Duration::from_secs(2u64.saturating_pow(receive_count.min(8))) }
+            }
+            Err(error) => Settlement::DeadLetter(error.message.clone()),
+        }
+    }
+}
+
+/// The consuming side of a queue: receive a batch, and settle each message of it.
+pub trait Consumer: Send + Sync {
+    /// Up to `max` visible messages of `queue`, each hidden for `visibility_seconds`.
+    fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility_seconds: u32,
+    ) -> impl Future<Output = Result<Vec<Received>, StoreError>> + Send;
+    /// Settles each message of a batch from `queue`, one settlement each. Answers the ids of
+    /// the messages that stay on the queue to come back (what a Lambda function reports as its
+    /// batch item failures): a delay, a retry, or a dead-letter write that itself failed.
+    fn settle(&self, queue: QueueName, batch: &[(Received, Settlement)]) -> impl Future<Output = Vec<String>> + Send;
 }
 
 /// How dead-lettered messages go back to their queue.

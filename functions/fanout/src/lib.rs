@@ -193,5 +193,5 @@ where
         })
         .collect();
     let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;
-    queues.settle(QueueName::Deliveries, &taken, results).await
+    queues.answer_batch(QueueName::Deliveries, &taken, results).await
 }

@@ -3,9 +3,11 @@
 //! at cold start. `ses-queue` reads SES records that reach tidings through AWS instead of HTTP:
 //! an SQS queue subscribed to the SES topic (SNS→SQS, raw or enveloped) or an EventBridge rule.
 
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tidings_core::pipeline::{Ingest, IngestRequest};
+use tidings_core::ports::StoreError;
 use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 
 use crate::{HttpsFetcher, Options, router};
@@ -57,19 +59,21 @@ where
     F: tidings_core::ports::Fetcher,
 {
     let headers = Headers::new();
-    if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        let mut failures = Vec::new();
-        for record in records {
-            let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default();
-            let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+    if payload.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(payload).map_err(|e| format!("not an SQS batch: {e}"))?;
+        let records: Vec<&SqsMessage> = batch.records.iter().collect();
+        let mut results = Vec::with_capacity(records.len());
+        for record in &records {
+            let body = record.body.as_deref().unwrap_or_default();
             let response = ingest.handle(queued(source, body.as_bytes(), &headers)).await;
-            // 4xx will not get better either; it is retried until the queue's redrive policy
-            // moves it to the dead-letter queue, where it can be inspected and redriven.
-            if response.status >= 300 {
-                failures.push(json!({"itemIdentifier": id}));
-            }
+            results.push(match response.status {
+                ..=299 => Ok(None),
+                429 | 500.. => Err(StoreError::retryable(response.body.to_string())),
+                _ => Err(StoreError::permanent(response.body.to_string())),
+            });
         }
-        return Ok(json!({"batchItemFailures": failures}));
+        let answer = tidings_aws::answer_redriven_batch(&records, results);
+        return Ok(serde_json::to_value(answer)?);
     }
     if payload.get("detail-type").is_some() {
         let body = serde_json::to_vec(&payload)?;

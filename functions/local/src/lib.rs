@@ -15,6 +15,7 @@
 
 mod queue;
 mod store;
+pub mod worker;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -118,16 +119,8 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 "#;
 
-/// A message handed out by [`Sqlite::receive`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    /// The message's id: the same each time it is received.
-    pub id: String,
-    /// Deletes or extends this receipt only: a message received again gets a new one.
-    pub receipt: String,
-    pub body: String,
-    pub receive_count: u32,
-}
+/// A message handed out by [`Sqlite::receive`] (the consumer port's type).
+pub use tidings_core::ports::Received;
 
 /// A dead-lettered message and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,11 @@
 //! stands in for SES locally.
 
 use rusqlite::{TransactionBehavior, params};
-use tidings_core::ports::{DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, StoreError};
+use tidings_core::ports::{
+    Consumer, DeadLetterStatus, DeadLetters, MoveMethod, Outgoing, Queue, QueueName, Received, Settlement, StoreError,
+};
 
-use crate::{DeadLetter, Received, Sqlite, db_error, json_error, now_ms, receipt_id};
+use crate::{DeadLetter, Sqlite, db_error, json_error, now_ms, receipt_id};
 
 impl Sqlite {
     /// Up to `max` visible messages of `queue`, each hidden for `visibility_seconds`. Messages
@@ -256,5 +258,56 @@ impl Queue for Sqlite {
             tx.commit().map_err(db_error)
         })
         .await
+    }
+}
+
+/// The consumer port on SQLite: what `tidings dev`'s worker receives and settles through.
+impl Consumer for Sqlite {
+    async fn receive(
+        &self,
+        queue: QueueName,
+        max: usize,
+        visibility_seconds: u32,
+    ) -> Result<Vec<Received>, StoreError> {
+        self.blocking(move |s| s.receive(queue, max, visibility_seconds)).await
+    }
+
+    async fn settle(&self, queue: QueueName, batch: &[(Received, Settlement)]) -> Vec<String> {
+        let owned = batch.to_vec();
+        match self.blocking(move |s| Ok(s.settle_batch(queue, &owned))).await {
+            Ok(back) => back,
+            // Nothing was settled: every message comes back after its visibility timeout.
+            Err(_) => batch.iter().map(|(message, _)| message.id.clone()).collect(),
+        }
+    }
+}
+
+impl Sqlite {
+    /// [`Consumer::settle`] in one call: delays and retries hide their message until then,
+    /// dead letters are written with their reason, and the handled ones are deleted together.
+    fn settle_batch(&self, queue: QueueName, batch: &[(Received, Settlement)]) -> Vec<String> {
+        let seconds = |delay: &std::time::Duration| u32::try_from(delay.as_secs()).unwrap_or(u32::MAX);
+        let mut back = Vec::new();
+        let mut done = Vec::new();
+        for (message, settlement) in batch {
+            match settlement {
+                Settlement::Done => done.push(message.receipt.as_str()),
+                Settlement::Later(delay) | Settlement::Retry { backoff: delay } => {
+                    // A receipt gone stale (received again meanwhile) changes nothing.
+                    let _ = self.change_visibility(queue, &message.receipt, seconds(delay));
+                    back.push(message.id.clone());
+                }
+                Settlement::DeadLetter(reason) => {
+                    match self.dead_letter(queue, &message.body, reason, message.receive_count) {
+                        Ok(()) => done.push(message.receipt.as_str()),
+                        Err(_) => back.push(message.id.clone()),
+                    }
+                }
+            }
+        }
+        // Not deleted, they come back after the visibility timeout and are handled again, as on
+        // SQS.
+        let _ = self.delete_all(queue, &done);
+        back
     }
 }

@@ -113,7 +113,7 @@ where
     settle(queue, queues, event, results).await
 }
 
-/// Settles each record of `event` by its result ([`SqsQueues::settle`]).
+/// Settles each record of `event` by its result ([`SqsQueues::answer_batch`]).
 async fn settle(
     queue: QueueName,
     queues: &SqsQueues,
@@ -121,5 +121,5 @@ async fn settle(
     results: Vec<Result<(), StoreError>>,
 ) -> SqsBatchResponse {
     let records: Vec<_> = event.records.iter().collect();
-    queues.settle(queue, &records, results.into_iter().map(|r| r.map(|()| None)).collect()).await
+    queues.answer_batch(queue, &records, results.into_iter().map(|r| r.map(|()| None)).collect()).await
 }
