@@ -93,6 +93,15 @@ cargo fmt --all --check
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "layers: the libraries tidings dev is built from link no AWS SDK"
+# The Lambda binaries and their AWS wiring sit behind each crate's `lambda` feature.
+for crate in tidings-core tidings-local tidings-ingest tidings-fanout tidings-api; do
+  if cargo tree --locked -p "$crate" --no-default-features -e normal --prefix none | grep -E '^(aws-|tidings-aws )'; then
+    echo "$crate links the AWS SDK (above) without its lambda feature" >&2
+    exit 1
+  fi
+done
+
 step "tests"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 

@@ -49,9 +49,9 @@ fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     }
 }
 
-/// The root certificates (DER) the Lambda functions' HTTPS clients trust (AWS endpoints, SNS signing
-/// certificates, subscribers): Mozilla's root program as the `webpki-root-certs` crate compiles
-/// it in. Loading and parsing the platform's store instead costs about 2 ms per client at every
+/// The root certificates (DER) the AWS SDK clients trust: Mozilla's root program as the
+/// `webpki-root-certs` crate compiles it in, as the ingest (SNS signing certificates) and fan-out
+/// (subscribers) HTTPS clients also trust it. Loading and parsing the platform's store instead costs about 2 ms per client at every
 /// cold start (BENCHMARKS.md); a Lambda's own store is the same public roots anyway, and cannot
 /// be extended without a custom image. The `tidings` CLI keeps the platform's store.
 pub fn root_certificates() -> impl Iterator<Item = &'static [u8]> {

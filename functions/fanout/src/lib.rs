@@ -59,7 +59,9 @@ impl Deliverer {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
-            .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
+            .tls_certs_only(
+                webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().filter_map(|c| reqwest::Certificate::from_der(c).ok()),
+            )
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(timeout)
@@ -154,6 +156,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     line
 }
 
+#[cfg(feature = "lambda")]
 /// The fan-out function's handler: an SQS batch from the deliveries queue, answered with the
 /// records to keep. A delivery to retry stays on the queue: its visibility is extended to the
 /// retry's delay and it is reported as a batch item failure so Lambda does not delete it; its

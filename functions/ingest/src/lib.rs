@@ -2,6 +2,7 @@
 //! provider. The same router runs in each ingest Lambda (through `lambda_http`) and in
 //! `tidings dev`.
 
+#[cfg(feature = "lambda")]
 pub mod lambda;
 
 use std::sync::Arc;
@@ -145,7 +146,11 @@ impl HttpsFetcher {
         let built = self.client.get_or_init(|| {
             install_crypto_provider();
             reqwest::Client::builder()
-                .tls_certs_only(tidings_aws::root_certificates().filter_map(|c| reqwest::Certificate::from_der(c).ok()))
+                .tls_certs_only(
+                    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+                        .iter()
+                        .filter_map(|c| reqwest::Certificate::from_der(c).ok()),
+                )
                 .timeout(Duration::from_secs(5))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
