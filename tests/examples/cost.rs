@@ -54,8 +54,8 @@ const FANOUT_BATCH: f64 = 10.0;
 
 struct NoFetch;
 impl tidings_core::ports::Fetcher for NoFetch {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        Err(format!("no fetch of {url}"))
+    async fn get(&self, url: &str) -> Result<Vec<u8>, tidings_core::ports::FetchError> {
+        Err(tidings_core::ports::FetchError::Transport(format!("no fetch of {url}")))
     }
 }
 

@@ -189,7 +189,7 @@ pub fn queued_bodies(events: &Path, provider: ProviderId, name: &str) -> Vec<Str
         .events
         .iter()
         .enumerate()
-        .map(|(i, e)| tidings_core::pipeline::event_message(i, e, &source_id(provider)).body)
+        .map(|(i, e)| tidings_core::pipeline::event_message(i, e, &source_id(provider)).unwrap().body)
         .collect()
 }
 

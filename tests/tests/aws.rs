@@ -99,7 +99,7 @@ async fn sqs_batches_within_limits_and_dead_letters_with_the_reason() {
 
     let too_big = Outgoing { id: "0".into(), body: "x".repeat(300 * 1024), delay_seconds: 0 };
     let error: StoreError = queues.send(QueueName::Events, &[too_big]).await.unwrap_err();
-    assert!(!error.retryable, "an oversized message will never fit: {error}");
+    assert!(!error.is_retryable(), "an oversized message will never fit: {error}");
 }
 
 #[tokio::test]
@@ -610,14 +610,14 @@ async fn source_secrets_kept_in_ssm_are_read_only_under_the_deployment_prefix() 
     source.secrets = vec!["ssm:/elsewhere/database-password".into()];
     store.put_source(&source).await.unwrap();
     let error = store.source(&source.id).await.unwrap_err();
-    assert!(!error.retryable);
-    assert!(error.message.contains("TIDINGS_SECRETS_PREFIX"), "{}", error.message);
+    assert!(!error.is_retryable());
+    assert!(error.message().contains("TIDINGS_SECRETS_PREFIX"), "{}", error.message());
 
     // A missing parameter is an error too, naming the parameter (never a value).
     source.secrets = vec![format!("ssm:{prefix}missing")];
     store.put_source(&source).await.unwrap();
     let error = store.source(&source.id).await.unwrap_err();
-    assert!(error.message.contains(&format!("{prefix}missing")), "{}", error.message);
+    assert!(error.message().contains(&format!("{prefix}missing")), "{}", error.message());
 }
 
 #[tokio::test]
@@ -638,6 +638,6 @@ async fn an_event_whose_delivery_task_sqs_refuses_fails_alone_not_with_its_batch
     let results = processor.process_batch(&[bodies[0].as_str(), bodies[1].as_str()]).await;
     assert!(matches!(results[0], Ok(tidings_core::pipeline::Processed::Stored)), "{:?}", results[0]);
     let error = results[1].as_ref().unwrap_err();
-    assert!(!error.retryable, "it will never fit: {error}");
+    assert!(!error.is_retryable(), "it will never fit: {error}");
     assert_eq!(aws.receive_all(&deliveries_url).await.len(), 1, "the small event's task");
 }

@@ -396,7 +396,7 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
         .deliver(&task_message("m1", &serde_json::to_string(&task).unwrap(), 1), Timestamp::now())
         .await
         .unwrap_err();
-    assert!(!error.retryable && error.message.contains("another event or workspace"), "{error}");
+    assert!(!error.is_retryable() && error.message().contains("another event or workspace"), "{error}");
     // Nor may a task name one event and carry another.
     let mine =
         tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k2").event;

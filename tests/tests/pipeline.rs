@@ -151,7 +151,7 @@ async fn the_api_shows_a_workspace_only_its_own_data() {
 struct Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl tidings_core::ports::Fetcher for Recording {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, tidings_core::ports::FetchError> {
         self.0.lock().unwrap().push(url.to_owned());
         Ok(b"<ConfirmSubscriptionResponse/>".to_vec())
     }
@@ -213,11 +213,11 @@ async fn each_ingest_function_serves_only_its_provider() {
 struct CertServer(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 impl tidings_core::ports::Fetcher for CertServer {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
+    async fn get(&self, url: &str) -> Result<Vec<u8>, tidings_core::ports::FetchError> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = url.rsplit('/').next().unwrap_or_default();
         let path = events_dir().join("../functions/core/tests/vectors").join(format!("sns_cert_{name}"));
-        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::read(&path).map_err(|e| tidings_core::ports::FetchError::Transport(format!("{}: {e}", path.display())))
     }
 }
 

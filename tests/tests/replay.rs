@@ -143,9 +143,9 @@ async fn a_refused_move_task_is_an_error_naming_the_operation_and_sqs_reason() {
     ]);
     let error = sqs_queues(&replay).redrive_dead_letters(QueueName::Events, MoveMethod::Native).await.unwrap_err();
     replay.relaxed_requests_match();
-    assert!(!error.retryable, "asking again will not help");
-    assert!(error.message.starts_with("StartMessageMoveTask: "), "{}", error.message);
-    assert!(error.message.contains("already running"), "{}", error.message);
+    assert!(!error.is_retryable(), "asking again will not help");
+    assert!(error.message().starts_with("StartMessageMoveTask: "), "{}", error.message());
+    assert!(error.message().contains("already running"), "{}", error.message());
 }
 
 /// One SESv2 call (REST-JSON) and its answer.

@@ -124,7 +124,7 @@ pub enum ApiError {
     /// A sound request this deployment is not set up for.
     #[error("{0}")]
     Conflict(String),
-    #[error("store error: {}", .0.message)]
+    #[error("store error: {}", .0.message())]
     Store(StoreError),
 }
 
@@ -157,7 +157,7 @@ impl From<StoreError> for ApiError {
 
 /// 503 for a store failure worth retrying (throttling, timeouts), 500 for the rest.
 pub(crate) fn store_error_status(error: &StoreError) -> StatusCode {
-    if error.retryable { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR }
+    if error.is_retryable() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::INTERNAL_SERVER_ERROR }
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {

@@ -33,7 +33,7 @@ impl SqsQueues {
     async fn arn(&self, url: &str) -> Result<String, StoreError> {
         self.attribute(url, QueueAttributeName::QueueArn)
             .await?
-            .ok_or_else(|| StoreError::permanent(format!("SQS gave no QueueArn for {url}")))
+            .ok_or_else(|| StoreError::misconfigured(format!("SQS gave no QueueArn for {url}")))
     }
 
     /// Receives up to ten dead letters, sends them back, deletes them; the number moved.
@@ -62,7 +62,7 @@ impl SqsQueues {
                     .id(i.to_string())
                     .message_body(m.body.clone().unwrap_or_default())
                     .build()
-                    .map_err(|e| StoreError::permanent(format!("SendMessageBatch entry: {e}")))
+                    .map_err(|e| StoreError::refused(format!("SendMessageBatch entry: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let sent = self
@@ -85,7 +85,7 @@ impl SqsQueues {
                     .id(i.to_string())
                     .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
                     .build()
-                    .map_err(|e| StoreError::permanent(format!("DeleteMessageBatch entry: {e}")))
+                    .map_err(|e| StoreError::refused(format!("DeleteMessageBatch entry: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if !deletes.is_empty() {
@@ -100,7 +100,7 @@ impl SqsQueues {
         }
         if !sent.failed.is_empty() {
             let first = &sent.failed[0];
-            return Err(StoreError::retryable(format!(
+            return Err(StoreError::unavailable(format!(
                 "SendMessageBatch refused {} of {} dead letters ({}: {})",
                 sent.failed.len(),
                 messages.len(),

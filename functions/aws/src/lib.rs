@@ -154,12 +154,21 @@ pub struct Ports {
 }
 
 /// The store and queues of a function, from its environment.
-pub fn ports_from_env() -> Result<Ports, String> {
+pub fn ports_from_env() -> Result<Ports, ConfigError> {
     let settings = Settings::from_env()?;
     let config = LazyConfig::from_env();
     let store = DynamoStore::new(config.client(aws_sdk_dynamodb::Client::new), settings.table.clone());
     let queues = SqsQueues::new(config.client(aws_sdk_sqs::Client::new), settings.queues.clone());
     Ok(Ports { settings, store, queues, config })
+}
+
+/// A function's environment is missing a setting or has one wrong: it cannot start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is not set")]
+    Missing(&'static str),
+    #[error("{name} {value:?} is not {expected}")]
+    Invalid { name: &'static str, value: String, expected: &'static str },
 }
 
 /// Settings read from the environment of a function (names as in `template.yaml`).
@@ -186,12 +195,12 @@ const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
 impl Settings {
     /// `TIDINGS_TABLE` is required; queue URLs are read when set (each function needs only
     /// some); `TIDINGS_RETENTION_DAYS` defaults to 90; the workspace lists default to empty.
-    pub fn from_env() -> Result<Settings, String> {
+    pub fn from_env() -> Result<Settings, ConfigError> {
         Settings::from_lookup(|name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
-        let table = get("TIDINGS_TABLE").filter(|t| !t.is_empty()).ok_or("TIDINGS_TABLE is not set")?;
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let table = get("TIDINGS_TABLE").filter(|t| !t.is_empty()).ok_or(ConfigError::Missing("TIDINGS_TABLE"))?;
         let mut queues = QueueUrls { queues: HashMap::new(), dead_letters: HashMap::new() };
         for (queue, url, dlq) in QUEUE_VARIABLES {
             if let Some(value) = get(url).filter(|v| !v.is_empty()) {
@@ -202,9 +211,11 @@ impl Settings {
             }
         }
         let retention_days = match get("TIDINGS_RETENTION_DAYS") {
-            Some(days) => {
-                days.parse().map_err(|_| format!("TIDINGS_RETENTION_DAYS {days:?} is not a number of days"))?
-            }
+            Some(days) => days.parse().map_err(|_| ConfigError::Invalid {
+                name: "TIDINGS_RETENTION_DAYS",
+                value: days.clone(),
+                expected: "a number of days",
+            })?,
             None => tidings_core::pipeline::DEFAULT_RETENTION_DAYS,
         };
         // Comma-separated, blanks ignored; unset is empty.
@@ -266,7 +277,7 @@ where
         }
         _ => false,
     };
-    if retryable { StoreError::retryable(message) } else { StoreError::permanent(message) }
+    if retryable { StoreError::unavailable(message) } else { StoreError::refused(message) }
 }
 
 /// Whether a raw response's debug text shows a 5xx or 429 status (the response type differs
@@ -344,7 +355,7 @@ mod tests {
         assert_eq!(settings.retention_days, 30);
         assert_eq!(settings.operator_workspaces, ["ws_ops", "ws_admin"]);
         assert!(settings.ses_suppression_sync.is_empty(), "unset: no workspace is mirrored to SES");
-        assert!(Settings::from_lookup(|_| None).unwrap_err().contains("TIDINGS_TABLE"));
+        assert_eq!(Settings::from_lookup(|_| None).unwrap_err(), ConfigError::Missing("TIDINGS_TABLE"));
         let bad = HashMap::from([("TIDINGS_TABLE", "t"), ("TIDINGS_RETENTION_DAYS", "ninety")]);
         assert!(Settings::from_lookup(|k| bad.get(k).map(|v| v.to_string())).is_err());
     }

@@ -35,7 +35,7 @@ impl SsmSecrets {
         for secret in &mut source.secrets {
             let Some(name) = secret.strip_prefix(REFERENCE) else { continue };
             if self.prefix.is_empty() || !name.starts_with(&self.prefix) {
-                return Err(StoreError::permanent(format!(
+                return Err(StoreError::misconfigured(format!(
                     "source {}: secret reference {name:?} is not under {:?} (TIDINGS_SECRETS_PREFIX), the SSM path this deployment reads",
                     source.id, self.prefix
                 )));
@@ -50,7 +50,7 @@ impl SsmSecrets {
                 .await
                 .map_err(|e| crate::classify(&format!("source {}: SSM GetParameter {name}", source.id), &e))?;
             *secret = out.parameter.and_then(|p| p.value).ok_or_else(|| {
-                StoreError::permanent(format!("source {}: SSM parameter {name} has no value", source.id))
+                StoreError::misconfigured(format!("source {}: SSM parameter {name} has no value", source.id))
             })?;
         }
         Ok(())

@@ -92,14 +92,14 @@ where
     let classified = crate::classify("SendEmail", error);
     let code = error.as_service_error().and_then(|e| e.code()).map(str::to_owned);
     let throttling = code.as_deref().is_some_and(|c| c.contains("Throttl") || c == "TooManyRequestsException");
-    let kind = match (classified.retryable, throttling) {
+    let kind = match (classified.is_retryable(), throttling) {
         (true, true) => "ThrottlingError",
         (true, false) => "TransientError",
         (false, _) => "ClientError",
     };
     SendError {
         name: code.or_else(|| Some("SdkError".into())),
-        message: Some(classified.message),
+        message: Some(classified.message().to_owned()),
         kind: Some(kind.into()),
         ..SendError::default()
     }

@@ -47,7 +47,7 @@ pub fn chunks(messages: &[Outgoing]) -> Result<Vec<&[Outgoing]>, StoreError> {
     for (i, message) in messages.iter().enumerate() {
         let size = message.body.len();
         if size > MAX_BATCH_BYTES {
-            return Err(StoreError::permanent(format!(
+            return Err(StoreError::refused(format!(
                 "message of {size} bytes is over SQS's {MAX_BATCH_BYTES}-byte limit"
             )));
         }
@@ -88,7 +88,7 @@ impl SqsQueues {
 
     pub(crate) fn dead_letter_url(&self, queue: QueueName) -> Result<&str, StoreError> {
         self.urls.dead_letters.get(&queue).map(String::as_str).ok_or_else(|| {
-            StoreError::permanent(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
+            StoreError::misconfigured(format!("no URL configured for the {} dead-letter queue", queue.as_str()))
         })
     }
 
@@ -97,7 +97,7 @@ impl SqsQueues {
             .queues
             .get(&queue)
             .map(String::as_str)
-            .ok_or_else(|| StoreError::permanent(format!("no URL configured for the {} queue", queue.as_str())))
+            .ok_or_else(|| StoreError::misconfigured(format!("no URL configured for the {} queue", queue.as_str())))
     }
 
     async fn send_chunk(&self, url: &str, chunk: &[Outgoing]) -> Result<(), StoreError> {
@@ -111,7 +111,7 @@ impl SqsQueues {
                         .message_body(&m.body)
                         .delay_seconds(m.delay_seconds.min(900) as i32)
                         .build()
-                        .map_err(|e| StoreError::permanent(format!("batch entry: {e}")))
+                        .map_err(|e| StoreError::refused(format!("batch entry: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -129,7 +129,7 @@ impl SqsQueues {
                 return Ok(());
             }
             if let Some(refused) = failed.iter().find(|f| f.sender_fault) {
-                return Err(StoreError::permanent(format!(
+                return Err(StoreError::refused(format!(
                     "SQS refused a message: {} {}",
                     refused.code,
                     refused.message.as_deref().unwrap_or("")
@@ -138,7 +138,7 @@ impl SqsQueues {
             pending.retain(|m| failed.iter().any(|f| f.id == m.id));
             tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
-        Err(StoreError::retryable(format!(
+        Err(StoreError::unavailable(format!(
             "SQS did not take {} of {} messages after {ENTRY_ATTEMPTS} attempts",
             pending.len(),
             chunk.len()
@@ -179,7 +179,7 @@ impl SqsQueues {
                         .id(i.to_string())
                         .receipt_handle(*receipt)
                         .build()
-                        .map_err(|e| StoreError::permanent(format!("batch entry: {e}")))
+                        .map_err(|e| StoreError::refused(format!("batch entry: {e}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             self.requests.fetch_add(1, Ordering::Relaxed);
@@ -193,7 +193,7 @@ impl SqsQueues {
                 .await
                 .map_err(|e| classify("DeleteMessageBatch", &e))?;
             if let Some(failed) = out.failed.first() {
-                return Err(StoreError::retryable(format!(
+                return Err(StoreError::unavailable(format!(
                     "SQS did not delete {} of {} messages: {}",
                     out.failed.len(),
                     chunk.len(),
@@ -213,7 +213,7 @@ impl SqsQueues {
             .data_type("String")
             .string_value(reason)
             .build()
-            .map_err(|e| StoreError::permanent(format!("message attribute: {e}")))?;
+            .map_err(|e| StoreError::refused(format!("message attribute: {e}")))?;
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.client()
             .await

@@ -203,7 +203,7 @@ fn batch_body(request: usize, size: usize) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::to_vec(&events).unwrap_or_default()
+    serde_json::Value::Array(events).to_string().into_bytes()
 }
 
 async fn run_one(batch: usize, args: &PipelineArgs) -> Result<Outcome, Failure> {

@@ -309,7 +309,8 @@ async fn bootstrap(db: &Sqlite, path: &Path, base: &str) -> Result<DevConfig, Fa
         db.put_source(&dev_source(provider, base).map_err(Failure::Usage)?).await.map_err(fail)?;
     }
     let config = DevConfig { api: base.to_owned(), api_key, workspace: WORKSPACE.into(), db: path.to_owned() };
-    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    let text = serde_json::to_string_pretty(&config)
+        .map_err(|e| Failure::Usage(format!("cannot write the dev configuration: {e}")))?;
     write_private(&config_path(path), &text)
         .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", config_path(path).display())))?;
     println!(

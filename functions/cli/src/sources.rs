@@ -62,7 +62,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         Command::Add { provider, description, secret, public_url, allowed_topics } => {
             let body = json!({"provider": provider, "description": description, "secret": secret, "public_url": public_url, "allowed_topics": allowed_topics});
             let created = client.post("/api/sources", &body).await?;
-            crate::out::outln!("{}", serde_json::to_string_pretty(&created).unwrap_or_default())?;
+            crate::out::outln!("{created:#}")?;
         }
         Command::Remove { id } => {
             client.delete(&format!("/api/sources/{id}")).await?;

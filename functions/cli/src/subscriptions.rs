@@ -77,7 +77,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         Command::Add { url, types, providers, format, anonymous_id, headers, description } => {
             let body = json!({"url": url, "types": types, "providers": providers, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
             let created = client.post("/api/subscriptions", &body).await?;
-            crate::out::outln!("{}", serde_json::to_string_pretty(&created).unwrap_or_default())?;
+            crate::out::outln!("{created:#}")?;
         }
         Command::List { json } => {
             let body = client.get("/api/subscriptions", &[]).await?;

@@ -152,7 +152,7 @@ fn ingest_messages(case: &Case) -> usize {
     let mut events = verified_and_normalized(case).events.into_iter().enumerate();
     let mut sent = 0;
     loop {
-        let messages = pipeline::next_messages(&mut events, "src_bench");
+        let messages = pipeline::next_messages(&mut events, "src_bench").expect("bench events serialize");
         if messages.is_empty() {
             return sent;
         }

@@ -176,6 +176,17 @@ pub enum BounceKind {
     Undetermined,
 }
 
+impl BounceKind {
+    /// Its name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BounceKind::Hard => "hard",
+            BounceKind::Soft => "soft",
+            BounceKind::Undetermined => "undetermined",
+        }
+    }
+}
+
 /// What happened to a message. Combined with a channel it makes the event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -481,6 +492,18 @@ pub enum DataContentType {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn names_shown_are_the_json_names() {
+        for kind in [BounceKind::Hard, BounceKind::Soft, BounceKind::Undetermined] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        use crate::suppression::Reason;
+        for reason in [Reason::HardBounce, Reason::Complaint, Reason::ProviderSuppression, Reason::Unsubscribe] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the events queue carries, written from borrowed parts: a normalized event becomes a
 //! queue message ([`QueuedEvent`](crate::ports::QueuedEvent) as JSON) without its raw record being copied.
 
-use crate::ports::Outgoing;
+use crate::ports::{Outgoing, StoreError};
 use crate::providers::NormalizedEvent;
 
 /// How many of a webhook's events ingest turns into queue messages and sends at a time: ten
@@ -14,16 +14,17 @@ pub const ENQUEUE_CHUNK: usize = 100;
 pub fn next_messages<'a>(
     events: &mut impl Iterator<Item = (usize, NormalizedEvent<'a>)>,
     source: &str,
-) -> Vec<Outgoing> {
+) -> Result<Vec<Outgoing>, StoreError> {
     events.take(ENQUEUE_CHUNK).map(|(index, event)| event_message(index, &event, source)).collect()
 }
 
 /// The events-queue message of the `index`th event of a webhook from `source`: the event, its
 /// raw provider record and the source ([`QueuedEvent`](crate::ports::QueuedEvent)).
-pub fn event_message(index: usize, event: &NormalizedEvent<'_>, source: &str) -> Outgoing {
+pub fn event_message(index: usize, event: &NormalizedEvent<'_>, source: &str) -> Result<Outgoing, StoreError> {
     let queued = QueuedEventRef { event: &event.event, raw: &event.raw, source };
-    // Strings and numbers only: it always serializes.
-    Outgoing { id: index.to_string(), body: serde_json::to_string(&queued).unwrap_or_default(), delay_seconds: 0 }
+    let body = serde_json::to_string(&queued)
+        .map_err(|e| StoreError::malformed(format!("event {} cannot be written as JSON: {e}", event.event.id)))?;
+    Ok(Outgoing { id: index.to_string(), body, delay_seconds: 0 })
 }
 
 /// [`QueuedEvent`](crate::ports::QueuedEvent) as written, from borrowed parts: the raw record is not copied to be queued.
@@ -51,7 +52,7 @@ mod tests {
         let data = EventData::new(Some(Channel::EMAIL), "sendgrid", "bounce");
         let event =
             ctx.event(EventType::message(Channel::EMAIL, Status::Bounced), None, "key", data, &Raw::Borrowed(record));
-        let message = event_message(7, &event, "src_1");
+        let message = event_message(7, &event, "src_1").unwrap();
         assert_eq!(message.id, "7");
         let queued: QueuedEvent = serde_json::from_str(&message.body).unwrap();
         assert_eq!(queued, QueuedEvent { event: event.event, raw: record.to_owned(), source: "src_1".into() });

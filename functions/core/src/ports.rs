@@ -24,33 +24,67 @@ pub struct QueuedEvent {
     pub source: String,
 }
 
-/// A failure of a backing service, classified for the caller: retryable failures (throttling,
-/// timeouts, 5xx) go back to the queue; permanent ones go to the dead-letter queue with the
-/// message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError {
-    pub retryable: bool,
-    pub message: String,
+/// A failure of a backing service or of the data it holds, by cause. The cause decides what a
+/// queue consumer does with the message ([`Settlement::of`]): retryable failures go back to the
+/// queue; permanent ones go to the dead-letter queue with the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The service failed for now: throttling, a timeout, a 5xx, a lost connection. Retryable.
+    #[error("{0} (retryable)")]
+    Unavailable(String),
+    /// A conditional write lost to a concurrent one, or a claim ran out: read again and retry.
+    #[error("{0} (retryable)")]
+    Contended(String),
+    /// Data that cannot be read: a queue message, a stored item, a cursor or a pattern that is
+    /// not what it must be. Handling it again gives the same answer.
+    #[error("{0} (permanent)")]
+    Malformed(String),
+    /// A request that can never succeed as made: refused by the service (too large, not
+    /// allowed, out of bounds).
+    #[error("{0} (permanent)")]
+    Refused(String),
+    /// The deployment is missing something or has it wrong: a queue URL, a secret's place.
+    #[error("{0} (permanent)")]
+    Misconfigured(String),
 }
 
 impl StoreError {
-    pub fn retryable(message: impl Into<String>) -> Self {
-        StoreError { retryable: true, message: message.into() }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(message.into())
     }
 
-    pub fn permanent(message: impl Into<String>) -> Self {
-        StoreError { retryable: false, message: message.into() }
+    pub fn contended(message: impl Into<String>) -> Self {
+        StoreError::Contended(message.into())
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        StoreError::Malformed(message.into())
+    }
+
+    pub fn refused(message: impl Into<String>) -> Self {
+        StoreError::Refused(message.into())
+    }
+
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        StoreError::Misconfigured(message.into())
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Contended(_))
+    }
+
+    /// What went wrong, without the retryable/permanent label.
+    pub fn message(&self) -> &str {
+        match self {
+            StoreError::Unavailable(message)
+            | StoreError::Contended(message)
+            | StoreError::Malformed(message)
+            | StoreError::Refused(message)
+            | StoreError::Misconfigured(message) => message,
+        }
     }
 }
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.retryable { "retryable" } else { "permanent" };
-        write!(f, "{} ({kind})", self.message)
-    }
-}
-
-impl std::error::Error for StoreError {}
 
 /// The result of recording an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,10 +420,10 @@ impl Settlement {
         match result {
             Ok(None) => Settlement::Done,
             Ok(Some(delay)) => Settlement::Later(*delay),
-            Err(error) if error.retryable => {
+            Err(error) if error.is_retryable() => {
                 Settlement::Retry { backoff: Duration::from_secs(2u64.saturating_pow(receive_count.min(8))) }
             }
-            Err(error) => Settlement::DeadLetter(error.message.clone()),
+            Err(error) => Settlement::DeadLetter(error.message().to_owned()),
         }
     }
 }
@@ -450,7 +484,21 @@ pub trait DeadLetters: Send + Sync {
 
 /// HTTPS GETs verification needs: SNS signing certificates, and confirming SNS subscriptions.
 pub trait Fetcher: Send + Sync {
-    fn get(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    fn get(&self, url: &str) -> impl Future<Output = Result<Vec<u8>, FetchError>> + Send;
+}
+
+/// Why a [`Fetcher`] GET gave nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The request did not complete: no connection, a timeout, a TLS failure.
+    #[error("{0}")]
+    Transport(String),
+    /// The server answered, but not with success.
+    #[error("{url} answered {status}")]
+    Status { url: String, status: u16 },
+    /// The answer was larger than anything it should be.
+    #[error("{url} answered with {bytes} bytes, more than expected")]
+    TooLarge { url: String, bytes: usize },
 }
 
 /// Sends one delivery (an SSRF-guarded HTTP POST in production).

@@ -85,13 +85,13 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
     /// Handles one redrive-queue message.
     pub async fn resend(&self, body: &str, now: Timestamp) -> Result<(), StoreError> {
         let task: RedriveTask = serde_json::from_str(body)
-            .map_err(|e| StoreError::permanent(format!("redrive-queue message is not a redrive task: {e}")))?;
+            .map_err(|e| StoreError::malformed(format!("redrive-queue message is not a redrive task: {e}")))?;
         let Some(raw) = self.store.raw(&task.workspace, task.message_id.as_deref(), &task.event_id).await? else {
             tracing::warn!(event = %task.event_id, "redrive for an expired report dropped");
             return Ok(());
         };
         let report: Value =
-            serde_json::from_str(&raw).map_err(|e| StoreError::permanent(format!("stored report unreadable: {e}")))?;
+            serde_json::from_str(&raw).map_err(|e| StoreError::malformed(format!("stored report unreadable: {e}")))?;
         let attempt = report.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32 + 1;
         // One resend per attempt, however often SQS delivers this task (one per recipient's
         // event, redeliveries): the first to claim the attempt sends.
@@ -121,7 +121,8 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
             Err(error) => {
                 let mut next = report.clone();
                 next["attempt"] = json!(attempt);
-                next["error"] = serde_json::to_value(&error).unwrap_or_default();
+                next["error"] = serde_json::to_value(&error)
+                    .map_err(|e| StoreError::malformed(format!("SESv2's error cannot be written as JSON: {e}")))?;
                 next["timestamp"] = json!(now.to_string());
                 next["reportId"] = json!(key);
                 // Reported like the first failure: retryable → retry_scheduled (and another
@@ -134,12 +135,12 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
     /// Normalizes a report as the SES source would and puts its events on the events queue
     /// (`email.retries_exhausted` when the report's attempt was the last).
     async fn enqueue_report(&self, task: &RedriveTask, report: &Value, now: Timestamp) -> Result<(), StoreError> {
-        let body = serde_json::to_vec(report).map_err(|e| StoreError::permanent(e.to_string()))?;
+        let body = serde_json::to_vec(report).map_err(|e| StoreError::malformed(e.to_string()))?;
         let headers = Headers::new();
         let webhook = Webhook { body: &body, headers: &headers, query: None, transport: Transport::Queue };
         let ctx = NormalizeContext { workspace: &task.workspace, received_at: now };
         let normalized =
-            ProviderId::Ses.provider().normalize(&webhook, &ctx).map_err(|e| StoreError::permanent(e.to_string()))?;
+            ProviderId::Ses.provider().normalize(&webhook, &ctx).map_err(|e| StoreError::malformed(e.to_string()))?;
         let messages: Vec<Outgoing> = normalized
             .events
             .into_iter()
@@ -154,7 +155,7 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                 }
                 crate::messages::event_message(i, &e, &task.source)
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         self.queue.send(QueueName::Events, &messages).await
     }
 }

@@ -12,8 +12,10 @@ pub fn canonical_event_schema() -> String {
         "description".into(),
         "A tidings canonical delivery event: one CloudEvents 1.0 structured-mode JSON object.".into(),
     );
-    let value = serde_json::to_value(&schema).unwrap_or_default();
-    let mut text = serde_json::to_string_pretty(&crate::serde_util::sorted_keys(value)).unwrap_or_default();
+    // A schemars schema is a JSON value already; written back through `Value`'s Display, which
+    // cannot fail, pretty-printed by re-indenting.
+    let value = crate::serde_util::sorted_keys(schema.to_value());
+    let mut text = format!("{value:#}");
     text.push('\n');
     text
 }

@@ -53,16 +53,6 @@ impl Source {
     pub fn signing_secret(&self) -> Option<&str> {
         self.dev_signing_key.as_deref().or(self.secrets.first().map(String::as_str))
     }
-
-    /// A view safe to show: secrets replaced by their count.
-    pub fn redacted(&self) -> serde_json::Value {
-        let mut value = serde_json::to_value(self).unwrap_or_default();
-        if let Some(object) = value.as_object_mut() {
-            object.remove("dev_signing_key");
-            object.insert("secrets".into(), serde_json::json!(format!("{} configured", self.secrets.len())));
-        }
-        value
-    }
 }
 
 /// A new random id with `prefix` (`src`, `ws`, `key`…): 100 bits from the system RNG.

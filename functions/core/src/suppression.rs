@@ -21,6 +21,18 @@ pub enum Reason {
     Unsubscribe,
 }
 
+impl Reason {
+    /// Its name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::HardBounce => "hard_bounce",
+            Reason::Complaint => "complaint",
+            Reason::ProviderSuppression => "provider_suppression",
+            Reason::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
 /// One address on (or lifted from) a workspace's list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Suppression {

@@ -40,7 +40,7 @@ pub async fn run_ses_queue() -> Result<(), lambda_runtime::Error> {
 
 /// The store (resolving `ssm:` secret references under `TIDINGS_SECRETS_PREFIX`) and queues of
 /// an ingest function.
-fn ingest_ports() -> Result<(tidings_aws::DynamoStore, tidings_aws::SqsQueues), String> {
+fn ingest_ports() -> Result<(tidings_aws::DynamoStore, tidings_aws::SqsQueues), tidings_aws::ConfigError> {
     let tidings_aws::Ports { settings, store, queues, config } = tidings_aws::ports_from_env()?;
     let secrets = tidings_aws::SsmSecrets::new(config.client(aws_sdk_ssm::Client::new), settings.secrets_prefix);
     Ok((store.with_secrets(secrets), queues))
@@ -68,8 +68,8 @@ where
             let response = ingest.handle(queued(source, body.as_bytes(), &headers)).await;
             results.push(match response.status {
                 ..=299 => Ok(None),
-                429 | 500.. => Err(StoreError::retryable(response.body.to_string())),
-                _ => Err(StoreError::permanent(response.body.to_string())),
+                429 | 500.. => Err(StoreError::unavailable(response.body.to_string())),
+                _ => Err(StoreError::refused(response.body.to_string())),
             });
         }
         let answer = tidings_aws::answer_redriven_batch(&records, results);

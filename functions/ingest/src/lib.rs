@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 use tidings_core::pipeline::{Ingest, IngestRequest, MAX_BODY_BYTES};
-use tidings_core::ports::{Fetcher, Queue, Store};
+use tidings_core::ports::{FetchError, Fetcher, Queue, Store};
 use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 
 /// What the router serves besides the public webhook route.
@@ -161,15 +161,16 @@ impl HttpsFetcher {
 }
 
 impl Fetcher for HttpsFetcher {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        let response = self.client()?.get(url).send().await.map_err(|e| e.to_string())?;
+    async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        let client = self.client().map_err(FetchError::Transport)?;
+        let response = client.get(url).send().await.map_err(|e| FetchError::Transport(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(format!("{url} answered {}", response.status()));
+            return Err(FetchError::Status { url: url.to_owned(), status: response.status().as_u16() });
         }
         // Certificates are ~2 KiB and confirmations smaller: refuse anything large.
-        let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+        let bytes = response.bytes().await.map_err(|e| FetchError::Transport(e.to_string()))?;
         if bytes.len() > 64 * 1024 {
-            return Err(format!("{url} answered with {} bytes, more than expected", bytes.len()));
+            return Err(FetchError::TooLarge { url: url.to_owned(), bytes: bytes.len() });
         }
         Ok(bytes.to_vec())
     }

@@ -160,14 +160,14 @@ fn db_error(error: rusqlite::Error) -> StoreError {
     // by retrying the same message.
     match error.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-            StoreError::retryable(format!("sqlite: {error}"))
+            StoreError::contended(format!("sqlite: {error}"))
         }
-        _ => StoreError::permanent(format!("sqlite: {error}")),
+        _ => StoreError::refused(format!("sqlite: {error}")),
     }
 }
 
 fn json_error(error: serde_json::Error) -> StoreError {
-    StoreError::permanent(format!("stored JSON unreadable: {error}"))
+    StoreError::malformed(format!("stored JSON unreadable: {error}"))
 }
 
 /// WAL with `synchronous = NORMAL`: a commit is durable across a crash of the process (not of
@@ -220,7 +220,7 @@ impl Sqlite {
         let store = self.clone();
         tokio::task::spawn_blocking(move || work(&store))
             .await
-            .map_err(|e| StoreError::retryable(format!("sqlite call did not finish: {e}")))?
+            .map_err(|e| StoreError::unavailable(format!("sqlite call did not finish: {e}")))?
     }
 
     fn db(&self) -> MutexGuard<'_, Connection> {

@@ -200,7 +200,7 @@ impl tidings_core::ports::Emailer for Sqlite {
             Ok(id) => Ok(format!("local-{id}")),
             Err(error) => Err(tidings_core::retryable::SendError {
                 name: Some("OutboxUnavailable".into()),
-                message: Some(error.message),
+                message: Some(error.message().to_owned()),
                 ..Default::default()
             }),
         }

@@ -104,7 +104,7 @@ pub async fn drain<C, F, Fut>(
             .map(|(message, result)| {
                 let settlement = Settlement::of(&result, message.receive_count);
                 match &result {
-                    Err(error) if error.retryable => {
+                    Err(error) if error.is_retryable() => {
                         tracing::warn!(%error, receive_count = message.receive_count, "will be retried");
                     }
                     Err(error) => tracing::error!(%error, queue = queue.as_str(), "dead-lettered"),

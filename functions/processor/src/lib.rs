@@ -48,7 +48,7 @@ impl SuppressionSync {
                 }
                 Ok(())
             }
-            Err(error) if error.retryable => Err(error),
+            Err(error) if error.is_retryable() => Err(error),
             Err(error) => {
                 tracing::error!(event = %event.id, %error, metric = "ses_suppression_sync_failed", "SES suppression sync refused");
                 Ok(())

@@ -22,8 +22,8 @@ pub const BASE: &str = "http://127.0.0.1:8787";
 
 pub struct Offline;
 impl tidings_core::ports::Fetcher for Offline {
-    async fn get(&self, url: &str) -> Result<Vec<u8>, String> {
-        Err(format!("offline test: no fetch of {url}"))
+    async fn get(&self, url: &str) -> Result<Vec<u8>, tidings_core::ports::FetchError> {
+        Err(tidings_core::ports::FetchError::Transport(format!("offline test: no fetch of {url}")))
     }
 }
 

@@ -11,7 +11,7 @@ use tidings_core::ports::{DeadLetterStatus, DeadLetters, MoveMethod, Queue, Queu
 use super::CsrfForm;
 use super::subscriptions::notice_text;
 use super::view::{csrf_field, page, time};
-use super::{AppState, ConsoleError, Page, Session, html_response, non_empty, not_found, serde_name};
+use super::{AppState, ConsoleError, Page, Session, html_response, non_empty, not_found};
 use crate::{base_url, webhook_url};
 
 #[derive(Deserialize, Default)]
@@ -45,7 +45,7 @@ pub(super) async fn suppressions<S: Store, Q: Queue>(
                     @for s in &shown {
                         tr {
                             td data-label="Recipient" { (s.recipient) }
-                            td data-label="Reason" { (serde_name(s.reason)) }
+                            td data-label="Reason" { (s.reason.as_str()) }
                             td data-label="Provider" { (s.provider.as_deref().unwrap_or("—")) }
                             td data-label="Since" { (time(s.as_of)) }
                             td {

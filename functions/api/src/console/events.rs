@@ -11,7 +11,7 @@ use tidings_core::providers::ProviderId;
 use super::REFRESH_SECONDS;
 use super::overview::collect_events;
 use super::view::{event_type_badge, message_link, page, status_badge, time};
-use super::{AppState, Page, Session, bad_request, html_response, non_empty, not_found, serde_name, truncate};
+use super::{AppState, Page, Session, bad_request, html_response, non_empty, not_found, truncate};
 use crate::message_history;
 
 #[derive(Deserialize, Default)]
@@ -123,7 +123,7 @@ fn event_detail(event: &CanonicalEvent) -> Markup {
     let data = &event.data;
     html! {
         @if let Some(bounce) = &data.bounce {
-            (serde_name(bounce.kind))
+            (bounce.kind.as_str())
             @if let Some(code) = &bounce.code { " " span.mono { (code) } }
             @if let Some(text) = &bounce.diagnostic { " " span.muted { (truncate(text, 120)) } }
         } @else if let Some(url) = &data.url {
@@ -189,7 +189,7 @@ pub(super) async fn message<S: Store, Q: Queue>(
                     " " (event_detail(event))
                     details {
                         summary { "Canonical event " code { (event.id.to_string()) } }
-                        pre { (serde_json::to_string_pretty(event).unwrap_or_default()) }
+                        pre { (serde_json::to_string_pretty(event).unwrap_or_else(|e| format!("the event cannot be shown as JSON: {e}"))) }
                     }
                     details {
                         summary { "Provider record (" (event.data.provider) ": " (event.data.provider_event_type) ")" }

@@ -155,7 +155,7 @@ impl IntoResponse for ConsoleError {
 impl From<StoreError> for ConsoleError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store error in the console");
-        ConsoleError(store_error_status(&error), format!("store error: {}", error.message))
+        ConsoleError(store_error_status(&error), format!("store error: {}", error.message()))
     }
 }
 
@@ -274,11 +274,6 @@ struct CsrfForm {
 async fn logout(session: Session, Form(form): Form<CsrfForm>) -> Page {
     session.check(&form.csrf)?;
     Ok((clear_cookie(), Redirect::to("/console/login")).into_response())
-}
-
-/// The name an enum has in JSON (`hard`, `hard_bounce`).
-fn serde_name(value: impl serde::Serialize) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn plural(count: usize, noun: &str) -> String {

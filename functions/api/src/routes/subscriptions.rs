@@ -252,7 +252,7 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     use tidings_core::ports::{Outgoing, QueueName, QueuedEvent};
     use tidings_core::providers::NormalizeContext;
     let event_type = EventType::platform(tidings_core::outbound::TEST_EVENT_TYPE)
-        .ok_or_else(|| StoreError::permanent("bad event type"))?;
+        .ok_or_else(|| StoreError::malformed("bad event type"))?;
     let mut data =
         EventData::new(None, tidings_core::pipeline::OPERATIONAL_PROVIDER, tidings_core::outbound::TEST_EVENT_TYPE);
     data.reason = Some("a test event, sent from the admin API or the console".into());
@@ -268,7 +268,7 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
     };
     store.record(&queued, expires).await?;
     let task = DeliveryTask::new(subscription, &event);
-    let body = serde_json::to_string(&task).map_err(|e| StoreError::permanent(e.to_string()))?;
+    let body = serde_json::to_string(&task).map_err(|e| StoreError::malformed(e.to_string()))?;
     queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds: 0 }]).await?;
     Ok(event.id.to_string())
 }

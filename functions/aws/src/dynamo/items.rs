@@ -35,18 +35,18 @@ pub(super) fn deflate(text: &str) -> AttributeValue {
 pub(super) fn inflate(item: &Item, name: &str) -> Result<String, StoreError> {
     let bytes = match item.get(name) {
         Some(AttributeValue::B(blob)) => blob.as_ref(),
-        _ => return Err(StoreError::permanent(format!("item has no `{name}` attribute"))),
+        _ => return Err(StoreError::malformed(format!("item has no `{name}` attribute"))),
     };
     // Bodies are small; a limit keeps a corrupt item from inflating without bound.
     let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(bytes, 16 * 1024 * 1024)
-        .map_err(|e| StoreError::permanent(format!("`{name}` is not deflate data: {e:?}")))?;
-    String::from_utf8(raw).map_err(|_| StoreError::permanent(format!("`{name}` is not UTF-8")))
+        .map_err(|e| StoreError::malformed(format!("`{name}` is not deflate data: {e:?}")))?;
+    String::from_utf8(raw).map_err(|_| StoreError::malformed(format!("`{name}` is not UTF-8")))
 }
 
 pub(super) fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(value)) => Ok(value),
-        _ => Err(StoreError::permanent(format!("item has no `{name}` string"))),
+        _ => Err(StoreError::malformed(format!("item has no `{name}` string"))),
     }
 }
 
@@ -58,11 +58,11 @@ pub(super) fn number(item: &Item, name: &str) -> Option<i64> {
 }
 
 pub(super) fn json<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::permanent(format!("stored JSON unreadable: {e}")))
+    serde_json::from_str(body).map_err(|e| StoreError::malformed(format!("stored JSON unreadable: {e}")))
 }
 
 pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::permanent(format!("cannot encode: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::malformed(format!("cannot encode: {e}")))
 }
 
 /// The sort key of an event in a time-ordered index: zero-padded milliseconds, then the id
@@ -132,7 +132,7 @@ pub(super) fn event_parts(item: &Item) -> Result<(String, String, String), Store
     let blob = inflate(item, "d")?;
     let mut parts = blob.splitn(3, '\n');
     let (Some(event), Some(source), Some(raw)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(StoreError::permanent("event item `d` is not event, source and raw record"));
+        return Err(StoreError::malformed("event item `d` is not event, source and raw record"));
     };
     Ok((event.to_owned(), source.to_owned(), raw.to_owned()))
 }
@@ -152,7 +152,7 @@ pub(super) fn position(sort_key: &str) -> Option<(i64, String)> {
 }
 
 pub(super) fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    let cursor = tidings_core::ports::EventCursor::parse(cursor).map_err(StoreError::permanent)?;
+    let cursor = tidings_core::ports::EventCursor::parse(cursor).map_err(StoreError::malformed)?;
     Ok((cursor.ms, cursor.id))
 }
 

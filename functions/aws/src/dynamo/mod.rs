@@ -343,14 +343,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .attribute_name(name)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .map_err(|e| StoreError::permanent(e.to_string()))
+            .map_err(|e| StoreError::refused(e.to_string()))
     };
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| StoreError::permanent(e.to_string()))
+            .map_err(|e| StoreError::refused(e.to_string()))
     };
     let index = |name: &str| -> Result<GlobalSecondaryIndex, StoreError> {
         GlobalSecondaryIndex::builder()
@@ -359,7 +359,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
             .key_schema(key(&format!("{name}SK"), KeyType::Range)?)
             .projection(Projection::builder().projection_type(ProjectionType::Include).non_key_attributes("d").build())
             .build()
-            .map_err(|e| StoreError::permanent(e.to_string()))
+            .map_err(|e| StoreError::refused(e.to_string()))
     };
     let mut request = client.create_table().table_name(table).billing_mode(BillingMode::PayPerRequest);
     for name in ["PK", "SK", "GSI1PK", "GSI1SK", "GSI2PK", "GSI2SK"] {
@@ -377,7 +377,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_name("ttl")
         .enabled(true)
         .build()
-        .map_err(|e| StoreError::permanent(e.to_string()))?;
+        .map_err(|e| StoreError::refused(e.to_string()))?;
     client
         .update_time_to_live()
         .table_name(table)

@@ -33,7 +33,7 @@ impl SourceStore for DynamoStore {
         if let Some(existing) = self.stored_source(&source.id).await?
             && existing.workspace != source.workspace
         {
-            return Err(StoreError::permanent(format!("source {} belongs to another workspace", source.id)));
+            return Err(StoreError::refused(format!("source {} belongs to another workspace", source.id)));
         }
         self.put(HashMap::from([
             ("PK".to_owned(), s(format!("SRC#{}", source.id))),
@@ -130,7 +130,7 @@ impl EventStore for DynamoStore {
                 return Ok(recorded);
             }
         }
-        Err(StoreError::retryable(format!(
+        Err(StoreError::contended(format!(
             "event {}: message state kept changing under concurrent writers",
             queued.event.id
         )))
@@ -217,7 +217,7 @@ impl EventStore for DynamoStore {
         match result {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(StoreError::retryable("suppression changed while being removed; try again"))
+                Err(StoreError::contended("suppression changed while being removed; try again"))
             }
             Err(e) => Err(classify("PutItem", &e)),
         }
@@ -226,7 +226,7 @@ impl EventStore for DynamoStore {
 
 impl SubscriptionStore for DynamoStore {
     async fn put_subscription(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        let version = i64::try_from(subscription.version).map_err(|_| StoreError::permanent("version out of range"))?;
+        let version = i64::try_from(subscription.version).map_err(|_| StoreError::refused("version out of range"))?;
         self.put(HashMap::from([
             ("PK".to_owned(), s(format!("WS#{}#SUBS", subscription.workspace))),
             ("SK".to_owned(), s(&subscription.id)),
@@ -239,7 +239,7 @@ impl SubscriptionStore for DynamoStore {
     async fn update_subscription(&self, subscription: &Subscription) -> Result<bool, StoreError> {
         let mut next = subscription.clone();
         next.version += 1;
-        let version = i64::try_from(subscription.version).map_err(|_| StoreError::permanent("version out of range"))?;
+        let version = i64::try_from(subscription.version).map_err(|_| StoreError::refused("version out of range"))?;
         let item = HashMap::from([
             ("PK".to_owned(), s(format!("WS#{}#SUBS", subscription.workspace))),
             ("SK".to_owned(), s(&subscription.id)),
@@ -339,7 +339,7 @@ impl DeliveryStore for DynamoStore {
         match self.get_with(&pk, "DLV", true).await? {
             Some(item) if item.contains_key("lease") => Ok(Claim::Held),
             Some(_) => Ok(Claim::Delivered),
-            None => Err(StoreError::retryable("the delivery's claim expired while it was being read")),
+            None => Err(StoreError::contended("the delivery's claim expired while it was being read")),
         }
     }
 

@@ -90,6 +90,12 @@ pub enum SnsError {
     SignatureMismatch,
     #[error("certificate {0} has not been fetched")]
     NotFetched(String),
+    #[error("cannot fetch SNS certificate {url}: {error}")]
+    Fetch { url: String, error: crate::ports::FetchError },
+    #[error("SNS certificate {url}: {error}")]
+    Certificate { url: String, error: Box<SnsError> },
+    #[error("cannot confirm SNS subscription: {0}")]
+    Confirmation(crate::ports::FetchError),
     /// A certificate store could not give the certificate: where it looked, and why.
     #[error("{place}: {why}")]
     Unavailable { place: String, why: String },

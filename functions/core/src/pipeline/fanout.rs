@@ -30,7 +30,7 @@ pub struct QueuedTask<'a> {
 /// A deliveries-queue message as its task; one that is not one can never be delivered.
 fn read_task(body: &str) -> Result<DeliveryTask, StoreError> {
     DeliveryTask::from_message(body)
-        .map_err(|e| StoreError::permanent(format!("deliveries-queue message is not a delivery task: {e}")))
+        .map_err(|e| StoreError::malformed(format!("deliveries-queue message is not a delivery task: {e}")))
 }
 
 /// A delivery ready to be sent: its subscription, event, rendered body, claim key and attempt
@@ -102,7 +102,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
                 match subscriptions.get(&(task.workspace.clone(), task.subscription.clone())).cloned() {
                     Some(Ok(subscription)) => self.attempt(task, subscription, message, now).await,
                     Some(Err(error)) => (Err(error), None),
-                    None => (Err(StoreError::permanent("subscription not read")), None),
+                    None => (Err(StoreError::refused("subscription not read")), None),
                 }
             }
         });
@@ -207,7 +207,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
             // Carried by the task; it must be the one the task names, of the task's workspace.
             Some(event) if event.id == task.event_id && event.workspaceid == task.workspace => event,
             Some(_) => {
-                return Err(StoreError::permanent(format!(
+                return Err(StoreError::refused(format!(
                     "delivery task for {} carries another event or workspace",
                     task.event_id
                 )));
@@ -252,7 +252,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
     /// headers added, posted. The body goes with it.
     async fn send(&self, ready: &mut Ready, now: Timestamp) -> Result<delivery::Response, StoreError> {
         let Ready { subscription, event, body, .. } = ready;
-        let mut headers = outbound::signed_headers(subscription, event, body, now).map_err(StoreError::permanent)?;
+        let mut headers = outbound::signed_headers(subscription, event, body, now).map_err(StoreError::refused)?;
         headers.extend(subscription.headers.iter().cloned());
         Ok(self.sender.post(&subscription.url, &headers, std::mem::take(body)).await)
     }
@@ -288,7 +288,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         if delivered {
             let mark = || self.store.mark_delivered(&task.workspace, &task.subscription, &key, now);
             if let Err(error) = match mark().await {
-                Err(error) if error.retryable => mark().await,
+                Err(error) if error.is_retryable() => mark().await,
                 done => done,
             } {
                 tracing::warn!(subscription = %task.subscription, event = %task.event_id, %error, "delivered, but not marked so: another copy of this task would be sent again");
@@ -405,7 +405,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let event_type =
-            EventType::platform(kind).ok_or_else(|| StoreError::permanent(format!("{kind} is not an event type")))?;
+            EventType::platform(kind).ok_or_else(|| StoreError::malformed(format!("{kind} is not an event type")))?;
         let mut data = EventData::new(None, OPERATIONAL_PROVIDER, kind);
         data.reason = Some(reason.to_owned());
         data.details.insert("subscription".into(), serde_json::json!(subscription.id));
@@ -414,6 +414,6 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         let ctx = NormalizeContext { workspace: &subscription.workspace, received_at: now };
         let key = format!("{kind}|{}|{}|{attempt}", subscription.id, task.event_id);
         let event = ctx.event(event_type, Some(now), &key, data, &crate::providers::Raw::Borrowed("{}"));
-        self.queue.send(QueueName::Events, &[event_message(0, &event, OPERATIONAL_PROVIDER)]).await
+        self.queue.send(QueueName::Events, &[event_message(0, &event, OPERATIONAL_PROVIDER)?]).await
     }
 }

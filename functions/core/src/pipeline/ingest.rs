@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate};
+use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate, SnsError};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
 use crate::ports::{Fetcher, NonceStore, Queue, QueueName, SourceStore, StoreError};
 use crate::providers::{NormalizeContext, Notice, ProviderId};
@@ -276,16 +276,17 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         // event once.
         let mut events = normalized.events.into_iter().enumerate();
         loop {
-            let messages = next_messages(&mut events, &source.id);
-            if messages.is_empty() {
-                break;
-            }
-            if let Err(error) = self.queue.send(QueueName::Events, &messages).await {
+            let sent = match next_messages(&mut events, &source.id) {
+                Ok(messages) if messages.is_empty() => break,
+                Ok(messages) => self.queue.send(QueueName::Events, &messages).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = sent {
                 if provider == ProviderId::Brevo {
                     // Brevo drops a webhook answered with 5xx instead of retrying it.
                     tracing::error!(provider = "brevo", source = %source.id, events = accepted, "queue unavailable: Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend");
                 }
-                let status = if error.retryable { 503 } else { 500 };
+                let status = if error.is_retryable() { 503 } else { 500 };
                 return IngestResponse::error(
                     status,
                     "queue_unavailable",
@@ -329,7 +330,7 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
         self.sources.lock().map_or(0, |cache| cache.len())
     }
 
-    async fn ensure_certificate(&self, url: &CertUrl) -> Result<(), String> {
+    async fn ensure_certificate(&self, url: &CertUrl) -> Result<(), SnsError> {
         if self.certificates.contains(url) {
             return Ok(());
         }
@@ -337,9 +338,9 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             .fetcher
             .get(url.as_str())
             .await
-            .map_err(|e| format!("cannot fetch SNS certificate {}: {e}", url.as_str()))?;
-        let certificate =
-            SnsCertificate::from_pem(&pem).map_err(|e| format!("SNS certificate {}: {e}", url.as_str()))?;
+            .map_err(|error| SnsError::Fetch { url: url.as_str().to_owned(), error })?;
+        let certificate = SnsCertificate::from_pem(&pem)
+            .map_err(|error| SnsError::Certificate { url: url.as_str().to_owned(), error: Box::new(error) })?;
         self.certificates.insert(url.clone(), certificate);
         Ok(())
     }
@@ -347,8 +348,8 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
     /// Confirms an SNS subscription by visiting its SubscribeURL, which must be an SNS endpoint
     /// (it came in a verified message from an allow-listed topic, and is checked again here so
     /// nothing else can be made to fetch an arbitrary URL).
-    async fn confirm_subscription(&self, url: &str) -> Result<(), String> {
-        sns::check_sns_endpoint(url).map_err(|e| e.to_string())?;
-        self.fetcher.get(url).await.map(|_| ()).map_err(|e| format!("cannot confirm SNS subscription: {e}"))
+    async fn confirm_subscription(&self, url: &str) -> Result<(), SnsError> {
+        sns::check_sns_endpoint(url)?;
+        self.fetcher.get(url).await.map(|_| ()).map_err(SnsError::Confirmation)
     }
 }

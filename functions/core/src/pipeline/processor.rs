@@ -61,7 +61,7 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
     /// Records one events-queue message; see [`Processor::process_batch`].
     pub async fn process(&self, body: &str) -> Result<Processed, StoreError> {
         let mut results = self.process_batch(&[body]).await;
-        results.pop().unwrap_or_else(|| Err(StoreError::permanent("no result for the message")))
+        results.pop().unwrap_or_else(|| Err(StoreError::refused("no result for the message")))
     }
 
     /// Records a batch of events-queue messages (what one Lambda invocation or one receive of
@@ -84,7 +84,7 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
                 Ok(queued) => queued,
                 Err(e) => {
                     results[i] =
-                        Some(Err(StoreError::permanent(format!("events-queue message is not a queued event: {e}"))));
+                        Some(Err(StoreError::malformed(format!("events-queue message is not a queued event: {e}"))));
                     continue;
                 }
             };
@@ -115,7 +115,7 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
             if let Err(error) = self.fan_out(deliveries, &all).await {
                 // A permanent refusal (a task SQS will never take) must not dead-letter the
                 // whole batch: fan out one event at a time, so only the events it concerns fail.
-                let alone = !error.retryable && new.len() > 1;
+                let alone = !error.is_retryable() && new.len() > 1;
                 let mut kept = Vec::with_capacity(new.len());
                 for (i, queued) in new {
                     let result = if alone { self.fan_out(deliveries, &[&queued]).await } else { Err(error.clone()) };
@@ -133,10 +133,7 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
         for ((i, queued), result) in new.iter().zip(recorded) {
             results[*i] = Some(result.map(|r| self.processed(&queued.event, r)));
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(StoreError::permanent("message left unprocessed"))))
-            .collect()
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::refused("message left unprocessed")))).collect()
     }
 
     fn processed(&self, e: &CanonicalEvent, recorded: Recorded) -> Processed {
@@ -161,7 +158,8 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
             // once, so scheduling again after a crash is harmless).
             if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
                 let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
-                let body = serde_json::to_string(&task).unwrap_or_default();
+                let body = serde_json::to_string(&task)
+                    .map_err(|e| StoreError::malformed(format!("resend task cannot be written as JSON: {e}")))?;
                 resends.push(Outgoing { id: resends.len().to_string(), body, delay_seconds: delay });
             }
             let workspace = event.workspaceid.as_str();
@@ -170,7 +168,8 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
             }
             for s in subscriptions.get(workspace).into_iter().flatten() {
                 if s.enabled && s.matches(event, &queued.source) && !about_itself(event, s) {
-                    let body = serde_json::to_string(&DeliveryTask::new(s, event)).unwrap_or_default();
+                    let body = serde_json::to_string(&DeliveryTask::new(s, event))
+                        .map_err(|e| StoreError::malformed(format!("delivery task cannot be written as JSON: {e}")))?;
                     tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
                 }
             }

@@ -92,7 +92,7 @@ pub async fn replay<S: EventStore, Q: Queue>(
         for event in page.events.iter().filter(|e| subscription.matches(e, source)) {
             let task = DeliveryTask { replay: Some(replay.clone()), ..DeliveryTask::new(subscription, event) };
             let body = serde_json::to_string(&task)
-                .map_err(|e| StoreError::permanent(format!("delivery task not serializable: {e}")))?;
+                .map_err(|e| StoreError::malformed(format!("delivery task not serializable: {e}")))?;
             tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
         }
         if !tasks.is_empty() {
@@ -106,7 +106,7 @@ pub async fn replay<S: EventStore, Q: Queue>(
     }
     let next = match cursor.as_deref().map(EventCursor::parse) {
         Some(Ok(cursor)) => Some(ReplayPosition { replay, cursor }),
-        Some(Err(why)) => return Err(StoreError::permanent(format!("the store gave a malformed cursor: {why}"))),
+        Some(Err(why)) => return Err(StoreError::malformed(format!("the store gave a malformed cursor: {why}"))),
         None => None,
     };
     Ok(ReplayProgress { queued, next })

@@ -30,5 +30,5 @@ pub async fn modify_subscription<S: SubscriptionStore>(
             return Ok(Some(subscription));
         }
     }
-    Err(StoreError::retryable(format!("subscription {id} kept changing while being written; try again")))
+    Err(StoreError::contended(format!("subscription {id} kept changing while being written; try again")))
 }

@@ -681,6 +681,8 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
         .clone()
         .unwrap_or_else(|| hex::encode(&ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref()[..16]));
     let raw = Raw::Borrowed(text);
+    let error = serde_json::to_value(&report.error)
+        .map_err(|e| WebhookError::malformed(ProviderId::Ses, format!("report `error`: {e}")))?;
     let events = recipients
         .iter()
         .map(|recipient| {
@@ -702,7 +704,7 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
                 let last = data.reason.take().unwrap_or_default();
                 data.reason = Some(format!("gave up after {attempt} attempts; the last error: {last}"));
             }
-            data.details.insert("error".into(), serde_json::to_value(&report.error).unwrap_or_default());
+            data.details.insert("error".into(), error.clone());
             data.details.insert("attempt".into(), Value::from(attempt));
             data.details.insert("throttling".into(), Value::Bool(report.error.is_throttling()));
             // The request can be sent again only if the report carried it whole.

@@ -154,7 +154,9 @@ impl Provider for Twilio {
             _ => {}
         }
         let dedup = format!("{sid}|{status_name}|{}", error_code.unwrap_or_default());
-        let raw = Raw::from(serde_json::to_string(&params).unwrap_or_default());
+        // The parameters as a JSON object (a map of strings: writing it cannot fail).
+        let object = params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
+        let raw = Raw::from(serde_json::Value::Object(object).to_string());
         Ok(Normalized::events(vec![ctx.event(message_type(&channel, status), None, &dedup, data, &raw)]))
     }
 }
