@@ -76,7 +76,7 @@ async fn main() {
     for (queue, variable, dlq_variable) in [
         ("events", "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
         ("deliveries", "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
-        ("redrive", "TIDINGS_REDRIVE_QUEUE_URL", "TIDINGS_REDRIVE_DLQ_URL"),
+        ("resend", "TIDINGS_RESEND_QUEUE_URL", "TIDINGS_RESEND_DLQ_URL"),
     ] {
         let url = sqs.create_queue().queue_name(format!("{run}-{queue}")).send().await.unwrap().queue_url.unwrap();
         let dlq = sqs.create_queue().queue_name(format!("{run}-{queue}-dlq")).send().await.unwrap().queue_url.unwrap();

@@ -109,12 +109,12 @@ async fn sqs_queues_conform_through_the_consumer_port() {
     let events = aws.sqs.create_queue().queue_name(unique("conform-events")).send().await.unwrap().queue_url.unwrap();
     let deliveries =
         aws.sqs.create_queue().queue_name(unique("conform-deliveries")).send().await.unwrap().queue_url.unwrap();
-    let (redrive, dlq) = common::queue_with_dead_letters(&aws.sqs, &unique("conform-redrive")).await;
+    let (resend, dlq) = common::queue_with_dead_letters(&aws.sqs, &unique("conform-resend")).await;
     let urls = QueueUrls {
-        queues: [(QueueName::Events, events), (QueueName::Deliveries, deliveries), (QueueName::Redrive, redrive)]
+        queues: [(QueueName::Events, events), (QueueName::Deliveries, deliveries), (QueueName::Resend, resend)]
             .into_iter()
             .collect(),
-        dead_letters: [(QueueName::Redrive, dlq.clone())].into_iter().collect(),
+        dead_letters: [(QueueName::Resend, dlq.clone())].into_iter().collect(),
     };
     let queues = SqsQueues::new(aws.sqs.clone(), urls).deleting_settled();
     queues::received_messages_are_hidden_and_counted(&queues, QueueName::Events).await;
@@ -128,7 +128,7 @@ async fn sqs_queues_conform_through_the_consumer_port() {
             })
             .collect::<Vec<_>>()
     };
-    queues::a_batch_settles_each_message_its_own_way(&queues, QueueName::Redrive, dead_letters).await;
+    queues::a_batch_settles_each_message_its_own_way(&queues, QueueName::Resend, dead_letters).await;
 }
 
 #[tokio::test]
@@ -489,7 +489,7 @@ async fn a_reported_send_request_is_resent_through_sesv2() {
     assert!(!id.is_empty(), "SES answers with the new message's id");
 
     // SES refusing the request (here: the sender is not verified) is a client error: not
-    // retryable, so the redrive reports the event as failed instead of trying again.
+    // retryable, so the resender reports the event as failed instead of trying again.
     let mut unverified = reported_send_request();
     unverified["FromEmailAddress"] = "billing@not-verified.example".into();
     let error = emailer.send_email(&unverified).await.expect_err("an unverified sender is refused");
@@ -504,15 +504,15 @@ async fn a_reported_send_request_is_resent_through_sesv2() {
 }
 
 #[tokio::test]
-async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_tasks() {
+async fn resend_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_tasks() {
     use tidings_core::ports::EventQuery;
     let aws = aws().await;
     let store = aws.store().await;
     let (_, events_url, _) = aws.queues().await;
-    let (_, redrive_url, redrive_dlq) = aws.queues().await;
+    let (_, resend_url, resend_dlq) = aws.queues().await;
     let urls = QueueUrls {
-        queues: [(QueueName::Events, events_url.clone()), (QueueName::Redrive, redrive_url.clone())].into(),
-        dead_letters: [(QueueName::Redrive, redrive_dlq.clone())].into(),
+        queues: [(QueueName::Events, events_url.clone()), (QueueName::Resend, resend_url.clone())].into(),
+        dead_letters: [(QueueName::Resend, resend_dlq.clone())].into(),
     };
     let queues = SqsQueues::new(aws.sqs.clone(), urls);
     let f = fixture(store.clone(), queues.clone()).await;
@@ -543,13 +543,13 @@ async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_ta
     assert_eq!(process_events().await, 2, "one event per recipient");
     let scheduled = stored("email.retry_scheduled").await;
     assert_eq!(scheduled.len(), 2);
-    let delayed = aws.attribute(&redrive_url, QueueAttributeName::ApproximateNumberOfMessagesDelayed).await;
-    assert_eq!(delayed, "2", "each redrive waits out its backoff on the queue");
+    let delayed = aws.attribute(&resend_url, QueueAttributeName::ApproximateNumberOfMessagesDelayed).await;
+    assert_eq!(delayed, "2", "each resend waits out its backoff on the queue");
     // The tasks as the processor enqueued them (they stay delayed for ~30 s on the queue).
     let source = f.source(tidings_core::ProviderId::Ses).id.clone();
     let tasks: Vec<String> = scheduled
         .iter()
-        .map(|e| serde_json::to_string(&tidings_core::redrive::task_for(e, &source).unwrap().0).unwrap())
+        .map(|e| serde_json::to_string(&tidings_core::resend::task_for(e, &source).unwrap().0).unwrap())
         .collect();
     let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
 
@@ -559,16 +559,16 @@ async fn redrive_function_reports_an_sesv2_refusal_as_failed_once_for_all_its_ta
     let unverified = aws_sdk_sesv2::config::Builder::from(&config)
         .region(aws_sdk_sesv2::config::Region::new("ap-southeast-2"))
         .build();
-    let redrive = tidings_core::redrive::Redrive::new(
+    let resender = tidings_core::resend::Resender::new(
         store.clone(),
         queues.clone(),
         tidings_aws::SesEmailer::new(aws_sdk_sesv2::Client::from_conf(unverified)),
     );
-    let response = tidings_processor::handle_redrive(&redrive, &queues, sqs_event(&tasks)).await;
+    let response = tidings_processor::handle_resend(&resender, &queues, sqs_event(&tasks)).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     assert_eq!(process_events().await, 2, "the refusal, reported once per recipient");
     assert_eq!(stored("email.failed").await.len(), 2);
-    assert!(aws.receive_all(&redrive_dlq).await.is_empty());
+    assert!(aws.receive_all(&resend_dlq).await.is_empty());
 }
 
 #[tokio::test]

@@ -308,20 +308,20 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&faulty), table);
     let (events, events_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-events")).await;
     let (deliveries, deliveries_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-deliveries")).await;
-    // SES sends that failed retryably become resend tasks on the redrive queue; resending is
+    // SES sends that failed retryably become resend tasks on the resend queue; resending is
     // tested elsewhere (tests/tests/redrive.rs), so here they are only counted.
-    let (redrive, redrive_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-redrive")).await;
+    let (resend, resend_dlq) = common::queue_with_dead_letters(&sqs, &format!("{run}-resend")).await;
     let urls = QueueUrls {
         queues: [
             (QueueName::Events, events.clone()),
             (QueueName::Deliveries, deliveries.clone()),
-            (QueueName::Redrive, redrive.clone()),
+            (QueueName::Resend, resend.clone()),
         ]
         .into(),
         dead_letters: [
             (QueueName::Events, events_dlq.clone()),
             (QueueName::Deliveries, deliveries_dlq.clone()),
-            (QueueName::Redrive, redrive_dlq.clone()),
+            (QueueName::Resend, resend_dlq.clone()),
         ]
         .into(),
     };
@@ -442,8 +442,8 @@ async fn under_injected_faults_every_event_is_stored_once_and_delivered() {
         assert_eq!((states[0].status, states[0].events), (Status::Delivered, 1), "soak-{n:06}");
     }
     assert!(dead_events.is_empty() && dead_deliveries.is_empty(), "dead letters: {dead_events:?} {dead_deliveries:?}");
-    let resends = common::receive_all(&sqs, &redrive).await.len();
-    assert!(common::receive_all(&sqs, &redrive_dlq).await.is_empty());
+    let resends = common::receive_all(&sqs, &resend).await.len();
+    assert!(common::receive_all(&sqs, &resend_dlq).await.is_empty());
 
     let received = received.lock().unwrap().clone();
     let delivered: BTreeSet<String> = received.keys().cloned().collect();

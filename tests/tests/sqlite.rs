@@ -40,10 +40,10 @@ async fn sqlite_queues_conform_through_the_consumer_port() {
     queues::received_messages_are_hidden_and_counted(&db, QueueName::Events).await;
     queues::delayed_messages_wait(&db, QueueName::Deliveries).await;
     let dead_letters = || async {
-        let dead = db.dead_letters(QueueName::Redrive).unwrap();
+        let dead = db.dead_letters(QueueName::Resend).unwrap();
         dead.into_iter().map(|d| (d.body, d.reason)).collect::<Vec<_>>()
     };
-    queues::a_batch_settles_each_message_its_own_way(&db, QueueName::Redrive, dead_letters).await;
+    queues::a_batch_settles_each_message_its_own_way(&db, QueueName::Resend, dead_letters).await;
 }
 
 fn message(body: &str) -> Outgoing {
@@ -95,9 +95,9 @@ async fn a_batch_delete_removes_current_receipts_only() {
 async fn delayed_messages_stay_hidden_until_due() {
     let queue = Sqlite::in_memory().unwrap();
     queue
-        .send(QueueName::Redrive, &[Outgoing { id: "0".into(), body: "later".into(), delay_seconds: 900 }])
+        .send(QueueName::Resend, &[Outgoing { id: "0".into(), body: "later".into(), delay_seconds: 900 }])
         .await
         .unwrap();
-    assert!(queue.receive(QueueName::Redrive, 10, 30).unwrap().is_empty());
-    assert_eq!(queue.depth(QueueName::Redrive).unwrap(), 1);
+    assert!(queue.receive(QueueName::Resend, 10, 30).unwrap().is_empty());
+    assert_eq!(queue.depth(QueueName::Resend).unwrap(), 1);
 }

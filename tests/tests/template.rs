@@ -71,7 +71,7 @@ fn every_function_in_the_template_is_a_binary_of_the_workspace() {
     let binaries = binaries();
     let declared: Vec<String> =
         template().lines().filter_map(|l| l.trim().strip_prefix("Binary: ").map(str::to_owned)).collect();
-    assert!(declared.len() >= 17, "12 ingest functions, SES intake, processor, redrive, fan-out, API: {declared:?}");
+    assert!(declared.len() >= 17, "12 ingest functions, SES intake, processor, resend, fan-out, API: {declared:?}");
     for binary in &declared {
         assert!(binaries.contains(binary), "template.yaml builds {binary:?}, which no crate defines ({binaries:?})");
     }
@@ -144,7 +144,7 @@ fn every_dead_letter_queue_has_an_alarm() {
         .filter_map(|l| l.strip_prefix("  ").and_then(|l| l.strip_suffix(':')))
         .filter(|name| !name.starts_with(' ') && name.ends_with("DeadLetterQueue"))
         .collect();
-    assert!(dead_letter_queues.len() >= 4, "events, deliveries, redrive, SES intake: {dead_letter_queues:?}");
+    assert!(dead_letter_queues.len() >= 4, "events, deliveries, resend, SES intake: {dead_letter_queues:?}");
     for queue in dead_letter_queues {
         let watched = format!("{{Name: QueueName, Value: !GetAtt {queue}.QueueName}}");
         assert!(template.contains(&watched), "no alarm on {queue}");
@@ -166,7 +166,7 @@ fn every_queue_fed_function_can_finish_and_report_before_its_message_reappears()
     let global_timeout = 10;
     let mappings: Vec<&serde_json::Value> =
         resources.values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping").collect();
-    assert_eq!(mappings.len(), 4, "SES intake, processor, redrive, fan-out");
+    assert_eq!(mappings.len(), 4, "SES intake, processor, resend, fan-out");
     for mapping in mappings {
         let properties = &mapping["Properties"];
         let function_id = properties["FunctionName"]["Ref"].as_str().unwrap();

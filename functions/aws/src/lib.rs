@@ -189,7 +189,7 @@ pub struct Settings {
 const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
     (QueueName::Events, "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
     (QueueName::Deliveries, "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
-    (QueueName::Redrive, "TIDINGS_REDRIVE_QUEUE_URL", "TIDINGS_REDRIVE_DLQ_URL"),
+    (QueueName::Resend, "TIDINGS_RESEND_QUEUE_URL", "TIDINGS_RESEND_DLQ_URL"),
 ];
 
 impl Settings {

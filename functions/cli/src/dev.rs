@@ -13,7 +13,7 @@ use tidings_core::auth::signer::generate_sendgrid_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
 use tidings_core::ports::{ApiKey, QueueName, StoreError};
-use tidings_core::redrive::Redrive;
+use tidings_core::resend::Resender;
 use tidings_core::source::{Source, new_id, new_secret};
 use tidings_core::ssrf::Guard;
 use tidings_core::{ProviderId, Timestamp};
@@ -224,8 +224,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         }
         None => DevEmailer::Outbox(db.clone()),
     };
-    let redrive = Redrive::new(db.clone(), queue.clone(), emailer);
-    let worker = tokio::spawn(work(processor, fanout, redrive, db.clone(), wake, stop_rx.clone()));
+    let resender = Resender::new(db.clone(), queue.clone(), emailer);
+    let worker = tokio::spawn(work(processor, fanout, resender, db.clone(), wake, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -255,19 +255,19 @@ fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// Drains the events queue through the processor, the deliveries queue through fan-out and the
-/// redrive queue through the resender, each in its own loop (so slow subscribers do not hold
+/// resend queue through the resender, each in its own loop (so slow subscribers do not hold
 /// up storing), until told to stop. Deliveries of one batch go out concurrently, as the fan-out
 /// Lambda's do. A message whose handling fails retryably is left to reappear after a backoff;
 /// one that fails permanently goes to its dead-letter queue with the reason.
 async fn work(
     processor: Processor<Sqlite, Waking>,
     fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
-    redrive: Redrive<Sqlite, Waking, DevEmailer>,
+    resender: Resender<Sqlite, Waking, DevEmailer>,
     db: Sqlite,
     wake: Arc<Wake>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let (processor, fanout, redrive) = (&processor, &fanout, &redrive);
+    let (processor, fanout, resender) = (&processor, &fanout, &resender);
     // The processor takes a received batch together (its deliveries enqueued at once); a
     // batch's deliveries and resends go out concurrently.
     let events = drain(QueueName::Events, &db, &wake, stop.clone(), |batch| async move {
@@ -281,9 +281,9 @@ async fn work(
             batch.iter().map(|m| QueuedTask { id: &m.id, body: &m.body, receive_count: m.receive_count }).collect();
         fanout.deliver_batch(&messages, Timestamp::now()).await
     });
-    let resends = drain(QueueName::Redrive, &db, &wake, stop, |batch| async move {
+    let resends = drain(QueueName::Resend, &db, &wake, stop, |batch| async move {
         let now = Timestamp::now();
-        let resent = futures_util::future::join_all(batch.iter().map(|m| redrive.resend(&m.body, now))).await;
+        let resent = futures_util::future::join_all(batch.iter().map(|m| resender.resend(&m.body, now))).await;
         resent.into_iter().map(|r| r.map(|_| None)).collect()
     });
     tokio::join!(events, deliveries, resends);

@@ -80,7 +80,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     ];
     environment.extend(ENVIRONMENT.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
     for (queue, variable) in
-        [(QueueName::Events, "EVENTS"), (QueueName::Deliveries, "DELIVERIES"), (QueueName::Redrive, "REDRIVE")]
+        [(QueueName::Events, "EVENTS"), (QueueName::Deliveries, "DELIVERIES"), (QueueName::Resend, "REDRIVE")]
     {
         let name = format!("{}-{}", args.table, queue.as_str());
         let dlq = create_queue(&sqs, &format!("{name}-dlq"), None).await.map_err(unreachable)?;

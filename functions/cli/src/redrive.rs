@@ -12,7 +12,7 @@ use crate::client::{ApiArgs, Client};
 pub struct Args {
     #[command(flatten)]
     api: ApiArgs,
-    /// The queue whose dead letters go back: events, deliveries or redrive.
+    /// The queue whose dead letters go back: events, deliveries or resend.
     queue: String,
     /// Only show what is on the dead-letter queue and how the latest move went.
     #[arg(long)]
@@ -44,8 +44,8 @@ fn describe(status: &Value) -> String {
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {
-    if !["events", "deliveries", "redrive"].contains(&args.queue.as_str()) {
-        return Err(Failure::Usage(format!("no queue named {:?}: events, deliveries or redrive", args.queue)));
+    if let Err(why) = args.queue.parse::<tidings_core::ports::QueueName>() {
+        return Err(Failure::Usage(why));
     }
     let client = Client::new(&args.api)?;
     let status_path = format!("/api/queues/{}/dead-letters", args.queue);

@@ -290,7 +290,7 @@ fn with_an_ses_endpoint_dev_resends_a_throttled_send_through_sesv2() {
         .unwrap();
     assert!(replay.success());
 
-    // The resend waits out its backoff (30 s ± 20%) on the redrive queue, then reaches moto.
+    // The resend waits out its backoff (30 s ± 20%) on the resend queue, then reaches moto.
     let sent_from_domain = || -> usize {
         let out = Command::new(&python)
             .args([

@@ -215,7 +215,7 @@ pub enum Status {
     Read,
     /// A provider event tidings has no mapping for; `data.provider_event_type` says which.
     Unknown,
-    /// A retryable send failure that tidings will retry (SES redrive).
+    /// A retryable send failure that tidings will retry (SES resend).
     RetryScheduled,
     /// A send that failed retryably on every attempt.
     RetriesExhausted,

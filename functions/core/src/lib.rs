@@ -19,7 +19,7 @@ pub mod ports;
 pub mod provider_id;
 pub mod providers;
 pub mod recipient;
-pub mod redrive;
+pub mod resend;
 pub mod retryable;
 pub mod schema;
 pub mod serde_util;

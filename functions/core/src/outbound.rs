@@ -17,7 +17,7 @@
 //!   `nodeId`, and Twilio's `subscriptionGroupId`), `email` on email events, and tidings' own
 //!   fields (`tidingsType`, `provider`, …).
 //! - Event names are Dittofeed's (`DFEmailDelivered`, `DFSmsFailed`, …). A send that failed
-//!   for good (`*.failed`, and `*.retries_exhausted` after tidings' redrive gave up) is
+//!   for good (`*.failed`, and `*.retries_exhausted` after tidings' resends gave up) is
 //!   `DFMessageFailure`, the event Dittofeed records for its own failed sends, with the
 //!   `variant` it expects where the provider is one Dittofeed knows.
 //! - An unsubscribe or resubscribe is `DFSubscriptionChange` with `subscriptionId` (the

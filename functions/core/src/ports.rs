@@ -336,22 +336,26 @@ pub trait KeyStore: Send + Sync {
     fn api_key(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, StoreError>> + Send;
 }
 
-/// The queues of the pipeline. Each has a dead-letter queue.
+/// The queues of the pipeline. Each has a dead-letter queue; moving what waits there back to
+/// its queue is a redrive ([`DeadLetters::redrive_dead_letters`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum QueueName {
+    /// Canonical events on their way to being stored (ingest → processor).
     Events,
+    /// Delivery tasks, one per event and subscription (processor → fan-out).
     Deliveries,
-    Redrive,
+    /// SES sends that failed retryably, each waiting for its resend (processor → resender).
+    Resend,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 3] = [QueueName::Events, QueueName::Deliveries, QueueName::Redrive];
+    pub const ALL: [QueueName; 3] = [QueueName::Events, QueueName::Deliveries, QueueName::Resend];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             QueueName::Events => "events",
             QueueName::Deliveries => "deliveries",
-            QueueName::Redrive => "redrive",
+            QueueName::Resend => "resend",
         }
     }
 }
@@ -378,8 +382,8 @@ impl std::str::FromStr for QueueName {
         match s {
             "events" => Ok(QueueName::Events),
             "deliveries" => Ok(QueueName::Deliveries),
-            "redrive" => Ok(QueueName::Redrive),
-            other => Err(format!("no queue named {other:?} (events, deliveries or redrive)")),
+            "resend" => Ok(QueueName::Resend),
+            other => Err(format!("no queue named {other:?} (events, deliveries or resend)")),
         }
     }
 }

@@ -117,6 +117,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     receive_count INTEGER NOT NULL,
     failed_at INTEGER NOT NULL
 );
+-- The resend queue was once named "redrive", a word tidings now keeps for moving dead letters
+-- back; databases from then have their messages renamed.
+UPDATE queue_messages SET queue = 'resend' WHERE queue = 'redrive';
+UPDATE dead_letters SET queue = 'resend' WHERE queue = 'redrive';
 "#;
 
 /// A message handed out by [`Sqlite::receive`] (the consumer port's type).
@@ -230,5 +234,33 @@ impl Sqlite {
             // back on drop), so the connection is still good.
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidings_core::ports::QueueName;
+
+    #[test]
+    fn a_database_from_before_the_resend_queue_was_named_keeps_its_messages() {
+        let dir = std::env::temp_dir().join(format!("tidings-rename-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(SCHEMA).unwrap();
+            old.execute_batch(
+                "INSERT INTO queue_messages (queue, body, visible_at) VALUES ('redrive', 'task', 0);
+                 INSERT INTO dead_letters (queue, body, reason, receive_count, failed_at)
+                 VALUES ('redrive', 'poison', 'why', 5, 0);",
+            )
+            .unwrap();
+        }
+        let db = Sqlite::open(&path).unwrap();
+        let received = db.receive(QueueName::Resend, 10, 30).unwrap();
+        assert_eq!(received.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(), ["task"]);
+        assert_eq!(db.dead_letters(QueueName::Resend).unwrap()[0].reason, "why");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -24,7 +24,7 @@ pub const VISIBILITY_SECONDS: u32 = 30;
 pub struct Wake {
     events: Notify,
     deliveries: Notify,
-    redrive: Notify,
+    resend: Notify,
 }
 
 impl Wake {
@@ -32,7 +32,7 @@ impl Wake {
         match queue {
             QueueName::Events => &self.events,
             QueueName::Deliveries => &self.deliveries,
-            QueueName::Redrive => &self.redrive,
+            QueueName::Resend => &self.resend,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The processor functions: an SQS batch from the events queue, each record stored exactly
-//! once, and a batch from the redrive queue, each retryable SES send failure resent. Both answer
+//! once, and a batch from the resend queue, each retryable SES send failure resent. Both answer
 //! with the records to retry (`ReportBatchItemFailures`), so one bad record never fails or
 //! repeats its batch: a retryable failure (throttling, a timeout) is left on the queue for SQS
 //! to redeliver, and a permanent one goes straight to the dead-letter queue with its reason
@@ -12,7 +12,7 @@ use tidings_aws::{SesSuppressionList, SqsQueues};
 use tidings_core::Timestamp;
 use tidings_core::pipeline::Processor;
 use tidings_core::ports::{Emailer, Queue, QueueName, QueuedEvent, Store, StoreError};
-use tidings_core::redrive::Redrive;
+use tidings_core::resend::Resender;
 use tidings_core::suppression::{self, Change};
 
 /// Mirrors hard bounces and complaints onto the SES account-level suppression list, for the
@@ -89,14 +89,14 @@ pub async fn handle_with_sync<S: Store, Q: Queue>(
     settle(QueueName::Events, queues, event, results).await
 }
 
-/// Handles one redrive-queue batch: each task resends its report's request through SESv2 (at
+/// Handles one resend-queue batch: each task resends its report's request through SESv2 (at
 /// most once per attempt, however often SQS delivers it) and reports a new failure as an event.
-pub async fn handle_redrive<S: Store, Q: Queue, E: Emailer>(
-    redrive: &Redrive<S, Q, E>,
+pub async fn handle_resend<S: Store, Q: Queue, E: Emailer>(
+    resender: &Resender<S, Q, E>,
     queues: &SqsQueues,
     event: SqsEvent,
 ) -> SqsBatchResponse {
-    each_record(QueueName::Redrive, queues, event, |body| async move { redrive.resend(&body, Timestamp::now()).await })
+    each_record(QueueName::Resend, queues, event, |body| async move { resender.resend(&body, Timestamp::now()).await })
         .await
 }
 

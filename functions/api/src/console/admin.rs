@@ -126,7 +126,7 @@ fn queue_purpose(queue: QueueName) -> &'static str {
     match queue {
         QueueName::Events => "canonical events the processor could not store",
         QueueName::Deliveries => "deliveries that failed every attempt or could not be made",
-        QueueName::Redrive => "SES resends that could not be made",
+        QueueName::Resend => "SES resends that could not be made",
     }
 }
 

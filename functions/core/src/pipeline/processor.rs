@@ -154,10 +154,10 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
         let mut tasks: Vec<Outgoing> = Vec::new();
         for queued in events {
             let event = &queued.event;
-            // A retryable SES send failure: schedule its resend (the redrive claims each attempt
+            // A retryable SES send failure: schedule its resend (the resender claims each attempt
             // once, so scheduling again after a crash is harmless).
-            if let Some((task, attempt)) = crate::redrive::task_for(event, &queued.source) {
-                let delay = crate::redrive::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
+            if let Some((task, attempt)) = crate::resend::task_for(event, &queued.source) {
+                let delay = crate::resend::backoff(attempt + 1, delivery::jitter()).as_secs() as u32;
                 let body = serde_json::to_string(&task)
                     .map_err(|e| StoreError::malformed(format!("resend task cannot be written as JSON: {e}")))?;
                 resends.push(Outgoing { id: resends.len().to_string(), body, delay_seconds: delay });
@@ -175,7 +175,7 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
             }
         }
         if !resends.is_empty() {
-            deliveries.send(QueueName::Redrive, &resends).await?;
+            deliveries.send(QueueName::Resend, &resends).await?;
         }
         if !tasks.is_empty() {
             deliveries.send(QueueName::Deliveries, &tasks).await?;

@@ -667,7 +667,7 @@ fn from_send_failure<'a>(text: &'a str, ctx: &NormalizeContext<'_>) -> Result<No
     super::tags_from_object(mail.get("tags"), &mut tags);
     let retryable = report.error.is_retryable();
     let attempt = report.attempt.unwrap_or(1);
-    // A retryable failure is retried (redriven) until its last attempt; a failure of the last
+    // A retryable failure is resent until its last attempt; a failure of the last
     // attempt ends the message's retries, whichever attempt number the sender reports.
     let exhausted = retryable && attempt >= crate::retryable::MAX_SEND_ATTEMPTS;
     let status = match (retryable, exhausted) {

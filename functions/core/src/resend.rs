@@ -1,6 +1,6 @@
 //! Retrying SES sends that failed retryably: a `SendFailure` report stored as
-//! `email.retry_scheduled` puts a task on the redrive queue with exponential backoff; the
-//! redrive resends the request the report carried, once per attempt, and a further failure is
+//! `email.retry_scheduled` puts a task on the resend queue with exponential backoff; the
+//! resender resends the request the report carried, once per attempt, and a further failure is
 //! reported again (next attempt), or ends as `email.retries_exhausted` or `email.failed`.
 
 use std::time::Duration;
@@ -19,10 +19,10 @@ use crate::webhook::{Headers, Transport, Webhook};
 /// Attempts in all (the first send included) before giving up.
 pub const MAX_ATTEMPTS: u32 = crate::retryable::MAX_SEND_ATTEMPTS;
 
-/// What the redrive queue carries: the stored `email.retry_scheduled` event whose raw record is
+/// What the resend queue carries: the stored `email.retry_scheduled` event whose raw record is
 /// the report to act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RedriveTask {
+pub struct ResendTask {
     pub workspace: String,
     pub event_id: crate::event::EventId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,8 +37,8 @@ pub fn backoff(next: u32, jitter: f64) -> Duration {
     Duration::from_secs(base).mul_f64(1.0 + jitter.clamp(-1.0, 1.0) * 0.2).min(Duration::from_secs(900))
 }
 
-/// Whether the processor should schedule a redrive for a stored event, and its task.
-pub fn task_for(event: &CanonicalEvent, source: &str) -> Option<(RedriveTask, u32)> {
+/// Whether the processor should schedule a resend for a stored event, and its task.
+pub fn task_for(event: &CanonicalEvent, source: &str) -> Option<(ResendTask, u32)> {
     let d = &event.data;
     let resendable = d.details.get("resendable").and_then(Value::as_bool) == Some(true);
     if event.event_type.status() != Some(Status::RetryScheduled)
@@ -48,7 +48,7 @@ pub fn task_for(event: &CanonicalEvent, source: &str) -> Option<(RedriveTask, u3
         return None;
     }
     let attempt = d.details.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32;
-    let task = RedriveTask {
+    let task = ResendTask {
         workspace: event.workspaceid.clone(),
         event_id: event.id.clone(),
         message_id: d.message_id.clone(),
@@ -71,21 +71,21 @@ fn tag_with_timeline(mail: &mut Value, timeline: Option<&str>) {
 }
 
 /// Resends reported sends.
-pub struct Redrive<S, Q, E> {
+pub struct Resender<S, Q, E> {
     store: S,
     queue: Q,
     emailer: E,
 }
 
-impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
+impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Resender<S, Q, E> {
     pub fn new(store: S, queue: Q, emailer: E) -> Self {
-        Redrive { store, queue, emailer }
+        Resender { store, queue, emailer }
     }
 
-    /// Handles one redrive-queue message.
+    /// Handles one resend-queue message.
     pub async fn resend(&self, body: &str, now: Timestamp) -> Result<(), StoreError> {
-        let task: RedriveTask = serde_json::from_str(body)
-            .map_err(|e| StoreError::malformed(format!("redrive-queue message is not a redrive task: {e}")))?;
+        let task: ResendTask = serde_json::from_str(body)
+            .map_err(|e| StoreError::malformed(format!("resend-queue message is not a resend task: {e}")))?;
         let Some(raw) = self.store.raw(&task.workspace, task.message_id.as_deref(), &task.event_id).await? else {
             tracing::warn!(event = %task.event_id, "redrive for an expired report dropped");
             return Ok(());
@@ -126,7 +126,7 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
                 next["timestamp"] = json!(now.to_string());
                 next["reportId"] = json!(key);
                 // Reported like the first failure: retryable → retry_scheduled (and another
-                // redrive), otherwise failed; after the last attempt, retries_exhausted.
+                // resend), otherwise failed; after the last attempt, retries_exhausted.
                 self.enqueue_report(&task, &next, now).await
             }
         }
@@ -134,7 +134,7 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Redrive<S, Q, E> {
 
     /// Normalizes a report as the SES source would and puts its events on the events queue
     /// (`email.retries_exhausted` when the report's attempt was the last).
-    async fn enqueue_report(&self, task: &RedriveTask, report: &Value, now: Timestamp) -> Result<(), StoreError> {
+    async fn enqueue_report(&self, task: &ResendTask, report: &Value, now: Timestamp) -> Result<(), StoreError> {
         let body = serde_json::to_vec(report).map_err(|e| StoreError::malformed(e.to_string()))?;
         let headers = Headers::new();
         let webhook = Webhook { body: &body, headers: &headers, query: None, transport: Transport::Queue };

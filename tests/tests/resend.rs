@@ -7,7 +7,7 @@ use common::{WS, events_dir, fixture};
 use tidings_core::pipeline::Processor;
 use tidings_core::ports::EventStore;
 use tidings_core::ports::{EventQuery, QueueName};
-use tidings_core::redrive::{self, Redrive};
+use tidings_core::resend::{self, Resender};
 use tidings_core::retryable::SendError;
 use tidings_core::{ProviderId, Timestamp};
 use tidings_local::Sqlite;
@@ -58,14 +58,14 @@ async fn a_throttled_send_is_scheduled_and_resent_once_per_attempt() {
     let scheduled = stored(&db, "email.retry_scheduled").await;
     assert_eq!(scheduled.len(), 2, "one per recipient");
     assert!(stored(&db, "email.failed").await.is_empty(), "a retryable failure is never reported as failed");
-    assert_eq!(db.depth(QueueName::Redrive).unwrap(), 2, "a redrive scheduled (delayed) for each recipient's event");
+    assert_eq!(db.depth(QueueName::Resend).unwrap(), 2, "a resend scheduled (delayed) for each recipient's event");
 
     // Both tasks (and a redelivery) resend the request once.
-    let redrive = Redrive::new(db.clone(), db.clone(), db.clone());
+    let resender = Resender::new(db.clone(), db.clone(), db.clone());
     for event in scheduled.iter().chain(scheduled.iter()) {
-        let (task, attempt) = redrive::task_for(event, "src").unwrap();
+        let (task, attempt) = resend::task_for(event, "src").unwrap();
         assert_eq!(attempt, 1);
-        redrive.resend(&serde_json::to_string(&task).unwrap(), Timestamp::now()).await.unwrap();
+        resender.resend(&serde_json::to_string(&task).unwrap(), Timestamp::now()).await.unwrap();
     }
     let outbox = db.outbox().unwrap();
     assert_eq!(outbox.len(), 1, "one resend for attempt 2");
@@ -109,7 +109,7 @@ async fn a_rejected_send_fails_and_is_not_resent() {
     let failed = stored(&db, "email.failed").await;
     assert_eq!(failed.len(), 2);
     assert!(failed.iter().all(|e| e.data.retryable == Some(false)));
-    assert_eq!(db.depth(QueueName::Redrive).unwrap(), 0);
+    assert_eq!(db.depth(QueueName::Resend).unwrap(), 0);
 }
 
 #[tokio::test]
@@ -119,16 +119,16 @@ async fn a_send_that_keeps_failing_ends_as_retries_exhausted() {
     let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
     f.post_sample(ProviderId::Ses, &events_dir().join("ses/send-failure-throttled.json")).await;
     drain_events(&db, &processor).await;
-    let redrive = Redrive::new(db.clone(), db.clone(), Throttled);
-    for attempt in 1..redrive::MAX_ATTEMPTS {
-        // The redrive queue would hand over the task for the newest scheduled retry.
+    let resender = Resender::new(db.clone(), db.clone(), Throttled);
+    for attempt in 1..resend::MAX_ATTEMPTS {
+        // The resend queue would hand over the task for the newest scheduled retry.
         let latest = stored(&db, "email.retry_scheduled")
             .await
             .into_iter()
             .find(|e| e.data.details["attempt"] == attempt)
             .unwrap_or_else(|| panic!("no retry_scheduled for attempt {attempt}"));
-        let (task, _) = redrive::task_for(&latest, "src").unwrap();
-        redrive.resend(&serde_json::to_string(&task).unwrap(), Timestamp::now()).await.unwrap();
+        let (task, _) = resend::task_for(&latest, "src").unwrap();
+        resender.resend(&serde_json::to_string(&task).unwrap(), Timestamp::now()).await.unwrap();
         drain_events(&db, &processor).await;
     }
     let exhausted = stored(&db, "email.retries_exhausted").await;
