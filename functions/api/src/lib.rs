@@ -109,6 +109,9 @@ pub enum ApiError {
     /// The request is malformed: the line names the field.
     #[error("{0}")]
     BadRequest(String),
+    /// A field validation refused: answered with the line and, as `field`, the field's name.
+    #[error("{0}")]
+    Invalid(#[from] tidings_core::invalid::Invalid),
     /// A request body the JSON reader refused with its own status (413 over the size limit, 415
     /// without a JSON content type, 400 otherwise).
     #[error("body: {why}")]
@@ -131,7 +134,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid(_) => StatusCode::BAD_REQUEST,
             ApiError::Body { status, .. } => *status,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -144,7 +147,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(json!({"error": self.to_string()}))).into_response()
+        let body = match &self {
+            ApiError::Invalid(invalid) => json!({"error": self.to_string(), "field": invalid.field}),
+            _ => json!({"error": self.to_string()}),
+        };
+        (self.status(), axum::Json(body)).into_response()
     }
 }
 

@@ -50,10 +50,13 @@ pub(crate) struct Operation<St> {
     answers: Vec<Answer>,
 }
 
-/// What each error status means on this API; every error body is `{"error": "<one line>"}`.
+/// What each error status means on this API; every error body is `{"error": "<one line>"}`,
+/// with `field` beside it when validation refused a field.
 fn error_meaning(status: u16) -> &'static str {
     match status {
-        400 => "The request is malformed; the one-line `error` names the field.",
+        400 => {
+            "The request is malformed; the one-line `error` names the field, and `field` gives its name when validation refused it."
+        }
         401 => "No API key, or an unknown one (`Authorization: Bearer <key>`).",
         403 => "The API key's workspace may not do this.",
         404 => "Nothing of that id in the key's workspace.",
@@ -295,7 +298,7 @@ pub(crate) fn build<St: Clone + Send + Sync + 'static>(operations: Vec<Operation
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Sources, events, message timelines, suppressions, subscriptions and dead-letter \
                 queues of one workspace: the workspace of the API key each request carries \
-                (`Authorization: Bearer <key>`). Errors are `{\"error\": \"<one line>\"}`.",
+                (`Authorization: Bearer <key>`). Errors are `{\"error\": \"<one line>\"}`, with `\"field\"` naming a field validation refused.",
         },
         "paths": paths,
         "components": {

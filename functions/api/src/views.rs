@@ -17,6 +17,10 @@ use tidings_core::timestamp::Timestamp;
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ErrorBody {
     pub error: String,
+    /// For a field that validation refused: its name (`url`, `types`, `headers`, `secret`,
+    /// `cursor`, …), for code that points at it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// The server is up.

@@ -84,7 +84,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
         _ => Headers::new(),
     };
     for line in &args.headers {
-        headers.push_line(line).map_err(Failure::Usage)?;
+        headers.push_line(line).map_err(|e| Failure::Usage(e.reason))?;
     }
     let now = match args.now {
         Some(seconds) => Timestamp::from_unix_seconds(seconds)

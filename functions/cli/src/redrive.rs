@@ -45,7 +45,7 @@ fn describe(status: &Value) -> String {
 
 pub async fn run(args: Args) -> Result<(), Failure> {
     if let Err(why) = args.queue.parse::<tidings_core::ports::QueueName>() {
-        return Err(Failure::Usage(why));
+        return Err(Failure::Usage(why.reason));
     }
     let client = Client::new(&args.api)?;
     let status_path = format!("/api/queues/{}/dead-letters", args.queue);

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod delivery;
 pub mod event;
+pub mod invalid;
 pub mod messages;
 pub mod metrics;
 pub mod outbound;

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::invalid::Invalid;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypePattern(Vec<String>);
 
@@ -14,14 +16,17 @@ pub struct TypePattern(Vec<String>);
 pub const TYPE_PATTERN_REGEX: &str = r"^\s*(\*|[a-z0-9_-]+)(\.(\*|[a-z0-9_-]+))*\s*$";
 
 impl TypePattern {
-    pub fn parse(text: &str) -> Result<TypePattern, String> {
+    pub fn parse(text: &str) -> Result<TypePattern, Invalid> {
         let segments: Vec<String> = text.trim().split('.').map(str::to_owned).collect();
         for segment in &segments {
             let ok = segment == "*"
                 || (!segment.is_empty()
                     && segment.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
             if !ok {
-                return Err(format!("type pattern {text:?}: each dotted part must be `*` or lowercase [a-z0-9_-]"));
+                return Err(Invalid::new(
+                    "types",
+                    format!("type pattern {text:?}: each dotted part must be `*` or lowercase [a-z0-9_-]"),
+                ));
             }
         }
         Ok(TypePattern(segments))

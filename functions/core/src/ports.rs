@@ -86,6 +86,14 @@ impl StoreError {
     }
 }
 
+/// Input a store was handed that validation refuses (a cursor, a pattern): it reads the same on
+/// every try.
+impl From<crate::invalid::Invalid> for StoreError {
+    fn from(invalid: crate::invalid::Invalid) -> Self {
+        StoreError::Malformed(invalid.reason)
+    }
+}
+
 /// The result of recording an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -124,8 +132,13 @@ impl EventCursor {
     /// The latest instant a cursor may name: the end of year 9999, as far as event times go.
     const MAX_MS: i64 = 253_402_300_799_999;
 
-    pub fn parse(text: &str) -> Result<EventCursor, String> {
-        let malformed = || format!("cursor {text:?} is not <milliseconds>:<event id> as a page's `next` gives it");
+    pub fn parse(text: &str) -> Result<EventCursor, crate::invalid::Invalid> {
+        let malformed = || {
+            crate::invalid::Invalid::new(
+                "cursor",
+                format!("cursor {text:?} is not <milliseconds>:<event id> as a page's `next` gives it"),
+            )
+        };
         let (ms, id) = text.split_once(':').ok_or_else(malformed)?;
         let ms = ms.parse::<i64>().ok().filter(|ms| (0..=Self::MAX_MS).contains(ms)).ok_or_else(malformed)?;
         let hex = id.strip_prefix("evt_").ok_or_else(malformed)?;
@@ -283,7 +296,7 @@ pub trait SubscriptionStore: Send + Sync {
     /// Writes `subscription` with its version one past `subscription.version`, only if the
     /// stored one still has `subscription.version` (a subscription stored before versions
     /// existed has version 0). `false` when another writer got there first (or it is gone):
-    /// read it again and redo the change ([`crate::pipeline::modify_subscription`]).
+    /// read it again and redo the change (as `pipeline::modify_subscription` does).
     fn update_subscription(&self, subscription: &Subscription)
     -> impl Future<Output = Result<bool, StoreError>> + Send;
     fn subscription(
@@ -377,13 +390,16 @@ pub trait Queue: Send + Sync {
 }
 
 impl std::str::FromStr for QueueName {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = crate::invalid::Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "events" => Ok(QueueName::Events),
             "deliveries" => Ok(QueueName::Deliveries),
             "resend" => Ok(QueueName::Resend),
-            other => Err(format!("no queue named {other:?} (events, deliveries or resend)")),
+            other => Err(crate::invalid::Invalid::new(
+                "queue",
+                format!("no queue named {other:?} (events, deliveries or resend)"),
+            )),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Subscriptions: where a workspace's canonical events are delivered, which of them, in what
 //! format, signed with which secrets.
 
+use crate::invalid::Invalid;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CanonicalEvent;
@@ -114,19 +115,19 @@ const RESERVED_HEADERS: &[&str] = &[
 ];
 
 /// Checks what a user asks for before a subscription is created.
-pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("url {url:?} is not a URL ({e})"))?;
+pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Result<(), Invalid> {
+    let parsed = url::Url::parse(url).map_err(|e| Invalid::new("url", format!("url {url:?} is not a URL ({e})")))?;
     if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(format!("url must be http or https, not {}", parsed.scheme()));
+        return Err(Invalid::new("url", format!("url must be http or https, not {}", parsed.scheme())));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("url must not carry credentials: use a header instead".into());
+        return Err(Invalid::new("url", "url must not carry credentials: use a header instead"));
     }
     if parsed.host().is_none() {
-        return Err("url has no host".into());
+        return Err(Invalid::new("url", "url has no host"));
     }
     if types.is_empty() {
-        return Err("types: give at least one pattern (`*` for every event)".into());
+        return Err(Invalid::new("types", "types: give at least one pattern (`*` for every event)"));
     }
     for pattern in types {
         TypePattern::parse(pattern)?;
@@ -134,15 +135,18 @@ pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Re
     for (name, value) in headers {
         let lower = name.to_ascii_lowercase();
         if lower.starts_with("webhook-") || RESERVED_HEADERS.contains(&lower.as_str()) {
-            return Err(format!("header {name} is set by tidings and cannot be overridden"));
+            return Err(Invalid::new("headers", format!("header {name} is set by tidings and cannot be overridden")));
         }
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)) {
-            return Err(format!("header name {name:?} is not a valid header name"));
+            return Err(Invalid::new("headers", format!("header name {name:?} is not a valid header name")));
         }
         // An HTTP field value is visible characters, spaces and tabs: a control character
         // (NUL, a line break, ESC, DEL) would fail every delivery, or split the request.
         if let Some(bad) = value.bytes().find(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(format!("header {name} has a control character (0x{bad:02x}) in its value"));
+            return Err(Invalid::new(
+                "headers",
+                format!("header {name} has a control character (0x{bad:02x}) in its value"),
+            ));
         }
     }
     Ok(())
@@ -204,10 +208,12 @@ mod tests {
             ("file:///etc/passwd", "http or https"),
             ("not a url", "not a URL"),
         ] {
-            assert!(validate(url, &types, &[]).unwrap_err().contains(why), "{url}");
+            let refused = validate(url, &types, &[]).unwrap_err();
+            assert!(refused.reason.contains(why) && refused.field == "url", "{url}: {refused:?}");
         }
         for header in ["webhook-signature", "Webhook-Id", "Host", "Transfer-Encoding", "Connection"] {
-            assert!(validate("https://example.com", &types, &[(header.into(), "x".into())]).is_err(), "{header}");
+            let refused = validate("https://example.com", &types, &[(header.into(), "x".into())]).unwrap_err();
+            assert_eq!(refused.field, "headers", "{header}");
         }
         assert!(validate("https://example.com", &types, &[("X-Key".into(), "a\r\nInjected: 1".into())]).is_err());
         assert!(validate("https://example.com", &[], &[]).is_err());

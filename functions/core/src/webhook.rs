@@ -37,7 +37,7 @@ impl Headers {
 
     /// Parses `Name: value` lines (the `.headers` files beside sample payloads, or curl's `-H`).
     /// Blank lines and lines starting with `#` are skipped.
-    pub fn parse_lines(text: &str) -> Result<Headers, String> {
+    pub fn parse_lines(text: &str) -> Result<Headers, crate::invalid::Invalid> {
         let mut headers = Headers::new();
         for line in text.lines() {
             let line = line.trim_end_matches('\r');
@@ -50,12 +50,14 @@ impl Headers {
     }
 
     /// Adds one `Name: value` header.
-    pub fn push_line(&mut self, line: &str) -> Result<(), String> {
-        let (name, value) =
-            line.split_once(':').ok_or_else(|| format!("header {line:?} is not of the form 'Name: value'"))?;
+    pub fn push_line(&mut self, line: &str) -> Result<(), crate::invalid::Invalid> {
+        use crate::invalid::Invalid;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| Invalid::new("headers", format!("header {line:?} is not of the form 'Name: value'")))?;
         let name = name.trim();
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(format!("header name {name:?} is not a valid header name"));
+            return Err(Invalid::new("headers", format!("header name {name:?} is not a valid header name")));
         }
         self.insert(name, value.trim());
         Ok(())

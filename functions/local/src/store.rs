@@ -24,14 +24,13 @@ impl Sqlite {
     /// workspace's whole history in one request: when the budget runs out, the page holds what
     /// matched so far and `next` continues after the last row read.
     fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let pattern =
-            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::malformed)?;
+        let pattern = query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::from)?;
         let limit = query.limit.clamp(1, 1000);
         // The cursor is the (time, id) of the last event returned; pages continue strictly
         // before it in (time desc, id desc) order.
         let (mut before_ms, mut before_id) = match query.cursor.as_deref() {
             Some(text) => {
-                let cursor = EventCursor::parse(text).map_err(StoreError::malformed)?;
+                let cursor = EventCursor::parse(text).map_err(StoreError::from)?;
                 (cursor.ms, cursor.id)
             }
             None => (i64::MAX, String::new()),

@@ -173,3 +173,35 @@ async fn twilio_parameters_resplit_under_the_same_signature_are_refused() {
     }
     assert_eq!(f.store.depth(QueueName::Events).unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_refused_field_is_named_in_the_answer_for_code_too() {
+    let f = sqlite_fixture().await;
+    let subscription = |extra: Value| {
+        let mut body = json!({"url": "https://hooks.example.com/t", "types": ["*"]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        post_json("/api/subscriptions", body)
+    };
+    for (request, field) in [
+        (subscription(json!({"url": "ftp://hooks.example.com/t"})), "url"),
+        (subscription(json!({"types": ["Email.*"]})), "types"),
+        (subscription(json!({"headers": ["Webhook-Signature: x"]})), "headers"),
+        (subscription(json!({"anonymous_id": "recipient"})), "anonymous_id"),
+        (post_json("/api/sources", json!({"provider": "postmark", "secret": "short"})), "secret"),
+        (
+            post_json(
+                "/api/sources",
+                json!({"provider": "mailgun", "secret": "key-3ax6xnjp29jd6fds4gc373sgvjxteol0", "tolerance_seconds": 0}),
+            ),
+            "tolerance_seconds",
+        ),
+        (get("/api/events?cursor=1"), "cursor"),
+        (get("/api/events?type=Email.*"), "type"),
+    ] {
+        let (status, body) = f.call(request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {body}");
+        assert_eq!(body["field"], field, "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty() && !e.contains('\n')), "{body}");
+    }
+    assert!(f.store.subscriptions(common::WS).await.unwrap().is_empty());
+}

@@ -203,7 +203,7 @@ pub(super) async fn redrive<S: Store, Q: Queue + DeadLetters>(
             format!("only an operator workspace may redrive dead letters, and {} is not one", session.workspace),
         ));
     }
-    let queue: QueueName = queue.parse().map_err(not_found)?;
+    let queue: QueueName = queue.parse().map_err(|e: tidings_core::invalid::Invalid| not_found(e.reason))?;
     let moved = shared.queue.redrive_dead_letters(queue, MoveMethod::Native).await?;
     tracing::info!(
         queue = queue.as_str(),

@@ -36,7 +36,7 @@ pub(super) async fn events<S: Store, Q: Queue>(
         TypePattern::parse(pattern).map_err(|e| bad_request(format!("type: {e}")))?;
     }
     if let Some(cursor) = non_empty(&f.cursor) {
-        tidings_core::ports::EventCursor::parse(cursor).map_err(bad_request)?;
+        tidings_core::ports::EventCursor::parse(cursor)?;
     }
     let query = EventQuery {
         workspace: session.workspace.clone(),

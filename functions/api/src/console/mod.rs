@@ -159,6 +159,12 @@ impl From<StoreError> for ConsoleError {
     }
 }
 
+impl From<tidings_core::invalid::Invalid> for ConsoleError {
+    fn from(invalid: tidings_core::invalid::Invalid) -> Self {
+        ConsoleError(StatusCode::BAD_REQUEST, invalid.reason)
+    }
+}
+
 fn bad_request(message: impl Into<String>) -> ConsoleError {
     ConsoleError(StatusCode::BAD_REQUEST, message.into())
 }

@@ -161,7 +161,7 @@ pub(super) async fn create_subscription<S: Store, Q: Queue>(
         headers: if header.is_empty() { Vec::new() } else { vec![header.to_owned()] },
         description: form.description.trim().to_owned(),
     };
-    let (subscription, secret) = crate::new_subscription(session.workspace.clone(), new).map_err(bad_request)?;
+    let (subscription, secret) = crate::new_subscription(session.workspace.clone(), new)?;
     shared.store.put_subscription(&subscription).await?;
     tracing::info!(
         workspace = session.workspace,
@@ -394,10 +394,7 @@ pub(super) async fn subscription_action<S: Store, Q: Queue>(
             if let Some(pattern) = &pattern {
                 TypePattern::parse(pattern).map_err(|e| bad_request(format!("type: {e}")))?;
             }
-            let from = non_empty(&form.cursor)
-                .map(tidings_core::pipeline::ReplayPosition::parse)
-                .transpose()
-                .map_err(bad_request)?;
+            let from = non_empty(&form.cursor).map(tidings_core::pipeline::ReplayPosition::parse).transpose()?;
             let range = tidings_core::pipeline::ReplayRange { since, until, type_pattern: pattern };
             let progress =
                 tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, &range, from).await?;

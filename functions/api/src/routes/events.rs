@@ -41,10 +41,10 @@ pub(crate) async fn events<S: Store, Q: Queue>(
     Params(p): Params<EventsParams>,
 ) -> Result<axum::Json<views::EventPage>, ApiError> {
     if let Some(pattern) = &p.r#type {
-        TypePattern::parse(pattern).map_err(bad_request)?;
+        TypePattern::parse(pattern).map_err(|e| e.in_field("type"))?;
     }
     if let Some(cursor) = &p.cursor {
-        tidings_core::ports::EventCursor::parse(cursor).map_err(bad_request)?;
+        tidings_core::ports::EventCursor::parse(cursor)?;
     }
     let query = EventQuery {
         workspace,

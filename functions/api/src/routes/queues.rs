@@ -16,7 +16,7 @@ pub(crate) fn operator_queue<S, Q>(shared: &Shared<S, Q>, workspace: &str, queue
             "queues are shared by every workspace: only an operator workspace's key may act on them, and {workspace} is not one (TIDINGS_OPERATOR_WORKSPACES)"
         )));
     }
-    queue.parse().map_err(ApiError::NotFound)
+    queue.parse().map_err(|e: tidings_core::invalid::Invalid| ApiError::NotFound(e.reason))
 }
 
 pub(crate) async fn dead_letters<S: Store, Q: Queue + DeadLetters>(

@@ -81,10 +81,10 @@ pub(crate) async fn create_source<S: Store, Q: Queue>(
         )));
     }
     if let Some(seconds) = new.tolerance_seconds {
-        tidings_core::auth::check_tolerance(seconds).map_err(bad_request)?;
+        tidings_core::auth::check_tolerance(seconds)?;
     }
     if let Some(secret) = new.secret.as_deref().filter(|s| !s.starts_with("ssm:")) {
-        scheme.check_secret(secret).map_err(|why| bad_request(format!("secret: {why}")))?;
+        scheme.check_secret(secret)?;
     }
     let secrets = match (new.secret, scheme) {
         (Some(secret), _) => vec![secret],

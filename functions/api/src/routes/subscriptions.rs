@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
+use tidings_core::invalid::Invalid;
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{Queue, Store, StoreError};
 use tidings_core::source::{new_id, new_secret};
@@ -56,15 +57,17 @@ pub(crate) struct NewSubscription {
 
 /// A new, enabled subscription of `workspace` and its first signing secret (shown once), or why
 /// the request cannot be one.
-pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Result<(Subscription, String), String> {
+pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Result<(Subscription, String), Invalid> {
     let mut headers = Vec::new();
     for line in &new.headers {
-        let (name, value) = line.split_once(':').ok_or_else(|| format!("header {line:?} is not 'Name: value'"))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| Invalid::new("headers", format!("header {line:?} is not 'Name: value'")))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
     if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
-        return Err("anonymous_id: only the dittofeed format sends events as a user".into());
+        return Err(Invalid::new("anonymous_id", "anonymous_id: only the dittofeed format sends events as a user"));
     }
     let now = Timestamp::now();
     let secret = new_secret(true);
@@ -94,7 +97,7 @@ pub(crate) async fn create_subscription<S: Store, Q: Queue>(
     Workspace(workspace): Workspace,
     JsonBody(new): JsonBody<NewSubscription>,
 ) -> Result<Response, ApiError> {
-    let (subscription, secret) = new_subscription(workspace, new).map_err(bad_request)?;
+    let (subscription, secret) = new_subscription(workspace, new)?;
     shared.store.put_subscription(&subscription).await?;
     // The secret is shown once: verify deliveries with it (Standard Webhooks).
     Ok((StatusCode::CREATED, axum::Json(views::SubscriptionView::new(&subscription, Some(secret)))).into_response())
@@ -213,14 +216,14 @@ pub(crate) async fn replay<S: Store, Q: Queue>(
 ) -> Result<axum::Json<views::Replayed>, ApiError> {
     use tidings_core::pipeline::{ReplayPosition, ReplayRange};
     if let Some(pattern) = &p.r#type {
-        TypePattern::parse(pattern).map_err(bad_request)?;
+        TypePattern::parse(pattern).map_err(|e| e.in_field("type"))?;
     }
     let range = ReplayRange {
         since: p.since.as_deref().map(|t| parse_time("since", t)).transpose()?,
         until: p.until.as_deref().map(|t| parse_time("until", t)).transpose()?,
         type_pattern: p.r#type,
     };
-    let from = p.cursor.as_deref().map(ReplayPosition::parse).transpose().map_err(bad_request)?;
+    let from = p.cursor.as_deref().map(ReplayPosition::parse).transpose()?;
     let subscription = shared.store.subscription(&workspace, &id).await?.ok_or_else(|| no_subscription(&id))?;
     let progress = tidings_core::pipeline::replay(&shared.store, &shared.queue, &subscription, &range, from).await?;
     Ok(axum::Json(views::Replayed {

@@ -163,8 +163,7 @@ impl DynamoStore {
 
     pub(super) async fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let ws = query.workspace.as_str();
-        let pattern =
-            query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::malformed)?;
+        let pattern = query.type_pattern.as_deref().map(TypePattern::parse).transpose().map_err(StoreError::from)?;
         let limit = query.limit.clamp(1, 1000);
         let since = query.since.map_or(0, |t| t.unix_millis());
         let until = query.until.map_or(i64::MAX / 2, |t| t.unix_millis());

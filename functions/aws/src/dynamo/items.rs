@@ -152,7 +152,7 @@ pub(super) fn position(sort_key: &str) -> Option<(i64, String)> {
 }
 
 pub(super) fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
-    let cursor = tidings_core::ports::EventCursor::parse(cursor).map_err(StoreError::malformed)?;
+    let cursor = tidings_core::ports::EventCursor::parse(cursor).map_err(StoreError::from)?;
     Ok((cursor.ms, cursor.id))
 }
 

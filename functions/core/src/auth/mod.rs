@@ -87,7 +87,11 @@ impl Authentication {
     /// - Standard Webhooks: `whsec_` and base64 of 24 to 64 bytes, as the specification asks;
     /// - SendGrid: a base64 P-256 public key (DER `SubjectPublicKeyInfo`);
     /// - SNS: no secret.
-    pub fn check_secret(&self, secret: &str) -> Result<(), String> {
+    pub fn check_secret(&self, secret: &str) -> Result<(), crate::invalid::Invalid> {
+        self.secret_problem(secret).map_err(|why| crate::invalid::Invalid::new("secret", format!("secret: {why}")))
+    }
+
+    fn secret_problem(&self, secret: &str) -> Result<(), String> {
         let name = self.secret_name();
         match self {
             Authentication::SnsSignature => Err("SES sources take no secret: SNS signs with AWS's certificates".into()),
@@ -197,10 +201,11 @@ impl SourceAuth {
 pub const MAX_TOLERANCE_SECONDS: u64 = 48 * 3600;
 
 /// Checks a tolerance asked for when a source is created or changed.
-pub fn check_tolerance(seconds: u64) -> Result<(), String> {
+pub fn check_tolerance(seconds: u64) -> Result<(), crate::invalid::Invalid> {
     if seconds == 0 || seconds > MAX_TOLERANCE_SECONDS {
-        return Err(format!(
-            "tolerance_seconds must be between 1 and {MAX_TOLERANCE_SECONDS} (48 hours), not {seconds}"
+        return Err(crate::invalid::Invalid::new(
+            "tolerance_seconds",
+            format!("tolerance_seconds must be between 1 and {MAX_TOLERANCE_SECONDS} (48 hours), not {seconds}"),
         ));
     }
     Ok(())

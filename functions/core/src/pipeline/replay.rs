@@ -1,6 +1,7 @@
 //! Replay: stored events delivered to a subscription again, a bounded stretch per call.
 
 use crate::delivery::{self, DeliveryTask};
+use crate::invalid::Invalid;
 use crate::ports::{EventCursor, EventQuery, EventStore, Outgoing, Queue, QueueName, StoreError};
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
@@ -30,8 +31,10 @@ pub struct ReplayPosition {
 }
 
 impl ReplayPosition {
-    pub fn parse(text: &str) -> Result<ReplayPosition, String> {
-        let malformed = || format!("cursor {text:?} is not a replay's `next` as an earlier call answered it");
+    pub fn parse(text: &str) -> Result<ReplayPosition, Invalid> {
+        let malformed = || {
+            Invalid::new("cursor", format!("cursor {text:?} is not a replay's `next` as an earlier call answered it"))
+        };
         let (replay, cursor) = text.split_once(':').ok_or_else(malformed)?;
         let well_formed = replay.len() <= 40
             && replay
