@@ -2,7 +2,7 @@
 
 use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -198,10 +198,10 @@ pub(super) async fn redrive<S: Store, Q: Queue + DeadLetters>(
 ) -> Page {
     session.check(&form.csrf)?;
     if !shared.settings.is_operator(&session.workspace) {
-        return Err(ConsoleError(
-            StatusCode::FORBIDDEN,
-            format!("only an operator workspace may redrive dead letters, and {} is not one", session.workspace),
-        ));
+        return Err(ConsoleError::Forbidden(format!(
+            "only an operator workspace may redrive dead letters, and {} is not one",
+            session.workspace
+        )));
     }
     let queue: QueueName = queue.parse().map_err(|e: tidings_core::invalid::Invalid| not_found(e.reason))?;
     let moved = shared.queue.redrive_dead_letters(queue, MoveMethod::Native).await?;

@@ -143,34 +143,54 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
 
-/// A failed console request.
-pub(crate) struct ConsoleError(StatusCode, String);
+/// Why a console request failed, by cause; each is shown as an error page with its status and
+/// one line.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConsoleError {
+    /// A form or query the page cannot take: the line names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Invalid(#[from] tidings_core::invalid::Invalid),
+    /// The session's workspace may not do this, or the form's CSRF token is not this session's.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("store error: {}", .0.message())]
+    Store(StoreError),
+}
+
+impl ConsoleError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ConsoleError::BadRequest(_) | ConsoleError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ConsoleError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ConsoleError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConsoleError::Store(error) => store_error_status(error),
+        }
+    }
+}
 
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
-        error_page(self.0, &self.1)
+        error_page(self.status(), &self.to_string())
     }
 }
 
 impl From<StoreError> for ConsoleError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store error in the console");
-        ConsoleError(store_error_status(&error), format!("store error: {}", error.message()))
-    }
-}
-
-impl From<tidings_core::invalid::Invalid> for ConsoleError {
-    fn from(invalid: tidings_core::invalid::Invalid) -> Self {
-        ConsoleError(StatusCode::BAD_REQUEST, invalid.reason)
+        ConsoleError::Store(error)
     }
 }
 
 fn bad_request(message: impl Into<String>) -> ConsoleError {
-    ConsoleError(StatusCode::BAD_REQUEST, message.into())
+    ConsoleError::BadRequest(message.into())
 }
 
 fn not_found(message: impl Into<String>) -> ConsoleError {
-    ConsoleError(StatusCode::NOT_FOUND, message.into())
+    ConsoleError::NotFound(message.into())
 }
 
 type Page = Result<Response, ConsoleError>;
@@ -192,8 +212,7 @@ impl Session {
         if tidings_core::auth::constant_time_eq(token.as_bytes(), self.csrf.as_bytes()) {
             Ok(())
         } else {
-            Err(ConsoleError(
-                StatusCode::FORBIDDEN,
+            Err(ConsoleError::Forbidden(
                 "the form's CSRF token is missing or stale: reload the page and try again".into(),
             ))
         }
