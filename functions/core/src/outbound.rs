@@ -54,7 +54,7 @@ pub fn signed_headers(
     event: &CanonicalEvent,
     body: &[u8],
     now: Timestamp,
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, standard_webhooks::SecretError> {
     let id = event.id.as_str();
     let timestamp = now.unix_seconds();
     let mut signatures = Vec::new();
@@ -63,7 +63,7 @@ pub fn signed_headers(
         signatures.push(standard_webhooks::sign(&key, id, timestamp, body));
     }
     if signatures.is_empty() {
-        return Err(format!("subscription {} has no active signing secret", subscription.id));
+        return Err(standard_webhooks::SecretError::NoneActive(subscription.id.clone()));
     }
     Ok(vec![
         ("webhook-id".into(), id.into()),

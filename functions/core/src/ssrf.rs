@@ -143,15 +143,24 @@ impl Guard {
     }
 
     /// `Ok` when a connection to `address` is allowed, else why not.
-    pub fn check(&self, address: IpAddr) -> Result<(), String> {
+    pub fn check(&self, address: IpAddr) -> Result<(), Blocked> {
         if self.allowed.iter().any(|net| net.contains(address)) {
             return Ok(());
         }
         match refusal(address) {
-            Some(why) => Err(format!("{address} is {why}; refused (add it to the allow-list to permit it)")),
+            Some(network) => Err(Blocked { address, network }),
             None => Ok(()),
         }
     }
+}
+
+/// A connection the [`Guard`] refused: the address, and the kind of network it lies in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{address} is {network}; refused (add it to the allow-list to permit it)")]
+pub struct Blocked {
+    pub address: IpAddr,
+    /// `private (10.0.0.0/8)`, `loopback (127.0.0.0/8)`, …
+    pub network: &'static str,
 }
 
 #[cfg(test)]
@@ -219,7 +228,7 @@ mod tests {
         assert!(guard.check("::ffff:127.0.0.1".parse().unwrap()).is_ok(), "mapped loopback is loopback");
         assert!(guard.check("::1".parse().unwrap()).is_ok());
         let err = guard.check("10.0.0.1".parse().unwrap()).unwrap_err();
-        assert!(err.contains("private"), "{err}");
+        assert!(err.network.contains("private"), "{err}");
         assert!(Guard::new().check("127.0.0.1".parse().unwrap()).is_err());
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());

@@ -37,8 +37,8 @@ impl Resolve for GuardedResolver {
             if allowed.is_empty() {
                 let why = addresses
                     .first()
-                    .map(|a| guard.check(a.ip()).unwrap_err())
-                    .unwrap_or_else(|| "no addresses".into());
+                    .and_then(|a| guard.check(a.ip()).err())
+                    .map_or_else(|| "no addresses".to_owned(), |blocked| blocked.to_string());
                 let error =
                     std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{host} resolves to {why}"));
                 return Err(Box::new(error) as Box<dyn std::error::Error + Send + Sync>);
@@ -89,7 +89,7 @@ impl Deliverer {
         if let Some(ip) = literal
             && let Err(why) = self.guard.check(ip)
         {
-            return refused(why);
+            return refused(why.to_string());
         }
         let mut request = self.client.post(parsed).body(body);
         for (name, value) in headers {

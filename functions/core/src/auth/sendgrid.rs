@@ -23,20 +23,30 @@ pub const TOLERANCE_SECONDS: u64 = 25 * 60 * 60;
 const EC_PUBLIC_KEY_OID: &str = "1.2.840.10045.2.1";
 const P256_OID: &str = "1.2.840.10045.3.1.7";
 
+/// Why a SendGrid verification key cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("verification key is not base64")]
+    NotBase64,
+    #[error("verification key is not a DER public key")]
+    NotDer,
+    #[error("verification key is not an ECDSA P-256 key")]
+    NotP256,
+}
+
 /// The uncompressed P-256 point from a base64 DER SubjectPublicKeyInfo (PEM armour tolerated).
-pub fn public_key_point(key: &str) -> Result<Vec<u8>, String> {
+pub fn public_key_point(key: &str) -> Result<Vec<u8>, KeyError> {
     let body: String = key
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .flat_map(|l| l.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    let der = BASE64.decode(body).map_err(|_| "verification key is not base64".to_owned())?;
-    let (_, spki) =
-        SubjectPublicKeyInfo::from_der(&der).map_err(|_| "verification key is not a DER public key".to_owned())?;
+    let der = BASE64.decode(body).map_err(|_| KeyError::NotBase64)?;
+    let (_, spki) = SubjectPublicKeyInfo::from_der(&der).map_err(|_| KeyError::NotDer)?;
     let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|oid| oid.to_id_string());
     if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY_OID || curve.as_deref() != Some(P256_OID) {
-        return Err("verification key is not an ECDSA P-256 key".into());
+        return Err(KeyError::NotP256);
     }
     Ok(spki.subject_public_key.data.to_vec())
 }

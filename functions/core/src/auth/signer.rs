@@ -85,7 +85,7 @@ pub fn sign(
             let id = headers.get(&id_name).map(str::to_owned).unwrap_or_else(|| {
                 format!("msg_{}", hex::encode(&digest::digest(&digest::SHA256, body).as_ref()[..12]))
             });
-            let signing_key = standard_webhooks::secret_key(key.secret)?;
+            let signing_key = standard_webhooks::secret_key(key.secret).map_err(|e| e.to_string())?;
             let signature = standard_webhooks::sign(&signing_key, &id, now.unix_seconds(), body);
             headers.set(&id_name, id);
             headers.set(&format!("{header_prefix}-timestamp"), ts);

@@ -16,13 +16,23 @@ use crate::webhook::{Webhook, WebhookError};
 /// The spec's tolerance for `webhook-timestamp`; Svix re-signs every retry, so it loses nothing.
 pub const TOLERANCE_SECONDS: u64 = 5 * 60;
 
+/// Why a signing secret cannot sign or verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("signing secret is not whsec_ followed by base64")]
+    NotBase64,
+    #[error("signing secret is empty")]
+    Empty,
+    #[error("subscription {0} has no active signing secret")]
+    NoneActive(String),
+}
+
 /// The HMAC key of a `whsec_…` secret (a bare base64 secret is accepted too).
-pub fn secret_key(secret: &str) -> Result<hmac::Key, String> {
+pub fn secret_key(secret: &str) -> Result<hmac::Key, SecretError> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    let bytes =
-        BASE64.decode(encoded.trim()).map_err(|_| "signing secret is not whsec_ followed by base64".to_owned())?;
+    let bytes = BASE64.decode(encoded.trim()).map_err(|_| SecretError::NotBase64)?;
     if bytes.is_empty() {
-        return Err("signing secret is empty".into());
+        return Err(SecretError::Empty);
     }
     Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
 }

@@ -252,7 +252,8 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
     /// headers added, posted. The body goes with it.
     async fn send(&self, ready: &mut Ready, now: Timestamp) -> Result<delivery::Response, StoreError> {
         let Ready { subscription, event, body, .. } = ready;
-        let mut headers = outbound::signed_headers(subscription, event, body, now).map_err(StoreError::refused)?;
+        let mut headers =
+            outbound::signed_headers(subscription, event, body, now).map_err(|e| StoreError::refused(e.to_string()))?;
         headers.extend(subscription.headers.iter().cloned());
         Ok(self.sender.post(&subscription.url, &headers, std::mem::take(body)).await)
     }
