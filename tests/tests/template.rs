@@ -283,3 +283,20 @@ fn provisioned_billing_gives_the_table_and_each_index_capacity_scaled_on_reads_a
         .collect();
     assert_eq!(scaled, expected);
 }
+
+#[test]
+fn each_provider_in_the_registry_is_deployed_by_the_template_as_it_generates_it() {
+    let text = template();
+    let generated = tidings_aws::template::regenerate(&text).unwrap();
+    assert!(generated == text, "template.yaml's per-provider parts are stale: run `tidings template`");
+    for provider in tidings_core::ProviderId::ALL {
+        let name = provider.resource_name();
+        assert!(text.contains(&format!("\n  Ingest{name}:\n")), "no ingest function for {provider}");
+        assert!(text.contains(&format!("TIDINGS_PROVIDER: {provider}\n")), "{provider}");
+        assert!(text.contains(&format!("\n  {name}WebhookUrl:\n")), "no webhook URL output for {provider}");
+    }
+    // A hand edit inside a generated part is undone by the generator.
+    let edited = text.replacen("Path: /webhooks/brevo/{source}", "Path: /webhooks/brevo-typo/{source}", 1);
+    assert_ne!(edited, text);
+    assert_eq!(tidings_aws::template::regenerate(&edited).unwrap(), text);
+}

@@ -16,6 +16,7 @@ pub mod dynamo;
 pub mod secrets;
 pub mod ses;
 pub mod sqs;
+pub mod template;
 
 pub use dynamo::DynamoStore;
 pub use secrets::SsmSecrets;

@@ -54,12 +54,40 @@ enum Command {
     Redrive(redrive::Args),
     /// Measure the local pipeline end to end (see BENCHMARKS.md).
     Bench(bench::Args),
+    /// Write the per-provider parts of template.yaml (ingest functions, webhook URL outputs)
+    /// from the provider registry; with --check, only say whether they are current.
+    Template {
+        /// The SAM template.
+        #[arg(long, default_value = "template.yaml")]
+        file: std::path::PathBuf,
+        /// Change nothing; exit 1 when the file differs from what the registry generates.
+        #[arg(long)]
+        check: bool,
+    },
     /// The emails `tidings dev` resent locally (retryable SES failures), oldest first.
     Outbox {
         /// The dev database.
         #[arg(long, default_value = dev::DEFAULT_DB)]
         db: std::path::PathBuf,
     },
+}
+
+fn template(file: &std::path::Path, check: bool) -> Result<(), Failure> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("cannot read {}: {e}", file.display())))?;
+    let generated =
+        tidings_aws::template::regenerate(&text).map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
+    if generated == text {
+        return out::outln!("{}: the per-provider parts are current", file.display());
+    }
+    if check {
+        return Err(Failure::Input(format!(
+            "{}: the per-provider parts differ from the provider registry; run `tidings template` to write them",
+            file.display()
+        )));
+    }
+    std::fs::write(file, generated).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", file.display())))?;
+    out::outln!("{}: per-provider parts written from the provider registry", file.display())
 }
 
 fn outbox(db: &std::path::Path) -> Result<(), Failure> {
@@ -111,6 +139,7 @@ fn main() -> ExitCode {
         Command::LocalAws(args) => block_on(local_aws::run(args)),
         Command::Redrive(args) => block_on(redrive::run(args)),
         Command::Bench(args) => block_on(bench::run(args)),
+        Command::Template { file, check } => template(&file, check),
         Command::Outbox { db } => outbox(&db),
     };
     match result {

@@ -21,10 +21,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .iter()
                 .map(|(from, to)| serde_json::json!({"provider_event": from, "canonical": to}))
                 .collect();
-            let line = serde_json::json!({"provider": id.as_str(), "authentication": auth, "event_types": types});
+            let line = serde_json::json!({"provider": id.as_str(), "name": id.display_name(), "authentication": auth, "event_types": types});
             crate::out::outln!("{line}")?;
         } else {
-            crate::out::outln!("{id}\n  authentication: {auth}")?;
+            crate::out::outln!("{id} ({})\n  authentication: {auth}", id.display_name())?;
             for (from, to) in provider.event_types() {
                 crate::out::outln!("  {from:<58} -> {to}")?;
             }

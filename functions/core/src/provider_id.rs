@@ -60,6 +60,45 @@ impl ProviderId {
     }
 }
 
+impl ProviderId {
+    /// The provider's name as its own product pages write it.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            ProviderId::Ses => "Amazon SES",
+            ProviderId::Sendgrid => "SendGrid",
+            ProviderId::Postmark => "Postmark",
+            ProviderId::Mailgun => "Mailgun",
+            ProviderId::Resend => "Resend",
+            ProviderId::Twilio => "Twilio",
+            ProviderId::Brevo => "Brevo",
+            ProviderId::Sparkpost => "SparkPost",
+            ProviderId::Greenarrow => "GreenArrow",
+            ProviderId::Cmcom => "CM.com",
+            ProviderId::Activereach => "ActiveReach",
+            ProviderId::Mailglyph => "MailGlyph",
+        }
+    }
+
+    /// The name in the ids of its deployment's resources (`IngestSendGrid`): letters only, and
+    /// fixed once deployed, since a new id makes CloudFormation replace the resource.
+    pub fn resource_name(self) -> &'static str {
+        match self {
+            ProviderId::Ses => "Ses",
+            ProviderId::Sendgrid => "SendGrid",
+            ProviderId::Postmark => "Postmark",
+            ProviderId::Mailgun => "Mailgun",
+            ProviderId::Resend => "Resend",
+            ProviderId::Twilio => "Twilio",
+            ProviderId::Brevo => "Brevo",
+            ProviderId::Sparkpost => "SparkPost",
+            ProviderId::Greenarrow => "GreenArrow",
+            ProviderId::Cmcom => "CmCom",
+            ProviderId::Activereach => "ActiveReach",
+            ProviderId::Mailglyph => "MailGlyph",
+        }
+    }
+}
+
 impl fmt::Display for ProviderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
