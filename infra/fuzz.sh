@@ -12,7 +12,11 @@ seconds=${1:-60}
 shift || true
 providers=("$@")
 if [ ${#providers[@]} -eq 0 ]; then
-  providers=(ses sendgrid postmark mailgun resend twilio brevo sparkpost greenarrow cmcom activereach mailglyph)
+  # One target per provider (tests/tests/registry.rs checks every provider has one).
+  for target in fuzz_targets/*.rs; do
+    name=$(basename "$target" .rs)
+    [ "$name" = common ] || providers+=("$name")
+  done
 fi
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

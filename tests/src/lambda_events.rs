@@ -29,21 +29,16 @@ const ACCOUNT: &str = "123456789012";
 /// 2026-11-23T12:00:00Z: envelopes carry a fixed time so they are reproducible.
 const TIME_EPOCH_MS: i64 = 1_795_435_200_000;
 
-/// One sample per provider: a bounce wherever the provider sends one (what users act on), or
-/// a batch that holds every type.
-pub const HTTP_SAMPLES: &[(ProviderId, &str)] = &[
-    (ProviderId::Activereach, "delivery.bounced.json"),
-    (ProviderId::Brevo, "hard_bounce.json"),
-    (ProviderId::Cmcom, "bounced-hard.json"),
-    (ProviderId::Greenarrow, "bounce_all-hard.json"),
-    (ProviderId::Mailglyph, "email.bounce.json"),
-    (ProviderId::Mailgun, "failed-permanent.json"),
-    (ProviderId::Postmark, "bounce-hard.json"),
-    (ProviderId::Resend, "email.bounced.json"),
-    (ProviderId::Sendgrid, "batch-every-type.json"),
-    (ProviderId::Sparkpost, "batch-every-type.json"),
-    (ProviderId::Twilio, "undelivered.form"),
-];
+/// Each provider whose webhooks arrive over HTTP signed by a key a source holds (SES's come
+/// signed by AWS through SNS, or through a queue), with the sample that stands for it
+/// (`Provider::example`).
+pub fn http_samples() -> Vec<(ProviderId, &'static str)> {
+    ProviderId::ALL
+        .into_iter()
+        .filter(|p| p.provider().authentication() != tidings_core::auth::Authentication::SnsSignature)
+        .map(|p| (p, p.provider().example()))
+        .collect()
+}
 /// SES records for the SES intake function (an SNS notification as SNS delivers it to SQS).
 pub const SES_QUEUE_SAMPLES: &[&str] = &["bounce-permanent.json", "send-failure-throttled.json"];
 /// What the processor gets after ingest accepted these samples.
@@ -201,7 +196,7 @@ pub fn generate(events: &Path) -> Vec<(PathBuf, String)> {
         text.push('\n');
         out.push((path, text));
     };
-    for &(provider, name) in HTTP_SAMPLES {
+    for (provider, name) in http_samples() {
         let (body, headers) = sample(events, provider, name);
         let path = format!("/webhooks/{provider}/{}", source_id(provider));
         put(

@@ -18,20 +18,11 @@ use tidings_core::ports::QueueName;
 use tidings_core::{ProviderId, Timestamp};
 use tidings_local::Sqlite;
 
-/// A sample of each provider with HTTP delivery (SES comes through SNS; see below).
-const SAMPLES: [(ProviderId, &str); 11] = [
-    (ProviderId::Activereach, "activereach/delivery.bounced.json"),
-    (ProviderId::Brevo, "brevo/delivered.json"),
-    (ProviderId::Cmcom, "cmcom/delivered.json"),
-    (ProviderId::Greenarrow, "greenarrow/delivery_attempt-failure.json"),
-    (ProviderId::Mailglyph, "mailglyph/email.delivery.json"),
-    (ProviderId::Mailgun, "mailgun/delivered.json"),
-    (ProviderId::Postmark, "postmark/delivery.json"),
-    (ProviderId::Resend, "resend/email.delivered.json"),
-    (ProviderId::Sendgrid, "sendgrid/batch-every-type.json"),
-    (ProviderId::Sparkpost, "sparkpost/batch-every-type.json"),
-    (ProviderId::Twilio, "twilio/delivered.form"),
-];
+/// Each provider with HTTP delivery signed by a source's key (SES comes through SNS; see below),
+/// with its example sample as the catalogue's starting point.
+fn samples() -> Vec<(ProviderId, String)> {
+    tidings_tests::lambda_events::http_samples().into_iter().map(|(p, name)| (p, format!("{p}/{name}"))).collect()
+}
 
 /// What a hostile request should get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,13 +205,13 @@ async fn every_hostile_request_gets_its_status_and_a_one_line_reason_and_enqueue
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db).await;
     let mut failures = Vec::new();
-    for (provider, path) in SAMPLES {
-        let sample = std::fs::read(events_dir().join(path)).unwrap();
+    for (provider, path) in samples() {
+        let sample = std::fs::read(events_dir().join(&path)).unwrap();
         // What the untouched sample yields, for the cases that should be accepted.
         let (status, _) = post(
             &f,
             provider,
-            path,
+            &path,
             &Case {
                 name: "sample",
                 body: sample.clone(),
@@ -234,7 +225,7 @@ async fn every_hostile_request_gets_its_status_and_a_one_line_reason_and_enqueue
         let accepted = take_all(&f.store);
 
         for case in cases(provider, &sample) {
-            let (status, body) = post(&f, provider, path, &case).await;
+            let (status, body) = post(&f, provider, &path, &case).await;
             let depth = take_all(&f.store);
             let reason = body["error"].as_str().unwrap_or_default();
             let problem = match case.expect {

@@ -198,21 +198,10 @@ fn cases() -> Vec<Case> {
         case("sendgrid 100000-event batch", ProviderId::Sendgrid, sendgrid_batch(100_000)),
         case("sendgrid 1000-event batch", ProviderId::Sendgrid, sendgrid_batch(1000)),
     ];
-    for (provider, path) in [
-        (ProviderId::Ses, "ses/bounce-permanent.json"),
-        (ProviderId::Sendgrid, "sendgrid/bounce.json"),
-        (ProviderId::Postmark, "postmark/bounce-hard.json"),
-        (ProviderId::Mailgun, "mailgun/failed-permanent.json"),
-        (ProviderId::Resend, "resend/email.bounced.json"),
-        (ProviderId::Twilio, "twilio/undelivered.form"),
-        (ProviderId::Brevo, "brevo/hard_bounce.json"),
-        (ProviderId::Sparkpost, "sparkpost/batch-every-type.json"),
-        (ProviderId::Greenarrow, "greenarrow/bounce_all-hard.json"),
-        (ProviderId::Cmcom, "cmcom/bounced-hard.json"),
-        (ProviderId::Activereach, "activereach/delivery.bounced.json"),
-        (ProviderId::Mailglyph, "mailglyph/email.bounce.json"),
-    ] {
-        cases.push(case(&format!("{provider} {path}"), provider, read(path)));
+    // Each provider's own example payload (`Provider::example`).
+    for provider in ProviderId::ALL {
+        let path = format!("{provider}/{}", provider.provider().example());
+        cases.push(case(&format!("{provider} {path}"), provider, read(&path)));
     }
     cases
 }

@@ -38,6 +38,10 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] = &[("hard", BounceKind::Hard), ("soft
 const TIME_FIELDS: &[&str] = &["delivered_at", "opened_at", "clicked_at", "read_at"];
 
 impl Provider for Activereach {
+    fn example(&self) -> &'static str {
+        "delivery.bounced.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Activereach
     }

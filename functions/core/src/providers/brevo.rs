@@ -45,6 +45,10 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Brevo {
+    fn example(&self) -> &'static str {
+        "hard_bounce.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Brevo
     }

@@ -39,6 +39,10 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] =
 const INTEGRATION_MODE: &str = "testing-integration-mode";
 
 impl Provider for Cmcom {
+    fn example(&self) -> &'static str {
+        "bounced-hard.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Cmcom
     }

@@ -51,6 +51,10 @@ const ATTEMPT_STATUSES: &[(&str, Status)] = &[
 ];
 
 impl Provider for Greenarrow {
+    fn example(&self) -> &'static str {
+        "bounce_all-hard.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Greenarrow
     }

@@ -35,6 +35,10 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Mailglyph {
+    fn example(&self) -> &'static str {
+        "email.bounce.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Mailglyph
     }

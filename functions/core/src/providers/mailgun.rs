@@ -35,6 +35,10 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Mailgun {
+    fn example(&self) -> &'static str {
+        "failed-permanent.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Mailgun
     }

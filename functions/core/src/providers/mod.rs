@@ -61,6 +61,11 @@ pub trait Provider: Sync {
     /// `tidings providers`. Conditional mappings say so in their text.
     fn event_types(&self) -> &'static [(&'static str, &'static str)];
 
+    /// The sample file (in `events/<id>/`) that stands for this provider wherever one payload
+    /// per provider is used: the Lambda envelopes, the bench, the hostile-input catalogue. A
+    /// bounce where the provider sends one, since that is what users act on.
+    fn example(&self) -> &'static str;
+
     /// Checks that `webhook` comes from the provider, against the source's credentials.
     fn verify(
         &self,

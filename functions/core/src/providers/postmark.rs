@@ -63,6 +63,10 @@ const SUPPRESSION_REASONS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Postmark {
+    fn example(&self) -> &'static str {
+        "bounce-hard.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Postmark
     }

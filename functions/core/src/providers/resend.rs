@@ -34,6 +34,10 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] =
     &[("Permanent", BounceKind::Hard), ("Transient", BounceKind::Soft), ("Undetermined", BounceKind::Undetermined)];
 
 impl Provider for Resend {
+    fn example(&self) -> &'static str {
+        "email.bounced.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Resend
     }

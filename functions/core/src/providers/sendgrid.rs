@@ -95,6 +95,10 @@ const SENDGRID_KEYS: &[&str] = &[
 ];
 
 impl Provider for Sendgrid {
+    fn example(&self) -> &'static str {
+        "batch-every-type.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Sendgrid
     }

@@ -52,6 +52,10 @@ const SUPPRESSION_SUBTYPES: &[(&str, &str)] = &[
 const VALIDATION_MESSAGE: &str = "Successfully validated SNS topic for Amazon SES event publishing.";
 
 impl Provider for Ses {
+    fn example(&self) -> &'static str {
+        "bounce-permanent.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Ses
     }

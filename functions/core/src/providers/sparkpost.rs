@@ -67,6 +67,10 @@ const BOUNCE_CLASSES: &[(&str, BounceKind)] = &[
 ];
 
 impl Provider for Sparkpost {
+    fn example(&self) -> &'static str {
+        "batch-every-type.json"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Sparkpost
     }

@@ -56,6 +56,10 @@ fn parameters(body: &[u8]) -> Result<BTreeMap<String, String>, &'static str> {
 }
 
 impl Provider for Twilio {
+    fn example(&self) -> &'static str {
+        "undelivered.form"
+    }
+
     fn id(&self) -> ProviderId {
         ProviderId::Twilio
     }
