@@ -301,8 +301,9 @@ fn received(record: &SqsMessage) -> Received {
 }
 
 /// The consumer port on SQS. Under Lambda, receiving is the event source mapping's and a
-/// message not reported back is deleted by Lambda, so settling a message as done does nothing;
-/// a retry comes back after the queue's visibility timeout, a delay after its own.
+/// message not reported back is deleted by Lambda, so settling a message as done deletes
+/// nothing (unless [`SqsQueues::deleting_settled`], for a consumer that receives for itself); a
+/// retry comes back after the queue's visibility timeout, a delay after its own.
 impl Consumer for SqsQueues {
     async fn receive(
         &self,

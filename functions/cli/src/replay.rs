@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use tidings_core::auth::signer::{self, SigningKey};
+use tidings_core::auth::Authentication;
 use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_local::Sqlite;
 
@@ -51,9 +52,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             Ok(text) => Headers::parse_lines(&text).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?,
             Err(_) => Headers::new(),
         };
-        // SES samples are SNS envelopes or raw records that only AWS can sign: they go in the
-        // way the SNS→SQS wiring delivers them.
-        let (url, body) = if provider == ProviderId::Ses {
+        // Samples signed through SNS (SES's envelopes and raw records) only AWS can sign: they go
+        // in the way the SNS→SQS wiring delivers them.
+        let (url, body) = if provider.provider().authentication() == Authentication::SnsSignature {
             (format!("{base}/webhooks/ses/{}/queued", source.id), body)
         } else {
             let url = format!("{base}/webhooks/{provider}/{}", source.id);

@@ -94,15 +94,15 @@ pub(crate) async fn create_source<S: Store, Q: Queue>(
             return Err(bad_request(format!("{provider} sources need `secret`: the {}", other.secret_name())));
         }
     };
-    if provider == ProviderId::Ses && new.allowed_topics.is_empty() {
-        return Err(bad_request("ses sources need `allowed_topics`: the SNS topic ARNs to accept"));
+    if scheme == Authentication::SnsSignature && new.allowed_topics.is_empty() {
+        return Err(bad_request(format!("{provider} sources need `allowed_topics`: the SNS topic ARNs to accept")));
     }
     let id = new_id("src");
     let base = base_url(&shared.settings, &headers);
-    // Twilio signs the exact URL it posts to. Unless told otherwise (a proxy in front), that is
-    // this source's own webhook URL, which only exists once the id does.
-    let public_url = match (provider, new.public_url) {
-        (ProviderId::Twilio, None) => Some(webhook_url(&base, provider, &id)),
+    // A scheme that signs the exact URL posted to (Twilio's): unless told otherwise (a proxy in
+    // front), that is this source's own webhook URL, which only exists once the id does.
+    let public_url = match (scheme, new.public_url) {
+        (Authentication::TwilioHmacSha1, None) => Some(webhook_url(&base, provider, &id)),
         (_, given) => given,
     };
     let source = Source {

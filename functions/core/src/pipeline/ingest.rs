@@ -217,9 +217,8 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             query: request.query,
             transport: request.transport,
         };
-        if provider == ProviderId::Ses
-            && request.transport == Transport::Http
-            && let Some(Ok(url)) = sns::signing_cert_url(request.body, &source.allowed_topics)
+        if request.transport == Transport::Http
+            && let Some(Ok(url)) = provider.provider().certificate_to_fetch(request.body, &source.allowed_topics)
             && let Err(error) = self.ensure_certificate(&url).await
         {
             return IngestResponse::error(503, "certificate_unavailable", format!("{provider}: {error}"));
@@ -282,9 +281,8 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
                 Err(error) => Err(error),
             };
             if let Err(error) = sent {
-                if provider == ProviderId::Brevo {
-                    // Brevo drops a webhook answered with 5xx instead of retrying it.
-                    tracing::error!(provider = "brevo", source = %source.id, events = accepted, "queue unavailable: Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend");
+                if let Some(lost) = provider.provider().lost_on_server_error() {
+                    tracing::error!(provider = provider.as_str(), source = %source.id, events = accepted, "queue unavailable: {lost}");
                 }
                 let status = if error.is_retryable() { 503 } else { 500 };
                 return IngestResponse::error(

@@ -45,6 +45,10 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Brevo {
+    fn lost_on_server_error(&self) -> Option<&'static str> {
+        Some("Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend")
+    }
+
     fn example(&self) -> &'static str {
         "hard_bounce.json"
     }

@@ -66,6 +66,22 @@ pub trait Provider: Sync {
     /// bounce where the provider sends one, since that is what users act on.
     fn example(&self) -> &'static str;
 
+    /// The signing certificate a webhook's signature needs and the verifier does not hold yet,
+    /// fetched before it is verified (SES's SNS certificates). Most providers need none.
+    fn certificate_to_fetch(
+        &self,
+        _body: &[u8],
+        _allowed_topics: &[String],
+    ) -> Option<Result<crate::auth::sns::CertUrl, crate::auth::sns::SnsError>> {
+        None
+    }
+
+    /// What becomes of a webhook this provider is answered 5xx for, when that means it is lost
+    /// (the provider does not retry): logged as an error when the queue is unavailable.
+    fn lost_on_server_error(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Checks that `webhook` comes from the provider, against the source's credentials.
     fn verify(
         &self,

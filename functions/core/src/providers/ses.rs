@@ -52,6 +52,14 @@ const SUPPRESSION_SUBTYPES: &[(&str, &str)] = &[
 const VALIDATION_MESSAGE: &str = "Successfully validated SNS topic for Amazon SES event publishing.";
 
 impl Provider for Ses {
+    fn certificate_to_fetch(
+        &self,
+        body: &[u8],
+        allowed_topics: &[String],
+    ) -> Option<Result<crate::auth::sns::CertUrl, crate::auth::sns::SnsError>> {
+        crate::auth::sns::signing_cert_url(body, allowed_topics)
+    }
+
     fn example(&self) -> &'static str {
         "bounce-permanent.json"
     }
