@@ -413,3 +413,49 @@ async fn unknown_source_ids_cost_bounded_memory_and_bounded_log_lines() {
     }
     assert!(ingest.cached_sources() <= SOURCE_CACHE_ENTRIES, "{} cached", ingest.cached_sources());
 }
+
+/// A text message of STOP (or Twilio's `OptOutType=STOP`) suppresses its sender's number on its
+/// channel, and START lifts it again when it comes later; HELP and ordinary replies change
+/// nothing. Twilio sends no event time, so the order is the order of arrival.
+#[tokio::test]
+async fn sms_and_whatsapp_opt_outs_update_the_suppression_list_for_the_sender() {
+    use tidings_core::ports::{EventStore, QueuedEvent};
+    use tidings_core::providers::NormalizeContext;
+    use tidings_core::{Headers, Timestamp, Webhook};
+    let store = Sqlite::in_memory().unwrap();
+    let provider = ProviderId::Twilio.provider();
+    let record = |name: &'static str, second: i64| {
+        let store = store.clone();
+        async move {
+            let body = std::fs::read(events_dir().join("twilio").join(name)).unwrap();
+            let received_at = Timestamp::from_unix_seconds(1_795_000_000 + second).unwrap();
+            let ctx = NormalizeContext { workspace: "ws_optout", received_at };
+            let headers = Headers::new();
+            let normalized = provider.normalize(&Webhook::http(&body, &headers), &ctx).unwrap();
+            for e in normalized.events {
+                let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: "src_twilio".into() };
+                store.record(&queued, Timestamp::from_unix_seconds(1_900_000_000).unwrap()).await.unwrap();
+            }
+        }
+    };
+    let suppressed = || async {
+        let list = store.suppressions("ws_optout").await.unwrap();
+        list.into_iter().map(|s| (s.recipient, s.reason.as_str())).collect::<Vec<_>>()
+    };
+
+    record("received-not-a-keyword.form", 0).await;
+    record("received-optouttype-help.form", 1).await;
+    assert!(suppressed().await.is_empty(), "a reply or HELP suppresses no one");
+
+    record("received.form", 2).await;
+    record("received-optouttype-stop.form", 3).await;
+    assert_eq!(
+        suppressed().await,
+        [("+15558675310".to_owned(), "unsubscribe"), ("+33612345678".to_owned(), "unsubscribe")],
+        "STOP, and a custom keyword Twilio reports as OptOutType=STOP, suppress the sender"
+    );
+    record("received-start.form", 4).await;
+    assert_eq!(suppressed().await, [("+33612345678".to_owned(), "unsubscribe")], "START lifts it");
+    record("whatsapp-received-stop.form", 5).await;
+    assert_eq!(suppressed().await.len(), 2, "a WhatsApp STOP suppresses the number again");
+}

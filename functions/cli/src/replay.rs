@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::auth::Authentication;
+use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::{Headers, ProviderId, Timestamp};
 use tidings_local::Sqlite;
 

@@ -5,6 +5,13 @@
 //! their own records, so they become tags (`token`, a tidings credential, and Twilio's
 //! `bodySHA256` excepted). A JSON body (Twilio signs those by a hash in the URL) is read as the
 //! same parameters: each member of one flat object.
+//!
+//! Inbound messages (`received`) are about the person who sent them, so their recipient is
+//! `From`. One that opts out or back in becomes `unsubscribed` or `resubscribed` on its channel,
+//! which updates the workspace's suppression list for that number: Twilio says so in
+//! `OptOutType` (`STOP`, `START`, `HELP`; sent with Advanced Opt-Out, custom keywords
+//! included), and without it a body that is one of Twilio's default keywords, whole, in any
+//! case, counts as Twilio itself counts it.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +36,27 @@ const STATUSES: &[(&str, Status)] = &[
     ("canceled", Status::Dropped),
     ("received", Status::Received),
 ];
+
+/// Twilio's default opt-out keywords for long codes, and its opt-in keywords: a body that is
+/// one of them (any case, surrounding spaces ignored) opts its sender out or back in.
+const OPT_OUT_KEYWORDS: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
+const OPT_IN_KEYWORDS: &[&str] = &["START", "YES", "UNSTOP"];
+
+/// Whether an inbound message opts its sender out (`Unsubscribed`) or back in
+/// (`Resubscribed`); `None` for any other message, `HELP` included.
+fn opt_change(opt_out_type: Option<&str>, body: Option<&str>) -> Option<Status> {
+    let keyword = |word: &str, list: &[&str]| list.iter().any(|k| k.eq_ignore_ascii_case(word.trim()));
+    match opt_out_type {
+        Some(kind) if kind.eq_ignore_ascii_case("STOP") => Some(Status::Unsubscribed),
+        Some(kind) if kind.eq_ignore_ascii_case("START") => Some(Status::Resubscribed),
+        Some(_) => None,
+        None => match body {
+            Some(text) if keyword(text, OPT_OUT_KEYWORDS) => Some(Status::Unsubscribed),
+            Some(text) if keyword(text, OPT_IN_KEYWORDS) => Some(Status::Resubscribed),
+            _ => None,
+        },
+    }
+}
 
 /// Error codes on `undelivered` that mean the number itself is bad (a hard bounce); other
 /// carrier rejections may pass on a later attempt.
@@ -76,7 +104,12 @@ impl Provider for Twilio {
             ("failed", "sms.failed"),
             ("read", "sms.read"),
             ("canceled", "sms.dropped"),
-            ("received", "sms.received"),
+            ("received", "sms.received (recipient: From, the sender)"),
+            (
+                "received with OptOutType STOP, or a body of STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE or OPTOUT",
+                "sms.unsubscribed (suppresses From)",
+            ),
+            ("received with OptOutType START, or a body of START, YES or UNSTOP", "sms.resubscribed"),
             ("(From or To starting whatsapp:)", "the same statuses on channel whatsapp"),
             ("anything else", "sms.unknown"),
         ]
@@ -116,11 +149,15 @@ impl Provider for Twilio {
             .flatten()
             .any(|v| crate::auth::strip_prefix_ignore_case(v, "whatsapp:").is_some());
         let channel = if whatsapp { Channel::WHATSAPP } else { Channel::SMS };
-        let status = lookup(STATUSES, status_name);
+        let mut status = lookup(STATUSES, status_name);
+        let inbound = status == Some(Status::Received);
+        if inbound && let Some(change) = opt_change(get("OptOutType"), get("Body")) {
+            status = Some(change);
+        }
         let error_code = get("ErrorCode");
         let mut data = EventData::new(Some(channel.clone()), id.as_str(), status_name);
         data.message_id = Some(sid.to_owned());
-        data.recipient = get("To").map(recipient::phone);
+        data.recipient = if inbound { get("From") } else { get("To") }.map(recipient::phone);
         data.reason = get("ErrorMessage").map(str::to_owned);
         if let Some(query) = webhook.query {
             for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -129,9 +166,13 @@ impl Provider for Twilio {
                 }
             }
         }
-        for (field, key) in
-            [("AccountSid", "account_sid"), ("MessagingServiceSid", "messaging_service_sid"), ("From", "from")]
-        {
+        let counterpart = if inbound { ("To", "to") } else { ("From", "from") };
+        for (field, key) in [
+            ("AccountSid", "account_sid"),
+            ("MessagingServiceSid", "messaging_service_sid"),
+            counterpart,
+            ("OptOutType", "opt_out_type"),
+        ] {
             if let Some(v) = get(field) {
                 data.details.insert(key.into(), v.into());
             }
