@@ -212,7 +212,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             "::1/128".parse().map_err(Failure::Usage)?,
         ])
     };
-    let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT).map_err(Failure::Usage)?;
+    let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT)
+        .map_err(|e| Failure::Usage(format!("cannot build the delivery client: {e}")))?;
     let fanout = Fanout::new(db.clone(), queue.clone(), sender);
     // Resends of SES sends that failed retryably go to SESv2 if an endpoint is given, else to
     // the local outbox (`tidings outbox`).

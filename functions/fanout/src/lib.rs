@@ -55,7 +55,8 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(guard: Guard, timeout: Duration) -> Result<Deliverer, String> {
+    /// The delivery client; building it fails only where TLS cannot be set up at all.
+    pub fn new(guard: Guard, timeout: Duration) -> Result<Deliverer, reqwest::Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let guard = Arc::new(guard);
         let client = reqwest::Client::builder()
@@ -68,8 +69,7 @@ impl Deliverer {
             .connect_timeout(timeout)
             .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
             .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the delivery client: {e}"))?;
+            .build()?;
         Ok(Deliverer { client, guard })
     }
 

@@ -81,9 +81,9 @@ pub(crate) fn routes<S: Store + 'static, Q: Queue + DeadLetters + 'static>() -> 
 /// Headers on every console answer, and the same-origin rule for every POST.
 async fn guard(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if request.method() == Method::POST
-        && let Err(reason) = same_origin(request.headers())
+        && let Err(refused) = same_origin(request.headers())
     {
-        return error_page(StatusCode::FORBIDDEN, &reason);
+        return refused.into_response();
     }
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -102,18 +102,22 @@ async fn guard(request: axum::extract::Request, next: axum::middleware::Next) ->
 
 /// A POST must come from a page of this console: a browser that says where a request comes from
 /// must say it is this host (`Origin`) or this site (`Sec-Fetch-Site`).
-fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+fn same_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
     let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     if let Some(site) = text("sec-fetch-site")
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(format!("console forms are only accepted from the console itself (Sec-Fetch-Site: {site})"));
+        return Err(ConsoleError::Forbidden(format!(
+            "console forms are only accepted from the console itself (Sec-Fetch-Site: {site})"
+        )));
     }
     if let Some(origin) = text(header::ORIGIN.as_str()) {
         let host = text(header::HOST.as_str()).unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
         if origin == "null" || !origin_host.eq_ignore_ascii_case(host) {
-            return Err("console forms are only accepted from the console itself (Origin differs from Host)".into());
+            return Err(ConsoleError::Forbidden(
+                "console forms are only accepted from the console itself (Origin differs from Host)".into(),
+            ));
         }
     }
     Ok(())
