@@ -47,3 +47,16 @@ fn the_readme_describes_every_provider() {
         );
     }
 }
+
+#[test]
+fn the_readmes_set_up_table_is_what_each_provider_module_says() {
+    let readme = read("README.md");
+    for provider in ProviderId::ALL {
+        let setup = provider.provider().setup();
+        let cells = [provider.display_name(), setup.add_source, setup.paste_url, setup.test_event];
+        let cells: Vec<String> =
+            cells.iter().map(|c| if c.is_empty() { " ".to_owned() } else { format!(" {c} ") }).collect();
+        let row = format!("\n   |{}|\n", cells.join("|"));
+        assert!(readme.contains(&row), "README.md's set-up table has no row{row}for {provider}");
+    }
+}

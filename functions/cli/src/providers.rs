@@ -21,7 +21,9 @@ pub fn run(args: Args) -> Result<(), Failure> {
                 .iter()
                 .map(|(from, to)| serde_json::json!({"provider_event": from, "canonical": to}))
                 .collect();
-            let line = serde_json::json!({"provider": id.as_str(), "name": id.display_name(), "authentication": auth, "event_types": types});
+            let setup = provider.setup();
+            let setup = serde_json::json!({"add_source": setup.add_source, "paste_url": setup.paste_url, "test_event": setup.test_event});
+            let line = serde_json::json!({"provider": id.as_str(), "name": id.display_name(), "authentication": auth, "setup": setup, "event_types": types});
             crate::out::outln!("{line}")?;
         } else {
             crate::out::outln!("{id} ({})\n  authentication: {auth}", id.display_name())?;

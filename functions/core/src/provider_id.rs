@@ -74,7 +74,7 @@ impl ProviderId {
             ProviderId::Sparkpost => "SparkPost",
             ProviderId::Greenarrow => "GreenArrow",
             ProviderId::Cmcom => "CM.com",
-            ProviderId::Activereach => "ActiveReach",
+            ProviderId::Activereach => "Active Reach",
             ProviderId::Mailglyph => "MailGlyph",
         }
     }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Setup, lookup, message_type, raw_body};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
 use crate::recipient;
@@ -38,6 +38,14 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] = &[("hard", BounceKind::Hard), ("soft
 const TIME_FIELDS: &[&str] = &["delivered_at", "opened_at", "clicked_at", "read_at"];
 
 impl Provider for Activereach {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add activereach --secret <webhook secret>` (or let it generate one and paste that)",
+            paste_url: "Webhooks → endpoint URL; signature header `X-Aegis-Signature` (set `signature_header` through the API if you renamed it)",
+            test_event: "the endpoint's test delivery",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "delivery.bounced.json"
     }

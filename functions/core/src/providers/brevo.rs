@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, each_record, labels_from, lookup,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, Setup, each_record, labels_from, lookup,
     message_type, one_or_many, tag_value,
 };
 use crate::auth::Authentication;
@@ -45,6 +45,14 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Brevo {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add brevo` (prints a secret)",
+            paste_url: "Transactional → Settings → Webhooks → add URL `<url>?token=<secret>` (or Bearer auth with the secret, if your plan offers it)",
+            test_event: "the webhook's *Test* button",
+        }
+    }
+
     fn lost_on_server_error(&self) -> Option<&'static str> {
         Some("Brevo discards webhooks answered 5xx, these events are lost unless Brevo is asked to resend")
     }

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Setup, lookup, message_type, raw_body};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -39,6 +39,14 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] =
 const INTEGRATION_MODE: &str = "testing-integration-mode";
 
 impl Provider for Cmcom {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add cmcom` (prints a secret)",
+            paste_url: "Email Gateway webhook URL: `<url>?token=<secret>`",
+            test_event: "send a test email",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "bounced-hard.json"
     }

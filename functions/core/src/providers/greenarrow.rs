@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, each_record, first_present, lookup,
-    message_type, one_or_many, tag_value,
+    NormalizeContext, Normalized, NormalizedEvent, Provider, ProviderId, Raw, Setup, each_record, first_present,
+    lookup, message_type, one_or_many, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -51,6 +51,14 @@ const ATTEMPT_STATUSES: &[(&str, Status)] = &[
 ];
 
 impl Provider for Greenarrow {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add greenarrow` (prints a secret)",
+            paste_url: "Event Notification → HTTP endpoint: `<url>?token=<secret>` (or an `X-Tidings-Token` header)",
+            test_event: "any send to a test list",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "bounce_all-hard.json"
     }

@@ -12,7 +12,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value, tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, Setup, lookup, message_type, raw_body, tag_value,
+    tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -35,6 +36,14 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Mailglyph {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add mailglyph` (prints a secret)",
+            paste_url: "a workflow's *Webhook* step: `<url>?token=<secret>`",
+            test_event: "run the workflow on a test contact",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "email.bounce.json"
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, Raw, labels_from, lookup, message_type, tag_value,
+    NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, labels_from, lookup, message_type, tag_value,
     tags_from_object,
 };
 use crate::auth::Authentication;
@@ -35,6 +35,14 @@ const EVENTS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Mailgun {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add mailgun --secret <HTTP webhook signing key>` (Settings → Webhooks / API security)",
+            paste_url: "Sending → Webhooks → add the URL for each event type",
+            test_event: "*Test webhook* next to each",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "failed-permanent.json"
     }

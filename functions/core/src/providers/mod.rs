@@ -50,6 +50,14 @@ impl ProviderId {
     }
 }
 
+/// How a provider is set up, as the README's set-up table shows it (Markdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    pub add_source: &'static str,
+    pub paste_url: &'static str,
+    pub test_event: &'static str,
+}
+
 /// What a provider is: how it proves a webhook is its own, and how its dialect reads.
 pub trait Provider: Sync {
     fn id(&self) -> ProviderId;
@@ -65,6 +73,11 @@ pub trait Provider: Sync {
     /// per provider is used: the Lambda envelopes, the bench, the hostile-input catalogue. A
     /// bounce where the provider sends one, since that is what users act on.
     fn example(&self) -> &'static str;
+
+    /// How a user sets it up: the `tidings sources add` line (and where the secret comes from),
+    /// where in the provider's dashboard the webhook URL goes, and how to send a test event.
+    /// The README's set-up table shows these, and a test holds it to them.
+    fn setup(&self) -> Setup;
 
     /// The signing certificate a webhook's signature needs and the verifier does not hold yet,
     /// fetched before it is verified (SES's SNS certificates). Most providers need none.

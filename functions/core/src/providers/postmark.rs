@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    NormalizeContext, Normalized, Provider, ProviderId, first_present, labels_from, lookup, message_type, raw_body,
-    tags_from_object,
+    NormalizeContext, Normalized, Provider, ProviderId, Setup, first_present, labels_from, lookup, message_type,
+    raw_body, tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -63,6 +63,14 @@ const SUPPRESSION_REASONS: &[(&str, Status)] = &[
 ];
 
 impl Provider for Postmark {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add postmark` (prints a secret)",
+            paste_url: "Servers → your server → Webhooks → Add webhook: URL `https://tidings:<secret>@<host>/webhooks/postmark/<id>` (basic auth)",
+            test_event: "*Send test* on the webhook page",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "bounce-hard.json"
     }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, lookup, message_type, raw_body, tag_value};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Setup, lookup, message_type, raw_body, tag_value};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -34,6 +34,14 @@ const BOUNCE_TYPES: &[(&str, BounceKind)] =
     &[("Permanent", BounceKind::Hard), ("Transient", BounceKind::Soft), ("Undetermined", BounceKind::Undetermined)];
 
 impl Provider for Resend {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add resend --secret whsec_…` (the webhook's signing secret)",
+            paste_url: "Webhooks → Add endpoint; select events; then copy its signing secret into the source",
+            test_event: "send an email from Resend's dashboard",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "email.bounced.json"
     }

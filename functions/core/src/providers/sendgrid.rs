@@ -12,8 +12,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    BodyItem, NormalizeContext, Normalized, Provider, ProviderId, Raw, each_record, labels_from, lookup, message_type,
-    tag_value,
+    BodyItem, NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, each_record, labels_from, lookup,
+    message_type, tag_value,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -95,6 +95,14 @@ const SENDGRID_KEYS: &[&str] = &[
 ];
 
 impl Provider for Sendgrid {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add sendgrid --secret <verification key>`: Settings → Mail Settings → Event Webhook → enable *Signed Event Webhook Requests* and copy the **verification key**",
+            paste_url: "the same page, *HTTP Post URL*; tick the events you want",
+            test_event: "*Test Your Integration* on that page",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "batch-every-type.json"
     }

@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, Raw, lookup, message_type};
+use super::{
+    NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, Raw, Setup, lookup, message_type,
+};
 use crate::auth::Authentication;
 use crate::auth::sns::SnsEnvelope;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -52,6 +54,10 @@ const SUPPRESSION_SUBTYPES: &[(&str, &str)] = &[
 const VALIDATION_MESSAGE: &str = "Successfully validated SNS topic for Amazon SES event publishing.";
 
 impl Provider for Ses {
+    fn setup(&self) -> Setup {
+        Setup { add_source: "see [SES](#ses)", paste_url: "", test_event: "" }
+    }
+
     fn certificate_to_fetch(
         &self,
         body: &[u8],

@@ -10,8 +10,8 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{
-    NormalizeContext, Normalized, Notice, Provider, ProviderId, Raw, first_present, labels_from, lookup, message_type,
-    tags_from_object,
+    NormalizeContext, Normalized, Notice, Provider, ProviderId, Raw, Setup, first_present, labels_from, lookup,
+    message_type, tags_from_object,
 };
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -67,6 +67,14 @@ const BOUNCE_CLASSES: &[(&str, BounceKind)] = &[
 ];
 
 impl Provider for Sparkpost {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add sparkpost` (prints a secret)",
+            paste_url: "Configuration → Webhooks → New: Target URL, Authentication *Basic* with any user and the secret as password",
+            test_event: "*Test webhook* on the webhook",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "batch-every-type.json"
     }

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, lookup, message_type};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, lookup, message_type};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -84,6 +84,14 @@ fn parameters(body: &[u8]) -> Result<BTreeMap<String, String>, &'static str> {
 }
 
 impl Provider for Twilio {
+    fn setup(&self) -> Setup {
+        Setup {
+            add_source: "`sources add twilio --secret <auth token>` (Console → Account → API keys & tokens); `--public-url <URL>` when a proxy or custom domain stands in front",
+            paste_url: "as `StatusCallback` on each message you send, or on the Messaging Service's *Delivery Status Callback*; use the printed URL (Twilio signs the URL it calls); add your own query parameters (`?userId=42&journeyId=j1`): they are signed with it and become the event's tags",
+            test_event: "send an SMS with that callback",
+        }
+    }
+
     fn example(&self) -> &'static str {
         "undelivered.form"
     }
