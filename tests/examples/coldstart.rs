@@ -73,11 +73,8 @@ async fn main() {
         ("TIDINGS_LOG_LEVEL", "warn".into()),
     ];
     let mut queue_urls = Vec::new();
-    for (queue, variable, dlq_variable) in [
-        ("events", "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
-        ("deliveries", "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
-        ("resend", "TIDINGS_RESEND_QUEUE_URL", "TIDINGS_RESEND_DLQ_URL"),
-    ] {
+    for (queue, variable, dlq_variable) in tidings_aws::QUEUE_VARIABLES {
+        let queue = queue.as_str();
         let url = sqs.create_queue().queue_name(format!("{run}-{queue}")).send().await.unwrap().queue_url.unwrap();
         let dlq = sqs.create_queue().queue_name(format!("{run}-{queue}-dlq")).send().await.unwrap().queue_url.unwrap();
         queue_urls.push((format!("{run}-{queue}"), url.clone()));

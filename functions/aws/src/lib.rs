@@ -187,7 +187,9 @@ pub struct Settings {
     pub secrets_prefix: String,
 }
 
-const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
+/// Each queue with the settings that name its URL and its dead-letter queue's URL, as the
+/// template sets them and `tidings local-aws` writes them.
+pub const QUEUE_VARIABLES: [(QueueName, &str, &str); 3] = [
     (QueueName::Events, "TIDINGS_EVENTS_QUEUE_URL", "TIDINGS_EVENTS_DLQ_URL"),
     (QueueName::Deliveries, "TIDINGS_DELIVERIES_QUEUE_URL", "TIDINGS_DELIVERIES_DLQ_URL"),
     (QueueName::Resend, "TIDINGS_RESEND_QUEUE_URL", "TIDINGS_RESEND_DLQ_URL"),

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use tidings_core::ProviderId;
-use tidings_core::ports::{QueueName, StoreError};
+use tidings_core::ports::StoreError;
 
 use crate::Failure;
 use tidings_core::ports::SourceStore;
@@ -79,9 +79,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         ("TIDINGS_SES_SOURCE".into(), example_source_id(ProviderId::Ses)),
     ];
     environment.extend(ENVIRONMENT.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())));
-    for (queue, variable) in
-        [(QueueName::Events, "EVENTS"), (QueueName::Deliveries, "DELIVERIES"), (QueueName::Resend, "REDRIVE")]
-    {
+    for (queue, url_variable, dlq_variable) in tidings_aws::QUEUE_VARIABLES {
         let name = format!("{}-{}", args.table, queue.as_str());
         let dlq = create_queue(&sqs, &format!("{name}-dlq"), None).await.map_err(unreachable)?;
         let arn = sqs
@@ -96,8 +94,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             .unwrap_or_default();
         let policy = format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"5"}}"#);
         let url = create_queue(&sqs, &name, Some(policy)).await.map_err(unreachable)?;
-        environment.push((format!("TIDINGS_{variable}_QUEUE_URL"), url));
-        environment.push((format!("TIDINGS_{variable}_DLQ_URL"), dlq));
+        environment.push((url_variable.to_owned(), url));
+        environment.push((dlq_variable.to_owned(), dlq));
     }
 
     let store = tidings_aws::DynamoStore::new(dynamo, args.table.clone());

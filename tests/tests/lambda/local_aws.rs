@@ -52,6 +52,13 @@ async fn the_documented_local_lambda_steps_work_on_the_sample_envelopes() {
     let env: Vec<(&str, String)> =
         text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k, v.to_owned())).collect();
     assert!(env.iter().any(|(k, v)| *k == "AWS_ENDPOINT_URL" && v.ends_with(&format!(":{port}"))));
+    // The functions find every queue and dead-letter queue in it.
+    let lookup = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+    let settings = tidings_aws::Settings::from_lookup(lookup).unwrap();
+    for queue in tidings_core::ports::QueueName::ALL {
+        assert!(settings.queues.queues.contains_key(&queue), "no {} queue URL in local-aws.env", queue.as_str());
+        assert!(settings.queues.dead_letters.contains_key(&queue), "no {} DLQ URL in local-aws.env", queue.as_str());
+    }
 
     // One ingest function for every provider (no TIDINGS_PROVIDER, as under cargo lambda watch):
     // each envelope reaches its source, and an unsigned webhook is refused as unauthenticated.
