@@ -250,16 +250,9 @@ impl SqsQueues {
                 (message, settlement)
             })
             .collect();
-        let mut response = SqsBatchResponse::default();
         // Boxed: the SDK's futures nest deep enough, under a Lambda handler's own, to overflow
         // the compiler's type-layout depth limit.
-        let back = Box::pin(Consumer::settle(self, queue, &batch)).await;
-        for id in back {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-        response
+        batch_item_failures(Box::pin(Consumer::settle(self, queue, &batch)).await)
     }
 }
 
@@ -271,7 +264,7 @@ pub fn answer_redriven_batch(
     records: &[&SqsMessage],
     results: Vec<Result<Option<Duration>, StoreError>>,
 ) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
+    let mut back = Vec::new();
     for (record, result) in records.iter().zip(results) {
         let message = received(record);
         match Settlement::of(&result, message.receive_count) {
@@ -283,11 +276,26 @@ pub fn answer_redriven_batch(
                 tracing::warn!(message = %message.id, "will be retried");
             }
         }
+        back.push(message.id);
+    }
+    batch_item_failures(back)
+}
+
+/// A Lambda batch answer that keeps the messages of these ids on the queue.
+fn batch_item_failures(ids: Vec<String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for id in ids {
         let mut failure = BatchItemFailure::default();
-        failure.item_identifier = message.id;
+        failure.item_identifier = id;
         response.batch_item_failures.push(failure);
     }
     response
+}
+
+/// How many times a Lambda SQS record has been received, this time included (SQS's
+/// `ApproximateReceiveCount`; 1 when absent).
+pub fn receive_count(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1)
 }
 
 /// A Lambda SQS record as the consumer port sees it.
@@ -296,7 +304,7 @@ fn received(record: &SqsMessage) -> Received {
         id: record.message_id.clone().unwrap_or_default(),
         receipt: record.receipt_handle.clone().unwrap_or_default(),
         body: record.body.clone().unwrap_or_default(),
-        receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+        receive_count: receive_count(record),
     }
 }
 

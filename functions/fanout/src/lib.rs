@@ -192,7 +192,7 @@ where
         .map(|record| tidings_core::pipeline::QueuedTask {
             id: record.message_id.as_deref().unwrap_or_default(),
             body: record.body.as_deref().unwrap_or_default(),
-            receive_count: record.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse().ok()).unwrap_or(1),
+            receive_count: tidings_aws::sqs::receive_count(record),
         })
         .collect();
     let results = fanout.deliver_batch(&messages, tidings_core::Timestamp::now()).await;
