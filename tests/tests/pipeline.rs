@@ -459,3 +459,44 @@ async fn sms_and_whatsapp_opt_outs_update_the_suppression_list_for_the_sender() 
     record("whatsapp-received-stop.form", 5).await;
     assert_eq!(suppressed().await.len(), 2, "a WhatsApp STOP suppresses the number again");
 }
+
+#[tokio::test]
+async fn whatsapp_verification_gets_are_answered_with_the_challenge_for_the_listed_verify_token() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let source = f.source(ProviderId::Whatsapp).id.clone();
+    let list = Request::get("/api/sources").header("Authorization", "Bearer key-default").body(Body::empty()).unwrap();
+    let (_, listed) = f.call(list).await;
+    let token = listed["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == source.as_str())
+        .and_then(|s| s["verify_token"].as_str())
+        .expect("the WhatsApp source lists its verify token")
+        .to_owned();
+    let answer = |query: String| {
+        let app = f.app.clone();
+        async move {
+            let request = Request::get(format!("/webhooks/whatsapp/{query}")).body(Body::empty()).unwrap();
+            let response = tower::ServiceExt::oneshot(app, request).await.unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+    let (status, text) =
+        answer(format!("{source}?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token={token}")).await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "1158201444"), "Meta expects the challenge echoed back");
+    let (status, text) = answer(format!("{source}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=guess")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.starts_with("whatsapp: "), "{text}");
+    let (status, _) = answer(format!("src_nope?hub.mode=subscribe&hub.challenge=1&hub.verify_token={token}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Providers that only post do not answer GET, and nothing is ever enqueued by one.
+    let postmark = f.source(ProviderId::Postmark).id.clone();
+    let request = Request::get(format!("/webhooks/postmark/{postmark}")).body(Body::empty()).unwrap();
+    let response = tower::ServiceExt::oneshot(f.app.clone(), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(drain(&db).await, 0);
+}

@@ -83,6 +83,10 @@ pub struct SourceFields {
     pub created_at: Timestamp,
     /// Where the provider posts: paste it into the provider's dashboard.
     pub url: String,
+    /// WhatsApp: the verify token to enter beside the callback URL in Meta's dashboard (derived
+    /// from the app secret, so it changes when the secret is rotated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<String>,
 }
 
 impl SourceFields {
@@ -98,6 +102,7 @@ impl SourceFields {
             tolerance_seconds: source.tolerance_seconds,
             created_at: source.created_at,
             url,
+            verify_token: source.secrets.first().and_then(|secret| source.provider.provider().setup_token(secret)),
         }
     }
 }

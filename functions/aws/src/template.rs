@@ -29,7 +29,7 @@ const INGEST_RESOURCES: &str = r#"  Ingest@NAME@:
             ApiId: !Ref HttpApi
             Method: POST
             Path: /webhooks/@ID@/{source}
-  Ingest@NAME@Logs:
+@HANDSHAKE@  Ingest@NAME@Logs:
     Type: AWS::Logs::LogGroup
     Properties:
       LogGroupName: !Sub /aws/lambda/${Ingest@NAME@}
@@ -72,6 +72,16 @@ const INGEST_RESOURCES: &str = r#"  Ingest@NAME@:
       InvokedViaFunctionUrl: true
 "#;
 
+/// The GET route of a provider that checks its webhook URL before posting (Meta's verification
+/// request), added to its function's events.
+const HANDSHAKE_EVENT: &str = r#"        Handshake:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Method: GET
+            Path: /webhooks/@ID@/{source}
+"#;
+
 /// The stack outputs that tell where to point a provider's webhooks.
 const WEBHOOK_URL: &str = r#"  @NAME@WebhookUrl:
     Description: Paste into @DISPLAY@'s webhook settings, with your source id in place of {source}.
@@ -104,7 +114,9 @@ fn providers() -> Vec<ProviderId> {
 }
 
 fn fill(text: &str, provider: ProviderId) -> String {
-    text.replace("@NAME@", provider.resource_name())
+    let handshake = if provider.provider().answers_get() { HANDSHAKE_EVENT } else { "" };
+    text.replace("@HANDSHAKE@", handshake)
+        .replace("@NAME@", provider.resource_name())
         .replace("@ID@", provider.as_str())
         .replace("@DISPLAY@", provider.display_name())
 }

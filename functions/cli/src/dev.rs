@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tidings_core::auth::Authentication;
-use tidings_core::auth::signer::generate_sendgrid_key_pair;
+use tidings_core::auth::signer::generate_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
 use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
 use tidings_core::ports::{ApiKey, QueueName, StoreError};
@@ -326,7 +326,7 @@ fn dev_source(provider: ProviderId, base: &str) -> Result<Source, String> {
 }
 
 /// A source of `provider` in the dev workspace with id `id` and a new secret (a key pair for
-/// SendGrid, the dev topic for SES), its webhooks posted under `base`.
+/// providers that sign with a private key, the dev topic for SES), its webhooks posted under `base`.
 pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<Source, String> {
     let mut source = Source {
         id: id.clone(),
@@ -343,8 +343,8 @@ pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<So
     };
     match provider.provider().authentication() {
         Authentication::SnsSignature => source.allowed_topics = vec![DEV_TOPIC.into()],
-        Authentication::SendgridEcdsa => {
-            let (private, public) = generate_sendgrid_key_pair()?;
+        scheme @ (Authentication::SendgridEcdsa | Authentication::TelnyxEd25519) => {
+            let (private, public) = generate_key_pair(scheme).ok_or("no key pair for this scheme")??;
             source.secrets = vec![public];
             source.dev_signing_key = Some(private);
         }

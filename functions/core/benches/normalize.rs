@@ -95,13 +95,12 @@ fn read(path: &str) -> Vec<u8> {
 fn case(label: &str, provider: ProviderId, body: Vec<u8>) -> Case {
     let mut headers = Headers::new();
     headers.insert("svix-id", "msg_bench");
-    let (secret, verify_secret) = match provider {
-        ProviderId::Sendgrid => {
-            let (private, public) = signer::generate_sendgrid_key_pair().unwrap();
-            (private, public)
+    let (secret, verify_secret) = match signer::generate_key_pair(provider.provider().authentication()) {
+        Some(pair) => pair.unwrap(),
+        None if provider == ProviderId::Resend => {
+            ("whsec_YmVuY2gtc2VjcmV0".to_owned(), "whsec_YmVuY2gtc2VjcmV0".to_owned())
         }
-        ProviderId::Resend => ("whsec_YmVuY2gtc2VjcmV0".to_owned(), "whsec_YmVuY2gtc2VjcmV0".to_owned()),
-        _ => ("bench-secret".to_owned(), "bench-secret".to_owned()),
+        None => ("bench-secret".to_owned(), "bench-secret".to_owned()),
     };
     let (body, transport) = if provider == ProviderId::Ses {
         (body, Transport::Queue)

@@ -24,10 +24,11 @@ pub enum ProviderId {
     Cmcom,
     Activereach,
     Mailglyph,
+    Whatsapp,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 12] = [
+    pub const ALL: [ProviderId; 13] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -40,6 +41,7 @@ impl ProviderId {
         ProviderId::Cmcom,
         ProviderId::Activereach,
         ProviderId::Mailglyph,
+        ProviderId::Whatsapp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +58,7 @@ impl ProviderId {
             ProviderId::Cmcom => "cmcom",
             ProviderId::Activereach => "activereach",
             ProviderId::Mailglyph => "mailglyph",
+            ProviderId::Whatsapp => "whatsapp",
         }
     }
 }
@@ -76,6 +79,7 @@ impl ProviderId {
             ProviderId::Cmcom => "CM.com",
             ProviderId::Activereach => "Active Reach",
             ProviderId::Mailglyph => "MailGlyph",
+            ProviderId::Whatsapp => "WhatsApp",
         }
     }
 
@@ -95,6 +99,7 @@ impl ProviderId {
             ProviderId::Cmcom => "CmCom",
             ProviderId::Activereach => "ActiveReach",
             ProviderId::Mailglyph => "MailGlyph",
+            ProviderId::Whatsapp => "WhatsApp",
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, RawQuery, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -43,7 +44,8 @@ where
     F: Fetcher + 'static,
 {
     let shared = Arc::new(Shared { ingest, only: options.only });
-    let mut router = Router::new().route("/webhooks/{provider}/{source}", post(webhook::<S, Q, F>));
+    let mut router =
+        Router::new().route("/webhooks/{provider}/{source}", post(webhook::<S, Q, F>).get(handshake::<S, Q, F>));
     if options.queue_route {
         router = router.route("/webhooks/{provider}/{source}/queued", post(queued::<S, Q, F>));
     }
@@ -58,6 +60,21 @@ async fn webhook<S: Store, Q: Queue, F: Fetcher>(
     body: Body,
 ) -> Response {
     handle(&shared, &provider, &source, query.as_deref(), &headers, body, Transport::Http).await
+}
+
+/// A provider's GET to the webhook URL (Meta's verification request), answered in plain text.
+async fn handshake<S: Store, Q: Queue, F: Fetcher>(
+    State(shared): State<Arc<Shared<S, Q, F>>>,
+    Path((provider, source)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let parsed = provider.parse::<ProviderId>().ok().filter(|p| shared.only.is_none_or(|only| only == *p));
+    let Some(provider) = parsed else {
+        return (StatusCode::NOT_FOUND, format!("no provider {provider:?}")).into_response();
+    };
+    let answer = shared.ingest.handshake(provider, &source, query.as_deref()).await;
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(CONTENT_TYPE, "text/plain; charset=utf-8")], answer.text).into_response()
 }
 
 async fn queued<S: Store, Q: Queue, F: Fetcher>(

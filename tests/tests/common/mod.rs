@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use serde_json::Value;
-use tidings_core::auth::signer::{self, SigningKey, generate_sendgrid_key_pair};
+use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::pipeline::Ingest;
 use tidings_core::ports::{ApiKey, EventQuery, Queue, Store};
 use tidings_core::source::Source;
@@ -54,14 +54,13 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
             dev_signing_key: None,
             created_at: Timestamp::now(),
         };
-        match provider {
-            ProviderId::Sendgrid => {
-                let (private, public) = generate_sendgrid_key_pair().unwrap();
-                source.secrets = vec![public];
-                source.dev_signing_key = Some(private);
-            }
-            ProviderId::Resend => source.secrets = vec!["whsec_dGVzdC1zZWNyZXQ=".into()],
-            _ => {}
+        if let Some(pair) = signer::generate_key_pair(provider.provider().authentication()) {
+            let (private, public) = pair.unwrap();
+            source.secrets = vec![public];
+            source.dev_signing_key = Some(private);
+        }
+        if provider == ProviderId::Resend {
+            source.secrets = vec!["whsec_dGVzdC1zZWNyZXQ=".into()];
         }
         store.put_source(&source).await.unwrap();
         sources.push(source);

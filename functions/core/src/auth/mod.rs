@@ -27,7 +27,9 @@ pub mod sendgrid;
 pub mod signer;
 pub mod sns;
 pub mod standard_webhooks;
+pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 
 pub use sns::{CertificateStore, SnsCertificate};
 
@@ -48,6 +50,12 @@ pub enum Authentication {
     TwilioHmacSha1,
     /// HMAC-SHA256(secret, body) in lowercase hex in a header (name configurable per source).
     HmacSha256Hex { default_header: &'static str },
+    /// Telnyx: Ed25519 over `timestamp|body` (`telnyx-signature-ed25519`, `telnyx-timestamp`),
+    /// verified with the account's public key.
+    TelnyxEd25519,
+    /// Vonage (Messages API): an HS256 JWT in `Authorization: Bearer`, under the signature
+    /// secret, whose `payload_hash` claim is the body's SHA-256.
+    VonageJwt,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
     /// password of basic auth, in an `X-Tidings-Token` header, or as a `token` URL parameter.
     SharedSecret,
@@ -70,6 +78,12 @@ impl Authentication {
             Authentication::TwilioHmacSha1 => "X-Twilio-Signature HMAC-SHA1 over the configured public URL + sorted params".into(),
             Authentication::HmacSha256Hex { default_header } => {
                 format!("HMAC-SHA256 of the body, hex, in {default_header} (header name configurable)")
+            }
+            Authentication::TelnyxEd25519 => {
+                "Ed25519 over timestamp|body (telnyx-signature-ed25519, telnyx-timestamp), 5 min tolerance".into()
+            }
+            Authentication::VonageJwt => {
+                "HS256 JWT in Authorization: Bearer, signature secret, payload_hash = SHA-256 of the body".into()
             }
             Authentication::SharedSecret => {
                 "shared secret: Bearer token, basic-auth password, X-Tidings-Token header or ?token= URL parameter".into()
@@ -98,6 +112,9 @@ impl Authentication {
             Authentication::SendgridEcdsa => sendgrid::public_key_point(secret)
                 .map(|_| ())
                 .map_err(|e| format!("the {name} is not a base64 P-256 public key ({e})")),
+            Authentication::TelnyxEd25519 => {
+                telnyx::public_key(secret).map(|_| ()).map_err(|why| format!("the {name} {why}"))
+            }
             Authentication::StandardWebhooks { .. } => {
                 let encoded =
                     secret.strip_prefix("whsec_").ok_or_else(|| format!("the {name} must start with whsec_"))?;
@@ -114,6 +131,7 @@ impl Authentication {
             Authentication::MailgunHmac
             | Authentication::TwilioHmacSha1
             | Authentication::HmacSha256Hex { .. }
+            | Authentication::VonageJwt
             | Authentication::SharedSecret => {
                 if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("the {name} holds a space or a control character"));
@@ -138,6 +156,8 @@ impl Authentication {
             Authentication::StandardWebhooks { .. } => "signing secret (whsec_…)",
             Authentication::TwilioHmacSha1 => "auth token",
             Authentication::HmacSha256Hex { .. } => "webhook signing secret",
+            Authentication::TelnyxEd25519 => "public key",
+            Authentication::VonageJwt => "signature secret",
             Authentication::SharedSecret => "shared secret",
         }
     }
@@ -311,6 +331,8 @@ pub fn verify(
         Authentication::HmacSha256Hex { default_header } => {
             verify_body_hmac(provider, default_header, webhook, auth).and(none)
         }
+        Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
+        Authentication::VonageJwt => vonage::verify(provider, webhook, auth, ctx).and(none),
         Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),
     }
 }

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::digest;
 use ring::rand::SystemRandom;
-use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, KeyPair};
+use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use serde_json::Value;
 
 use super::{Authentication, mailgun, sign_body_hmac_hex, standard_webhooks, twilio};
@@ -31,6 +31,24 @@ pub fn generate_sendgrid_key_pair() -> Result<(String, String), String> {
     let mut spki = P256_SPKI_PREFIX.to_vec();
     spki.extend_from_slice(pair.public_key().as_ref());
     Ok((BASE64.encode(pkcs8.as_ref()), BASE64.encode(spki)))
+}
+
+/// A new key pair for a scheme whose provider signs with a private key: (base64 PKCS#8 private
+/// key, the public key as the provider's dashboard shows it). `None` for schemes with one shared
+/// secret.
+pub fn generate_key_pair(scheme: Authentication) -> Option<Result<(String, String), String>> {
+    match scheme {
+        Authentication::SendgridEcdsa => Some(generate_sendgrid_key_pair()),
+        Authentication::TelnyxEd25519 => Some(generate_ed25519_key_pair()),
+        _ => None,
+    }
+}
+
+/// A new Ed25519 key pair: (base64 PKCS#8, base64 of the 32-byte public key).
+fn generate_ed25519_key_pair() -> Result<(String, String), String> {
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| "key generation failed")?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "bad key")?;
+    Ok((BASE64.encode(pkcs8.as_ref()), BASE64.encode(pair.public_key().as_ref())))
 }
 
 /// What a signer needs: the secret (for SendGrid, the base64 PKCS#8 private key) and, for
@@ -101,6 +119,26 @@ pub fn sign(
         }
         Authentication::HmacSha256Hex { default_header } => {
             headers.set(default_header, sign_body_hmac_hex(key.secret, body));
+            Ok(body.to_vec())
+        }
+        Authentication::TelnyxEd25519 => {
+            let pkcs8 = BASE64.decode(key.secret).map_err(|_| "Telnyx signing key is not base64 PKCS#8")?;
+            let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
+                .map_err(|_| "Telnyx signing key is not an Ed25519 PKCS#8 key")?;
+            let signature = pair.sign(&super::telnyx::signed_content(&ts, body));
+            headers.set(super::telnyx::SIGNATURE_HEADER, BASE64.encode(signature.as_ref()));
+            headers.set(super::telnyx::TIMESTAMP_HEADER, ts);
+            Ok(body.to_vec())
+        }
+        Authentication::VonageJwt => {
+            let nonce = hex::encode(&digest::digest(&digest::SHA256, body).as_ref()[..16]);
+            let claims = serde_json::json!({
+                "iat": now.unix_seconds(),
+                "jti": nonce,
+                "iss": "Vonage",
+                "payload_hash": super::vonage::payload_hash(body),
+            });
+            headers.set("Authorization", format!("Bearer {}", super::vonage::sign(key.secret, &claims)));
             Ok(body.to_vec())
         }
         Authentication::SharedSecret => {

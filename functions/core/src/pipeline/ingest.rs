@@ -51,6 +51,13 @@ pub struct IngestResponse {
     pub enqueue_time: Option<Duration>,
 }
 
+/// The answer to a provider's GET to a webhook URL: a status and plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeResponse {
+    pub status: u16,
+    pub text: String,
+}
+
 /// The longest refusal reason answered and logged, in characters: reasons quote what the
 /// request carried, and a request must not decide how much is written to the log.
 const MAX_REASON_CHARS: usize = 300;
@@ -300,6 +307,43 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             enqueue_time: (accepted > 0).then(|| started.elapsed()),
             event_types,
         }
+    }
+
+    /// Answers a provider's GET to a webhook URL (Meta's verification request) with plain text:
+    /// what the provider asked to have echoed, or a one-line reason. Nothing is enqueued.
+    pub async fn handshake(&self, provider: ProviderId, source_id: &str, query: Option<&str>) -> HandshakeResponse {
+        let refuse = |status: u16, line: String| HandshakeResponse {
+            status,
+            text: bounded(&line, MAX_REASON_CHARS).into_owned(),
+        };
+        let implementation = provider.provider();
+        let response = if !implementation.answers_get() {
+            refuse(405, format!("{provider}: the webhook URL takes POST requests only"))
+        } else if !plausible_source_id(source_id) {
+            refuse(404, format!("{provider}: no source {}", bounded(source_id, 64)))
+        } else {
+            match self.source(source_id).await {
+                Ok(Some(source)) if source.provider == provider => {
+                    match implementation.handshake(query, &source.auth()) {
+                        Ok(text) => HandshakeResponse { status: 200, text },
+                        Err(error) => refuse(error.status(), error.to_string()),
+                    }
+                }
+                Ok(_) => refuse(404, format!("{provider}: no source {source_id}")),
+                Err(error) => refuse(503, format!("{provider}: sources unavailable: {error}")),
+            }
+        };
+        let source = bounded(source_id, 64);
+        if response.status < 300 {
+            tracing::info!(provider = provider.as_str(), source = %source, "webhook URL verification answered");
+        } else {
+            crate::metrics::record(
+                &[("Provider", provider.as_str()), ("Reason", "handshake_refused")],
+                &[("Rejected", crate::metrics::Unit::Count, 1.0)],
+            );
+            tracing::warn!(provider = provider.as_str(), source = %source, status = response.status, reason = %response.text, "webhook URL verification refused");
+        }
+        response
     }
 
     async fn source(&self, id: &str) -> Result<Option<Source>, StoreError> {

@@ -11,7 +11,9 @@ mod replay;
 mod subscriptions;
 
 pub use fanout::{Fanout, QueuedTask};
-pub use ingest::{Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL};
+pub use ingest::{
+    HandshakeResponse, Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL,
+};
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
 pub use replay::{REPLAY_EVENTS_PER_CALL, ReplayPosition, ReplayProgress, ReplayRange, replay};
 pub use subscriptions::modify_subscription;

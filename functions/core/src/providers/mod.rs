@@ -21,12 +21,14 @@ pub mod cmcom;
 pub mod greenarrow;
 pub mod mailglyph;
 pub mod mailgun;
+pub mod opt_out;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
 pub mod ses;
 pub mod sparkpost;
 pub mod twilio;
+pub mod whatsapp;
 
 pub use crate::provider_id::ProviderId;
 
@@ -46,6 +48,7 @@ impl ProviderId {
             ProviderId::Cmcom => &cmcom::Cmcom,
             ProviderId::Activereach => &activereach::Activereach,
             ProviderId::Mailglyph => &mailglyph::Mailglyph,
+            ProviderId::Whatsapp => &whatsapp::Whatsapp,
         }
     }
 }
@@ -92,6 +95,25 @@ pub trait Provider: Sync {
     /// What becomes of a webhook this provider is answered 5xx for, when that means it is lost
     /// (the provider does not retry): logged as an error when the queue is unavailable.
     fn lost_on_server_error(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether the provider checks a webhook URL with a GET before it posts to it (Meta's
+    /// verification request): the ingest route then answers GET through [`Provider::handshake`],
+    /// and the deployment routes GET to the provider's function. Most providers only POST.
+    fn answers_get(&self) -> bool {
+        false
+    }
+
+    /// The answer to the provider's GET to the webhook URL: the text to echo back, or why the
+    /// request is refused. Only called where [`Provider::answers_get`] says so.
+    fn handshake(&self, _query: Option<&str>, _auth: &SourceAuth) -> Result<String, WebhookError> {
+        Err(WebhookError::malformed(self.id(), "this provider's webhook URL takes POST requests only"))
+    }
+
+    /// A value besides the URL that the provider's dashboard asks for, derived from the source's
+    /// secret (WhatsApp's verify token): shown with the source, never stored.
+    fn setup_token(&self, _secret: &str) -> Option<String> {
         None
     }
 

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, lookup, message_type};
+use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, lookup, message_type, opt_out};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
@@ -37,24 +37,14 @@ const STATUSES: &[(&str, Status)] = &[
     ("received", Status::Received),
 ];
 
-/// Twilio's default opt-out keywords for long codes, and its opt-in keywords: a body that is
-/// one of them (any case, surrounding spaces ignored) opts its sender out or back in.
-const OPT_OUT_KEYWORDS: &[&str] = &["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"];
-const OPT_IN_KEYWORDS: &[&str] = &["START", "YES", "UNSTOP"];
-
 /// Whether an inbound message opts its sender out (`Unsubscribed`) or back in
-/// (`Resubscribed`); `None` for any other message, `HELP` included.
+/// (`Resubscribed`): Twilio's `OptOutType` when it sent one, else the keyword rule.
 fn opt_change(opt_out_type: Option<&str>, body: Option<&str>) -> Option<Status> {
-    let keyword = |word: &str, list: &[&str]| list.iter().any(|k| k.eq_ignore_ascii_case(word.trim()));
     match opt_out_type {
         Some(kind) if kind.eq_ignore_ascii_case("STOP") => Some(Status::Unsubscribed),
         Some(kind) if kind.eq_ignore_ascii_case("START") => Some(Status::Resubscribed),
         Some(_) => None,
-        None => match body {
-            Some(text) if keyword(text, OPT_OUT_KEYWORDS) => Some(Status::Unsubscribed),
-            Some(text) if keyword(text, OPT_IN_KEYWORDS) => Some(Status::Resubscribed),
-            _ => None,
-        },
+        None => opt_out::by_keyword(body),
     }
 }
 

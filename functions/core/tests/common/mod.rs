@@ -58,33 +58,34 @@ pub fn samples() -> Vec<Sample> {
     out
 }
 
-/// The per-provider secret the samples are signed with in tests (and the matching verify-side
-/// key: for SendGrid the public key of a key pair generated once per test run).
-pub struct SampleSecrets {
-    pub sendgrid_private: String,
-    pub sendgrid_public: String,
-}
-
-pub fn secrets() -> &'static SampleSecrets {
-    static SECRETS: OnceLock<SampleSecrets> = OnceLock::new();
-    SECRETS.get_or_init(|| {
-        let (sendgrid_private, sendgrid_public) = signer::generate_sendgrid_key_pair().unwrap();
-        SampleSecrets { sendgrid_private, sendgrid_public }
+/// The key pairs of the providers that sign with a private key, generated once per test run:
+/// provider → (private key the samples are signed with, public key the source verifies with).
+pub fn key_pairs() -> &'static std::collections::HashMap<ProviderId, (String, String)> {
+    static PAIRS: OnceLock<std::collections::HashMap<ProviderId, (String, String)>> = OnceLock::new();
+    PAIRS.get_or_init(|| {
+        ProviderId::ALL
+            .into_iter()
+            .filter_map(|p| Some((p, signer::generate_key_pair(p.provider().authentication())?.unwrap())))
+            .collect()
     })
 }
 
+/// The per-provider secret the samples are signed with in tests.
 pub fn signing_secret(provider: ProviderId) -> String {
+    if let Some((private, _)) = key_pairs().get(&provider) {
+        return private.clone();
+    }
     match provider {
-        ProviderId::Sendgrid => secrets().sendgrid_private.clone(),
         ProviderId::Resend => "whsec_c2FtcGxlLXNpZ25pbmctc2VjcmV0".into(),
         other => format!("sample-secret-{other}"),
     }
 }
 
+/// What a source verifies the samples with: the public key where there is a key pair.
 pub fn source_auth(provider: ProviderId) -> SourceAuth {
-    let secret = match provider {
-        ProviderId::Sendgrid => secrets().sendgrid_public.clone(),
-        other => signing_secret(other),
+    let secret = match key_pairs().get(&provider) {
+        Some((_, public)) => public.clone(),
+        None => signing_secret(provider),
     };
     let mut auth = SourceAuth::with_secret(secret);
     auth.public_url = Some(TWILIO_URL.into());
