@@ -25,10 +25,12 @@ pub enum ProviderId {
     Activereach,
     Mailglyph,
     Whatsapp,
+    Mailjet,
+    Mailersend,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 13] = [
+    pub const ALL: [ProviderId; 15] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -42,6 +44,8 @@ impl ProviderId {
         ProviderId::Activereach,
         ProviderId::Mailglyph,
         ProviderId::Whatsapp,
+        ProviderId::Mailjet,
+        ProviderId::Mailersend,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +63,8 @@ impl ProviderId {
             ProviderId::Activereach => "activereach",
             ProviderId::Mailglyph => "mailglyph",
             ProviderId::Whatsapp => "whatsapp",
+            ProviderId::Mailjet => "mailjet",
+            ProviderId::Mailersend => "mailersend",
         }
     }
 }
@@ -80,6 +86,8 @@ impl ProviderId {
             ProviderId::Activereach => "Active Reach",
             ProviderId::Mailglyph => "MailGlyph",
             ProviderId::Whatsapp => "WhatsApp",
+            ProviderId::Mailjet => "Mailjet",
+            ProviderId::Mailersend => "MailerSend",
         }
     }
 
@@ -100,6 +108,8 @@ impl ProviderId {
             ProviderId::Activereach => "ActiveReach",
             ProviderId::Mailglyph => "MailGlyph",
             ProviderId::Whatsapp => "WhatsApp",
+            ProviderId::Mailjet => "Mailjet",
+            ProviderId::Mailersend => "MailerSend",
         }
     }
 }

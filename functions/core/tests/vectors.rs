@@ -335,3 +335,22 @@ fn mailgun_tokens_are_single_use_per_body_and_old_timestamps_fail() {
     let late = VerifyContext { now: at(1_700_000_000 + 10 * 3600), certificates: &certificates };
     assert!(ProviderId::Mailgun.provider().verify(&Webhook::http(&signed, &headers), &auth, &late).is_err());
 }
+
+// ---------------------------------------------------------------- MailerSend
+
+#[test]
+fn mailersend_signatures_match_the_official_sdk_vector_and_the_published_ping_secret() {
+    let v = json("mailersend_signature_test_vector_official.json");
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let check = |body: &str, signature: &str, secret: &str| {
+        let headers: Headers = [("Signature", signature)].into_iter().collect();
+        verify(ProviderId::Mailersend, body.as_bytes(), &headers, &SourceAuth::with_secret(secret), at(1_700_000_000))
+    };
+    check(&s("body"), &s("Signature"), &s("secret")).unwrap();
+    assert!(check(&s("body").replacen("sent", "sEnt", 1), &s("Signature"), &s("secret")).is_err());
+    // MailerSend's save-time ping is signed with its published secret, not the webhook's: it
+    // passes for any source, and only a ping does.
+    check(&s("ping_body"), &s("ping_signature"), "another-webhook-signing-secret").unwrap();
+    let forged = tidings_core::auth::sign_body_hmac_hex(&s("ping_secret"), s("body").as_bytes());
+    assert!(check(&s("body"), &forged, "another-webhook-signing-secret").is_err());
+}

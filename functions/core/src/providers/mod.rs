@@ -19,8 +19,10 @@ pub mod activereach;
 pub mod brevo;
 pub mod cmcom;
 pub mod greenarrow;
+pub mod mailersend;
 pub mod mailglyph;
 pub mod mailgun;
+pub mod mailjet;
 pub mod opt_out;
 pub mod postmark;
 pub mod resend;
@@ -49,6 +51,8 @@ impl ProviderId {
             ProviderId::Activereach => &activereach::Activereach,
             ProviderId::Mailglyph => &mailglyph::Mailglyph,
             ProviderId::Whatsapp => &whatsapp::Whatsapp,
+            ProviderId::Mailjet => &mailjet::Mailjet,
+            ProviderId::Mailersend => &mailersend::Mailersend,
         }
     }
 }
