@@ -51,7 +51,7 @@ struct Case {
 ///   last value. The signature covers the bytes, so only the provider can send either.
 fn cases(provider: ProviderId, sample: &[u8]) -> Vec<Case> {
     use Expect::*;
-    let form = provider == ProviderId::Twilio;
+    let form = provider.provider().example().ends_with(".form");
     let malformed = if provider == ProviderId::Mailgun { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
     let duplicates = match provider {
         ProviderId::Sendgrid | ProviderId::Mailglyph | ProviderId::Mailgun | ProviderId::Twilio => SameAsSample,

@@ -70,7 +70,8 @@ pub struct SourceFields {
     pub workspace: String,
     pub provider: ProviderId,
     pub description: String,
-    /// Twilio: the exact public URL configured in Twilio.
+    /// Providers that sign the URL they post to (Twilio, Plivo): the exact public URL configured
+    /// in the provider.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// SES: the SNS topics this source accepts.

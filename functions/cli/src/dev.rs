@@ -349,9 +349,9 @@ pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<So
             source.dev_signing_key = Some(private);
         }
         Authentication::StandardWebhooks { .. } => source.secrets = vec![new_secret(true)],
-        Authentication::TwilioHmacSha1 => {
+        scheme if scheme.signs_url() => {
             source.secrets = vec![new_secret(false)];
-            source.public_url = Some(format!("{base}/webhooks/twilio/{id}"));
+            source.public_url = Some(format!("{base}/webhooks/{provider}/{id}"));
         }
         _ => source.secrets = vec![new_secret(false)],
     }

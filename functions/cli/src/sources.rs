@@ -29,8 +29,8 @@ enum Command {
         /// The provider's secret or key (generated where the provider lets you choose).
         #[arg(long, env = "TIDINGS_SOURCE_SECRET", hide_env_values = true)]
         secret: Option<String>,
-        /// Twilio: the exact URL Twilio posts to, when a proxy or custom domain stands in front
-        /// (default: the source's own webhook URL).
+        /// Providers that sign the URL they post to (Twilio, Plivo): that exact URL, when a proxy
+        /// or custom domain stands in front (default: the source's own webhook URL).
         #[arg(long)]
         public_url: Option<String>,
         /// SES: an SNS topic ARN to accept (repeatable).

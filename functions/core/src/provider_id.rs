@@ -27,10 +27,12 @@ pub enum ProviderId {
     Whatsapp,
     Mailjet,
     Mailersend,
+    Telnyx,
+    Plivo,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 15] = [
+    pub const ALL: [ProviderId; 17] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -46,6 +48,8 @@ impl ProviderId {
         ProviderId::Whatsapp,
         ProviderId::Mailjet,
         ProviderId::Mailersend,
+        ProviderId::Telnyx,
+        ProviderId::Plivo,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +69,8 @@ impl ProviderId {
             ProviderId::Whatsapp => "whatsapp",
             ProviderId::Mailjet => "mailjet",
             ProviderId::Mailersend => "mailersend",
+            ProviderId::Telnyx => "telnyx",
+            ProviderId::Plivo => "plivo",
         }
     }
 }
@@ -88,6 +94,8 @@ impl ProviderId {
             ProviderId::Whatsapp => "WhatsApp",
             ProviderId::Mailjet => "Mailjet",
             ProviderId::Mailersend => "MailerSend",
+            ProviderId::Telnyx => "Telnyx",
+            ProviderId::Plivo => "Plivo",
         }
     }
 
@@ -110,6 +118,8 @@ impl ProviderId {
             ProviderId::Whatsapp => "WhatsApp",
             ProviderId::Mailjet => "Mailjet",
             ProviderId::Mailersend => "MailerSend",
+            ProviderId::Telnyx => "Telnyx",
+            ProviderId::Plivo => "Plivo",
         }
     }
 }

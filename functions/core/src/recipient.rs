@@ -61,6 +61,18 @@ pub fn phone(raw: &str) -> String {
     }
 }
 
+/// A number a provider writes in international format without the `+` (`14155550142`, as
+/// WhatsApp, Plivo, Sinch and Infobip do): digits only, 8 to 15 of them, get the `+` of E.164;
+/// anything shorter (a short code) or otherwise is read as [`phone`] reads it.
+pub fn international(raw: &str) -> String {
+    let raw = raw.trim();
+    if (8..=15).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        format!("+{raw}")
+    } else {
+        phone(raw)
+    }
+}
+
 /// A recipient of either kind: an address when it contains `@`, else a phone number.
 pub fn any(raw: &str) -> String {
     if raw.contains('@') { email(raw) } else { phone(raw) }
@@ -69,6 +81,14 @@ pub fn any(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn international_numbers_without_a_plus_get_one_and_short_codes_do_not() {
+        assert_eq!(international("14155550142"), "+14155550142");
+        assert_eq!(international("+1 415 555 0142"), "+14155550142");
+        assert_eq!(international("72345"), "72345");
+        assert_eq!(international("InfoSMS"), "InfoSMS");
+    }
 
     #[test]
     fn emails_are_trimmed_lowercased_and_unwrapped() {

@@ -18,7 +18,8 @@ pub struct Source {
     /// Secrets or keys (any one verifies a request; several during rotation). Never returned by
     /// the API after creation.
     pub secrets: Vec<String>,
-    /// Twilio: the exact public URL configured in Twilio.
+    /// Providers that sign the URL they post to (Twilio, Plivo): the exact public URL configured
+    /// in the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// SES: SNS topics this source accepts.

@@ -354,3 +354,57 @@ fn mailersend_signatures_match_the_official_sdk_vector_and_the_published_ping_se
     let forged = tidings_core::auth::sign_body_hmac_hex(&s("ping_secret"), s("body").as_bytes());
     assert!(check(&s("body"), &forged, "another-webhook-signing-secret").is_err());
 }
+
+// ---------------------------------------------------------------- Telnyx
+
+/// Telnyx publishes no fixed-key vector (its SDKs' tests generate a key pair per run). This one
+/// was computed with pyca/cryptography from RFC 8032's first test key, over `timestamp|body`, as
+/// Telnyx's verifiers read it; Ed25519 is deterministic, so it reproduces exactly.
+#[test]
+fn telnyx_signatures_verify_under_the_public_key_within_five_minutes() {
+    let public_key = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let body = r#"{"data":{"event_type":"message.finalized","id":"4ee8c3a6-4995-4309-a3c6-38e3db9ea4be","occurred_at":"2025-11-28T06:00:04.917+00:00","payload":{"id":"40317f3b-5a7a-4c3e-8b5a-1f2d3c4b5a69","to":[{"phone_number":"+14155550142","status":"delivered"}]},"record_type":"event"},"meta":{"attempt":1,"delivered_to":"https://hooks.example.com/webhooks/telnyx"}}"#;
+    let signature = "H7HwYljzlVBIBHOdS7eBQ19sD4pimwdIIJyhgdrhZtvSWhv99LgGVj4QHvogGkUTnIQImqpiMawNLfqjrx1IAg==";
+    let check = |body: &str, timestamp: &str, now: i64| {
+        let headers: Headers =
+            [("telnyx-signature-ed25519", signature), ("telnyx-timestamp", timestamp)].into_iter().collect();
+        verify(ProviderId::Telnyx, body.as_bytes(), &headers, &SourceAuth::with_secret(public_key), at(now))
+    };
+    check(body, "1764309600", 1_764_309_600 + 299).unwrap();
+    assert!(check(body, "1764309600", 1_764_309_600 + 301).unwrap_err().to_string().contains("tolerance"));
+    assert!(check(body, "1764309601", 1_764_309_600).is_err(), "the timestamp is signed");
+    assert!(check(&body.replace("delivered\"}", "delivery_failed\"}"), "1764309600", 1_764_309_600).is_err());
+}
+
+// ---------------------------------------------------------------- Plivo
+
+#[test]
+fn plivo_v3_signatures_match_plivos_published_vectors() {
+    let v = json("plivo_signature_v3_test_vector_official.json");
+    let params = v["params"].as_object().unwrap();
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())))
+        .finish();
+    let nonce = v["nonce"].as_str().unwrap();
+    let check = |case: &str, body: &str, nonce: &str| {
+        let uri = v[case]["uri"].as_str().unwrap();
+        let (url, query) = uri.split_once('?').map_or((uri, None), |(u, q)| (u, Some(q)));
+        let signature = v[case]["X-Plivo-Signature-V3"].as_str().unwrap();
+        // Several active auth tokens: Plivo lists one signature per token.
+        let listed = format!("c29tZSBvdGhlciB0b2tlbg==,{signature}");
+        let headers: Headers =
+            [("X-Plivo-Signature-V3", listed.as_str()), ("X-Plivo-Signature-V3-Nonce", nonce)].into_iter().collect();
+        let mut auth = SourceAuth::with_secret(v["auth_token"].as_str().unwrap());
+        auth.public_url = Some(url.to_owned());
+        let webhook = Webhook { body: body.as_bytes(), headers: &headers, query, transport: Transport::Http };
+        let certificates = CertificateCache::new();
+        ProviderId::Plivo
+            .provider()
+            .verify(&webhook, &auth, &VerifyContext { now: at(1_700_000_000), certificates: &certificates })
+            .map(|_| ())
+    };
+    check("post_with_query", &body, nonce).unwrap();
+    check("post", &body, nonce).unwrap();
+    assert!(check("post", &body, "31627761595286130199").is_err(), "the nonce is signed");
+    assert!(check("post", &body.replace("StartApp", "StopApp"), nonce).is_err(), "every parameter is signed");
+}

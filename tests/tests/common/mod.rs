@@ -47,7 +47,7 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
             provider,
             description: String::new(),
             secrets: vec![format!("secret-{provider}")],
-            public_url: Some(format!("{BASE}/webhooks/twilio/{id}")),
+            public_url: Some(format!("{BASE}/webhooks/{provider}/{id}")),
             allowed_topics: vec!["arn:aws:sns:eu-west-1:111122223333:ses-events".into()],
             signature_header: None,
             tolerance_seconds: None,

@@ -47,7 +47,8 @@ pub(crate) struct NewSource {
     /// secrets, Active Reach, Standard Webhooks). On AWS, `ssm:/<parameter name>` names a
     /// SecureString parameter holding it.
     secret: Option<String>,
-    /// Twilio: the exact URL configured in Twilio, when a proxy stands in front of tidings.
+    /// Providers that sign the URL they post to (Twilio, Plivo): the exact URL configured in the
+    /// provider, when a proxy stands in front of tidings.
     public_url: Option<String>,
     /// SES: the SNS topic ARNs to accept (required).
     #[serde(default)]
@@ -99,11 +100,11 @@ pub(crate) async fn create_source<S: Store, Q: Queue>(
     }
     let id = new_id("src");
     let base = base_url(&shared.settings, &headers);
-    // A scheme that signs the exact URL posted to (Twilio's): unless told otherwise (a proxy in
-    // front), that is this source's own webhook URL, which only exists once the id does.
-    let public_url = match (scheme, new.public_url) {
-        (Authentication::TwilioHmacSha1, None) => Some(webhook_url(&base, provider, &id)),
-        (_, given) => given,
+    // A scheme that signs the exact URL posted to (Twilio's, Plivo's): unless told otherwise (a
+    // proxy in front), that is this source's own webhook URL, which only exists once the id does.
+    let public_url = match new.public_url {
+        None if scheme.signs_url() => Some(webhook_url(&base, provider, &id)),
+        given => given,
     };
     let source = Source {
         id,

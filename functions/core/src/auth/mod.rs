@@ -23,6 +23,7 @@ use crate::timestamp::Timestamp;
 use crate::webhook::{Transport, Webhook, WebhookError};
 
 pub mod mailgun;
+pub mod plivo;
 pub mod sendgrid;
 pub mod signer;
 pub mod sns;
@@ -56,6 +57,8 @@ pub enum Authentication {
     /// Vonage (Messages API): an HS256 JWT in `Authorization: Bearer`, under the signature
     /// secret, whose `payload_hash` claim is the body's SHA-256.
     VonageJwt,
+    /// Plivo: `X-Plivo-Signature-V3`, HMAC-SHA256(auth token, public URL ‖ sorted params ‖ nonce).
+    PlivoV3,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
     /// password of basic auth, in an `X-Tidings-Token` header, or as a `token` URL parameter.
     SharedSecret,
@@ -84,6 +87,9 @@ impl Authentication {
             }
             Authentication::VonageJwt => {
                 "HS256 JWT in Authorization: Bearer, signature secret, payload_hash = SHA-256 of the body".into()
+            }
+            Authentication::PlivoV3 => {
+                "X-Plivo-Signature-V3 HMAC-SHA256 over the configured public URL + sorted params + nonce".into()
             }
             Authentication::SharedSecret => {
                 "shared secret: Bearer token, basic-auth password, X-Tidings-Token header or ?token= URL parameter".into()
@@ -132,6 +138,7 @@ impl Authentication {
             | Authentication::TwilioHmacSha1
             | Authentication::HmacSha256Hex { .. }
             | Authentication::VonageJwt
+            | Authentication::PlivoV3
             | Authentication::SharedSecret => {
                 if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("the {name} holds a space or a control character"));
@@ -147,6 +154,12 @@ impl Authentication {
         }
     }
 
+    /// Whether the scheme signs the exact URL the provider posts to, so a source needs its public
+    /// URL configured (scheme, host case and port as the provider sees them).
+    pub fn signs_url(&self) -> bool {
+        matches!(self, Authentication::TwilioHmacSha1 | Authentication::PlivoV3)
+    }
+
     /// What the source's `secret` is for this scheme (for messages and help text).
     pub fn secret_name(&self) -> &'static str {
         match self {
@@ -158,6 +171,7 @@ impl Authentication {
             Authentication::HmacSha256Hex { .. } => "webhook signing secret",
             Authentication::TelnyxEd25519 => "public key",
             Authentication::VonageJwt => "signature secret",
+            Authentication::PlivoV3 => "auth token",
             Authentication::SharedSecret => "shared secret",
         }
     }
@@ -333,6 +347,7 @@ pub fn verify(
         }
         Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
         Authentication::VonageJwt => vonage::verify(provider, webhook, auth, ctx).and(none),
+        Authentication::PlivoV3 => plivo::verify(provider, webhook, auth).and(none),
         Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),
     }
 }

@@ -24,11 +24,13 @@ pub mod mailglyph;
 pub mod mailgun;
 pub mod mailjet;
 pub mod opt_out;
+pub mod plivo;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
 pub mod ses;
 pub mod sparkpost;
+pub mod telnyx;
 pub mod twilio;
 pub mod whatsapp;
 
@@ -53,6 +55,8 @@ impl ProviderId {
             ProviderId::Whatsapp => &whatsapp::Whatsapp,
             ProviderId::Mailjet => &mailjet::Mailjet,
             ProviderId::Mailersend => &mailersend::Mailersend,
+            ProviderId::Telnyx => &telnyx::Telnyx,
+            ProviderId::Plivo => &plivo::Plivo,
         }
     }
 }

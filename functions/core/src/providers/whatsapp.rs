@@ -211,13 +211,9 @@ impl Provider for Whatsapp {
     }
 }
 
-/// A WhatsApp id (digits, no `+`) as an E.164 number; anything else as it is.
+/// A WhatsApp id (digits, no `+`) as an E.164 number.
 fn wa_number(wa_id: &str) -> String {
-    if !wa_id.is_empty() && wa_id.bytes().all(|b| b.is_ascii_digit()) {
-        format!("+{wa_id}")
-    } else {
-        recipient::phone(wa_id)
-    }
+    recipient::international(wa_id)
 }
 
 fn business_details(data: &mut EventData, business: Option<&Metadata>) {
