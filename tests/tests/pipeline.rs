@@ -95,7 +95,7 @@ async fn rejected_webhooks_enqueue_nothing() {
             "brevo: no source",
         ),
         (
-            post(format!("/webhooks/mandrill/{postmark}"), "secret-postmark", delivery.clone()),
+            post(format!("/webhooks/pigeonpost/{postmark}"), "secret-postmark", delivery.clone()),
             StatusCode::NOT_FOUND,
             "no provider",
         ),

@@ -135,9 +135,9 @@ fn unauthenticated_and_malformed_input_exit_1_with_one_line_naming_the_provider(
 
 #[test]
 fn usage_errors_exit_2() {
-    let unknown = tidings(&["normalize", "-p", "mandrill", &sample("sendgrid/bounce.json")]);
+    let unknown = tidings(&["normalize", "-p", "pigeonpost", &sample("sendgrid/bounce.json")]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("unknown provider \"mandrill\""), "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("unknown provider \"pigeonpost\""), "{}", stderr(&unknown));
     let no_secret = tidings(&["normalize", "-p", "sendgrid", &sample("sendgrid/bounce.json")]);
     assert_eq!(no_secret.status.code(), Some(2));
     assert!(stderr(&no_secret).contains("--secret <verification public key> is needed"), "{}", stderr(&no_secret));

@@ -29,10 +29,12 @@ pub enum ProviderId {
     Mailersend,
     Telnyx,
     Plivo,
+    Mailtrap,
+    Mandrill,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 17] = [
+    pub const ALL: [ProviderId; 19] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -50,6 +52,8 @@ impl ProviderId {
         ProviderId::Mailersend,
         ProviderId::Telnyx,
         ProviderId::Plivo,
+        ProviderId::Mailtrap,
+        ProviderId::Mandrill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -71,6 +75,8 @@ impl ProviderId {
             ProviderId::Mailersend => "mailersend",
             ProviderId::Telnyx => "telnyx",
             ProviderId::Plivo => "plivo",
+            ProviderId::Mailtrap => "mailtrap",
+            ProviderId::Mandrill => "mandrill",
         }
     }
 }
@@ -96,6 +102,8 @@ impl ProviderId {
             ProviderId::Mailersend => "MailerSend",
             ProviderId::Telnyx => "Telnyx",
             ProviderId::Plivo => "Plivo",
+            ProviderId::Mailtrap => "Mailtrap",
+            ProviderId::Mandrill => "Mailchimp Transactional",
         }
     }
 
@@ -120,6 +128,8 @@ impl ProviderId {
             ProviderId::Mailersend => "MailerSend",
             ProviderId::Telnyx => "Telnyx",
             ProviderId::Plivo => "Plivo",
+            ProviderId::Mailtrap => "Mailtrap",
+            ProviderId::Mandrill => "Mandrill",
         }
     }
 }

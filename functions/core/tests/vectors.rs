@@ -408,3 +408,53 @@ fn plivo_v3_signatures_match_plivos_published_vectors() {
     assert!(check("post", &body, "31627761595286130199").is_err(), "the nonce is signed");
     assert!(check("post", &body.replace("StartApp", "StopApp"), nonce).is_err(), "every parameter is signed");
 }
+
+// ---------------------------------------------------------------- Mailtrap
+
+/// The fixture every official Mailtrap SDK shares (mailtrap-python
+/// `tests/unit/test_webhook_signature.py`, MIT).
+#[test]
+fn mailtrap_signatures_match_the_fixture_mailtraps_sdks_share() {
+    let secret = "8d9a3c0e7f5b2d4a6c1e9f8b3a7d5c2e";
+    let body = r#"{"event":"delivery","sending_stream":"transactional","category":"welcome","message_id":"a8b1d8f6-1f8d-4a3c-9b2e-1a2b3c4d5e6f","email":"recipient@example.com","event_id":"f1e2d3c4-b5a6-7890-1234-567890abcdef","timestamp":1716070000}"#;
+    let signature = "6d262e2611cd09be1f948382b5c611d63b0e585c4c9c5e40139d6ac3876d5433";
+    let check = |body: &str, secret: &str| {
+        let headers: Headers = [("Mailtrap-Signature", signature)].into_iter().collect();
+        verify(ProviderId::Mailtrap, body.as_bytes(), &headers, &SourceAuth::with_secret(secret), at(1_716_070_000))
+    };
+    check(body, secret).unwrap();
+    assert!(check(body, "8d9a3c0e7f5b2d4a6c1e9f8b3a7d5c2f").is_err());
+    assert!(check(&body.replace("welcome", "Welcome"), secret).is_err());
+}
+
+// ---------------------------------------------------------------- Mandrill
+
+#[test]
+fn mandrill_signatures_match_a_real_batch_and_the_url_check_is_accepted_under_its_fixed_key() {
+    let v = json("mandrill_signature_test_vector.json");
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let check = |url: &str, events: &str, signature: &str, key: &str| {
+        let body: String =
+            form_urlencoded::Serializer::new(String::new()).append_pair("mandrill_events", events).finish();
+        let headers: Headers = [("X-Mandrill-Signature", signature)].into_iter().collect();
+        // The configured URL, and the query string as the request carries it.
+        let (public, query) = url.split_once('?').map_or((url, None), |(u, q)| (u, Some(q)));
+        let mut auth = SourceAuth::with_secret(key);
+        auth.public_url = Some(public.to_owned());
+        let webhook = Webhook { body: body.as_bytes(), headers: &headers, query, transport: Transport::Http };
+        let certificates = CertificateCache::new();
+        ProviderId::Mandrill
+            .provider()
+            .verify(&webhook, &auth, &VerifyContext { now: at(1_700_000_000), certificates: &certificates })
+            .map(|_| ())
+    };
+    let (url, events, signature, key) = (s("url"), s("mandrill_events"), s("X-Mandrill-Signature"), s("key"));
+    check(&url, &events, &signature, &key).unwrap();
+    assert!(check(&s("other_url"), &events, &signature, &key).is_err(), "the URL is signed");
+    assert!(check(&url, &events.replacen("send", "sent", 1), &signature, &key).is_err());
+    // Mandrill's URL check: an empty batch signed with `test-webhook`, whatever the webhook's key.
+    let ping = tidings_core::auth::twilio::sign("test-webhook", &url, &[("mandrill_events", "[]")]);
+    check(&url, "[]", &ping, &key).unwrap();
+    let forged = tidings_core::auth::twilio::sign("test-webhook", &url, &[("mandrill_events", &events)]);
+    assert!(check(&url, &events, &forged, &key).is_err(), "only an empty batch passes under the fixed key");
+}

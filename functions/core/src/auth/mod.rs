@@ -57,6 +57,9 @@ pub enum Authentication {
     /// Vonage (Messages API): an HS256 JWT in `Authorization: Bearer`, under the signature
     /// secret, whose `payload_hash` claim is the body's SHA-256.
     VonageJwt,
+    /// Mailchimp Transactional (Mandrill): `X-Mandrill-Signature`, HMAC-SHA1(webhook key, URL as
+    /// configured ‖ sorted params), as Twilio signs.
+    MandrillHmacSha1,
     /// Plivo: `X-Plivo-Signature-V3`, HMAC-SHA256(auth token, public URL ‖ sorted params ‖ nonce).
     PlivoV3,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
@@ -87,6 +90,9 @@ impl Authentication {
             }
             Authentication::VonageJwt => {
                 "HS256 JWT in Authorization: Bearer, signature secret, payload_hash = SHA-256 of the body".into()
+            }
+            Authentication::MandrillHmacSha1 => {
+                "X-Mandrill-Signature HMAC-SHA1 over the configured public URL + sorted params".into()
             }
             Authentication::PlivoV3 => {
                 "X-Plivo-Signature-V3 HMAC-SHA256 over the configured public URL + sorted params + nonce".into()
@@ -139,6 +145,7 @@ impl Authentication {
             | Authentication::HmacSha256Hex { .. }
             | Authentication::VonageJwt
             | Authentication::PlivoV3
+            | Authentication::MandrillHmacSha1
             | Authentication::SharedSecret => {
                 if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("the {name} holds a space or a control character"));
@@ -157,7 +164,7 @@ impl Authentication {
     /// Whether the scheme signs the exact URL the provider posts to, so a source needs its public
     /// URL configured (scheme, host case and port as the provider sees them).
     pub fn signs_url(&self) -> bool {
-        matches!(self, Authentication::TwilioHmacSha1 | Authentication::PlivoV3)
+        matches!(self, Authentication::TwilioHmacSha1 | Authentication::MandrillHmacSha1 | Authentication::PlivoV3)
     }
 
     /// What the source's `secret` is for this scheme (for messages and help text).
@@ -172,6 +179,7 @@ impl Authentication {
             Authentication::TelnyxEd25519 => "public key",
             Authentication::VonageJwt => "signature secret",
             Authentication::PlivoV3 => "auth token",
+            Authentication::MandrillHmacSha1 => "webhook key",
             Authentication::SharedSecret => "shared secret",
         }
     }
@@ -341,7 +349,12 @@ pub fn verify(
         Authentication::StandardWebhooks { header_prefix } => {
             standard_webhooks::verify_webhook(provider, header_prefix, webhook, auth, ctx).and(none)
         }
-        Authentication::TwilioHmacSha1 => twilio::verify(provider, webhook, auth).and(none),
+        Authentication::TwilioHmacSha1 => {
+            twilio::verify(provider, scheme, twilio::SIGNATURE_HEADER, webhook, auth).and(none)
+        }
+        Authentication::MandrillHmacSha1 => {
+            twilio::verify(provider, scheme, twilio::MANDRILL_SIGNATURE_HEADER, webhook, auth).and(none)
+        }
         Authentication::HmacSha256Hex { default_header } => {
             verify_body_hmac(provider, default_header, webhook, auth).and(none)
         }

@@ -110,11 +110,16 @@ pub fn sign(
             headers.set(&format!("{header_prefix}-signature"), signature);
             Ok(body.to_vec())
         }
-        Authentication::TwilioHmacSha1 => {
-            let url = key.public_url.ok_or("Twilio signs the public URL: none given")?;
+        scheme @ (Authentication::TwilioHmacSha1 | Authentication::MandrillHmacSha1) => {
+            let url = key.public_url.ok_or_else(|| format!("{provider} signs the public URL: none given"))?;
             let params: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
             let params: Vec<(&str, &str)> = params.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            headers.set(twilio::SIGNATURE_HEADER, twilio::sign(key.secret, url, &params));
+            let header = if scheme == Authentication::TwilioHmacSha1 {
+                twilio::SIGNATURE_HEADER
+            } else {
+                twilio::MANDRILL_SIGNATURE_HEADER
+            };
+            headers.set(header, twilio::sign(key.secret, url, &params));
             Ok(body.to_vec())
         }
         Authentication::HmacSha256Hex { default_header } => {

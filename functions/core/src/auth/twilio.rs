@@ -80,18 +80,29 @@ fn port_variants(url: &str) -> Vec<String> {
     variants
 }
 
-pub(crate) fn verify(provider: ProviderId, webhook: &Webhook<'_>, auth: &SourceAuth) -> Result<(), WebhookError> {
-    let tokens = secrets(provider, Authentication::TwilioHmacSha1, auth)?;
+/// The header Mailchimp Transactional (Mandrill) signs its webhooks in, the same way.
+pub const MANDRILL_SIGNATURE_HEADER: &str = "X-Mandrill-Signature";
+
+/// Checks `signature_header` as Twilio computes it; Mandrill signs its webhooks the same way
+/// (the URL as configured, then the sorted form parameters), in its own header.
+pub(crate) fn verify(
+    provider: ProviderId,
+    scheme: Authentication,
+    signature_header: &str,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+) -> Result<(), WebhookError> {
+    let tokens = secrets(provider, scheme, auth)?;
     let public_url = auth.public_url.as_deref().ok_or_else(|| {
         WebhookError::unauthenticated(
             provider,
-            "the source has no public URL configured (Twilio signs the exact URL it posts to)",
+            format!("the source has no public URL configured ({provider} signs the exact URL it posts to)"),
         )
     })?;
-    let given = header(provider, webhook, SIGNATURE_HEADER)?;
+    let given = header(provider, webhook, signature_header)?;
     let given = BASE64
         .decode(given)
-        .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
+        .map_err(|_| WebhookError::unauthenticated(provider, format!("{signature_header} is not base64")))?;
     let url = called_url(public_url, webhook.query);
     let body_hash = webhook
         .query
@@ -122,7 +133,8 @@ pub(crate) fn verify(provider: ProviderId, webhook: &Webhook<'_>, auth: &SourceA
         Err(WebhookError::unauthenticated(
             provider,
             format!(
-                "{SIGNATURE_HEADER} does not match (wrong auth token, or the configured public URL differs from the one Twilio called)"
+                "{signature_header} does not match (wrong {}, or the configured public URL differs from the one {provider} called)",
+                scheme.secret_name()
             ),
         ))
     }

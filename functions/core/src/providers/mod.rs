@@ -23,6 +23,8 @@ pub mod mailersend;
 pub mod mailglyph;
 pub mod mailgun;
 pub mod mailjet;
+pub mod mailtrap;
+pub mod mandrill;
 pub mod opt_out;
 pub mod plivo;
 pub mod postmark;
@@ -57,6 +59,8 @@ impl ProviderId {
             ProviderId::Mailersend => &mailersend::Mailersend,
             ProviderId::Telnyx => &telnyx::Telnyx,
             ProviderId::Plivo => &plivo::Plivo,
+            ProviderId::Mailtrap => &mailtrap::Mailtrap,
+            ProviderId::Mandrill => &mandrill::Mandrill,
         }
     }
 }
@@ -425,7 +429,7 @@ mod tests {
             assert_eq!(id.provider().id(), id);
             assert!(!id.provider().event_types().is_empty());
         }
-        let err = "mandrill".parse::<ProviderId>().unwrap_err();
+        let err = "pigeonpost".parse::<ProviderId>().unwrap_err();
         assert!(err.contains("sendgrid"), "{err}");
     }
 }
