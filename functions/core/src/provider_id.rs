@@ -31,10 +31,11 @@ pub enum ProviderId {
     Plivo,
     Mailtrap,
     Mandrill,
+    Infobip,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 19] = [
+    pub const ALL: [ProviderId; 20] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -54,6 +55,7 @@ impl ProviderId {
         ProviderId::Plivo,
         ProviderId::Mailtrap,
         ProviderId::Mandrill,
+        ProviderId::Infobip,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +79,7 @@ impl ProviderId {
             ProviderId::Plivo => "plivo",
             ProviderId::Mailtrap => "mailtrap",
             ProviderId::Mandrill => "mandrill",
+            ProviderId::Infobip => "infobip",
         }
     }
 }
@@ -104,6 +107,7 @@ impl ProviderId {
             ProviderId::Plivo => "Plivo",
             ProviderId::Mailtrap => "Mailtrap",
             ProviderId::Mandrill => "Mailchimp Transactional",
+            ProviderId::Infobip => "Infobip",
         }
     }
 
@@ -130,6 +134,7 @@ impl ProviderId {
             ProviderId::Plivo => "Plivo",
             ProviderId::Mailtrap => "Mailtrap",
             ProviderId::Mandrill => "Mandrill",
+            ProviderId::Infobip => "Infobip",
         }
     }
 }

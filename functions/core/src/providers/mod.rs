@@ -19,6 +19,7 @@ pub mod activereach;
 pub mod brevo;
 pub mod cmcom;
 pub mod greenarrow;
+pub mod infobip;
 pub mod mailersend;
 pub mod mailglyph;
 pub mod mailgun;
@@ -61,6 +62,7 @@ impl ProviderId {
             ProviderId::Plivo => &plivo::Plivo,
             ProviderId::Mailtrap => &mailtrap::Mailtrap,
             ProviderId::Mandrill => &mandrill::Mandrill,
+            ProviderId::Infobip => &infobip::Infobip,
         }
     }
 }
