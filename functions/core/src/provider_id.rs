@@ -32,10 +32,11 @@ pub enum ProviderId {
     Mailtrap,
     Mandrill,
     Infobip,
+    Sinch,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 20] = [
+    pub const ALL: [ProviderId; 21] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -56,6 +57,7 @@ impl ProviderId {
         ProviderId::Mailtrap,
         ProviderId::Mandrill,
         ProviderId::Infobip,
+        ProviderId::Sinch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +82,7 @@ impl ProviderId {
             ProviderId::Mailtrap => "mailtrap",
             ProviderId::Mandrill => "mandrill",
             ProviderId::Infobip => "infobip",
+            ProviderId::Sinch => "sinch",
         }
     }
 }
@@ -108,6 +111,7 @@ impl ProviderId {
             ProviderId::Mailtrap => "Mailtrap",
             ProviderId::Mandrill => "Mailchimp Transactional",
             ProviderId::Infobip => "Infobip",
+            ProviderId::Sinch => "Sinch",
         }
     }
 
@@ -135,6 +139,7 @@ impl ProviderId {
             ProviderId::Mailtrap => "Mailtrap",
             ProviderId::Mandrill => "Mandrill",
             ProviderId::Infobip => "Infobip",
+            ProviderId::Sinch => "Sinch",
         }
     }
 }

@@ -458,3 +458,38 @@ fn mandrill_signatures_match_a_real_batch_and_the_url_check_is_accepted_under_it
     let forged = tidings_core::auth::twilio::sign("test-webhook", &url, &[("mandrill_events", &events)]);
     assert!(check(&url, &events, &forged, &key).is_err(), "only an empty batch passes under the fixed key");
 }
+
+// ---------------------------------------------------------------- Sinch
+
+/// Sinch's SDKs' vector (sinch-sdk-node `callbacks-webhook.test.ts`, the same in
+/// sinch-sdk-java `SinchEventsServiceTest`; Apache-2.0).
+#[test]
+fn sinch_signatures_match_sinchs_sdk_vector_and_unsigned_callbacks_need_the_shared_secret() {
+    let body = r#"{"at":"2025-01-13T09:22:40.914Z","batch_id":"01JHFFHQ0P99JPPNQPJDV7JTBP","client_reference":"a client reference","code":0,"operator_status_at":"2025-01-13T09:22:00Z","recipient":"33662162466","status":"Delivered","type":"recipient_delivery_report_sms"}"#;
+    let check = |body: &str, timestamp: &str, extra: &[(&str, &str)], now: i64| {
+        let mut headers: Headers = [
+            ("x-sinch-webhook-signature", "ZoHei66PPN/kZjw7hFVfGhJOnml3iGNCMWoyQVcE5o0="),
+            ("x-sinch-webhook-signature-nonce", "01JHFFHWYY7HSS4FWTMDTQEK8V"),
+            ("x-sinch-webhook-signature-timestamp", timestamp),
+            ("x-sinch-webhook-signature-algorithm", "HmacSHA256"),
+        ]
+        .into_iter()
+        .collect();
+        for (name, value) in extra {
+            headers.set(name, *value);
+        }
+        verify(ProviderId::Sinch, body.as_bytes(), &headers, &SourceAuth::with_secret("SMSWebhooksSecret"), at(now))
+    };
+    check(body, "1736760161", &[], 1_736_760_161).unwrap();
+    assert!(check(body, "1736760162", &[], 1_736_760_161).is_err(), "the timestamp is signed");
+    assert!(check(&body.replace("Delivered", "Failed"), "1736760161", &[], 1_736_760_161).is_err());
+    assert!(check(body, "1736760161", &[], 1_736_760_161 + 2 * 86_400).unwrap_err().to_string().contains("tolerance"));
+    let other = [("x-sinch-webhook-signature-algorithm", "HmacSHA1")];
+    assert!(check(body, "1736760161", &other, 1_736_760_161).is_err());
+    // Unsigned, the secret must come back as basic auth or a token.
+    let headers = Headers::new();
+    let auth = SourceAuth::with_secret("SMSWebhooksSecret");
+    assert!(verify(ProviderId::Sinch, body.as_bytes(), &headers, &auth, at(1_736_760_161)).is_err());
+    let basic: Headers = [("Authorization", "Basic dGlkaW5nczpTTVNXZWJob29rc1NlY3JldA==")].into_iter().collect();
+    verify(ProviderId::Sinch, body.as_bytes(), &basic, &auth, at(1_736_760_161)).unwrap();
+}

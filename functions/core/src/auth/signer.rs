@@ -158,6 +158,14 @@ pub fn sign(
             headers.set(super::plivo::NONCE_HEADER, nonce);
             Ok(body.to_vec())
         }
+        Authentication::SinchHmac => {
+            let nonce = hex::encode(&digest::digest(&digest::SHA256, body).as_ref()[..13]);
+            headers.set(super::sinch::SIGNATURE_HEADER, super::sinch::sign(key.secret, body, &nonce, &ts));
+            headers.set(super::sinch::NONCE_HEADER, nonce);
+            headers.set(super::sinch::TIMESTAMP_HEADER, ts);
+            headers.set(super::sinch::ALGORITHM_HEADER, "HmacSHA256");
+            Ok(body.to_vec())
+        }
         Authentication::SharedSecret => {
             headers.set("Authorization", format!("Bearer {}", key.secret));
             Ok(body.to_vec())

@@ -32,6 +32,7 @@ pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
 pub mod ses;
+pub mod sinch;
 pub mod sparkpost;
 pub mod telnyx;
 pub mod twilio;
@@ -63,6 +64,7 @@ impl ProviderId {
             ProviderId::Mailtrap => &mailtrap::Mailtrap,
             ProviderId::Mandrill => &mandrill::Mandrill,
             ProviderId::Infobip => &infobip::Infobip,
+            ProviderId::Sinch => &sinch::Sinch,
         }
     }
 }
