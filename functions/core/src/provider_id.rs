@@ -33,10 +33,11 @@ pub enum ProviderId {
     Mandrill,
     Infobip,
     Sinch,
+    Vonage,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 21] = [
+    pub const ALL: [ProviderId; 22] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -58,6 +59,7 @@ impl ProviderId {
         ProviderId::Mandrill,
         ProviderId::Infobip,
         ProviderId::Sinch,
+        ProviderId::Vonage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -83,6 +85,7 @@ impl ProviderId {
             ProviderId::Mandrill => "mandrill",
             ProviderId::Infobip => "infobip",
             ProviderId::Sinch => "sinch",
+            ProviderId::Vonage => "vonage",
         }
     }
 }
@@ -112,6 +115,7 @@ impl ProviderId {
             ProviderId::Mandrill => "Mailchimp Transactional",
             ProviderId::Infobip => "Infobip",
             ProviderId::Sinch => "Sinch",
+            ProviderId::Vonage => "Vonage",
         }
     }
 
@@ -140,6 +144,7 @@ impl ProviderId {
             ProviderId::Mandrill => "Mandrill",
             ProviderId::Infobip => "Infobip",
             ProviderId::Sinch => "Sinch",
+            ProviderId::Vonage => "Vonage",
         }
     }
 }

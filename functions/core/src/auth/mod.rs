@@ -57,7 +57,7 @@ pub enum Authentication {
     TelnyxEd25519,
     /// Vonage (Messages API): an HS256 JWT in `Authorization: Bearer`, under the signature
     /// secret, whose `payload_hash` claim is the body's SHA-256.
-    VonageJwt,
+    VonageSignature,
     /// Mailchimp Transactional (Mandrill): `X-Mandrill-Signature`, HMAC-SHA1(webhook key, URL as
     /// configured ‖ sorted params), as Twilio signs.
     MandrillHmacSha1,
@@ -92,7 +92,7 @@ impl Authentication {
             Authentication::TelnyxEd25519 => {
                 "Ed25519 over timestamp|body (telnyx-signature-ed25519, telnyx-timestamp), 5 min tolerance".into()
             }
-            Authentication::VonageJwt => {
+            Authentication::VonageSignature => {
                 "HS256 JWT in Authorization: Bearer, signature secret, payload_hash = SHA-256 of the body".into()
             }
             Authentication::MandrillHmacSha1 => {
@@ -150,7 +150,7 @@ impl Authentication {
             Authentication::MailgunHmac
             | Authentication::TwilioHmacSha1
             | Authentication::HmacSha256Hex { .. }
-            | Authentication::VonageJwt
+            | Authentication::VonageSignature
             | Authentication::PlivoV3
             | Authentication::MandrillHmacSha1
             | Authentication::SinchHmac
@@ -185,7 +185,7 @@ impl Authentication {
             Authentication::TwilioHmacSha1 => "auth token",
             Authentication::HmacSha256Hex { .. } => "webhook signing secret",
             Authentication::TelnyxEd25519 => "public key",
-            Authentication::VonageJwt => "signature secret",
+            Authentication::VonageSignature => "signature secret",
             Authentication::PlivoV3 => "auth token",
             Authentication::MandrillHmacSha1 => "webhook key",
             Authentication::SinchHmac => "callback secret",
@@ -368,7 +368,7 @@ pub fn verify(
             verify_body_hmac(provider, default_header, webhook, auth).and(none)
         }
         Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
-        Authentication::VonageJwt => vonage::verify(provider, webhook, auth, ctx).and(none),
+        Authentication::VonageSignature => vonage::verify(provider, webhook, auth, ctx).and(none),
         Authentication::PlivoV3 => plivo::verify(provider, webhook, auth).and(none),
         Authentication::SinchHmac => sinch::verify(provider, webhook, auth, ctx).and(none),
         Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),

@@ -135,16 +135,42 @@ pub fn sign(
             headers.set(super::telnyx::TIMESTAMP_HEADER, ts);
             Ok(body.to_vec())
         }
-        Authentication::VonageJwt => {
+        Authentication::VonageSignature => {
             let nonce = hex::encode(&digest::digest(&digest::SHA256, body).as_ref()[..16]);
-            let claims = serde_json::json!({
-                "iat": now.unix_seconds(),
-                "jti": nonce,
-                "iss": "Vonage",
-                "payload_hash": super::vonage::payload_hash(body),
+            let params = super::vonage::sms_parameters(body);
+            // The SMS API's webhooks name `messageId` and `msisdn`; everything else is signed as
+            // the Messages API signs.
+            let sms_api = params.as_ref().is_some_and(|p| {
+                p.iter().any(|(k, _)| k == "messageId") && !p.iter().any(|(k, _)| k == "message_uuid")
             });
-            headers.set("Authorization", format!("Bearer {}", super::vonage::sign(key.secret, &claims)));
-            Ok(body.to_vec())
+            let messages_api = !sms_api;
+            if messages_api {
+                let claims = serde_json::json!({
+                    "iat": now.unix_seconds(),
+                    "jti": nonce,
+                    "iss": "Vonage",
+                    "payload_hash": super::vonage::payload_hash(body),
+                });
+                headers.set("Authorization", format!("Bearer {}", super::vonage::sign(key.secret, &claims)));
+                return Ok(body.to_vec());
+            }
+            // The SMS API signs its parameters, adding `timestamp`, `nonce` and `sig` to them.
+            let mut params: Vec<(String, String)> = params
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "timestamp" | "nonce" | "sig"))
+                .collect();
+            params.push(("timestamp".into(), ts.clone()));
+            params.push(("nonce".into(), nonce));
+            let sig = super::vonage::sign_sms(key.secret, &params);
+            params.push(("sig".into(), sig));
+            if body.trim_ascii_start().first() == Some(&b'{') {
+                let object: serde_json::Map<String, Value> =
+                    params.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+                serde_json::to_vec(&object).map_err(|e| e.to_string())
+            } else {
+                Ok(form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish().into_bytes())
+            }
         }
         Authentication::PlivoV3 => {
             let url = key.public_url.ok_or("Plivo signs the public URL: none given")?;

@@ -36,6 +36,7 @@ pub mod sinch;
 pub mod sparkpost;
 pub mod telnyx;
 pub mod twilio;
+pub mod vonage;
 pub mod whatsapp;
 
 pub use crate::provider_id::ProviderId;
@@ -65,6 +66,7 @@ impl ProviderId {
             ProviderId::Mandrill => &mandrill::Mandrill,
             ProviderId::Infobip => &infobip::Infobip,
             ProviderId::Sinch => &sinch::Sinch,
+            ProviderId::Vonage => &vonage::Vonage,
         }
     }
 }
