@@ -341,13 +341,15 @@ pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<So
         dev_signing_key: None,
         created_at: Timestamp::now(),
     };
-    match provider.provider().authentication() {
+    let scheme = provider.provider().authentication();
+    if let Some(pair) = generate_key_pair(scheme) {
+        let (private, public) = pair?;
+        source.secrets = vec![public];
+        source.dev_signing_key = Some(private);
+        return Ok(source);
+    }
+    match scheme {
         Authentication::SnsSignature => source.allowed_topics = vec![DEV_TOPIC.into()],
-        scheme @ (Authentication::SendgridEcdsa | Authentication::TelnyxEd25519) => {
-            let (private, public) = generate_key_pair(scheme).ok_or("no key pair for this scheme")??;
-            source.secrets = vec![public];
-            source.dev_signing_key = Some(private);
-        }
         Authentication::StandardWebhooks { .. } => source.secrets = vec![new_secret(true)],
         scheme if scheme.signs_url() => {
             source.secrets = vec![new_secret(false)];

@@ -34,10 +34,11 @@ pub enum ProviderId {
     Infobip,
     Sinch,
     Vonage,
+    Postal,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 22] = [
+    pub const ALL: [ProviderId; 23] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -60,6 +61,7 @@ impl ProviderId {
         ProviderId::Infobip,
         ProviderId::Sinch,
         ProviderId::Vonage,
+        ProviderId::Postal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -86,6 +88,7 @@ impl ProviderId {
             ProviderId::Infobip => "infobip",
             ProviderId::Sinch => "sinch",
             ProviderId::Vonage => "vonage",
+            ProviderId::Postal => "postal",
         }
     }
 }
@@ -116,6 +119,7 @@ impl ProviderId {
             ProviderId::Infobip => "Infobip",
             ProviderId::Sinch => "Sinch",
             ProviderId::Vonage => "Vonage",
+            ProviderId::Postal => "Postal",
         }
     }
 
@@ -145,6 +149,7 @@ impl ProviderId {
             ProviderId::Infobip => "Infobip",
             ProviderId::Sinch => "Sinch",
             ProviderId::Vonage => "Vonage",
+            ProviderId::Postal => "Postal",
         }
     }
 }

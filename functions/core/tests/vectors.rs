@@ -493,3 +493,27 @@ fn sinch_signatures_match_sinchs_sdk_vector_and_unsigned_callbacks_need_the_shar
     let basic: Headers = [("Authorization", "Basic dGlkaW5nczpTTVNXZWJob29rc1NlY3JldA==")].into_iter().collect();
     verify(ProviderId::Sinch, body.as_bytes(), &basic, &auth, at(1_736_760_161)).unwrap();
 }
+
+// ---------------------------------------------------------------- Postal
+
+#[test]
+fn postal_signatures_made_by_openssl_verify_under_the_key_as_spki_or_jwk_and_sha1_only_alone() {
+    let v = json("postal_signature_openssl.json");
+    let s = |k: &str| v[k].as_str().unwrap().to_owned();
+    let body = s("body");
+    let jwk = v["public_key_jwk"].to_string();
+    let check = |body: &str, headers: &[(&str, String)], key: &str| {
+        let headers: Headers = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        verify(ProviderId::Postal, body.as_bytes(), &headers, &SourceAuth::with_secret(key), at(1_700_000_000))
+    };
+    let sha256 = [("X-Postal-Signature-256", s("X-Postal-Signature-256"))];
+    let sha1 = [("X-Postal-Signature", s("X-Postal-Signature"))];
+    for key in [s("public_key_spki"), format!("p={}", s("public_key_spki")), jwk] {
+        check(&body, &sha256, &key).unwrap();
+        check(&body, &sha1, &key).unwrap();
+        assert!(check(&body.replace("Sent", "Held"), &sha256, &key).is_err());
+    }
+    // Where Postal sends both, the SHA-256 signature is the one checked.
+    let both = [("X-Postal-Signature-256", s("X-Postal-Signature")), ("X-Postal-Signature", s("X-Postal-Signature"))];
+    assert!(check(&body, &both, &s("public_key_spki")).is_err());
+}

@@ -24,6 +24,7 @@ use crate::webhook::{Transport, Webhook, WebhookError};
 
 pub mod mailgun;
 pub mod plivo;
+pub mod postal;
 pub mod sendgrid;
 pub mod signer;
 pub mod sinch;
@@ -64,6 +65,9 @@ pub enum Authentication {
     /// Sinch: `x-sinch-webhook-signature`, HMAC-SHA256 over `body.nonce.timestamp`, where Sinch
     /// signs; otherwise the secret as a shared secret (basic auth in the callback URL).
     SinchHmac,
+    /// Postal: RSA PKCS#1 v1.5 over the body (`X-Postal-Signature-256` SHA-256, or the older
+    /// `X-Postal-Signature` SHA-1), verified with the Postal server's public key.
+    PostalRsa,
     /// Plivo: `X-Plivo-Signature-V3`, HMAC-SHA256(auth token, public URL ‖ sorted params ‖ nonce).
     PlivoV3,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
@@ -101,6 +105,9 @@ impl Authentication {
             Authentication::SinchHmac => {
                 "x-sinch-webhook-signature HMAC-SHA256 over body.nonce.timestamp where Sinch signs, else the secret as a shared secret (basic auth)".into()
             }
+            Authentication::PostalRsa => {
+                "RSA over the body (X-Postal-Signature-256 SHA-256, or X-Postal-Signature SHA-1), the server's public key".into()
+            }
             Authentication::PlivoV3 => {
                 "X-Plivo-Signature-V3 HMAC-SHA256 over the configured public URL + sorted params + nonce".into()
             }
@@ -131,6 +138,9 @@ impl Authentication {
             Authentication::SendgridEcdsa => sendgrid::public_key_point(secret)
                 .map(|_| ())
                 .map_err(|e| format!("the {name} is not a base64 P-256 public key ({e})")),
+            Authentication::PostalRsa => {
+                postal::public_key(secret).map(|_| ()).map_err(|why| format!("the {name} {why}"))
+            }
             Authentication::TelnyxEd25519 => {
                 telnyx::public_key(secret).map(|_| ()).map_err(|why| format!("the {name} {why}"))
             }
@@ -187,6 +197,7 @@ impl Authentication {
             Authentication::TelnyxEd25519 => "public key",
             Authentication::VonageSignature => "signature secret",
             Authentication::PlivoV3 => "auth token",
+            Authentication::PostalRsa => "server public key",
             Authentication::MandrillHmacSha1 => "webhook key",
             Authentication::SinchHmac => "callback secret",
             Authentication::SharedSecret => "shared secret",
@@ -370,6 +381,7 @@ pub fn verify(
         Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
         Authentication::VonageSignature => vonage::verify(provider, webhook, auth, ctx).and(none),
         Authentication::PlivoV3 => plivo::verify(provider, webhook, auth).and(none),
+        Authentication::PostalRsa => postal::verify(provider, webhook, auth).and(none),
         Authentication::SinchHmac => sinch::verify(provider, webhook, auth, ctx).and(none),
         Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),
     }

@@ -33,16 +33,26 @@ pub fn generate_sendgrid_key_pair() -> Result<(String, String), String> {
     Ok((BASE64.encode(pkcs8.as_ref()), BASE64.encode(spki)))
 }
 
-/// A new key pair for a scheme whose provider signs with a private key: (base64 PKCS#8 private
+/// A key pair for a scheme whose provider signs with a private key (new, except Postal's fixed
+/// test key): (base64 PKCS#8 private
 /// key, the public key as the provider's dashboard shows it). `None` for schemes with one shared
 /// secret.
 pub fn generate_key_pair(scheme: Authentication) -> Option<Result<(String, String), String>> {
     match scheme {
         Authentication::SendgridEcdsa => Some(generate_sendgrid_key_pair()),
         Authentication::TelnyxEd25519 => Some(generate_ed25519_key_pair()),
+        // ring makes no RSA keys: Postal's dev and test sources share one fixed key pair, which
+        // signs test requests only (a real Postal source verifies with its server's own key).
+        Authentication::PostalRsa => {
+            Some(Ok((POSTAL_TEST_KEY.trim().to_owned(), POSTAL_TEST_PUBLIC_KEY.trim().to_owned())))
+        }
         _ => None,
     }
 }
+
+/// The RSA key pair Postal's dev and test sources sign and verify with: PKCS#8 and SPKI, base64.
+const POSTAL_TEST_KEY: &str = include_str!("keys/postal-test-key.pkcs8.b64");
+const POSTAL_TEST_PUBLIC_KEY: &str = include_str!("keys/postal-test-key.spki.b64");
 
 /// A new Ed25519 key pair: (base64 PKCS#8, base64 of the 32-byte public key).
 fn generate_ed25519_key_pair() -> Result<(String, String), String> {
@@ -190,6 +200,16 @@ pub fn sign(
             headers.set(super::sinch::NONCE_HEADER, nonce);
             headers.set(super::sinch::TIMESTAMP_HEADER, ts);
             headers.set(super::sinch::ALGORITHM_HEADER, "HmacSHA256");
+            Ok(body.to_vec())
+        }
+        Authentication::PostalRsa => {
+            let pkcs8 = BASE64.decode(key.secret).map_err(|_| "Postal signing key is not base64 PKCS#8")?;
+            let pair = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8)
+                .map_err(|_| "Postal signing key is not an RSA PKCS#8 key")?;
+            let mut signature = vec![0; pair.public().modulus_len()];
+            pair.sign(&ring::signature::RSA_PKCS1_SHA256, &SystemRandom::new(), body, &mut signature)
+                .map_err(|_| "signing failed")?;
+            headers.set(super::postal::SIGNATURE_256_HEADER, BASE64.encode(&signature));
             Ok(body.to_vec())
         }
         Authentication::SharedSecret => {

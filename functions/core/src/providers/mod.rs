@@ -28,6 +28,7 @@ pub mod mailtrap;
 pub mod mandrill;
 pub mod opt_out;
 pub mod plivo;
+pub mod postal;
 pub mod postmark;
 pub mod resend;
 pub mod sendgrid;
@@ -67,6 +68,7 @@ impl ProviderId {
             ProviderId::Infobip => &infobip::Infobip,
             ProviderId::Sinch => &sinch::Sinch,
             ProviderId::Vonage => &vonage::Vonage,
+            ProviderId::Postal => &postal::Postal,
         }
     }
 }
