@@ -44,15 +44,16 @@ struct Case {
 }
 
 /// How a provider's records are read decides two answers (README, "Bad input"):
-/// - Mailgun signs inside its JSON body, so a body that does not parse carries no signature:
-///   401, where the others answer 400.
+/// - Mailgun and Unisender Go sign inside their JSON body, so a body that does not parse carries
+///   no signature: 401, where the others answer 400.
 /// - A key given twice is refused (400, naming it) where tidings reads records field by field;
 ///   SendGrid's custom reader, MailGlyph's and Mailgun's JSON maps and Twilio's form take the
 ///   last value. The signature covers the bytes, so only the provider can send either.
 fn cases(provider: ProviderId, sample: &[u8]) -> Vec<Case> {
     use Expect::*;
     let form = provider.provider().example().ends_with(".form");
-    let malformed = if provider == ProviderId::Mailgun { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+    let inside = provider.provider().authentication().signs_inside_body();
+    let malformed = if inside { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
     let duplicates = match provider {
         ProviderId::Sendgrid | ProviderId::Mailglyph | ProviderId::Mailgun | ProviderId::Twilio => SameAsSample,
         _ => Refused(StatusCode::BAD_REQUEST),
@@ -167,8 +168,9 @@ async fn post(f: &Fixture<Sqlite>, provider: ProviderId, path: &str, case: &Case
         let key = SigningKey { secret: source.signing_secret().unwrap(), public_url: source.public_url.as_deref() };
         match signer::sign(provider, &case.body, &mut headers, &key, Timestamp::now()) {
             Ok(signed) => signed,
-            // Mailgun signs inside its JSON: a body that is not JSON cannot carry a signature.
-            Err(_) if provider == ProviderId::Mailgun => case.body.clone(),
+            // Mailgun and Unisender sign inside their JSON: a body that is not JSON cannot carry a
+            // signature.
+            Err(_) if provider.provider().authentication().signs_inside_body() => case.body.clone(),
             Err(error) => panic!("{provider} / {}: cannot sign: {error}", case.name),
         }
     } else {

@@ -461,7 +461,7 @@ async fn sms_and_whatsapp_opt_outs_update_the_suppression_list_for_the_sender() 
 }
 
 #[tokio::test]
-async fn whatsapp_verification_gets_are_answered_with_the_challenge_for_the_listed_verify_token() {
+async fn url_checks_by_get_are_answered_whatsapps_with_the_challenge_for_the_listed_verify_token() {
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
     let source = f.source(ProviderId::Whatsapp).id.clone();
@@ -493,6 +493,11 @@ async fn whatsapp_verification_gets_are_answered_with_the_challenge_for_the_list
     assert!(text.starts_with("whatsapp: "), "{text}");
     let (status, _) = answer(format!("src_nope?hub.mode=subscribe&hub.challenge=1&hub.verify_token={token}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Unisender Go checks its URL with a bare GET, wanting a 200.
+    let unisender = f.source(ProviderId::Unisender).id.clone();
+    let request = Request::get(format!("/webhooks/unisender/{unisender}")).body(Body::empty()).unwrap();
+    let response = tower::ServiceExt::oneshot(f.app.clone(), request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     // Providers that only post do not answer GET, and nothing is ever enqueued by one.
     let postmark = f.source(ProviderId::Postmark).id.clone();
     let request = Request::get(format!("/webhooks/postmark/{postmark}")).body(Body::empty()).unwrap();

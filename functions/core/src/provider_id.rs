@@ -35,10 +35,11 @@ pub enum ProviderId {
     Sinch,
     Vonage,
     Postal,
+    Unisender,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 23] = [
+    pub const ALL: [ProviderId; 24] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -62,6 +63,7 @@ impl ProviderId {
         ProviderId::Sinch,
         ProviderId::Vonage,
         ProviderId::Postal,
+        ProviderId::Unisender,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +91,7 @@ impl ProviderId {
             ProviderId::Sinch => "sinch",
             ProviderId::Vonage => "vonage",
             ProviderId::Postal => "postal",
+            ProviderId::Unisender => "unisender",
         }
     }
 }
@@ -120,6 +123,7 @@ impl ProviderId {
             ProviderId::Sinch => "Sinch",
             ProviderId::Vonage => "Vonage",
             ProviderId::Postal => "Postal",
+            ProviderId::Unisender => "Unisender Go",
         }
     }
 
@@ -150,6 +154,7 @@ impl ProviderId {
             ProviderId::Sinch => "Sinch",
             ProviderId::Vonage => "Vonage",
             ProviderId::Postal => "Postal",
+            ProviderId::Unisender => "UnisenderGo",
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod sns;
 pub mod standard_webhooks;
 pub mod telnyx;
 pub mod twilio;
+pub mod unisender;
 pub mod vonage;
 
 pub use sns::{CertificateStore, SnsCertificate};
@@ -68,6 +69,8 @@ pub enum Authentication {
     /// Postal: RSA PKCS#1 v1.5 over the body (`X-Postal-Signature-256` SHA-256, or the older
     /// `X-Postal-Signature` SHA-1), verified with the Postal server's public key.
     PostalRsa,
+    /// Unisender Go: the body's `auth` field, MD5 of the body with `auth` replaced by the API key.
+    UnisenderMd5,
     /// Plivo: `X-Plivo-Signature-V3`, HMAC-SHA256(auth token, public URL ‖ sorted params ‖ nonce).
     PlivoV3,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
@@ -107,6 +110,9 @@ impl Authentication {
             }
             Authentication::PostalRsa => {
                 "RSA over the body (X-Postal-Signature-256 SHA-256, or X-Postal-Signature SHA-1), the server's public key".into()
+            }
+            Authentication::UnisenderMd5 => {
+                "`auth` in the body: MD5 of the body with auth replaced by the API key".into()
             }
             Authentication::PlivoV3 => {
                 "X-Plivo-Signature-V3 HMAC-SHA256 over the configured public URL + sorted params + nonce".into()
@@ -164,6 +170,7 @@ impl Authentication {
             | Authentication::PlivoV3
             | Authentication::MandrillHmacSha1
             | Authentication::SinchHmac
+            | Authentication::UnisenderMd5
             | Authentication::SharedSecret => {
                 if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("the {name} holds a space or a control character"));
@@ -185,6 +192,12 @@ impl Authentication {
         matches!(self, Authentication::TwilioHmacSha1 | Authentication::MandrillHmacSha1 | Authentication::PlivoV3)
     }
 
+    /// Whether the signature travels inside the body (Mailgun, Unisender Go): a body that is not
+    /// the provider's JSON carries none, and is refused as unauthenticated.
+    pub fn signs_inside_body(&self) -> bool {
+        matches!(self, Authentication::MailgunHmac | Authentication::UnisenderMd5)
+    }
+
     /// What the source's `secret` is for this scheme (for messages and help text).
     pub fn secret_name(&self) -> &'static str {
         match self {
@@ -197,6 +210,7 @@ impl Authentication {
             Authentication::TelnyxEd25519 => "public key",
             Authentication::VonageSignature => "signature secret",
             Authentication::PlivoV3 => "auth token",
+            Authentication::UnisenderMd5 => "API key",
             Authentication::PostalRsa => "server public key",
             Authentication::MandrillHmacSha1 => "webhook key",
             Authentication::SinchHmac => "callback secret",
@@ -381,6 +395,7 @@ pub fn verify(
         Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
         Authentication::VonageSignature => vonage::verify(provider, webhook, auth, ctx).and(none),
         Authentication::PlivoV3 => plivo::verify(provider, webhook, auth).and(none),
+        Authentication::UnisenderMd5 => unisender::verify(provider, webhook, auth).and(none),
         Authentication::PostalRsa => postal::verify(provider, webhook, auth).and(none),
         Authentication::SinchHmac => sinch::verify(provider, webhook, auth, ctx).and(none),
         Authentication::SharedSecret => verify_shared_secret(provider, webhook, auth).and(none),

@@ -212,6 +212,22 @@ pub fn sign(
             headers.set(super::postal::SIGNATURE_256_HEADER, BASE64.encode(&signature));
             Ok(body.to_vec())
         }
+        Authentication::UnisenderMd5 => {
+            // The body's `auth` field holds a placeholder, replaced by the signature; a body
+            // whose `auth` is not text gets one.
+            let mut value: Value =
+                serde_json::from_slice(body).map_err(|e| format!("Unisender body is not JSON: {e}"))?;
+            if let Some(placeholder) = value["auth"].as_str() {
+                return Ok(super::unisender::sign(body, placeholder, key.secret));
+            }
+            let placeholder = "0".repeat(32);
+            value
+                .as_object_mut()
+                .ok_or("Unisender body is not a JSON object")?
+                .insert("auth".into(), Value::String(placeholder.clone()));
+            let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
+            Ok(super::unisender::sign(&body, &placeholder, key.secret))
+        }
         Authentication::SharedSecret => {
             headers.set("Authorization", format!("Bearer {}", key.secret));
             Ok(body.to_vec())

@@ -37,6 +37,7 @@ pub mod sinch;
 pub mod sparkpost;
 pub mod telnyx;
 pub mod twilio;
+pub mod unisender;
 pub mod vonage;
 pub mod whatsapp;
 
@@ -69,6 +70,7 @@ impl ProviderId {
             ProviderId::Sinch => &sinch::Sinch,
             ProviderId::Vonage => &vonage::Vonage,
             ProviderId::Postal => &postal::Postal,
+            ProviderId::Unisender => &unisender::Unisender,
         }
     }
 }
