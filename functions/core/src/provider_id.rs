@@ -36,10 +36,11 @@ pub enum ProviderId {
     Vonage,
     Postal,
     Unisender,
+    Bird,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 24] = [
+    pub const ALL: [ProviderId; 25] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -64,6 +65,7 @@ impl ProviderId {
         ProviderId::Vonage,
         ProviderId::Postal,
         ProviderId::Unisender,
+        ProviderId::Bird,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -92,6 +94,7 @@ impl ProviderId {
             ProviderId::Vonage => "vonage",
             ProviderId::Postal => "postal",
             ProviderId::Unisender => "unisender",
+            ProviderId::Bird => "bird",
         }
     }
 }
@@ -124,6 +127,7 @@ impl ProviderId {
             ProviderId::Vonage => "Vonage",
             ProviderId::Postal => "Postal",
             ProviderId::Unisender => "Unisender Go",
+            ProviderId::Bird => "Bird",
         }
     }
 
@@ -155,6 +159,7 @@ impl ProviderId {
             ProviderId::Vonage => "Vonage",
             ProviderId::Postal => "Postal",
             ProviderId::Unisender => "UnisenderGo",
+            ProviderId::Bird => "Bird",
         }
     }
 }

@@ -540,3 +540,48 @@ fn unisender_signatures_match_a_real_webhook_byte_for_byte() {
     assert!(check(&body.replace(r"\/", "/"), key).is_err());
     assert!(check(&body.replace("clicked", "opened"), key).is_err());
 }
+
+// ---------------------------------------------------------------- Bird (MessageBird)
+
+#[test]
+fn messagebird_signature_jwts_are_judged_as_messagebirds_reference_cases_say() {
+    let v = json("messagebird_signature_jwt_reference.json");
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 44);
+    for case in cases {
+        let s = |k: &str| case[k].as_str().unwrap_or_default().to_owned();
+        let now = time::OffsetDateTime::parse(&s("timestamp"), &time::format_description::well_known::Rfc3339).unwrap();
+        let secret = tidings_core::auth::Secret::new(s("secret"));
+        let got = tidings_core::auth::bird::verify_jwt(
+            ProviderId::Bird,
+            &s("token"),
+            &s("url"),
+            s("payload").as_bytes(),
+            &[&secret],
+            at(now.unix_timestamp()),
+        );
+        let valid = case["valid"].as_bool().unwrap();
+        assert_eq!(got.is_ok(), valid, "{}: {got:?} (reference: {})", s("name"), s("reason"));
+    }
+}
+
+#[test]
+fn bird_channels_signatures_cover_the_timestamp_url_and_body() {
+    let key = "bird-signing-key-0123456789";
+    let url = "https://hooks.example.com/webhooks/bird/src_1";
+    let body = br#"{"service":"channels","event":"sms.outbound","payload":{"id":"m1","status":"sent"}}"#;
+    let signature = tidings_core::auth::bird::sign(key, "1764309600", url, body);
+    let check = |body: &[u8], timestamp: &str, url: &str| {
+        let headers: Headers =
+            [("messagebird-signature", signature.as_str()), ("messagebird-request-timestamp", timestamp)]
+                .into_iter()
+                .collect();
+        let mut auth = SourceAuth::with_secret(key);
+        auth.public_url = Some(url.to_owned());
+        verify(ProviderId::Bird, body, &headers, &auth, at(1_764_309_600))
+    };
+    check(body, "1764309600", url).unwrap();
+    assert!(check(body, "1764309601", url).is_err());
+    assert!(check(body, "1764309600", "https://hooks.example.com/webhooks/bird/src_2").is_err());
+    assert!(check(&body[..body.len() - 1], "1764309600", url).is_err());
+}

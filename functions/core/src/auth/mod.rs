@@ -22,6 +22,7 @@ use crate::provider_id::ProviderId;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Transport, Webhook, WebhookError};
 
+pub mod bird;
 pub mod mailgun;
 pub mod plivo;
 pub mod postal;
@@ -71,6 +72,9 @@ pub enum Authentication {
     PostalRsa,
     /// Unisender Go: the body's `auth` field, MD5 of the body with `auth` replaced by the API key.
     UnisenderMd5,
+    /// Bird: `messagebird-signature`, HMAC-SHA256 over timestamp, URL and the body's SHA-256; or
+    /// the older `MessageBird-Signature-JWT`.
+    BirdHmac,
     /// Plivo: `X-Plivo-Signature-V3`, HMAC-SHA256(auth token, public URL ‖ sorted params ‖ nonce).
     PlivoV3,
     /// The provider signs nothing: the source's secret must come back as a bearer token, as the
@@ -113,6 +117,9 @@ impl Authentication {
             }
             Authentication::UnisenderMd5 => {
                 "`auth` in the body: MD5 of the body with auth replaced by the API key".into()
+            }
+            Authentication::BirdHmac => {
+                "messagebird-signature HMAC-SHA256 over timestamp, the configured public URL and the body's SHA-256 (or MessageBird-Signature-JWT)".into()
             }
             Authentication::PlivoV3 => {
                 "X-Plivo-Signature-V3 HMAC-SHA256 over the configured public URL + sorted params + nonce".into()
@@ -171,6 +178,7 @@ impl Authentication {
             | Authentication::MandrillHmacSha1
             | Authentication::SinchHmac
             | Authentication::UnisenderMd5
+            | Authentication::BirdHmac
             | Authentication::SharedSecret => {
                 if secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(format!("the {name} holds a space or a control character"));
@@ -189,7 +197,13 @@ impl Authentication {
     /// Whether the scheme signs the exact URL the provider posts to, so a source needs its public
     /// URL configured (scheme, host case and port as the provider sees them).
     pub fn signs_url(&self) -> bool {
-        matches!(self, Authentication::TwilioHmacSha1 | Authentication::MandrillHmacSha1 | Authentication::PlivoV3)
+        matches!(
+            self,
+            Authentication::TwilioHmacSha1
+                | Authentication::MandrillHmacSha1
+                | Authentication::PlivoV3
+                | Authentication::BirdHmac
+        )
     }
 
     /// Whether the signature travels inside the body (Mailgun, Unisender Go): a body that is not
@@ -210,6 +224,7 @@ impl Authentication {
             Authentication::TelnyxEd25519 => "public key",
             Authentication::VonageSignature => "signature secret",
             Authentication::PlivoV3 => "auth token",
+            Authentication::BirdHmac => "signing key",
             Authentication::UnisenderMd5 => "API key",
             Authentication::PostalRsa => "server public key",
             Authentication::MandrillHmacSha1 => "webhook key",
@@ -395,6 +410,7 @@ pub fn verify(
         Authentication::TelnyxEd25519 => telnyx::verify(provider, webhook, auth, ctx).and(none),
         Authentication::VonageSignature => vonage::verify(provider, webhook, auth, ctx).and(none),
         Authentication::PlivoV3 => plivo::verify(provider, webhook, auth).and(none),
+        Authentication::BirdHmac => bird::verify(provider, webhook, auth, ctx).and(none),
         Authentication::UnisenderMd5 => unisender::verify(provider, webhook, auth).and(none),
         Authentication::PostalRsa => postal::verify(provider, webhook, auth).and(none),
         Authentication::SinchHmac => sinch::verify(provider, webhook, auth, ctx).and(none),

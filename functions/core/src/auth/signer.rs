@@ -228,6 +228,12 @@ pub fn sign(
             let body = serde_json::to_vec(&value).map_err(|e| e.to_string())?;
             Ok(super::unisender::sign(&body, &placeholder, key.secret))
         }
+        Authentication::BirdHmac => {
+            let url = key.public_url.ok_or("Bird signs the public URL: none given")?;
+            headers.set(super::bird::SIGNATURE_HEADER, super::bird::sign(key.secret, &ts, url, body));
+            headers.set(super::bird::TIMESTAMP_HEADER, ts);
+            Ok(body.to_vec())
+        }
         Authentication::SharedSecret => {
             headers.set("Authorization", format!("Bearer {}", key.secret));
             Ok(body.to_vec())

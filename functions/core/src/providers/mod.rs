@@ -16,6 +16,7 @@ use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError, parse_json};
 
 pub mod activereach;
+pub mod bird;
 pub mod brevo;
 pub mod cmcom;
 pub mod greenarrow;
@@ -71,6 +72,7 @@ impl ProviderId {
             ProviderId::Vonage => &vonage::Vonage,
             ProviderId::Postal => &postal::Postal,
             ProviderId::Unisender => &unisender::Unisender,
+            ProviderId::Bird => &bird::Bird,
         }
     }
 }
