@@ -6,6 +6,8 @@
 //! - `http/<provider>-<sample>.json`: a provider's webhook as the ingest function receives it,
 //!   posted to `/webhooks/<provider>/src_example_<provider>`, unsigned (the test signs it with
 //!   its source's secret; a real provider signs its own, so on its own it is refused with 401).
+//!   For providers other than SES that publish through SNS (AWS SMS), the SNS envelope as SNS
+//!   posts it, whose signature only AWS can make (refused with 401 as it is: it shows the shape).
 //! - `ses-queue/<sample>.json`: an SES record on the SES intake queue (IAM guards that path, so
 //!   it carries no signature and works as is).
 //! - `processor/<provider>-<sample>.json`: the events ingest puts on the events queue for that
@@ -173,7 +175,8 @@ pub fn sqs_batch(queue: &str, prefix: &str, bodies: &[String]) -> Value {
 /// expectations are: workspace `ws_default`, received at the samples' fixed time).
 pub fn queued_bodies(events: &Path, provider: ProviderId, name: &str) -> Vec<String> {
     let (body, headers) = sample(events, provider, name);
-    let transport = if provider == ProviderId::Ses { Transport::Queue } else { Transport::Http };
+    let sns = provider.provider().authentication() == tidings_core::auth::Authentication::SnsSignature;
+    let transport = if sns { Transport::Queue } else { Transport::Http };
     let webhook = Webhook { body: &body, headers: &headers, query: None, transport };
     let received_at = Timestamp::from_unix_millis(TIME_EPOCH_MS).unwrap_or_else(Timestamp::now);
     let normalized = provider
@@ -196,7 +199,11 @@ pub fn generate(events: &Path) -> Vec<(PathBuf, String)> {
         text.push('\n');
         out.push((path, text));
     };
-    for (provider, name) in http_samples() {
+    let sns_published = ProviderId::ALL.into_iter().filter(|p| {
+        *p != ProviderId::Ses && p.provider().authentication() == tidings_core::auth::Authentication::SnsSignature
+    });
+    let every_http = http_samples().into_iter().chain(sns_published.map(|p| (p, p.provider().example())));
+    for (provider, name) in every_http {
         let (body, headers) = sample(events, provider, name);
         let path = format!("/webhooks/{provider}/{}", source_id(provider));
         put(

@@ -273,3 +273,35 @@ async fn an_upload_cut_short_is_a_400_and_one_over_the_limit_a_413() {
     assert_eq!(f.call(large).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(take_all(&db), 0, "nothing enqueued");
 }
+
+/// Providers that publish through SNS (SES, AWS SMS): over HTTPS only a message SNS signed for
+/// an allow-listed topic gets through. Their samples carry placeholder signatures, so each is
+/// refused over HTTP whatever it holds, and a raw record (which SNS never signs) is forbidden.
+#[tokio::test]
+async fn unsigned_or_forged_sns_messages_are_refused_over_https_and_enqueue_nothing() {
+    use tidings_core::auth::Authentication;
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let sns = ProviderId::ALL.into_iter().filter(|p| p.provider().authentication() == Authentication::SnsSignature);
+    for provider in sns {
+        let source = f.source(provider).id.clone();
+        let dir = events_dir().join(provider.as_str());
+        let envelope = std::fs::read(dir.join(provider.provider().example())).unwrap();
+        let record: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+        let raw = record["Message"].as_str().unwrap().as_bytes().to_vec();
+        for (body, what) in [(envelope, "envelope with a forged signature"), (raw, "raw record")] {
+            let request = Request::post(format!("/webhooks/{provider}/{source}"))
+                .header("Content-Type", "text/plain; charset=UTF-8")
+                .body(Body::from(body))
+                .unwrap();
+            let (status, answer) = f.call(request).await;
+            assert!(
+                matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::SERVICE_UNAVAILABLE),
+                "{provider} {what}: {status} {answer}"
+            );
+            let reason = answer["error"].as_str().unwrap_or_default();
+            assert!(reason.starts_with(&format!("{provider}: ")) && !reason.contains('\n'), "{answer}");
+        }
+    }
+    assert_eq!(take_all(&db), 0, "nothing enqueued");
+}

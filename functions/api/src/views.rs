@@ -74,7 +74,7 @@ pub struct SourceFields {
     /// in the provider.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
-    /// SES: the SNS topics this source accepts.
+    /// Providers that publish through SNS (SES, AWS SMS): the topics this source accepts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed_topics: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,7 +55,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         // Samples signed through SNS (SES's envelopes and raw records) only AWS can sign: they go
         // in the way the SNS→SQS wiring delivers them.
         let (url, body) = if provider.provider().authentication() == Authentication::SnsSignature {
-            (format!("{base}/webhooks/ses/{}/queued", source.id), body)
+            (format!("{base}/webhooks/{provider}/{}/queued", source.id), body)
         } else {
             let url = format!("{base}/webhooks/{provider}/{}", source.id);
             let secret = source.signing_secret().unwrap_or_default();

@@ -33,7 +33,7 @@ enum Command {
         /// or custom domain stands in front (default: the source's own webhook URL).
         #[arg(long)]
         public_url: Option<String>,
-        /// SES: an SNS topic ARN to accept (repeatable).
+        /// Providers that publish through SNS (SES, AWS SMS): an SNS topic ARN to accept (repeatable).
         #[arg(long = "allow-topic")]
         allowed_topics: Vec<String>,
     },

@@ -96,7 +96,7 @@ fn real_sns_messages_verify_offline_from_a_certificate_directory() {
     let ok = tidings(&["normalize", "-p", "ses", "--sns-cert-dir", &dir_arg, "--allow-topic", topic, &message]);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(ok.stdout.is_empty(), "a non-SES message yields no event");
-    assert!(stderr(&ok).contains("is not an SES event record"), "{}", stderr(&ok));
+    assert!(stderr(&ok).contains("is not an event record of this provider"), "{}", stderr(&ok));
 
     let refused = tidings(&["normalize", "-p", "ses", "--sns-cert-dir", &dir_arg, &message]);
     assert_eq!(refused.status.code(), Some(1));

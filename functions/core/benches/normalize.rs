@@ -102,7 +102,8 @@ fn case(label: &str, provider: ProviderId, body: Vec<u8>) -> Case {
         }
         None => ("bench-secret".to_owned(), "bench-secret".to_owned()),
     };
-    let (body, transport) = if provider == ProviderId::Ses {
+    let (body, transport) = if provider.provider().authentication() == tidings_core::auth::Authentication::SnsSignature
+    {
         (body, Transport::Queue)
     } else {
         let key = SigningKey { secret: &secret, public_url: Some(TWILIO_URL) };

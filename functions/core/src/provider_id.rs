@@ -37,10 +37,11 @@ pub enum ProviderId {
     Postal,
     Unisender,
     Bird,
+    Awssms,
 }
 
 impl ProviderId {
-    pub const ALL: [ProviderId; 25] = [
+    pub const ALL: [ProviderId; 26] = [
         ProviderId::Ses,
         ProviderId::Sendgrid,
         ProviderId::Postmark,
@@ -66,6 +67,7 @@ impl ProviderId {
         ProviderId::Postal,
         ProviderId::Unisender,
         ProviderId::Bird,
+        ProviderId::Awssms,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +97,7 @@ impl ProviderId {
             ProviderId::Postal => "postal",
             ProviderId::Unisender => "unisender",
             ProviderId::Bird => "bird",
+            ProviderId::Awssms => "awssms",
         }
     }
 }
@@ -128,6 +131,7 @@ impl ProviderId {
             ProviderId::Postal => "Postal",
             ProviderId::Unisender => "Unisender Go",
             ProviderId::Bird => "Bird",
+            ProviderId::Awssms => "AWS End User Messaging SMS",
         }
     }
 
@@ -160,6 +164,7 @@ impl ProviderId {
             ProviderId::Postal => "Postal",
             ProviderId::Unisender => "UnisenderGo",
             ProviderId::Bird => "Bird",
+            ProviderId::Awssms => "AwsSms",
         }
     }
 }

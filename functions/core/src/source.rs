@@ -22,7 +22,7 @@ pub struct Source {
     /// in the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
-    /// SES: SNS topics this source accepts.
+    /// Providers that publish through SNS (SES, AWS SMS): the topics this source accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_topics: Vec<String>,
     /// Providers that let you rename their signature header (Active Reach).

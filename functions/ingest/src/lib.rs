@@ -24,7 +24,7 @@ use tidings_core::{Headers, ProviderId, Timestamp, Transport};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Also serve `POST /webhooks/<provider>/<source>/queued`, which takes a body as if it came
-    /// from the source's SQS queue (unsigned SES records). For `tidings dev` only: on AWS that
+    /// from the source's SQS queue (unsigned SNS-published records). For `tidings dev` only: on AWS that
     /// path is the queue itself, guarded by IAM.
     pub queue_route: bool,
     /// Serve only this provider's route (each ingest Lambda serves one provider).

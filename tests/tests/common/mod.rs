@@ -151,8 +151,9 @@ impl<S: Store> Fixture<S> {
     /// queue route, as SQS delivers it).
     pub async fn post_signed(&self, provider: ProviderId, body: Vec<u8>, mut headers: Headers) -> (StatusCode, Value) {
         let source = self.source(provider);
-        let (uri, body) = if provider == ProviderId::Ses {
-            (format!("/webhooks/ses/{}/queued", source.id), body)
+        let sns = provider.provider().authentication() == tidings_core::auth::Authentication::SnsSignature;
+        let (uri, body) = if sns {
+            (format!("/webhooks/{provider}/{}/queued", source.id), body)
         } else {
             let key = SigningKey { secret: source.signing_secret().unwrap(), public_url: source.public_url.as_deref() };
             (

@@ -50,7 +50,7 @@ pub(crate) struct NewSource {
     /// Providers that sign the URL they post to (Twilio, Plivo): the exact URL configured in the
     /// provider, when a proxy stands in front of tidings.
     public_url: Option<String>,
-    /// SES: the SNS topic ARNs to accept (required).
+    /// Providers that publish through SNS (SES, AWS SMS): the SNS topic ARNs to accept (required).
     #[serde(default)]
     allowed_topics: Vec<String>,
     /// Active Reach: the header the signature is sent in, when renamed.

@@ -324,7 +324,7 @@ pub(crate) fn verify_webhook(
             let why = if raw_delivery {
                 "SNS raw message delivery carries no signature; turn raw delivery off for HTTPS subscriptions or deliver through SQS"
             } else {
-                "body is not a signed SNS message; unsigned SES records are accepted only from an SQS queue"
+                "body is not a signed SNS message; unsigned records are accepted only from an SQS queue"
             };
             return Err(WebhookError::forbidden(provider, why));
         }

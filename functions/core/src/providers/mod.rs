@@ -16,6 +16,7 @@ use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError, parse_json};
 
 pub mod activereach;
+pub mod awssms;
 pub mod bird;
 pub mod brevo;
 pub mod cmcom;
@@ -35,6 +36,7 @@ pub mod resend;
 pub mod sendgrid;
 pub mod ses;
 pub mod sinch;
+pub mod sns;
 pub mod sparkpost;
 pub mod telnyx;
 pub mod twilio;
@@ -73,6 +75,7 @@ impl ProviderId {
             ProviderId::Postal => &postal::Postal,
             ProviderId::Unisender => &unisender::Unisender,
             ProviderId::Bird => &bird::Bird,
+            ProviderId::Awssms => &awssms::Awssms,
         }
     }
 }
@@ -258,8 +261,8 @@ pub enum Notice {
     SnsUnsubscribeConfirmation { topic_arn: String },
     /// SES's "Successfully validated SNS topic" message after a configuration set was attached.
     SesTopicValidated,
-    /// An authentic SNS notification whose message is not an SES record.
-    NotAnSesRecord { topic_arn: String, message_id: String },
+    /// An authentic SNS notification whose message is not one of the provider's records.
+    NotARecord { topic_arn: String, message_id: String },
     /// A provider's connectivity test (SparkPost's `{"msys":{}}`).
     TestPing,
 }
@@ -274,8 +277,8 @@ impl fmt::Display for Notice {
                 write!(f, "SNS unsubscribe confirmation for {topic_arn}")
             }
             Notice::SesTopicValidated => f.write_str("SES topic validation message (no event)"),
-            Notice::NotAnSesRecord { topic_arn, message_id } => {
-                write!(f, "SNS message {message_id} from {topic_arn} is not an SES event record; ignored")
+            Notice::NotARecord { topic_arn, message_id } => {
+                write!(f, "SNS message {message_id} from {topic_arn} is not an event record of this provider; ignored")
             }
             Notice::TestPing => f.write_str("provider test ping (no event)"),
         }

@@ -18,7 +18,6 @@ use super::{
     NormalizeContext, Normalized, NormalizedEvent, Notice, Provider, ProviderId, Raw, Setup, lookup, message_type,
 };
 use crate::auth::Authentication;
-use crate::auth::sns::SnsEnvelope;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
 use crate::recipient;
 use crate::timestamp::Timestamp;
@@ -149,45 +148,17 @@ struct Shape<'a> {
 }
 
 fn from_sns(body: &[u8], ctx: &NormalizeContext<'_>) -> Result<Normalized<'static>, WebhookError> {
-    let id = ProviderId::Ses;
-    let envelope: SnsEnvelope<'_> = parse_json(id, &"SNS message", body)?;
-    match envelope.kind.as_ref() {
-        "SubscriptionConfirmation" => {
-            let subscribe_url = envelope
-                .subscribe_url
-                .as_deref()
-                .ok_or_else(|| WebhookError::malformed(id, "SNS SubscriptionConfirmation has no SubscribeURL"))?;
-            Ok(Normalized::notice(Notice::SnsSubscriptionConfirmation {
-                topic_arn: envelope.topic_arn.to_string(),
-                subscribe_url: subscribe_url.to_owned(),
-            }))
+    super::sns::read(ProviderId::Ses, body, |envelope| {
+        if envelope.message.trim() == VALIDATION_MESSAGE {
+            return Some(Normalized::notice(Notice::SesTopicValidated));
         }
-        "UnsubscribeConfirmation" => {
-            Ok(Normalized::notice(Notice::SnsUnsubscribeConfirmation { topic_arn: envelope.topic_arn.to_string() }))
-        }
-        "Notification" => {
-            if envelope.message.trim() == VALIDATION_MESSAGE {
-                return Ok(Normalized::notice(Notice::SesTopicValidated));
+        match serde_json::from_str::<Shape<'_>>(&envelope.message) {
+            Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
+                from_record(&envelope.message, shape.is_send_failure(), ctx).map(Normalized::into_static).ok()
             }
-            let not_ses = || {
-                Ok(Normalized::notice(Notice::NotAnSesRecord {
-                    topic_arn: envelope.topic_arn.to_string(),
-                    message_id: envelope.message_id.to_string(),
-                }))
-            };
-            // Anything else on the topic (a test publish, another service's message) is
-            // authentic but not ours to read: a warning, not an error, so SNS stops retrying.
-            match serde_json::from_str::<Shape<'_>>(&envelope.message) {
-                Ok(shape) if shape.event_type.is_some() || shape.notification_type.is_some() => {
-                    from_record(&envelope.message, shape.is_send_failure(), ctx)
-                        .map(Normalized::into_static)
-                        .or_else(|_| not_ses())
-                }
-                _ => not_ses(),
-            }
+            _ => None,
         }
-        other => Err(WebhookError::malformed(id, format!("SNS `Type` {other:?} is not a known SNS message type"))),
-    }
+    })
 }
 
 #[derive(Deserialize)]

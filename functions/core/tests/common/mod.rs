@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use tidings_core::auth::signer::{self, SigningKey};
 use tidings_core::auth::sns::CertificateCache;
-use tidings_core::auth::{ReplayGuard, SourceAuth, VerifyContext};
+use tidings_core::auth::{Authentication, ReplayGuard, SourceAuth, VerifyContext};
 use tidings_core::{Headers, NormalizeContext, Normalized, ProviderId, Timestamp, Transport, Webhook, WebhookError};
 
 /// The instant every sample is signed and received at: 2025-11-28T06:30:00Z.
@@ -97,7 +97,7 @@ pub fn source_auth(provider: ProviderId) -> SourceAuth {
 pub fn run_sample(sample: &Sample) -> Result<Normalized<'static>, WebhookError> {
     let now = sample_time();
     let mut headers = sample.headers.clone();
-    let (body, transport) = if sample.provider == ProviderId::Ses {
+    let (body, transport) = if sample.provider.provider().authentication() == Authentication::SnsSignature {
         (sample.body.clone(), Transport::Queue)
     } else {
         let secret = signing_secret(sample.provider);
