@@ -26,8 +26,13 @@ use tidings_core::ports::{KeyStore, SourceStore};
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8787";
 pub const DEFAULT_DB: &str = ".tidings/dev.db";
 pub const WORKSPACE: &str = "ws_default";
-/// The SNS topic the dev SES source accepts (the dev SES samples name it).
-pub const DEV_TOPIC: &str = "arn:aws:sns:eu-west-1:111122223333:ses-events";
+/// The SNS topics the dev sources of providers that publish through SNS accept: the topics the
+/// samples in `events/` name (SES's events; AWS SMS's events and inbound messages).
+pub const DEV_TOPICS: &[&str] = &[
+    "arn:aws:sns:eu-west-1:111122223333:ses-events",
+    "arn:aws:sns:us-east-1:111122223333:sms-events",
+    "arn:aws:sns:us-east-1:111122223333:sms-inbound",
+];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -349,7 +354,7 @@ pub fn example_source(provider: ProviderId, id: String, base: &str) -> Result<So
         return Ok(source);
     }
     match scheme {
-        Authentication::SnsSignature => source.allowed_topics = vec![DEV_TOPIC.into()],
+        Authentication::SnsSignature => source.allowed_topics = DEV_TOPICS.iter().map(|t| t.to_string()).collect(),
         Authentication::StandardWebhooks { .. } => source.secrets = vec![new_secret(true)],
         scheme if scheme.signs_url() => {
             source.secrets = vec![new_secret(false)];

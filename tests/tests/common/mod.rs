@@ -48,7 +48,13 @@ pub async fn fixture<S: Store + Clone + 'static, Q: Queue + tidings_core::ports:
             description: String::new(),
             secrets: vec![format!("secret-{provider}")],
             public_url: Some(format!("{BASE}/webhooks/{provider}/{id}")),
-            allowed_topics: vec!["arn:aws:sns:eu-west-1:111122223333:ses-events".into()],
+            allowed_topics: [
+                "arn:aws:sns:eu-west-1:111122223333:ses-events",
+                "arn:aws:sns:us-east-1:111122223333:sms-events",
+                "arn:aws:sns:us-east-1:111122223333:sms-inbound",
+            ]
+            .map(String::from)
+            .to_vec(),
             signature_header: None,
             tolerance_seconds: None,
             dev_signing_key: None,
