@@ -14,8 +14,10 @@
 //!   rules of its own webhook handlers.
 //!
 //! And Twilio's own request validator (the `twilio` package) signs Twilio callbacks with and
-//! without a query string, form-encoded and JSON, which tidings must accept; and Schemathesis
-//! fuzzes the admin API from its OpenAPI document.
+//! without a query string, form-encoded and JSON, which tidings must accept; Plivo's, Vonage's
+//! and Mailtrap's own libraries verify what tidings' signers make of their samples, and Plivo's
+//! signs them anew for tidings to verify; and Schemathesis fuzzes the admin API from its OpenAPI
+//! document.
 
 mod common;
 
@@ -318,4 +320,86 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_document
     let operations: usize = served["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
     assert!(report.contains(&format!("Tested: {operations}")), "not every operation was tested:\n{report}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every Plivo, Vonage (Messages API) and Mailtrap sample, signed as tidings' signer signs it for
+/// tests and `tidings replay`, is accepted by the provider's own library; and every Plivo sample
+/// signed by Plivo's own signer is accepted by tidings.
+#[test]
+fn provider_libraries_verify_tidings_signatures_and_plivo_signs_what_tidings_accepts() {
+    use tidings_core::auth::signer::{self, SigningKey};
+    use tidings_core::auth::sns::CertificateCache;
+    use tidings_core::auth::{SourceAuth, VerifyContext};
+    use tidings_core::{Headers, ProviderId, Timestamp, Transport, Webhook};
+
+    let url = "https://hooks.example.com/webhooks/plivo/src_interop?userId=42";
+    let now = Timestamp::now();
+    let mut cases = Vec::new();
+    let mut requests = Vec::new();
+    for (provider, secret) in [
+        (ProviderId::Plivo, "MAbcdefghij0123456789Token"),
+        (ProviderId::Vonage, "vonage-signature-secret-0123"),
+        (ProviderId::Mailtrap, "8d9a3c0e7f5b2d4a6c1e9f8b3a7d5c2e"),
+    ] {
+        let dir = repo().join("events").join(provider.as_str());
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "form")))
+            .collect();
+        files.sort();
+        for file in files {
+            let body = std::fs::read(&file).unwrap();
+            // Vonage's older SMS API signs with `sig`, not a JWT: its samples are the Messages
+            // API's here (the SMS API vectors are in tidings-core's unit tests).
+            if provider == ProviderId::Vonage && !String::from_utf8_lossy(&body).contains("message_uuid") {
+                continue;
+            }
+            let mut headers = Headers::new();
+            let key = SigningKey { secret, public_url: Some(url) };
+            let signed = signer::sign(provider, &body, &mut headers, &key, now).unwrap();
+            let header_map: BTreeMap<&str, &str> = headers.iter().collect();
+            cases.push(json!({
+                "provider": provider.as_str(),
+                "secret": secret,
+                "url": url,
+                "headers": header_map,
+                "body": String::from_utf8(signed.clone()).unwrap(),
+            }));
+            requests.push((provider, secret, signed, headers.clone()));
+        }
+    }
+    assert!(cases.len() > 30, "the samples of three providers, found {}", cases.len());
+    let mut child = Command::new(interop_python())
+        .arg(repo().join("tests/interop/provider_signatures.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(json!({"cases": cases}).to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "provider_signatures.py failed");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failures = answer["failures"].as_array().unwrap();
+    assert!(failures.is_empty(), "{failures:#?}");
+
+    // Plivo's own signer, with a nonce of its own: tidings must accept each.
+    let resigned = answer["plivo_resigned"].as_array().unwrap();
+    assert!(resigned.len() >= 10, "every Plivo sample re-signed");
+    let certificates = CertificateCache::new();
+    for item in resigned {
+        let (provider, secret, body, _) = &requests[item["index"].as_u64().unwrap() as usize];
+        let headers: Headers = [
+            ("X-Plivo-Signature-V3", item["signature"].as_str().unwrap()),
+            ("X-Plivo-Signature-V3-Nonce", item["nonce"].as_str().unwrap()),
+        ]
+        .into_iter()
+        .collect();
+        let (public, query) = url.split_once('?').unwrap();
+        let mut auth = SourceAuth::with_secret(*secret);
+        auth.public_url = Some(public.to_owned());
+        let webhook = Webhook { body, headers: &headers, query: Some(query), transport: Transport::Http };
+        let verified = provider.provider().verify(&webhook, &auth, &VerifyContext { now, certificates: &certificates });
+        assert!(verified.is_ok(), "Plivo-signed request refused: {verified:?}");
+    }
 }
