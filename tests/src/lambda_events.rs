@@ -6,8 +6,9 @@
 //! - `http/<provider>-<sample>.json`: a provider's webhook as the ingest function receives it,
 //!   posted to `/webhooks/<provider>/src_example_<provider>`, unsigned (the test signs it with
 //!   its source's secret; a real provider signs its own, so on its own it is refused with 401).
-//!   For providers other than SES that publish through SNS (AWS SMS), the SNS envelope as SNS
-//!   posts it, whose signature only AWS can make (refused with 401 as it is: it shows the shape).
+//! - `sns-http/<provider>-<sample>.json`: for providers other than SES that publish through SNS
+//!   (AWS SMS), the SNS envelope as SNS posts it over HTTPS; its signature is a placeholder only
+//!   AWS could replace, so it shows the shape and is refused as it is.
 //! - `ses-queue/<sample>.json`: an SES record on the SES intake queue (IAM guards that path, so
 //!   it carries no signature and works as is).
 //! - `processor/<provider>-<sample>.json`: the events ingest puts on the events queue for that
@@ -199,11 +200,18 @@ pub fn generate(events: &Path) -> Vec<(PathBuf, String)> {
         text.push('\n');
         out.push((path, text));
     };
-    let sns_published = ProviderId::ALL.into_iter().filter(|p| {
+    for provider in ProviderId::ALL.into_iter().filter(|p| {
         *p != ProviderId::Ses && p.provider().authentication() == tidings_core::auth::Authentication::SnsSignature
-    });
-    let every_http = http_samples().into_iter().chain(sns_published.map(|p| (p, p.provider().example())));
-    for (provider, name) in every_http {
+    }) {
+        let name = provider.provider().example();
+        let (body, headers) = sample(events, provider, name);
+        let path = format!("/webhooks/{provider}/{}", source_id(provider));
+        put(
+            PathBuf::from(format!("sns-http/{provider}-{}.json", stem(name))),
+            api_gateway_v2("POST", &path, "", &headers, &body),
+        );
+    }
+    for (provider, name) in http_samples() {
         let (body, headers) = sample(events, provider, name);
         let path = format!("/webhooks/{provider}/{}", source_id(provider));
         put(

@@ -56,8 +56,11 @@ fn every_provider_has_an_envelope_for_its_function() {
     let generated = generate(&dir());
     for provider in tidings_core::ProviderId::ALL {
         // SES over HTTPS is signed by SNS with AWS's key, so its envelope is the queue one.
+        let sns = provider.provider().authentication() == tidings_core::auth::Authentication::SnsSignature;
         let prefix = if provider == tidings_core::ProviderId::Ses {
             "ses-queue/".to_owned()
+        } else if sns {
+            format!("sns-http/{provider}-")
         } else {
             format!("http/{provider}-")
         };
@@ -80,7 +83,7 @@ fn every_envelope_parses_as_the_lambda_event_its_function_takes() {
             let path = file.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             match kind.file_name().unwrap().to_str().unwrap() {
-                "http" => {
+                "http" | "sns-http" => {
                     let request = lambda_http::request::from_str(&text)
                         .unwrap_or_else(|e| panic!("{}: not an API Gateway request: {e}", path.display()));
                     assert_eq!(request.method(), "POST", "{}", path.display());

@@ -249,7 +249,7 @@ async fn real_signed_sns_messages_are_verified_over_https_with_a_fetched_and_cac
     for _ in 0..3 {
         let response = ingest.handle(request(message)).await;
         assert_eq!(response.status, 200, "{}", response.body);
-        assert!(response.body["notices"][0].as_str().unwrap().contains("not an SES event record"));
+        assert!(response.body["notices"][0].as_str().unwrap().contains("not an event record of this provider"));
     }
     assert_eq!(fetches.0.load(std::sync::atomic::Ordering::Relaxed), 1, "the certificate is fetched once, then cached");
 
