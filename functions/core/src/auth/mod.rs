@@ -23,6 +23,7 @@ use crate::timestamp::Timestamp;
 use crate::webhook::{Transport, Webhook, WebhookError};
 
 pub mod bird;
+pub mod jwt;
 pub mod mailgun;
 pub mod plivo;
 pub mod postal;
@@ -442,6 +443,18 @@ pub(crate) fn header<'a>(provider: ProviderId, webhook: &Webhook<'a>, name: &str
         Some(value) if !value.trim().is_empty() => Ok(value.trim()),
         _ => Err(WebhookError::unauthenticated(provider, format!("missing header {name}"))),
     }
+}
+
+/// A required header holding base64 (a signature), decoded, or the error naming it.
+pub(crate) fn base64_header(provider: ProviderId, webhook: &Webhook<'_>, name: &str) -> Result<Vec<u8>, WebhookError> {
+    let value = header(provider, webhook, name)?;
+    BASE64.decode(value).map_err(|_| WebhookError::unauthenticated(provider, format!("{name} is not base64")))
+}
+
+/// Whether `signature` is the HMAC of `message` under any of `keys`, by `algorithm`; the
+/// comparison is ring's, in constant time.
+pub(crate) fn hmac_matches(algorithm: hmac::Algorithm, keys: &[&Secret], message: &[u8], signature: &[u8]) -> bool {
+    keys.iter().any(|key| hmac::verify(&hmac::Key::new(algorithm, key.expose().as_bytes()), message, signature).is_ok())
 }
 
 /// Checks a signed Unix-seconds timestamp is within `tolerance` of `now`, either way.

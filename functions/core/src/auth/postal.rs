@@ -15,7 +15,7 @@ use ring::signature::{
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::{Authentication, SourceAuth, header, secrets};
+use super::{Authentication, SourceAuth, base64_header, secrets};
 use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
@@ -87,10 +87,7 @@ pub(crate) fn verify(provider: ProviderId, webhook: &Webhook<'_>, auth: &SourceA
     } else {
         (SIGNATURE_HEADER, false)
     };
-    let signature = header(provider, webhook, name)?;
-    let signature = BASE64
-        .decode(signature)
-        .map_err(|_| WebhookError::unauthenticated(provider, format!("{name} is not base64")))?;
+    let signature = base64_header(provider, webhook, name)?;
     if keys.iter().any(|key| key.verify(sha256, webhook.body, &signature)) {
         Ok(())
     } else {

@@ -8,7 +8,7 @@ use ring::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::{Authentication, SourceAuth, VerifyContext, check_timestamp, header, secrets};
+use super::{Authentication, SourceAuth, VerifyContext, base64_header, check_timestamp, header, secrets};
 use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
@@ -63,11 +63,8 @@ pub(crate) fn verify(
         .map(|k| public_key_point(k.expose()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|why| WebhookError::unauthenticated(provider, format!("source misconfigured: {why}")))?;
-    let signature = header(provider, webhook, SIGNATURE_HEADER)?;
+    let signature = base64_header(provider, webhook, SIGNATURE_HEADER)?;
     let timestamp = header(provider, webhook, TIMESTAMP_HEADER)?;
-    let signature = BASE64
-        .decode(signature)
-        .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
     check_timestamp(provider, TIMESTAMP_HEADER, timestamp, ctx.now, auth.tolerance(TOLERANCE_SECONDS))?;
     let mut signed = Vec::with_capacity(timestamp.len() + webhook.body.len());
     signed.extend_from_slice(timestamp.as_bytes());

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ring::signature::{ED25519, UnparsedPublicKey};
 
-use super::{Authentication, SourceAuth, VerifyContext, check_timestamp, header, secrets};
+use super::{Authentication, SourceAuth, VerifyContext, base64_header, check_timestamp, header, secrets};
 use crate::provider_id::ProviderId;
 use crate::webhook::{Webhook, WebhookError};
 
@@ -43,11 +43,8 @@ pub(crate) fn verify(
     let keys = keys.iter().map(|k| public_key(k.expose())).collect::<Result<Vec<_>, _>>().map_err(|why| {
         WebhookError::unauthenticated(provider, format!("source misconfigured: the public key {why}"))
     })?;
-    let signature = header(provider, webhook, SIGNATURE_HEADER)?;
+    let signature = base64_header(provider, webhook, SIGNATURE_HEADER)?;
     let timestamp = header(provider, webhook, TIMESTAMP_HEADER)?;
-    let signature = BASE64
-        .decode(signature)
-        .map_err(|_| WebhookError::unauthenticated(provider, format!("{SIGNATURE_HEADER} is not base64")))?;
     check_timestamp(provider, TIMESTAMP_HEADER, timestamp, ctx.now, auth.tolerance(TOLERANCE_SECONDS))?;
     let signed = signed_content(timestamp, webhook.body);
     if keys.iter().any(|key| UnparsedPublicKey::new(&ED25519, key).verify(&signed, &signature).is_ok()) {

@@ -17,6 +17,7 @@
 
 use serde_json::Value;
 
+use super::value_text as text;
 use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, message_type, opt_out};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -44,14 +45,6 @@ const EVENTS: &[(&str, Status, Option<BounceKind>)] = &[
     ("TEXT_SPAM", Status::Failed, None),
     ("TEXT_INVALID_MESSAGE", Status::Failed, None),
 ];
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
 
 /// A record: an SMS event (`eventType`) or an inbound message (`inboundMessageId`). `None` for
 /// anything else.
@@ -125,14 +118,6 @@ impl Provider for Awssms {
             paste_url: "End User Messaging SMS → Configuration sets → your set → Event destinations → Amazon SNS topic; subscribe the printed URL to that topic (HTTPS); for inbound messages, the phone number's two-way SMS topic too",
             test_event: "send an SMS with the configuration set (tidings confirms the subscription for allow-listed topics)",
         }
-    }
-
-    fn certificate_to_fetch(
-        &self,
-        body: &[u8],
-        allowed_topics: &[String],
-    ) -> Option<Result<crate::auth::sns::CertUrl, crate::auth::sns::SnsError>> {
-        crate::auth::sns::signing_cert_url(body, allowed_topics)
     }
 
     fn example(&self) -> &'static str {

@@ -13,6 +13,7 @@
 
 use serde_json::Value;
 
+use super::value_text as text;
 use super::{NormalizeContext, Normalized, Provider, ProviderId, Setup, message_type, opt_out, raw_body};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -46,14 +47,6 @@ const INTERACTIONS: &[(&str, Status)] = &[
 /// Failure reasons that mean the number or address itself is bad, and ones that pass.
 const HARD_REASONS: &[&str] = &["unknown_subscriber", "invalid_destination", "invalid_recipient", "unknown_recipient"];
 const SOFT_REASONS: &[&str] = &["absent_subscriber", "expired", "network_error", "mailbox_full", "temporary_failure"];
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
 
 fn address(contact: &Value, channel: &Channel) -> Option<String> {
     let value = contact["identifierValue"].as_str()?;

@@ -15,6 +15,7 @@
 
 use serde_json::Value;
 
+use super::value_text as text;
 use super::{
     NormalizeContext, Normalized, Notice, Provider, ProviderId, Setup, labels_from, lookup, message_type, raw_body,
 };
@@ -54,19 +55,7 @@ fn is_test_ping(body: &[u8]) -> bool {
 /// A time as MailerSend writes it: RFC 3339 (`2025-08-05T21:23:54.000000Z`), or, on account
 /// events, `2025-08-05 22:27:14`, read as UTC.
 fn mailersend_time(value: &Value) -> Option<Timestamp> {
-    parse_time(value).or_else(|| {
-        let text = value.as_str()?;
-        let (date, time) = text.split_once(' ')?;
-        Timestamp::parse_rfc3339(&format!("{date}T{time}Z"))
-    })
-}
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    parse_time(value).or_else(|| value.as_str().and_then(super::utc_time))
 }
 
 impl Provider for Mailersend {

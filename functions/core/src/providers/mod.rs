@@ -110,13 +110,17 @@ pub trait Provider: Sync {
     fn setup(&self) -> Setup;
 
     /// The signing certificate a webhook's signature needs and the verifier does not hold yet,
-    /// fetched before it is verified (SES's SNS certificates). Most providers need none.
+    /// fetched before it is verified: SNS's, for the providers that publish through SNS. Others
+    /// need none.
     fn certificate_to_fetch(
         &self,
-        _body: &[u8],
-        _allowed_topics: &[String],
+        body: &[u8],
+        allowed_topics: &[String],
     ) -> Option<Result<crate::auth::sns::CertUrl, crate::auth::sns::SnsError>> {
-        None
+        match self.authentication() {
+            Authentication::SnsSignature => crate::auth::sns::signing_cert_url(body, allowed_topics),
+            _ => None,
+        }
     }
 
     /// What becomes of a webhook this provider is answered 5xx for, when that means it is lost
@@ -426,6 +430,24 @@ pub(crate) fn labels_from(value: Option<&Value>) -> Vec<String> {
         }
         _ => Vec::new(),
     }
+}
+
+/// A JSON scalar as text: a non-empty string as it is, a number as its digits; `None` for
+/// anything else (absent, null, empty, a structure).
+pub(crate) fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A time written `2025-11-28 06:00:04` (fraction allowed) with no zone, as Plivo, Vonage's SMS
+/// API, Unisender Go and MailerSend's account events write it: read as UTC, which each of them
+/// uses.
+pub(crate) fn utc_time(text: &str) -> Option<Timestamp> {
+    let (date, time) = text.trim().split_once(' ')?;
+    Timestamp::parse_rfc3339(&format!("{date}T{time}Z"))
 }
 
 /// The first of several optional strings that is present and not blank.

@@ -20,7 +20,6 @@ use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, look
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
 use crate::recipient;
-use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError};
 
 pub struct Plivo;
@@ -72,12 +71,6 @@ fn is_uuid(text: &str) -> bool {
             .bytes()
             .enumerate()
             .all(|(i, b)| if matches!(i, 8 | 13 | 18 | 23) { b == b'-' } else { b.is_ascii_hexdigit() })
-}
-
-/// A Plivo time (`2025-11-28 06:00:04.917520`, UTC).
-fn plivo_time(text: &str) -> Option<Timestamp> {
-    let (date, time) = text.trim().split_once(' ')?;
-    Timestamp::parse_rfc3339(&format!("{date}T{time}Z"))
 }
 
 impl Provider for Plivo {
@@ -185,7 +178,7 @@ impl Provider for Plivo {
                 "sent" => get("SentTime"),
                 _ => get("DeliveryReportTime"),
             };
-            time = when.or_else(|| get("MessageTime")).and_then(plivo_time);
+            time = when.or_else(|| get("MessageTime")).and_then(super::utc_time);
         }
         for (field, key) in [
             ("MessageIntent", "message_intent"),

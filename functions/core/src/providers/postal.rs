@@ -13,6 +13,7 @@
 
 use serde_json::Value;
 
+use super::value_text as text;
 use super::{NormalizeContext, Normalized, Provider, ProviderId, Setup, message_type, raw_body};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
@@ -37,14 +38,6 @@ const SERVER_EVENTS: &[(&str, &str)] = &[
     ("SendLimitApproaching", "postal.send_limit_approaching"),
     ("SendLimitExceeded", "postal.send_limit_exceeded"),
 ];
-
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
 
 impl Provider for Postal {
     fn setup(&self) -> Setup {

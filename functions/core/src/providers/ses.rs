@@ -57,14 +57,6 @@ impl Provider for Ses {
         Setup { add_source: "see [SES](#ses)", paste_url: "", test_event: "" }
     }
 
-    fn certificate_to_fetch(
-        &self,
-        body: &[u8],
-        allowed_topics: &[String],
-    ) -> Option<Result<crate::auth::sns::CertUrl, crate::auth::sns::SnsError>> {
-        crate::auth::sns::signing_cert_url(body, allowed_topics)
-    }
-
     fn example(&self) -> &'static str {
         "bounce-permanent.json"
     }

@@ -24,7 +24,6 @@ use crate::auth::{Authentication, SourceAuth};
 use crate::event::{Bounce, BounceKind, Channel, EventData, EventType, Status};
 use crate::recipient;
 use crate::serde_util::opt_string_or_number;
-use crate::timestamp::Timestamp;
 use crate::webhook::{Webhook, WebhookError, parse_json};
 
 pub struct Unisender;
@@ -40,12 +39,6 @@ const STATUSES: &[(&str, Status)] = &[
     ("hard_bounced", Status::Bounced),
     ("spam", Status::Complained),
 ];
-
-/// A Unisender time (`2025-11-28 06:00:05`, UTC).
-fn unisender_time(text: &str) -> Option<Timestamp> {
-    let (date, time) = text.trim().split_once(' ')?;
-    Timestamp::parse_rfc3339(&format!("{date}T{time}Z"))
-}
 
 #[derive(Deserialize)]
 struct Body<'a> {
@@ -193,7 +186,7 @@ fn one<'a>(
         let details: Value = parse_json(id, &at, data_json)?;
         let event_type =
             EventType::platform("unisender.spam_block").unwrap_or_else(|| message_type(&Channel::EMAIL, None));
-        let time = details["block_time"].as_str().and_then(unisender_time);
+        let time = details["block_time"].as_str().and_then(super::utc_time);
         let mut data = EventData::new(None, id.as_str(), name);
         let dedup = format!("{name}|{}|{}|{}", details["domain"], details["domain_status"], details["block_time"]);
         data.details.insert("spam_block".into(), details);
@@ -220,7 +213,7 @@ fn one<'a>(
         let kind = if state == "hard_bounced" { BounceKind::Hard } else { BounceKind::Soft };
         data.bounce = Some(Bounce { kind, code: None, subtype: delivery_status, diagnostic: response });
     }
-    let time = e.event_time.as_deref().and_then(unisender_time);
+    let time = e.event_time.as_deref().and_then(super::utc_time);
     let dedup = format!(
         "{name}|{}|{}|{state}|{}|{}",
         data.message_id.as_deref().unwrap_or_default(),

@@ -15,6 +15,7 @@
 
 use serde_json::Value;
 
+use super::value_text as text;
 use super::{NormalizeContext, Normalized, Provider, ProviderId, Raw, Setup, message_type, opt_out, raw_body};
 use crate::auth::Authentication;
 use crate::event::{Bounce, BounceKind, Channel, EventData, Status};
@@ -78,14 +79,6 @@ const STRING_FIELDS: &[&str] = &[
     "message-timestamp",
 ];
 
-fn text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// The body's parameters as one JSON object: a JSON body as it is, a form's fields as strings.
 fn parameters(id: ProviderId, body: &[u8]) -> Result<(serde_json::Map<String, Value>, bool), WebhookError> {
     if body.trim_ascii_start().first() == Some(&b'{') {
@@ -105,12 +98,6 @@ fn parameters(id: ProviderId, body: &[u8]) -> Result<(serde_json::Map<String, Va
         }
     }
     Ok((object, false))
-}
-
-/// An SMS API time (`2025-11-28 06:00:12`, UTC).
-fn sms_time(text: &str) -> Option<Timestamp> {
-    let (date, time) = text.trim().split_once(' ')?;
-    Timestamp::parse_rfc3339(&format!("{date}T{time}Z"))
 }
 
 fn by_code(table: &[(&str, Status, Option<BounceKind>)], code: &str) -> Option<(Status, Option<BounceKind>)> {
@@ -234,7 +221,7 @@ impl Provider for Vonage {
             dedup = format!("receipt|{message}|{state}|{}", code.as_deref().unwrap_or_default());
             error_code = code;
             message_id = Some(message);
-            time = get("message-timestamp").and_then(|t| sms_time(&t));
+            time = get("message-timestamp").and_then(|t| super::utc_time(&t));
             name = format!("receipt:{state}");
             who = get("msisdn");
         } else if let Some(message) = get("messageId").filter(|_| p.contains_key("msisdn")) {
@@ -242,7 +229,7 @@ impl Provider for Vonage {
             status = opt_out::by_keyword(get("text").as_deref()).unwrap_or(Status::Received);
             dedup = format!("inbound-sms|{message}|{}", get("concat-part").unwrap_or_default());
             message_id = Some(message);
-            time = get("message-timestamp").and_then(|t| sms_time(&t));
+            time = get("message-timestamp").and_then(|t| super::utc_time(&t));
             name = "inbound-sms".to_owned();
             who = get("msisdn");
         } else {
