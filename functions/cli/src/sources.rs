@@ -50,8 +50,14 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 if json {
                     crate::out::outln!("{source}")?;
                 } else {
+                    // A value the provider's dashboard asks for besides the URL (WhatsApp's
+                    // verify token) goes on the same line.
+                    let token = match source["verify_token"].as_str() {
+                        Some(_) => format!("  verify token {}", crate::out::field(&source["verify_token"], "")),
+                        None => String::new(),
+                    };
                     crate::out::outln!(
-                        "{:<26} {:<12} {}",
+                        "{:<26} {:<12} {}{token}",
                         crate::out::field(&source["id"], ""),
                         crate::out::field(&source["provider"], ""),
                         crate::out::field(&source["url"], "")
