@@ -419,6 +419,29 @@ pub fn verify(
     }
 }
 
+/// Checks `webhook` under `scheme` against the source's secrets; failing that, when it is the
+/// provider's URL check (`is_url_check`), against the fixed key the provider publishes and signs
+/// those checks with (MailerSend's `webhook.test`, Mandrill's empty batch). A URL check makes no
+/// event, so the published key lets nothing else in. The error is the one the source's secrets
+/// gave.
+pub fn verify_or_url_check(
+    provider: ProviderId,
+    scheme: Authentication,
+    webhook: &Webhook<'_>,
+    auth: &SourceAuth,
+    ctx: &VerifyContext<'_>,
+    is_url_check: impl FnOnce() -> bool,
+    published_key: &str,
+) -> Result<Verified, WebhookError> {
+    match verify(provider, scheme, webhook, auth, ctx) {
+        Err(error) if is_url_check() => {
+            let published = SourceAuth { secrets: vec![Secret::new(published_key)], ..auth.clone() };
+            verify(provider, scheme, webhook, &published, ctx).map_err(|_| error)
+        }
+        other => other,
+    }
+}
+
 /// The source's secrets, or the error for a source that has none configured.
 pub(crate) fn secrets(
     provider: ProviderId,

@@ -85,13 +85,8 @@ impl Provider for Mailersend {
         source: &SourceAuth,
         ctx: &VerifyContext<'_>,
     ) -> Result<Verified, WebhookError> {
-        match auth::verify(self.id(), self.authentication(), webhook, source, ctx) {
-            Err(error) if is_test_ping(webhook.body) => {
-                let published = SourceAuth { secrets: vec![auth::Secret::new(TEST_PING_SECRET)], ..source.clone() };
-                auth::verify(self.id(), self.authentication(), webhook, &published, ctx).map_err(|_| error)
-            }
-            other => other,
-        }
+        let is_ping = || is_test_ping(webhook.body);
+        auth::verify_or_url_check(self.id(), self.authentication(), webhook, source, ctx, is_ping, TEST_PING_SECRET)
     }
 
     fn event_types(&self) -> &'static [(&'static str, &'static str)] {
