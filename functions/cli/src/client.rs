@@ -79,6 +79,10 @@ impl Client {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> Result<Value, Failure> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Value, Failure> {
         self.send(self.http.delete(format!("{}{path}", self.base))).await
     }

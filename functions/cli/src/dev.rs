@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tidings_core::auth::Authentication;
 use tidings_core::auth::signer::generate_key_pair;
 use tidings_core::delivery::ATTEMPT_TIMEOUT;
-use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask};
+use tidings_core::pipeline::{DEFAULT_RETENTION_DAYS, Fanout, Ingest, Processor, QueuedTask, Watch};
 use tidings_core::ports::{ApiKey, QueueName, StoreError};
 use tidings_core::resend::Resender;
 use tidings_core::source::{Source, new_id, new_secret};
@@ -45,6 +45,10 @@ pub struct Args {
     /// Days events are kept.
     #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
     retention_days: u64,
+    /// How often the deliverability watch runs (thresholds, silent sources), in seconds. On
+    /// AWS, EventBridge Scheduler runs it every 15 minutes.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    watch_every: u64,
     /// Resend retryably-failed SES sends through SESv2 at this endpoint (an emulator such as
     /// moto, or `https://email.<region>.amazonaws.com`), with credentials and region from the
     /// usual AWS environment. Without it, resends go to the local outbox (`tidings outbox`).
@@ -231,7 +235,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         None => DevEmailer::Outbox(db.clone()),
     };
     let resender = Resender::new(db.clone(), queue.clone(), emailer);
-    let worker = tokio::spawn(work(processor, fanout, resender, db.clone(), wake, stop_rx.clone()));
+    let watch = Watch::new(db.clone(), queue.clone());
+    let every = std::time::Duration::from_secs(args.watch_every);
+    let worker = tokio::spawn(work(processor, fanout, resender, (watch, every), db.clone(), wake, stop_rx.clone()));
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -269,6 +275,7 @@ async fn work(
     processor: Processor<Sqlite, Waking>,
     fanout: Fanout<Sqlite, Waking, tidings_fanout::Deliverer>,
     resender: Resender<Sqlite, Waking, DevEmailer>,
+    (watch, every): (Watch<Sqlite, Waking>, std::time::Duration),
     db: Sqlite,
     wake: Arc<Wake>,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -287,12 +294,32 @@ async fn work(
             batch.iter().map(|m| QueuedTask { id: &m.id, body: &m.body, receive_count: m.receive_count }).collect();
         fanout.deliver_batch(&messages, Timestamp::now()).await
     });
+    // The deliverability watch, on a timer: what EventBridge Scheduler does on AWS.
+    let mut watch_stop = stop.clone();
+    let watching = async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if let Err(error) = watch.run(Timestamp::now()).await {
+                        tracing::error!(%error, "deliverability watch failed");
+                    }
+                }
+                changed = watch_stop.changed() => {
+                    if changed.is_err() || *watch_stop.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
     let resends = drain(QueueName::Resend, &db, &wake, stop, |batch| async move {
         let now = Timestamp::now();
         let resent = futures_util::future::join_all(batch.iter().map(|m| resender.resend(&m.body, now))).await;
         resent.into_iter().map(|r| r.map(|_| None)).collect()
     });
-    tokio::join!(events, deliveries, resends);
+    tokio::join!(events, deliveries, resends, watching);
 }
 
 /// The first start: a workspace, an API key, and one source per provider.

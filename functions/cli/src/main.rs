@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod client;
+mod deliverability;
 mod dev;
 mod events;
 mod keys;
@@ -33,6 +34,10 @@ enum Command {
     Providers(providers::Args),
     /// Print the JSON Schema of the canonical event.
     Schema,
+    /// Explain an SMTP reply: why the message bounced (reason) and tidings' kind (hard, soft).
+    BounceReason(deliverability::BounceReasonArgs),
+    /// Counts and rates by mailbox provider, domain, provider or source; thresholds; alarms.
+    Deliverability(deliverability::Args),
     /// Run the whole pipeline locally on an SQLite file: ingest, admin API and processor.
     Dev(dev::Args),
     /// Post sample payloads to a tidings server, signed with the dev sources' secrets.
@@ -129,6 +134,8 @@ fn main() -> ExitCode {
         Command::Schema => {
             out::outln!("{}", tidings_core::schema::canonical_event_schema().trim_end())
         }
+        Command::BounceReason(args) => deliverability::bounce_reason(args),
+        Command::Deliverability(args) => block_on(deliverability::run(args)),
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Replay(args) => block_on(replay::run(args)),
         Command::Events(args) => block_on(events::run(args)),

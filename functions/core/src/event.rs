@@ -21,6 +21,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::timestamp::Timestamp;
 
+/// The `data.provider` (and source) of tidings' own operational events.
+pub const OPERATIONAL_PROVIDER: &str = "tidings";
+
 /// A canonical delivery event, serialised as a CloudEvents 1.0 structured-mode JSON object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CanonicalEvent {
@@ -95,6 +98,13 @@ pub struct EventData {
     /// A human-readable reason the provider gave (drop reason, failure message, delay type…).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// On email events: the recipient's mailbox provider (`gmail`, `microsoft`, `yahoo`,
+    /// `apple`, …, `other`), from the recipient's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_provider: Option<String>,
+    /// On email events: the domain of the sender's address, where the provider reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_domain: Option<String>,
     /// User agent of the client that opened or clicked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
@@ -136,6 +146,8 @@ impl EventData {
             privacy_open: None,
             retryable: None,
             reason: None,
+            mailbox_provider: None,
+            sending_domain: None,
             user_agent: None,
             ip: None,
             test: None,
@@ -160,11 +172,18 @@ pub struct Bounce {
     /// The remote server's diagnostic text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostic: Option<String>,
+    /// Why it failed, on email events (`mailbox_unknown`, `reputation_block`, …): read by tidings
+    /// from the diagnostic text, the enhanced status code and the provider's category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<BounceReason>,
+    /// The provider's own kind, where tidings' judgement in `kind` differs from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_kind: Option<BounceKind>,
 }
 
 impl Bounce {
     pub fn of_kind(kind: BounceKind) -> Self {
-        Bounce { kind, code: None, subtype: None, diagnostic: None }
+        Bounce { kind, code: None, subtype: None, diagnostic: None, reason: None, provider_kind: None }
     }
 }
 
@@ -184,6 +203,93 @@ impl BounceKind {
             BounceKind::Soft => "soft",
             BounceKind::Undetermined => "undetermined",
         }
+    }
+}
+
+/// Why a message bounced, was deferred, dropped or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceReason {
+    /// The address does not exist at the recipient's domain.
+    MailboxUnknown,
+    /// The mailbox exists but is disabled, suspended or inactive.
+    MailboxDisabled,
+    /// The mailbox is over its quota.
+    MailboxFull,
+    /// The recipient's domain does not exist or accepts no mail.
+    DomainUnknown,
+    /// The message is larger than the receiving server takes.
+    MessageTooLarge,
+    /// The message's content was refused: spam, a virus, a link or attachment.
+    ContentRejected,
+    /// The sending IP or domain is blocklisted or has a poor reputation.
+    ReputationBlock,
+    /// SPF, DKIM, DMARC or reverse DNS did not pass.
+    AuthenticationFailed,
+    /// Refused by a rule of the receiving side that is not about content or reputation:
+    /// relaying denied, the recipient takes mail from some senders only, the provider's own
+    /// suppression list.
+    PolicyRejected,
+    /// Too many messages, connections or recipients at once.
+    RateLimited,
+    /// A transient failure with no more specific cause: timeouts, greylisting, a busy server.
+    TemporaryFailure,
+    /// None of the above could be told.
+    Other,
+}
+
+impl BounceReason {
+    pub const ALL: [BounceReason; 12] = [
+        BounceReason::MailboxUnknown,
+        BounceReason::MailboxDisabled,
+        BounceReason::MailboxFull,
+        BounceReason::DomainUnknown,
+        BounceReason::MessageTooLarge,
+        BounceReason::ContentRejected,
+        BounceReason::ReputationBlock,
+        BounceReason::AuthenticationFailed,
+        BounceReason::PolicyRejected,
+        BounceReason::RateLimited,
+        BounceReason::TemporaryFailure,
+        BounceReason::Other,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BounceReason::MailboxUnknown => "mailbox_unknown",
+            BounceReason::MailboxDisabled => "mailbox_disabled",
+            BounceReason::MailboxFull => "mailbox_full",
+            BounceReason::DomainUnknown => "domain_unknown",
+            BounceReason::MessageTooLarge => "message_too_large",
+            BounceReason::ContentRejected => "content_rejected",
+            BounceReason::ReputationBlock => "reputation_block",
+            BounceReason::AuthenticationFailed => "authentication_failed",
+            BounceReason::PolicyRejected => "policy_rejected",
+            BounceReason::RateLimited => "rate_limited",
+            BounceReason::TemporaryFailure => "temporary_failure",
+            BounceReason::Other => "other",
+        }
+    }
+
+    /// Whether the reason is about the address itself (so a permanent refusal means: stop
+    /// sending to it), rather than about this message, the sender or the moment.
+    pub const fn is_about_the_address(self) -> bool {
+        matches!(self, BounceReason::MailboxUnknown | BounceReason::MailboxDisabled | BounceReason::DomainUnknown)
+    }
+}
+
+impl fmt::Display for BounceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BounceReason {
+    type Err = crate::invalid::Invalid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BounceReason::ALL.into_iter().find(|r| r.as_str() == s).ok_or_else(|| {
+            crate::invalid::Invalid::new("reason", format!("{s:?} is not a bounce reason (mailbox_unknown, …, other)"))
+        })
     }
 }
 

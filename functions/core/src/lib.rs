@@ -6,8 +6,10 @@
 //! - [`webhook`]: the inbound request and the one-line errors it is refused with.
 //! - [`pipeline`]: ingest and processing, written against the [`ports`] the adapters implement;
 //!   [`state`] (the message state lattice) and [`suppression`] are the rules they apply.
+//! - [`deliverability`]: why mail bounces, where, and when a sender must act.
 
 pub mod auth;
+pub mod deliverability;
 pub mod delivery;
 pub mod event;
 pub mod invalid;

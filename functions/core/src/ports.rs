@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{NonceCheck, ReplayClaim};
+use crate::deliverability::{Alarm, CounterKey, Series, Settings};
 use crate::delivery::AttemptRecord;
 use crate::event::{CanonicalEvent, EventId};
 use crate::source::Source;
@@ -199,9 +200,15 @@ pub enum Claim {
 /// subscriptions, deliveries and events). A store implements them all, and is then a [`Store`],
 /// the whole, which the admin API takes. The conformance suite (`tests/src/lib.rs`) holds every
 /// adapter to the same behaviour.
-pub trait Store: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore {}
+pub trait Store:
+    SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore
+{
+}
 
-impl<T: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore> Store for T {}
+impl<T: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore>
+    Store for T
+{
+}
 
 /// Sources: where each provider account posts, with its secrets.
 pub trait SourceStore: Send + Sync {
@@ -341,6 +348,41 @@ pub trait DeliveryStore: Send + Sync {
         subscription: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<AttemptRecord>, StoreError>> + Send;
+}
+
+/// Deliverability: the hourly counters [`EventStore::record`] keeps with each stored event (in
+/// the same step, so each event is counted once), the workspace's settings, and the alarms the
+/// watch raises and clears.
+pub trait DeliverabilityStore: Send + Sync {
+    /// The counters of `series` whose hours lie in `[since_hour, until_hour]` (Unix seconds of
+    /// hour starts), each with its count.
+    fn counters(
+        &self,
+        workspace: &str,
+        series: Series,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> impl Future<Output = Result<Vec<(CounterKey, u64)>, StoreError>> + Send;
+    /// The workspace's settings, when it has any.
+    fn deliverability_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Option<Settings>, StoreError>> + Send;
+    /// Writes `settings` with its version one past `settings.version`, only if the stored
+    /// version is still `settings.version` (0: none stored). `false` when another writer got
+    /// there first.
+    fn put_deliverability_settings(
+        &self,
+        workspace: &str,
+        settings: &Settings,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The workspace's alarms.
+    fn alarms(&self, workspace: &str) -> impl Future<Output = Result<Vec<Alarm>, StoreError>> + Send;
+    /// Writes `alarm` with its version one past `alarm.version`, only if the stored version is
+    /// still `alarm.version` (0: none stored). `false` when another writer got there first.
+    fn put_alarm(&self, alarm: &Alarm) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The workspaces that have had events counted in the last 31 days: those the watch looks at.
+    fn watched_workspaces(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
 /// API keys, kept as hashes.

@@ -117,6 +117,29 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     receive_count INTEGER NOT NULL,
     failed_at INTEGER NOT NULL
 );
+-- Hourly counters of stored events (tidings_core::deliverability::counters), kept in the
+-- transaction that stores each event.
+CREATE TABLE IF NOT EXISTS counters (
+    workspace TEXT NOT NULL,
+    series TEXT NOT NULL,
+    hour INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (workspace, series, hour, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_by_hour ON counters (hour);
+CREATE TABLE IF NOT EXISTS deliverability_settings (
+    workspace TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alarms (
+    workspace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, key)
+);
 -- The resend queue was once named "redrive", a word tidings now keeps for moving dead letters
 -- back; databases from then have their messages renamed.
 UPDATE queue_messages SET queue = 'resend' WHERE queue = 'redrive';

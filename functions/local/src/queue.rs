@@ -179,6 +179,10 @@ impl Sqlite {
         let db = self.db();
         let events = db.execute("DELETE FROM events WHERE expires < ?1", params![now]).map_err(db_error)?;
         db.execute("DELETE FROM nonces WHERE expires < ?1", params![now]).map_err(db_error)?;
+        // Counters are kept as long as events are by default: 90 days.
+        let oldest_hour = now
+            .saturating_sub(i64::try_from(tidings_core::pipeline::DEFAULT_RETENTION_DAYS * 86_400).unwrap_or(i64::MAX));
+        db.execute("DELETE FROM counters WHERE hour < ?1", params![oldest_hour]).map_err(db_error)?;
         db.execute("DELETE FROM delivery_claims WHERE expires < ?1", params![now]).map_err(db_error)?;
         Ok(events)
     }

@@ -3,12 +3,13 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tidings_core::auth::{NonceCheck, ReplayClaim};
+use tidings_core::deliverability::{Alarm, CounterKey, Series, Settings, counters};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, Claim, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery, EventStore, KeyStore, NonceStore,
-    QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
+    ApiKey, Claim, DeliverabilityStore, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery, EventStore,
+    KeyStore, NonceStore, QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -120,6 +121,14 @@ fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Re
         .map_err(db_error)?;
     if inserted == 0 {
         return Ok(Recorded::Duplicate);
+    }
+    for key in counters::keys_for(event, &queued.source).into_iter().flatten() {
+        tx.prepare_cached(
+            "INSERT INTO counters (workspace, series, hour, key, n) VALUES (?1, ?2, ?3, ?4, 1)
+             ON CONFLICT (workspace, series, hour, key) DO UPDATE SET n = n + 1",
+        )
+        .and_then(|mut insert| insert.execute(params![workspace, key.series.as_str(), key.hour, key.text()]))
+        .map_err(db_error)?;
     }
     if let Some((message_id, recipient)) = state::key(event) {
         let current: Option<MessageState> = load(
@@ -592,4 +601,141 @@ impl KeyStore for Sqlite {
         let hash = hash.to_owned();
         self.blocking(move |s| s.one("SELECT body FROM api_keys WHERE hash = ?1", params![hash])).await
     }
+}
+
+impl DeliverabilityStore for Sqlite {
+    async fn counters(
+        &self,
+        workspace: &str,
+        series: Series,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> Result<Vec<(CounterKey, u64)>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            let db = s.db();
+            let mut select = db
+                .prepare_cached(
+                    "SELECT key, n FROM counters WHERE workspace = ?1 AND series = ?2 AND hour BETWEEN ?3 AND ?4",
+                )
+                .map_err(db_error)?;
+            let rows = select
+                .query_map(params![workspace, series.as_str(), since_hour, until_hour], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(db_error)?;
+            let mut counters = Vec::new();
+            for row in rows {
+                let (key, n) = row.map_err(db_error)?;
+                let key = CounterKey::parse(series, &key)
+                    .ok_or_else(|| StoreError::malformed(format!("counter key {key:?} is not one tidings writes")))?;
+                counters.push((key, u64::try_from(n).unwrap_or(0)));
+            }
+            Ok(counters)
+        })
+        .await
+    }
+
+    async fn deliverability_settings(&self, workspace: &str) -> Result<Option<Settings>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            let row: Option<(i64, String)> = s
+                .db()
+                .query_row(
+                    "SELECT version, body FROM deliverability_settings WHERE workspace = ?1",
+                    params![workspace],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            row.map(|(version, body)| {
+                let mut settings: Settings = serde_json::from_str(&body).map_err(json_error)?;
+                settings.version = u64::try_from(version).unwrap_or(0);
+                Ok(settings)
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn put_deliverability_settings(&self, workspace: &str, settings: &Settings) -> Result<bool, StoreError> {
+        let workspace = workspace.to_owned();
+        let read = i64::try_from(settings.version).map_err(|_| StoreError::refused("settings version out of range"))?;
+        let body = serde_json::to_string(&Settings { version: 0, ..settings.clone() }).map_err(json_error)?;
+        self.blocking(move |s| versioned_write(&s.db(), "deliverability_settings", &workspace, None, read, &body)).await
+    }
+
+    async fn alarms(&self, workspace: &str) -> Result<Vec<Alarm>, StoreError> {
+        let workspace = workspace.to_owned();
+        self.blocking(move |s| {
+            let db = s.db();
+            let mut select =
+                db.prepare_cached("SELECT version, body FROM alarms WHERE workspace = ?1").map_err(db_error)?;
+            let rows = select
+                .query_map(params![workspace], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db_error)?;
+            let mut alarms = Vec::new();
+            for row in rows {
+                let (version, body) = row.map_err(db_error)?;
+                let mut alarm: Alarm = serde_json::from_str(&body).map_err(json_error)?;
+                alarm.version = u64::try_from(version).unwrap_or(0);
+                alarms.push(alarm);
+            }
+            Ok(alarms)
+        })
+        .await
+    }
+
+    async fn put_alarm(&self, alarm: &Alarm) -> Result<bool, StoreError> {
+        let workspace = alarm.workspace.clone();
+        let key = alarm.key.clone();
+        let read = i64::try_from(alarm.version).map_err(|_| StoreError::refused("alarm version out of range"))?;
+        let body = serde_json::to_string(&Alarm { version: 0, ..alarm.clone() }).map_err(json_error)?;
+        self.blocking(move |s| versioned_write(&s.db(), "alarms", &workspace, Some(&key), read, &body)).await
+    }
+
+    async fn watched_workspaces(&self) -> Result<Vec<String>, StoreError> {
+        let since = now_ms() / 1000 - 31 * 86_400;
+        self.blocking(move |s| {
+            let db = s.db();
+            let mut select = db
+                .prepare_cached("SELECT DISTINCT workspace FROM counters WHERE hour >= ?1 ORDER BY workspace")
+                .map_err(db_error)?;
+            let rows = select.query_map(params![since], |r| r.get::<_, String>(0)).map_err(db_error)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+        })
+        .await
+    }
+}
+
+/// Writes a versioned row (`deliverability_settings` by workspace, `alarms` by workspace and
+/// key) at version `read + 1`, only if the stored version is `read` (0: no row).
+fn versioned_write(
+    db: &Connection,
+    table: &str,
+    workspace: &str,
+    key: Option<&str>,
+    read: i64,
+    body: &str,
+) -> Result<bool, StoreError> {
+    let changed = match (table, key) {
+        ("alarms", Some(key)) if read == 0 => db.execute(
+            "INSERT INTO alarms (workspace, key, version, body) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
+            params![workspace, key, body],
+        ),
+        ("alarms", Some(key)) => db.execute(
+            "UPDATE alarms SET version = version + 1, body = ?4 WHERE workspace = ?1 AND key = ?2 AND version = ?3",
+            params![workspace, key, read, body],
+        ),
+        (_, _) if read == 0 => db.execute(
+            "INSERT INTO deliverability_settings (workspace, version, body) VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING",
+            params![workspace, body],
+        ),
+        (_, _) => db.execute(
+            "UPDATE deliverability_settings SET version = version + 1, body = ?3 WHERE workspace = ?1 AND version = ?2",
+            params![workspace, read, body],
+        ),
+    }
+    .map_err(db_error)?;
+    Ok(changed == 1)
 }

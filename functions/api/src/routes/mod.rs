@@ -1,6 +1,7 @@
 //! Every route of the admin API, each declared once with its documentation; the handlers live
 //! in one file per resource.
 
+pub(crate) mod deliverability;
 pub(crate) mod events;
 pub(crate) mod queues;
 pub(crate) mod sources;
@@ -9,7 +10,7 @@ pub(crate) mod suppressions;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, put};
 use tidings_core::ports::{DeadLetters, Queue, QueueName, Store};
 
 use crate::openapi::Operation;
@@ -81,6 +82,45 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
         .answers_empty(204, "Lifted.")
         .answers::<views::SuppressionRemoved>(200, "With `ses=true`: what was lifted where.")
         .errors(&[400, 404, 409]),
+        Operation::new(
+            Method::GET,
+            "/api/deliverability",
+            "getDeliverability",
+            "Counts and rates over a window, by mailbox provider, domain, provider or source",
+            get(deliverability::report::<S, Q>),
+        )
+        .query::<deliverability::ReportParams>()
+        .answers::<tidings_core::deliverability::Report>(
+            200,
+            "Sent, delivered, bounced by reason, complained, deferred, and the rates.",
+        )
+        .errors(&[400]),
+        Operation::new(
+            Method::GET,
+            "/api/deliverability/settings",
+            "getDeliverabilitySettings",
+            "The workspace's thresholds, mailbox domain mapping and silent-source setting",
+            get(deliverability::settings::<S, Q>),
+        )
+        .answers::<tidings_core::deliverability::Settings>(200, "The settings (the defaults where none were set)."),
+        Operation::new(
+            Method::PUT,
+            "/api/deliverability/settings",
+            "putDeliverabilitySettings",
+            "Replace the workspace's deliverability settings (over the version read)",
+            put(deliverability::put_settings::<S, Q>),
+        )
+        .body::<tidings_core::deliverability::Settings>()
+        .answers::<tidings_core::deliverability::Settings>(200, "Stored; `version` is the new one.")
+        .errors(&[400, 409, 413, 415]),
+        Operation::new(
+            Method::GET,
+            "/api/deliverability/alarms",
+            "listAlarms",
+            "Thresholds crossed and sources silent, now and last changed",
+            get(deliverability::alarms::<S, Q>),
+        )
+        .answers::<deliverability::AlarmList>(200, "Active alarms first."),
         Operation::new(
             Method::GET,
             "/api/sources",

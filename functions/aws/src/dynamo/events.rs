@@ -18,10 +18,11 @@ use super::items::{
     applied_id, day, days_pk, decode_event, event_item, json, message_pk, n, number, parse_cursor, position, s, text,
     time_key, to_json, version_condition,
 };
-use super::{APPLIED_IDS, DynamoStore, Item, MARKED_DAYS_CACHE, MAX_DAYS_AT_ONCE};
+use super::{APPLIED_IDS, DynamoStore, Item, MARKED_DAYS_CACHE, MAX_ATTEMPTS, MAX_DAYS_AT_ONCE};
 
 pub(super) enum Attempt {
-    Done(Recorded),
+    /// The message state and suppression change are in place.
+    Applied,
     /// Another writer changed the state or suppression in between: read again and retry.
     Conflict,
 }
@@ -50,6 +51,7 @@ impl DynamoStore {
             .map_err(|e| classify("UpdateItem", &e))?;
         self.usage.request("UpdateItem");
         self.usage.write(1);
+        self.mark_watched(ws, &key.1).await?;
         if let Ok(mut marked) = self.marked_days.lock() {
             if marked.len() >= MARKED_DAYS_CACHE {
                 marked.clear();
@@ -69,7 +71,7 @@ impl DynamoStore {
         Ok(days)
     }
 
-    /// One attempt at recording an event: three plain conditional writes, in an order that makes
+    /// One attempt at recording an event's effects: plain conditional writes, in an order that makes
     /// a retry after a crash between them safe, instead of a transaction (which DynamoDB bills
     /// at twice the write units).
     ///
@@ -78,12 +80,15 @@ impl DynamoStore {
     ///    applied before it crashed is not counted twice.
     /// 2. The suppression entry, with a version check; applying the same event again yields
     ///    the same entry (the newest event wins).
-    /// 3. The event item, on condition that its key is new: the last write, so an event is only
-    ///    ever seen as stored (and a retry as a duplicate) once its effects are in place.
+    /// 3. The hourly counters, per batch ([`DynamoStore::record_all`]).
+    /// 4. The event item ([`DynamoStore::put_event`]), on condition that its key is new: the
+    ///    last write, so an event is only ever seen as stored (and a retry as a duplicate) once
+    ///    its effects are in place.
     ///
+    /// This is steps 1 and 2.
     /// A reader may see a state that counts an event a few milliseconds before the event item
     /// itself appears; nothing is lost or doubled.
-    pub(super) async fn try_record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
+    pub(super) async fn try_effects(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
         let e = &queued.event;
         let ws = e.workspaceid.as_str();
         // No read of the event first: the processor reads it before it enqueues deliveries and
@@ -154,11 +159,60 @@ impl DynamoStore {
             }
         }
 
+        Ok(Attempt::Applied)
+    }
+
+    /// The last write of recording an event: its item, on condition that its key is new.
+    pub(super) async fn put_event(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
         if self.put_if(event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![]).await? {
-            return Ok(Attempt::Done(Recorded::Stored));
+            return Ok(Recorded::Stored);
         }
         // Already stored (by another instance, or earlier): a duplicate.
-        Ok(Attempt::Done(Recorded::Duplicate))
+        Ok(Recorded::Duplicate)
+    }
+
+    /// Records a batch: each event's message state and suppression change, then the batch's
+    /// counters (one write per counter the batch touches, not one per event), then the event
+    /// items. The counters come before the event items so that an event seen as stored has
+    /// been counted; each counter remembers the last [`COUNTED_IDS`](super::deliverability::COUNTED_IDS) events it counted, so a
+    /// retry after a crash between the two counts none twice.
+    pub(super) async fn record_all(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        let mut results: Vec<Option<Result<Recorded, StoreError>>> = vec![None; events.len()];
+        for (i, (queued, expires_at)) in events.iter().enumerate() {
+            let mut outcome = Err(StoreError::contended(format!(
+                "event {}: message state kept changing under concurrent writers",
+                queued.event.id
+            )));
+            for _ in 0..MAX_ATTEMPTS {
+                match self.try_effects(queued, *expires_at).await {
+                    Ok(Attempt::Conflict) => continue,
+                    Ok(Attempt::Applied) => {
+                        outcome = Ok(());
+                        break;
+                    }
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
+            }
+            if let Err(error) = outcome {
+                results[i] = Some(Err(error));
+            }
+        }
+        let ready: Vec<usize> = (0..events.len()).filter(|i| results[*i].is_none()).collect();
+        let counted: Vec<&QueuedEvent> = ready.iter().map(|i| events[*i].0).collect();
+        if let Err(error) = self.count(&counted).await {
+            for i in &ready {
+                results[*i] = Some(Err(error.clone()));
+            }
+        }
+        for (i, (queued, expires_at)) in events.iter().enumerate() {
+            if results[i].is_none() {
+                results[i] = Some(self.put_event(queued, *expires_at).await);
+            }
+        }
+        results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::refused("event left unrecorded")))).collect()
     }
 
     pub(super) async fn event_page(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

@@ -12,17 +12,23 @@
 //! | subscription | `WS#<ws>#SUBS` | `<id>` | | |
 //! | delivery attempt | `WS#<ws>#SUB#<id>#ATT` | `<ms>#<event>#<attempt>` | | |
 //! | delivered mark | `WS#<ws>#SUB#<id>#DLV#<event>[#<replay>]` | `DLV` | | |
+//! | counter | `WS#<ws>#AGG#<series>#<yyyy-mm-dd>` | `<hour>\|<dimensions>` | | |
+//! | deliverability settings | `WS#<ws>#SETTINGS` | `DELIVERABILITY` | | |
+//! | alarm | `WS#<ws>#ALARMS` | `<alarm key>` | | |
+//! | watched workspace | `WATCH` | `<ws>` | | |
 //!
 //! Event bodies and raw records are stored deflated, which keeps a typical event item under
 //! 1 KB (one write unit). Recording an event is three conditional writes, not a transaction
 //! (which bills twice): the message state and the suppression entry with optimistic version
 //! checks, then the event item on condition that its key is new (a duplicate fails it, which is
-//! how duplicates are detected). See [`DynamoStore::try_record`] for why that order is safe.
+//! how duplicates are detected). See [`DynamoStore::try_effects`] for why that order is safe.
+//! Hourly counters are kept per batch (`deliverability.rs`).
 //!
 //! The store is one file per concern: `items.rs` (keys, attributes, the event item), `events.rs`
 //! (recording an event, the day index, listings), `store.rs` (the `Store` port), and this
 //! module (the client, usage accounting, the reads and writes they share, the table itself).
 
+mod deliverability;
 mod events;
 mod items;
 mod store;

@@ -20,12 +20,11 @@ use tidings_core::timestamp::Timestamp;
 
 use crate::classify;
 
-use super::events::Attempt;
 use super::items::{
     attempts_pk, deflate, delivered_pk, event_parts, event_pk, event_sk, inflate, json, message_pk, n, number, s, text,
     to_json,
 };
-use super::{DynamoStore, Item, MAX_ATTEMPTS};
+use super::{DynamoStore, Item};
 
 impl SourceStore for DynamoStore {
     async fn put_source(&self, source: &Source) -> Result<(), StoreError> {
@@ -125,15 +124,12 @@ impl NonceStore for DynamoStore {
 
 impl EventStore for DynamoStore {
     async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
-        for _ in 0..MAX_ATTEMPTS {
-            if let Attempt::Done(recorded) = self.try_record(queued, expires_at).await? {
-                return Ok(recorded);
-            }
-        }
-        Err(StoreError::contended(format!(
-            "event {}: message state kept changing under concurrent writers",
-            queued.event.id
-        )))
+        let mut results = self.record_all(&[(queued, expires_at)]).await;
+        results.pop().unwrap_or_else(|| Err(StoreError::refused("no result for the event")))
+    }
+
+    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+        self.record_all(events).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<EventPage, StoreError> {

@@ -1,14 +1,15 @@
 //! The pipeline's services, written against the ports so that the Lambda functions and
 //! `tidings dev` run the same code, one file each: [`Ingest`] (a webhook in, canonical events on
 //! the queue), [`Processor`] (a queued event in, stored exactly once, fanned out), [`Fanout`] (a
-//! delivery task in, a signed POST out), [`replay`], and [`modify_subscription`], how every
-//! writer changes a stored subscription.
+//! delivery task in, a signed POST out), [`replay`], [`modify_subscription`], how every
+//! writer changes a stored subscription, and the [`Watch`] over deliverability and sources.
 
 mod fanout;
 mod ingest;
 mod processor;
 mod replay;
 mod subscriptions;
+mod watch;
 
 pub use fanout::{Fanout, QueuedTask};
 pub use ingest::{
@@ -17,8 +18,8 @@ pub use ingest::{
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
 pub use replay::{REPLAY_EVENTS_PER_CALL, ReplayPosition, ReplayProgress, ReplayRange, replay};
 pub use subscriptions::modify_subscription;
+pub use watch::{Watch, WatchRun};
 
 pub use crate::messages::{ENQUEUE_CHUNK, event_message, next_messages};
 
-/// The `data.provider` (and source) of tidings' own operational events.
-pub const OPERATIONAL_PROVIDER: &str = "tidings";
+pub use crate::event::OPERATIONAL_PROVIDER;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use crate::delivery::{self, DeliveryTask};
 use crate::event::CanonicalEvent;
-use crate::ports::{EventStore, Outgoing, Queue, QueueName, QueuedEvent, Recorded, StoreError, SubscriptionStore};
+use crate::ports::{
+    DeliverabilityStore, EventStore, Outgoing, Queue, QueueName, QueuedEvent, Recorded, StoreError, SubscriptionStore,
+};
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 
@@ -39,13 +41,13 @@ pub struct Processor<S, Q = NoFanout> {
 /// Default retention of stored events.
 pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
-impl<S: EventStore + SubscriptionStore> Processor<S, NoFanout> {
+impl<S: EventStore + SubscriptionStore + DeliverabilityStore> Processor<S, NoFanout> {
     pub fn new(store: S, retention_days: u64) -> Self {
         Processor { store, deliveries: None, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
     }
 }
 
-impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
+impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processor<S, Q> {
     pub fn with_fanout(store: S, deliveries: Q, retention_days: u64) -> Self {
         Processor {
             store,
@@ -79,8 +81,9 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
     pub async fn process_batch(&self, bodies: &[&str]) -> Vec<Result<Processed, StoreError>> {
         let mut results: Vec<Option<Result<Processed, StoreError>>> = vec![None; bodies.len()];
         let mut new: Vec<(usize, QueuedEvent)> = Vec::with_capacity(bodies.len());
+        let mut settings: HashMap<String, crate::deliverability::Settings> = HashMap::new();
         for (i, body) in bodies.iter().enumerate() {
-            let queued = match serde_json::from_str::<QueuedEvent>(body) {
+            let mut queued = match serde_json::from_str::<QueuedEvent>(body) {
                 Ok(queued) => queued,
                 Err(e) => {
                     results[i] =
@@ -107,6 +110,23 @@ impl<S: EventStore + SubscriptionStore, Q: Queue> Processor<S, Q> {
                         continue;
                     }
                 }
+            }
+            // The operator's mapping of recipient domains to mailbox providers, read once per
+            // workspace per batch.
+            let workspace = queued.event.workspaceid.clone();
+            if !settings.contains_key(&workspace) {
+                match self.store.deliverability_settings(&workspace).await {
+                    Ok(found) => {
+                        settings.insert(workspace.clone(), found.unwrap_or_default());
+                    }
+                    Err(error) => {
+                        results[i] = Some(Err(error));
+                        continue;
+                    }
+                }
+            }
+            if let Some(settings) = settings.get(&workspace) {
+                settings.map_mailbox_provider(&mut queued.event.data);
             }
             new.push((i, queued));
         }

@@ -104,7 +104,14 @@ impl Provider for Activereach {
                 let kind = text("bounce_type")
                     .and_then(|k| lookup(BOUNCE_TYPES, k.to_ascii_lowercase().as_str()))
                     .unwrap_or(BounceKind::Undetermined);
-                data.bounce = Some(Bounce { kind, code: None, subtype: None, diagnostic: text("bounce_reason") });
+                data.bounce = Some(Bounce {
+                    kind,
+                    code: None,
+                    subtype: None,
+                    diagnostic: text("bounce_reason"),
+                    reason: None,
+                    provider_kind: None,
+                });
             }
             Some(Status::Failed) => data.reason = text("error_reason"),
             Some(Status::Clicked) => data.url = text("link_url"),

@@ -101,6 +101,8 @@ fn from_record(record: &str, sns_time: Option<Timestamp>, ctx: &NormalizeContext
         code: text(&r["messageStatus"]),
         subtype: Some(name.clone()),
         diagnostic: data.reason.clone(),
+        reason: None,
+        provider_kind: None,
     });
     let time = parse_time(&r["eventTimestamp"]).or(sns_time);
     let dedup = format!(

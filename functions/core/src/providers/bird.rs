@@ -181,6 +181,8 @@ impl Provider for Bird {
                         code: code.clone(),
                         subtype: reason.clone(),
                         diagnostic: text(&p["reason"]),
+                        reason: None,
+                        provider_kind: None,
                     });
                     events.push(ctx.event(message_type(&channel, status), time, &key, data, &raw));
                 }

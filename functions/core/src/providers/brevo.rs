@@ -124,7 +124,14 @@ fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> No
     match status {
         Some(Status::Bounced) => {
             let kind = if name == "soft_bounce" { BounceKind::Soft } else { BounceKind::Hard };
-            data.bounce = Some(Bounce { kind, code: None, subtype: Some(name.to_owned()), diagnostic: reason });
+            data.bounce = Some(Bounce {
+                kind,
+                code: None,
+                subtype: Some(name.to_owned()),
+                diagnostic: reason,
+                reason: None,
+                provider_kind: None,
+            });
         }
         Some(Status::Opened) => data.privacy_open = Some(name.contains("proxy")),
         Some(Status::Clicked) => data.url = r.link.as_deref().map(str::to_owned),

@@ -101,7 +101,14 @@ impl Provider for Cmcom {
                     .as_deref()
                     .and_then(|k| lookup(BOUNCE_TYPES, k.to_ascii_lowercase().as_str()))
                     .unwrap_or(BounceKind::Undetermined);
-                data.bounce = Some(Bounce { kind, code: None, subtype: b.sub_type, diagnostic: b.message });
+                data.bounce = Some(Bounce {
+                    kind,
+                    code: None,
+                    subtype: b.sub_type,
+                    diagnostic: b.message,
+                    reason: None,
+                    provider_kind: None,
+                });
             }
             Some(Status::Suppressed) => data.reason = d.suppressed.and_then(|s| s.message),
             Some(Status::Unsubscribed) => {

@@ -125,6 +125,8 @@ fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> No
                     code: r.bounce_code.clone(),
                     subtype: r.status.clone(),
                     diagnostic: text,
+                    reason: None,
+                    provider_kind: None,
                 };
                 data.bounce = Some(bounce);
             } else {
@@ -136,7 +138,14 @@ fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> No
                 "bounce_lite" => BounceKind::Undetermined,
                 _ => r.bounce_type.as_deref().and_then(|t| lookup(BOUNCE_TYPES, t)).unwrap_or(BounceKind::Undetermined),
             };
-            data.bounce = Some(Bounce { kind, code: r.bounce_code.clone(), subtype: None, diagnostic: text });
+            data.bounce = Some(Bounce {
+                kind,
+                code: r.bounce_code.clone(),
+                subtype: None,
+                diagnostic: text,
+                reason: None,
+                provider_kind: None,
+            });
         }
         (_, Some(Status::Suppressed)) => {
             data.reason = Some("address reached the bounce removal threshold".into());
@@ -145,6 +154,8 @@ fn to_event<'a>(r: &Record<'_>, ctx: &NormalizeContext<'_>, raw: &Raw<'a>) -> No
                 code: r.bounce_code.clone(),
                 subtype: None,
                 diagnostic: text,
+                reason: None,
+                provider_kind: None,
             });
         }
         (_, Some(Status::Clicked | Status::Unsubscribed)) => {

@@ -227,6 +227,8 @@ impl Provider for Infobip {
                             code: error.id.clone(),
                             subtype: error.name.clone(),
                             diagnostic: error.description.clone(),
+                            reason: None,
+                            provider_kind: None,
                         });
                     }
                 }

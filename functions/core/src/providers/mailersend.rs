@@ -161,7 +161,14 @@ impl Provider for Mailersend {
                 let kind = if name == "activity.hard_bounced" { BounceKind::Hard } else { BounceKind::Soft };
                 let diagnostic = text(&details["bounce_reason"]).or_else(|| text(&details["reason"]));
                 data.reason = diagnostic.clone();
-                data.bounce = Some(Bounce { kind, code: text(&details["bounce_code"]), subtype: None, diagnostic });
+                data.bounce = Some(Bounce {
+                    kind,
+                    code: text(&details["bounce_code"]),
+                    subtype: None,
+                    diagnostic,
+                    reason: None,
+                    provider_kind: None,
+                });
             }
             Some(Status::Unsubscribed) => {
                 data.reason = text(&details["readable_reason"])

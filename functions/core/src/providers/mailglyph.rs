@@ -116,7 +116,7 @@ impl Provider for Mailglyph {
                 let kind = if transient { BounceKind::Soft } else { BounceKind::Hard };
                 let diagnostic = field(&["reason", "diagnostic", "message"]).map(|v| tag_value(&v));
                 let subtype = field(&["bounceType", "bounce_type"]).map(|v| tag_value(&v));
-                data.bounce = Some(Bounce { kind, code: None, subtype, diagnostic });
+                data.bounce = Some(Bounce { kind, code: None, subtype, diagnostic, reason: None, provider_kind: None });
             }
             Some(Status::Clicked) => data.url = field(&["link", "url"]).map(|v| tag_value(&v)),
             Some(_) => data.reason = field(&["reason"]).map(|v| tag_value(&v)),

@@ -108,6 +108,8 @@ impl Provider for Mailgun {
                         code: delivery.and_then(|d| d.code.clone()),
                         subtype: e.reason.as_deref().map(str::to_owned),
                         diagnostic: diagnostic.clone(),
+                        reason: None,
+                        provider_kind: None,
                     });
                 }
                 if let Some(attempt) = delivery.and_then(|d| d.attempt_no.clone()) {
@@ -126,6 +128,7 @@ impl Provider for Mailgun {
             e.id.as_deref().unwrap_or_default(),
             e.timestamp.as_ref().map(tag_value).unwrap_or_default()
         );
+        data.sending_domain = e.envelope.as_ref().and_then(|v| v.sender.clone());
         let raw = Raw::Borrowed(body.raw_event.get());
         let event_type = message_type(&Channel::EMAIL, status);
         // `rejected` events often name no recipient: the message's envelope targets, or its `To`
@@ -211,6 +214,8 @@ struct EventRecord<'a> {
 struct Envelope {
     #[serde(default)]
     targets: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
 }
 
 /// The message's `To` header.

@@ -121,6 +121,8 @@ impl Provider for Mailjet {
                             code: None,
                             subtype: error.map(str::to_owned),
                             diagnostic: e.comment.as_deref().map(str::to_owned),
+                            reason: None,
+                            provider_kind: None,
                         });
                     }
                     if let Some(blocked) = e.blocked {

@@ -162,6 +162,8 @@ impl Provider for Mailtrap {
                     code: e.response_code.clone(),
                     subtype: category.map(str::to_owned),
                     diagnostic: e.response.as_deref().map(str::to_owned),
+                    reason: None,
+                    provider_kind: None,
                 });
             }
             let dedup = match &e.event_id {

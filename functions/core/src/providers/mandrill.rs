@@ -183,6 +183,8 @@ fn event<'a>(ctx: &NormalizeContext<'_>, e: Record<'_>, raw: &Raw<'a>) -> super:
                 code: msg.bgtools_code.clone(),
                 subtype: msg.bounce_description.clone(),
                 diagnostic,
+                reason: None,
+                provider_kind: None,
             });
         }
         "deferral" => data.reason = last_smtp,

@@ -181,6 +181,7 @@ impl NormalizeContext<'_> {
         raw: &Raw<'a>,
     ) -> NormalizedEvent<'a> {
         data.received_at = self.received_at;
+        crate::deliverability::enrich(&mut data, &event_type);
         let id = EventId::derive(self.workspace, &data.provider, dedup_key, data.recipient.as_deref());
         let event = CanonicalEvent {
             specversion: SpecVersion::V1_0,

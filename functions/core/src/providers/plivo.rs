@@ -196,8 +196,14 @@ impl Provider for Plivo {
                 (Status::Bounced | Status::Failed, Some((_, Status::Dropped, _))) => status = Status::Dropped,
                 (Status::Bounced, Some((_, mapped, kind))) => {
                     status = *mapped;
-                    data.bounce =
-                        kind.map(|kind| Bounce { kind, code: Some(code.to_owned()), subtype: None, diagnostic: None });
+                    data.bounce = kind.map(|kind| Bounce {
+                        kind,
+                        code: Some(code.to_owned()),
+                        subtype: None,
+                        diagnostic: None,
+                        reason: None,
+                        provider_kind: None,
+                    });
                 }
                 (Status::Bounced, None) => {
                     data.bounce = Some(Bounce {
@@ -205,6 +211,8 @@ impl Provider for Plivo {
                         code: Some(code.to_owned()),
                         subtype: None,
                         diagnostic: None,
+                        reason: None,
+                        provider_kind: None,
                     });
                 }
                 _ => {}

@@ -130,6 +130,8 @@ impl Provider for Postal {
                     code: None,
                     subtype: text(&payload["status"]),
                     diagnostic: output.or(details),
+                    reason: None,
+                    provider_kind: None,
                 });
             }
             "MessageBounced" => {
@@ -138,6 +140,8 @@ impl Provider for Postal {
                     code: None,
                     subtype: None,
                     diagnostic: text(&payload["bounce"]["subject"]),
+                    reason: None,
+                    provider_kind: None,
                 });
                 if let Some(bounce_id) = text(&payload["bounce"]["message_id"]) {
                     data.details.insert("bounce_message_id".into(), Value::String(bounce_id));

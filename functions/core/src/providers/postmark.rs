@@ -141,6 +141,8 @@ impl Provider for Postmark {
                     code: r.type_code.clone(),
                     subtype: r.bounce_type.as_deref().map(str::to_owned),
                     diagnostic: r.details.as_deref().map(str::to_owned),
+                    reason: None,
+                    provider_kind: None,
                 });
             }
             Some(Status::Complained) => {

@@ -102,6 +102,8 @@ impl Provider for Resend {
                         code: None,
                         subtype: b.and_then(|b| b.sub_type.as_deref()).map(str::to_owned),
                         diagnostic: Some(message.to_owned()).filter(|m| !m.is_empty()),
+                        reason: None,
+                        provider_kind: None,
                     });
                 }
             }

@@ -180,6 +180,8 @@ fn to_event<'a>(
                     .or(record.bounce_type.as_ref())
                     .map(|t| t.as_str().to_owned()),
                 diagnostic: reason,
+                reason: None,
+                provider_kind: None,
             });
         }
         Some(Status::Clicked) => data.url = record.url.as_ref().map(|t| t.as_str().to_owned()),

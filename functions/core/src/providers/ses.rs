@@ -201,6 +201,9 @@ struct Mail<'a> {
     destination: Vec<String>,
     #[serde(default)]
     tags: BTreeMap<String, Vec<String>>,
+    /// The sender's address (`"Name" <a@example.com>` or bare).
+    #[serde(default)]
+    source: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +375,7 @@ fn from_record<'a>(
             None => data.message_id = Some(record.mail.message_id.to_string()),
         }
         data.tags = record.mail.tags.iter().map(|(k, values)| (k.clone(), values.join(","))).collect();
+        data.sending_domain = record.mail.source.clone();
         data
     };
     // Events about the message as a whole (send, reject, open, click…) name no recipient of
@@ -409,6 +413,8 @@ fn from_record<'a>(
                         code: r.status.clone(),
                         subtype: subtype.clone(),
                         diagnostic: r.diagnostic_code.clone(),
+                        reason: None,
+                        provider_kind: None,
                     });
                     data.provider_event_id = owned(&b.feedback_id);
                     data.reason = suppression.map(str::to_owned);

@@ -129,6 +129,8 @@ impl Provider for Sinch {
                 code: code.map(str::to_owned),
                 subtype: Some(status_name.to_owned()),
                 diagnostic: None,
+                reason: None,
+                provider_kind: None,
             });
             let dedup =
                 format!("{kind}|{batch}|{}|{status_name}|{}", who.unwrap_or_default(), code.unwrap_or_default());

@@ -121,6 +121,7 @@ impl Provider for Sparkpost {
             data.provider_event_id = e.event_id.clone();
             data.message_id = e.message_id.as_deref().map(str::to_owned);
             data.recipient = first_present([e.rcpt_to.as_deref(), e.raw_rcpt_to.as_deref()]).map(recipient::email);
+            data.sending_domain = first_present([e.friendly_from.as_deref(), e.msg_from.as_deref()]).map(str::to_owned);
             tags_from_object(e.rcpt_meta.as_ref(), &mut data.tags);
             data.labels = labels_from(e.rcpt_tags.as_ref());
             data.ip = e.ip_address.as_deref().map(str::to_owned);
@@ -143,6 +144,8 @@ impl Provider for Sparkpost {
                         code: e.error_code.clone(),
                         subtype: e.bounce_class.clone(),
                         diagnostic: reason,
+                        reason: None,
+                        provider_kind: None,
                     });
                 }
                 Some(Status::Clicked) => data.url = e.target_link_url.as_deref().map(str::to_owned),
@@ -184,6 +187,11 @@ struct Record<'a> {
     rcpt_to: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     raw_rcpt_to: Option<Cow<'a, str>>,
+    /// The envelope sender (its domain is the sending domain).
+    #[serde(default, borrow)]
+    msg_from: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    friendly_from: Option<Cow<'a, str>>,
     #[serde(default)]
     rcpt_meta: Option<Value>,
     #[serde(default)]

@@ -181,6 +181,8 @@ impl Provider for Telnyx {
                     code: code.clone(),
                     subtype: error.and_then(|e| e.title.clone()),
                     diagnostic: error.and_then(|e| e.detail.clone()),
+                    reason: None,
+                    provider_kind: None,
                 });
             }
             let dedup = format!("{dedup_base}|{state}");

@@ -187,6 +187,8 @@ impl Provider for Twilio {
                     code: error_code.map(str::to_owned),
                     subtype: None,
                     diagnostic: data.reason.clone(),
+                    reason: None,
+                    provider_kind: None,
                 });
             }
             Some(Status::Failed) => {

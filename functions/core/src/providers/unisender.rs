@@ -211,7 +211,14 @@ fn one<'a>(
     data.reason = e.comment.as_deref().map(str::to_owned).or_else(|| delivery_status.clone());
     if status == Some(Status::Bounced) {
         let kind = if state == "hard_bounced" { BounceKind::Hard } else { BounceKind::Soft };
-        data.bounce = Some(Bounce { kind, code: None, subtype: delivery_status, diagnostic: response });
+        data.bounce = Some(Bounce {
+            kind,
+            code: None,
+            subtype: delivery_status,
+            diagnostic: response,
+            reason: None,
+            provider_kind: None,
+        });
     }
     let time = e.event_time.as_deref().and_then(super::utc_time);
     let dedup = format!(

@@ -253,6 +253,8 @@ impl Provider for Vonage {
             code: error_code.clone(),
             subtype: None,
             diagnostic: data.reason.clone(),
+            reason: None,
+            provider_kind: None,
         });
         Ok(Normalized::events(vec![ctx.event(message_type(&channel, Some(status)), time, &dedup, data, &raw)]))
     }

@@ -269,6 +269,8 @@ fn status_event<'a>(
                 code: code.clone(),
                 subtype: error.title.as_deref().map(str::to_owned),
                 diagnostic: detail.or(error.message.as_deref()).map(str::to_owned),
+                reason: None,
+                provider_kind: None,
             });
         }
         if let Some(code) = &code {

@@ -1,0 +1,222 @@
+//! Counters, deliverability settings, alarms and the list of watched workspaces.
+//!
+//! A counter is one item per workspace, series, hour and dimension values, in a partition per
+//! workspace, series and day (`WS#<ws>#AGG#<series>#<day>`), so a window of days is one query
+//! per day. A batch adds to each counter it touches once: a consistent read, then a put over
+//! the version read, carrying the ids of the last [`COUNTED_IDS`] events counted into it
+//! (10 hex digits each), so a retried batch counts none of them again.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::future::try_join_all;
+use tidings_core::deliverability::counters::{self, CounterKey, Series, day_of};
+use tidings_core::deliverability::{Alarm, Settings};
+use tidings_core::ports::{DeliverabilityStore, QueuedEvent, StoreError};
+use tidings_core::timestamp::Timestamp;
+
+use crate::classify;
+
+use super::items::{json, n, number, s, text, to_json, version_condition};
+use super::{DynamoStore, Item, MAX_ATTEMPTS};
+
+/// How many of the events last counted into a counter it remembers. A retry of a batch comes a
+/// visibility timeout later; only more events than this on one counter in that time could make
+/// it count one twice.
+pub(super) const COUNTED_IDS: usize = 64;
+/// How long counters are kept: as long as events are by default.
+const COUNTER_DAYS: i64 = 90;
+
+fn counter_pk(ws: &str, series: Series, day: &str) -> String {
+    format!("WS#{ws}#AGG#{}#{day}", series.as_str())
+}
+
+/// An event's id as a counter remembers it: 10 hex digits (40 bits) of its hash. Among the 64
+/// a counter keeps, two alike by chance is a one-in-ten-billion event.
+fn counted_id(id: &str) -> String {
+    let hex = id.strip_prefix("evt_").unwrap_or(id);
+    hex.get(..10).unwrap_or(hex).to_owned()
+}
+
+impl DynamoStore {
+    /// Adds the events to their counters: one read and one conditional write per counter.
+    pub(super) async fn count(&self, events: &[&QueuedEvent]) -> Result<(), StoreError> {
+        let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        for queued in events {
+            let e = &queued.event;
+            for key in counters::keys_for(e, &queued.source).into_iter().flatten() {
+                let pk = counter_pk(&e.workspaceid, key.series, &key.day());
+                groups.entry((pk, key.text(), key.day())).or_default().push(counted_id(e.id.as_str()));
+            }
+        }
+        try_join_all(groups.into_iter().map(|((pk, sk, _), ids)| self.add_to_counter(pk, sk, ids))).await?;
+        Ok(())
+    }
+
+    async fn add_to_counter(&self, pk: String, sk: String, ids: Vec<String>) -> Result<(), StoreError> {
+        let hour: i64 = sk.split('|').next().and_then(|h| h.parse().ok()).unwrap_or(0);
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get(&pk, &sk).await?;
+            let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
+            let count = current.as_ref().and_then(|i| number(i, "n")).unwrap_or(0);
+            let mut counted: Vec<String> = current
+                .as_ref()
+                .and_then(|i| i.get("g"))
+                .and_then(|v| v.as_s().ok())
+                .map(|g| g.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
+                .unwrap_or_default();
+            let mut added = 0i64;
+            for id in &ids {
+                if !counted.contains(id) {
+                    counted.push(id.clone());
+                    added += 1;
+                }
+            }
+            if added == 0 {
+                return Ok(());
+            }
+            let keep = counted.len().saturating_sub(COUNTED_IDS);
+            let item: Item = HashMap::from([
+                ("PK".to_owned(), s(&pk)),
+                ("SK".to_owned(), s(&sk)),
+                ("n".to_owned(), n(count.saturating_add(added))),
+                ("g".to_owned(), s(counted[keep..].join(" "))),
+                ("v".to_owned(), n(version + 1)),
+                ("ttl".to_owned(), n(hour.saturating_add(COUNTER_DAYS * 86_400))),
+            ]);
+            let (condition, values) = version_condition(version);
+            if self.put_if(item, condition, values).await? {
+                return Ok(());
+            }
+        }
+        Err(StoreError::contended(format!("counter {sk} kept changing under concurrent writers")))
+    }
+
+    /// Notes that `ws` has events on `day`, so the watch looks at it: one small write per
+    /// workspace per day per warm function instance (called with the day index's mark).
+    pub(super) async fn mark_watched(&self, ws: &str, day: &str) -> Result<(), StoreError> {
+        self.client()
+            .await
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s("WATCH"))
+            .key("SK", s(ws))
+            .update_expression("SET #day = :day")
+            .condition_expression("attribute_not_exists(#day) OR #day < :day")
+            .expression_attribute_names("#day", "day")
+            .expression_attribute_values(":day", s(day))
+            .send()
+            .await
+            .map(|_| ())
+            .or_else(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                    Ok(())
+                } else {
+                    Err(classify("UpdateItem", &e))
+                }
+            })?;
+        self.usage.request("UpdateItem");
+        self.usage.write(1);
+        Ok(())
+    }
+
+    /// Writes the versioned item `pk`/`sk` holding `body`, over the version read.
+    async fn put_versioned(&self, pk: String, sk: &str, read: u64, body: String) -> Result<bool, StoreError> {
+        let read = i64::try_from(read).map_err(|_| StoreError::refused("version out of range"))?;
+        let item: Item = HashMap::from([
+            ("PK".to_owned(), s(pk)),
+            ("SK".to_owned(), s(sk)),
+            ("d".to_owned(), s(body)),
+            ("v".to_owned(), n(read + 1)),
+        ]);
+        let (condition, values) = version_condition(read);
+        self.put_if(item, condition, values).await
+    }
+}
+
+impl DeliverabilityStore for DynamoStore {
+    async fn counters(
+        &self,
+        workspace: &str,
+        series: Series,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> Result<Vec<(CounterKey, u64)>, StoreError> {
+        let mut days = Vec::new();
+        let mut day_start = since_hour.div_euclid(86_400) * 86_400;
+        while day_start <= until_hour && days.len() < 400 {
+            days.push(day_of(day_start));
+            day_start += 86_400;
+        }
+        let lo = format!("{since_hour:010}");
+        let hi = format!("{until_hour:010}|~");
+        let pages = try_join_all(days.iter().map(|day| {
+            self.query_all(
+                None,
+                "PK = :pk AND SK BETWEEN :lo AND :hi",
+                vec![(":pk", s(counter_pk(workspace, series, day))), (":lo", s(&lo)), (":hi", s(&hi))],
+                true,
+                |item| {
+                    let key = text(item, "SK")?;
+                    let key = CounterKey::parse(series, key).ok_or_else(|| {
+                        StoreError::malformed(format!("counter key {key:?} is not one tidings writes"))
+                    })?;
+                    Ok(Some((key, u64::try_from(number(item, "n").unwrap_or(0)).unwrap_or(0))))
+                },
+                usize::MAX,
+            )
+        }))
+        .await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    async fn deliverability_settings(&self, workspace: &str) -> Result<Option<Settings>, StoreError> {
+        let Some(item) = self.get(&format!("WS#{workspace}#SETTINGS"), "DELIVERABILITY").await? else {
+            return Ok(None);
+        };
+        let mut settings: Settings = json(text(&item, "d")?)?;
+        settings.version = u64::try_from(number(&item, "v").unwrap_or(0)).unwrap_or(0);
+        Ok(Some(settings))
+    }
+
+    async fn put_deliverability_settings(&self, workspace: &str, settings: &Settings) -> Result<bool, StoreError> {
+        let body = to_json(&Settings { version: 0, ..settings.clone() })?;
+        self.put_versioned(format!("WS#{workspace}#SETTINGS"), "DELIVERABILITY", settings.version, body).await
+    }
+
+    async fn alarms(&self, workspace: &str) -> Result<Vec<Alarm>, StoreError> {
+        self.query_all(
+            None,
+            "PK = :pk",
+            vec![(":pk", s(format!("WS#{workspace}#ALARMS")))],
+            true,
+            |item| {
+                let mut alarm: Alarm = json(text(item, "d")?)?;
+                alarm.version = u64::try_from(number(item, "v").unwrap_or(0)).unwrap_or(0);
+                Ok(Some(alarm))
+            },
+            usize::MAX,
+        )
+        .await
+    }
+
+    async fn put_alarm(&self, alarm: &Alarm) -> Result<bool, StoreError> {
+        let body = to_json(&Alarm { version: 0, ..alarm.clone() })?;
+        self.put_versioned(format!("WS#{}#ALARMS", alarm.workspace), &alarm.key, alarm.version, body).await
+    }
+
+    async fn watched_workspaces(&self) -> Result<Vec<String>, StoreError> {
+        let since = day_of(Timestamp::now().unix_seconds() - 31 * 86_400);
+        self.query_all(
+            None,
+            "PK = :pk",
+            vec![(":pk", s("WATCH"))],
+            true,
+            |item| {
+                let recent = item.get("day").and_then(|v| v.as_s().ok()).is_some_and(|d| *d >= since);
+                recent.then(|| text(item, "SK").map(str::to_owned)).transpose()
+            },
+            usize::MAX,
+        )
+        .await
+    }
+}
