@@ -68,7 +68,7 @@ function freePort() {
 
 /// Starts `tidings dev` and resolves once it listens.
 async function startDev(port) {
-  const child = spawn(tidings, ["dev", "--addr", `127.0.0.1:${port}`, "--db", db], {
+  const child = spawn(tidings, ["dev", "--addr", `127.0.0.1:${port}`, "--db", db, "--watch-every", "1"], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -257,6 +257,30 @@ async function main() {
     assert.match(await charts.nth(1).getAttribute("aria-label"), /postmark \(\d+ messages?\) bounce rate \d/);
     await checkAccessible(page);
     await screenshot(page, "overview");
+  });
+
+  await step("the deliverability page draws rates against thresholds, bounces by reason, and the watch's alarm", async () => {
+    // A low threshold and volume floor for the handful of sample messages: the dev watch (every
+    // second here) crosses it and announces it once.
+    const settings = await api("/api/deliverability/settings");
+    const put = await fetch(`${base}/api/deliverability/settings`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${config.api_key}`, "content-type": "application/json" },
+      body: JSON.stringify({ ...settings, bounce_rate: 0.01, min_volume: 1 }),
+      signal: AbortSignal.timeout(WAIT_MS),
+    });
+    assert.equal(put.status, 200, `PUT settings: ${put.status} ${await put.text()}`);
+    await page.goto("/console/deliverability");
+    await reloadUntil(page, "main table", "deliverability.threshold_crossed");
+    assert.match(await page.locator("main table").first().textContent(), /active.*bounce_rate\|provider\|/s);
+    const charts = page.locator("figure.chart svg[role=img]");
+    assert.match(await charts.first().getAttribute("aria-label"), /bounce rate threshold 1\.00%.*: other \(\d+ messages?\) bounce rate \d/);
+    assert.match(await charts.nth(2).getAttribute("aria-label"), /mailbox_unknown events \d+/);
+    const crossed = (await api("/api/events?type=deliverability.*")).events;
+    const keys = crossed.map((e) => `${e.type} ${e.data.details.metric} ${e.data.details.value}`);
+    assert.equal(new Set(keys).size, keys.length, `one event per crossing: ${keys.join(", ")}`);
+    await checkAccessible(page);
+    await screenshot(page, "deliverability");
   });
 
   await step("a message's timeline shows its state, its events and the provider's record", async () => {

@@ -512,4 +512,233 @@ pub async fn run_all<S: Store>(store: &S) {
     subscription_changes_never_undo_one_another(store).await;
     attempts_are_logged_newest_first(store).await;
     deliveries_are_claimed_once_and_marked(store).await;
+    counts_each_stored_event_once(store).await;
+    deliverability_settings_change_over_the_version_read(store).await;
+}
+
+/// An email event to `recipient` received at `received` (Unix seconds), through the same
+/// enrichment as a provider's (mailbox provider, bounce reason).
+fn mail_event(workspace: &str, status: Status, recipient: &str, received: i64, key: &str) -> QueuedEvent {
+    let mut data = EventData::new(Some(Channel::EMAIL), "ses", status.as_str());
+    data.message_id = Some(format!("m-{key}"));
+    data.recipient = Some(recipient.into());
+    data.sending_domain = Some("news@mail.example.com".into());
+    if status == Status::Bounced {
+        let mut bounce = Bounce::of_kind(BounceKind::Hard);
+        bounce.diagnostic = Some("smtp; 550 5.1.1 user unknown".into());
+        data.bounce = Some(bounce);
+    }
+    let when = Timestamp::from_unix_seconds(received).unwrap();
+    let ctx = NormalizeContext { workspace, received_at: when };
+    let raw = tidings_core::providers::Raw::from(format!("{{\"key\":\"{key}\"}}"));
+    let normalized = ctx.event(EventType::message(Channel::EMAIL, status), Some(when), key, data, &raw);
+    QueuedEvent { event: normalized.event, raw: raw.to_string(), source: "src_ses".into() }
+}
+
+/// Every stored event is counted once, in both series, however often it is recorded; reports
+/// group the counters by any dimension.
+pub async fn counts_each_stored_event_once<S: Store>(store: &S) {
+    use tidings_core::deliverability::counters::{self, Dimension, Series, hour_of};
+    let ws = "ws_counts";
+    let now = Timestamp::now().unix_seconds();
+    let batch = [
+        mail_event(ws, Status::Sent, "a@gmail.com", now, "c1"),
+        mail_event(ws, Status::Delivered, "a@gmail.com", now, "c2"),
+        mail_event(ws, Status::Bounced, "b@hotmail.co.uk", now, "c3"),
+        mail_event(ws, Status::Delivered, "c@example.org", now, "c4"),
+    ];
+    let expires = expiry();
+    let items: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|e| (e, expires)).collect();
+    for _ in 0..2 {
+        for result in store.record_batch(&items).await {
+            result.unwrap();
+        }
+    }
+    store.record(&batch[0], expires).await.unwrap();
+    let hour = hour_of(Timestamp::from_unix_seconds(now).unwrap());
+    let sources = store.counters(ws, Series::Sources, hour, hour).await.unwrap();
+    assert_eq!(sources.iter().map(|(_, n)| n).sum::<u64>(), 4, "each event counted once: {sources:?}");
+    assert!(sources.iter().all(|(k, _)| k.source == "src_ses" && k.recipient_domain.is_empty()));
+    let domains = store.counters(ws, Series::Domains, hour, hour).await.unwrap();
+    assert_eq!(domains.iter().map(|(_, n)| n).sum::<u64>(), 4);
+    let bounce = domains.iter().find(|(k, _)| k.event_type == "email.bounced").expect("the bounce is counted");
+    assert_eq!(
+        (bounce.0.recipient_domain.as_str(), bounce.0.mailbox_provider.as_str(), bounce.0.sending_domain.as_str()),
+        ("hotmail.co.uk", "microsoft", "mail.example.com")
+    );
+    assert_eq!((bounce.0.bounce_kind.as_str(), bounce.0.bounce_reason.as_str()), ("hard", "mailbox_unknown"));
+    assert!(store.counters(ws, Series::Sources, hour + 3600, hour + 7200).await.unwrap().is_empty(), "another hour");
+    assert!(store.counters("ws_counts_other", Series::Sources, hour, hour).await.unwrap().is_empty());
+    let at = Timestamp::from_unix_seconds(now).unwrap();
+    let report = counters::report(Dimension::MailboxProvider, at, at, &sources);
+    let values: Vec<&str> = report.rows.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(report.total.attempted, 3, "one sent, plus the delivery and bounce of the messages not reported sent");
+    assert!(values.contains(&"gmail") && values.contains(&"microsoft") && values.contains(&"other"), "{values:?}");
+    assert!(store.watched_workspaces().await.unwrap().iter().any(|w| w == ws), "a workspace with events is watched");
+}
+
+/// Settings and alarms change only over the version that was read.
+pub async fn deliverability_settings_change_over_the_version_read<S: Store>(store: &S) {
+    use tidings_core::deliverability::{Alarm, Settings};
+    let ws = "ws_settings";
+    assert_eq!(store.deliverability_settings(ws).await.unwrap(), None);
+    let mut settings = Settings { bounce_rate: 0.02, ..Settings::default() };
+    settings.mailbox_domains.insert("example.com".into(), "microsoft".into());
+    assert!(store.put_deliverability_settings(ws, &settings).await.unwrap());
+    assert!(!store.put_deliverability_settings(ws, &settings).await.unwrap(), "version 0 is gone");
+    let read = store.deliverability_settings(ws).await.unwrap().unwrap();
+    assert_eq!(read, Settings { version: 1, ..settings.clone() });
+    assert!(store.put_deliverability_settings(ws, &Settings { spam_rate: 0.001, ..read.clone() }).await.unwrap());
+    assert!(!store.put_deliverability_settings(ws, &read).await.unwrap(), "a stale write is refused");
+    assert_eq!(store.deliverability_settings(ws).await.unwrap().unwrap().version, 2);
+
+    let alarm = Alarm {
+        workspace: ws.into(),
+        key: "bounce_rate|provider|ses".into(),
+        active: true,
+        since: at(0),
+        changes: 1,
+        details: Default::default(),
+        version: 0,
+    };
+    assert!(store.put_alarm(&alarm).await.unwrap());
+    assert!(!store.put_alarm(&alarm).await.unwrap(), "a second writer of the same change loses");
+    let stored = store.alarms(ws).await.unwrap();
+    assert_eq!(stored, vec![Alarm { version: 1, ..alarm.clone() }]);
+    assert!(store.alarms("ws_settings_other").await.unwrap().is_empty());
+}
+
+/// A replayed stream that crosses the bounce-rate threshold and recovers announces each change
+/// once, however many watches run, and replaying the stream again changes nothing.
+pub async fn thresholds_cross_and_recover_once<S, Q>(store: &S, queue: &Q)
+where
+    S: Store + Clone,
+    Q: tidings_core::ports::Queue + tidings_core::ports::Consumer + Clone,
+{
+    use tidings_core::deliverability::Settings;
+    use tidings_core::pipeline::{Processor, Watch};
+    use tidings_core::ports::{QueueName, Settlement};
+    let ws = "ws_thresholds";
+    let settings = Settings { min_volume: 100, ..Settings::default() };
+    assert!(store.put_deliverability_settings(ws, &settings).await.unwrap());
+    let now = Timestamp::now().unix_seconds();
+    let processor = Processor::new(store.clone(), 90);
+    let stream = |from: usize, to: usize, bounce_every: usize| -> Vec<String> {
+        (from..to)
+            .flat_map(|i| {
+                let to = format!("r{i}@gmail.com");
+                let key = format!("t{i}");
+                let mut events = vec![mail_event(ws, Status::Sent, &to, now, &format!("{key}-sent"))];
+                let last = if bounce_every > 0 && i % bounce_every == 0 { Status::Bounced } else { Status::Delivered };
+                events.push(mail_event(ws, last, &to, now, &format!("{key}-{last}")));
+                events
+            })
+            .map(|e| serde_json::to_string(&e).unwrap())
+            .collect()
+    };
+    let process = |bodies: Vec<String>| {
+        let processor = &processor;
+        async move {
+            for chunk in bodies.chunks(25) {
+                let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                for result in processor.process_batch(&refs).await {
+                    result.unwrap();
+                }
+            }
+        }
+    };
+    let watch = Watch::new(store.clone(), queue.clone());
+    let when = Timestamp::from_unix_seconds(now + 60).unwrap();
+    // Drains the events queue through the processor (as the pipeline does): the operational
+    // events the watches announced are stored, once each; answers how many messages there were.
+    let announced = || async {
+        let mut messages = 0;
+        loop {
+            let batch = queue.receive(QueueName::Events, 10, 30).await.unwrap();
+            if batch.is_empty() {
+                return messages;
+            }
+            messages += batch.len();
+            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+            for result in processor.process_batch(&bodies).await {
+                result.unwrap();
+            }
+            let settled: Vec<_> = batch.into_iter().map(|m| (m, Settlement::Done)).collect();
+            assert!(queue.settle(QueueName::Events, &settled).await.is_empty());
+        }
+    };
+    let stored = |pattern: &'static str| async move {
+        let query = EventQuery {
+            workspace: ws.into(),
+            type_pattern: Some(pattern.into()),
+            limit: 100,
+            ..EventQuery::default()
+        };
+        store.events(&query).await.unwrap().events
+    };
+
+    // 50 messages, 10 bounced: 20%, but under the minimum volume.
+    let first = stream(0, 50, 5);
+    process(first.clone()).await;
+    watch.workspace(ws, when).await.unwrap();
+    assert_eq!(announced().await, 0, "fifty messages do not raise an alarm");
+
+    // 150 more, 6 bounced: 16 of 200 (8%) over the 5% threshold.
+    let second = stream(50, 200, 25);
+    process(second.clone()).await;
+    let (a, b) = futures_join(watch.workspace(ws, when), watch.workspace(ws, when)).await;
+    a.unwrap();
+    b.unwrap();
+    watch.workspace(ws, when).await.unwrap();
+    // Two watches at once may both announce the change: the same event id, stored once.
+    assert!((1..=2).contains(&announced().await));
+    let crossed = stored("deliverability.*").await;
+    assert_eq!(crossed.len(), 1, "one event for the crossing: {crossed:?}");
+    assert_eq!(crossed[0].event_type.to_string(), "deliverability.threshold_crossed");
+    assert_eq!(crossed[0].data.details["value"], "ses");
+    assert_eq!(crossed[0].data.details["rate"], 0.08);
+    let alarms = store.alarms(ws).await.unwrap();
+    assert_eq!(alarms.len(), 1);
+    assert!(alarms[0].active && alarms[0].changes == 1, "{alarms:?}");
+
+    // The same stream replayed: duplicates, counted nowhere, nothing announced.
+    process(first.into_iter().chain(second).collect()).await;
+    watch.workspace(ws, when).await.unwrap();
+    assert_eq!(announced().await, 0, "a replay changes no rate");
+
+    // 200 clean messages: 16 of 400 (4%), back under.
+    process(stream(200, 400, 0)).await;
+    let (a, b) = futures_join(watch.workspace(ws, when), watch.workspace(ws, when)).await;
+    a.unwrap();
+    b.unwrap();
+    assert!(announced().await >= 1);
+    let alarms = store.alarms(ws).await.unwrap();
+    assert!(!alarms[0].active && alarms[0].changes == 2, "{alarms:?}");
+    watch.workspace(ws, when).await.unwrap();
+    assert_eq!(announced().await, 0, "recovered once");
+    let recovered = stored("deliverability.recovered").await;
+    assert_eq!(recovered.len(), 1, "one event for the recovery: {recovered:?}");
+    assert_eq!(stored("deliverability.threshold_crossed").await.len(), 1);
+}
+
+/// Two futures polled together, as two watches running at once.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut ra, mut rb) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let std::task::Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let std::task::Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        if ra.is_some() && rb.is_some() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    (ra.unwrap(), rb.unwrap())
 }

@@ -74,6 +74,15 @@ async fn dynamodb_store_conforms() {
 }
 
 #[tokio::test]
+async fn dynamodb_and_sqs_announce_a_threshold_crossing_and_recovery_once_each_way() {
+    let aws = aws().await;
+    let store = aws.store().await;
+    let (queues, _, _) = aws.queues().await;
+    let queues = queues.deleting_settled();
+    tidings_tests::thresholds_cross_and_recover_once(&store, &queues).await;
+}
+
+#[tokio::test]
 async fn dynamodb_filtered_listings_do_bounded_work_per_page() {
     let aws = aws().await;
     let store = aws.store().await.with_read_budget(20);
@@ -155,7 +164,8 @@ async fn listing_a_workspace_reads_only_the_days_that_hold_its_events() {
     store.record(&new, expires).await.unwrap();
     let other = DynamoStore::new(aws.dynamo.clone(), store.table());
     other.record(&newer, expires).await.unwrap();
-    assert_eq!(count(&store, "UpdateItem"), 2, "each day is marked once per store");
+    // Each day marked once per store: its day index, and the workspace in the watch's list.
+    assert_eq!(count(&store, "UpdateItem"), 4, "each day is marked once per store");
 
     let (ids, queries) = list(store).await;
     let expected: Vec<String> = [&newer, &new, &old].iter().map(|e| e.event.id.to_string()).collect();

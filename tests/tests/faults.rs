@@ -526,14 +526,21 @@ async fn a_processor_cut_off_mid_batch_loses_and_doubles_nothing_when_the_batch_
         reader.events(&query).await.unwrap().events.len()
     };
 
-    // Cut off three times, each later than the last, then let the batch run to its end.
+    // Cut off again and again, each time later than the last, until a cut falls mid-batch
+    // (some of its events stored, not all); then let the batch run to its end.
     let mut cut_at = Vec::new();
-    for deadline in [60, 150, 300] {
+    for deadline in (1..=60).map(|i| i * 50) {
         let cut = tokio::time::timeout(Duration::from_millis(deadline), invoke()).await;
-        assert!(cut.is_err(), "the invocation was cut off at {deadline} ms");
+        if cut.is_ok() {
+            break;
+        }
         // Writes already sent land or not, as with a frozen Lambda; give them time to settle.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        cut_at.push(stored_count().await);
+        let stored = stored_count().await;
+        cut_at.push(stored);
+        if stored > 0 && stored < batch.len() {
+            break;
+        }
     }
     assert!(cut_at.iter().any(|n| *n > 0 && *n < batch.len()), "some cut fell mid-batch: {cut_at:?}");
     let response = invoke().await;

@@ -34,6 +34,12 @@ async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
 }
 
 #[tokio::test]
+async fn a_stream_crossing_and_recovering_a_threshold_is_announced_once_each_way() {
+    let db = Sqlite::in_memory().unwrap();
+    tidings_tests::thresholds_cross_and_recover_once(&db, &db).await;
+}
+
+#[tokio::test]
 async fn sqlite_queues_conform_through_the_consumer_port() {
     use tidings_tests::queues;
     let db = Sqlite::in_memory().unwrap();

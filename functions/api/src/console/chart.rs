@@ -106,6 +106,18 @@ pub struct Row {
 
 /// Horizontal bars, one group per row, one bar per measure (named in `measures`).
 pub fn bars(label: &str, measures: &[&str], rows: &[Row], max: f64) -> Markup {
+    bars_with_limits(label, measures, rows, max, &[])
+}
+
+/// [`bars`], with a limit drawn across each row's bar of a measure: `(measure index, value,
+/// text)`, a dashed line where the value falls.
+pub fn bars_with_limits(
+    label: &str,
+    measures: &[&str],
+    rows: &[Row],
+    max: f64,
+    limits: &[(usize, f64, String)],
+) -> Markup {
     const WIDTH: f64 = 720.0;
     const LABEL: f64 = 190.0;
     const BAR: f64 = 14.0;
@@ -113,8 +125,13 @@ pub fn bars(label: &str, measures: &[&str], rows: &[Row], max: f64) -> Markup {
     let height = (per_row * rows.len() as f64).max(per_row) + 4.0;
     let max = if max > 0.0 { max } else { 1.0 };
     let span = WIDTH - LABEL - 150.0;
+    let limits_text: Vec<String> = limits
+        .iter()
+        .map(|(m, _, text)| format!("{} threshold {text}", measures.get(*m).copied().unwrap_or("")))
+        .collect();
     let summary = format!(
-        "{label}: {}",
+        "{label}{}: {}",
+        if limits_text.is_empty() { String::new() } else { format!(" ({})", limits_text.join(", ")) },
         rows.iter()
             .map(|row| format!(
                 "{} {}",
@@ -142,11 +159,18 @@ pub fn bars(label: &str, measures: &[&str], rows: &[Row], max: f64) -> Markup {
                             title { (row.label) ", " (measures.get(m).copied().unwrap_or("")) ": " (text) }
                         }
                         text x=(fmt(LABEL + w + 6.0)) y=(fmt(y + BAR - 4.0)) font-size="11" { (text) }
+                        @for (_, limit, limit_text) in limits.iter().filter(|(lm, _, _)| *lm == m) {
+                            @let x = LABEL + span * limit.clamp(0.0, max) / max;
+                            line.limit x1=(fmt(x)) y1=(fmt(y - 1.0)) x2=(fmt(x)) y2=(fmt(y + BAR - 2.0)) stroke="#b00020" stroke-width="2" stroke-dasharray="3 2" {
+                                title { (measures.get(m).copied().unwrap_or("")) " threshold " (limit_text) }
+                            }
+                        }
                     }
                 }
             }
             figcaption {
                 (label)
+                @if !limits.is_empty() { ". Dashed red lines: the thresholds." }
                 @if measures.len() > 1 {
                     ul.legend {
                         @for (m, measure) in measures.iter().enumerate() {

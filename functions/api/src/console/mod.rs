@@ -19,6 +19,7 @@
 
 mod admin;
 mod chart;
+mod deliverability;
 mod events;
 mod overview;
 mod subscriptions;
@@ -63,6 +64,7 @@ pub(crate) fn routes<S: Store + 'static, Q: Queue + DeadLetters + 'static>() -> 
         .route("/console/assets/console.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .route("/console/assets/icon.svg", get(|| async { asset("image/svg+xml", ICON) }))
         .route("/console/events", get(events::events::<S, Q>))
+        .route("/console/deliverability", get(deliverability::deliverability::<S, Q>))
         .route("/console/messages/{id}", get(events::message::<S, Q>))
         .route(
             "/console/subscriptions",

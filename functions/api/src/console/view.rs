@@ -5,9 +5,10 @@ use tidings_core::event::{CanonicalEvent, Status};
 use tidings_core::timestamp::Timestamp;
 
 /// The console's sections, in navigation order: (path, title).
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
     ("/console", "Overview"),
     ("/console/events", "Events"),
+    ("/console/deliverability", "Deliverability"),
     ("/console/subscriptions", "Subscriptions"),
     ("/console/suppressions", "Suppressions"),
     ("/console/sources", "Sources"),

@@ -1,10 +1,11 @@
 //! Counters, deliverability settings, alarms and the list of watched workspaces.
 //!
-//! A counter is one item per workspace, series, hour and dimension values, in a partition per
-//! workspace, series and day (`WS#<ws>#AGG#<series>#<day>`), so a window of days is one query
-//! per day. A batch adds to each counter it touches once: a consistent read, then a put over
-//! the version read, carrying the ids of the last [`COUNTED_IDS`] events counted into it
-//! (10 hex digits each), so a retried batch counts none of them again.
+//! Counters are items per workspace, series, hour, provider, source and domains, each holding
+//! the counts of its event types, bounce kinds and reasons (`d`), in a partition per workspace,
+//! series and day (`WS#<ws>#AGG#<series>#<day>`), so a window of days is one query per day. A
+//! batch adds to each item it touches once: a consistent read, then a put over the version
+//! read, carrying the ids of the last [`COUNTED_IDS`] events counted into it (10 hex digits
+//! each), so a retried batch counts none of them again.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +27,34 @@ pub(super) const COUNTED_IDS: usize = 64;
 /// How long counters are kept: as long as events are by default.
 const COUNTER_DAYS: i64 = 90;
 
+/// A counter key as its item's sort key (`<hour>|<provider>|<source>|<sending>|<recipient>|
+/// <mailbox>`) and its entry in the item's counts (`<type>|<kind>|<reason>`): a batch's events
+/// of one provider and domain share one item whatever their types, so a batch writes few items.
+fn split(key: &CounterKey) -> (String, String) {
+    (
+        format!(
+            "{:010}|{}|{}|{}|{}|{}",
+            key.hour, key.provider, key.source, key.sending_domain, key.recipient_domain, key.mailbox_provider
+        ),
+        format!("{}|{}|{}", key.event_type, key.bounce_kind, key.bounce_reason),
+    )
+}
+
+/// [`split`] undone.
+fn join(series: Series, coarse: &str, fine: &str) -> Option<CounterKey> {
+    let c: Vec<&str> = coarse.split('|').collect();
+    let f: Vec<&str> = fine.split('|').collect();
+    let ([hour, provider, source, sending, recipient, mailbox], [event_type, kind, reason]) =
+        (c.as_slice(), f.as_slice())
+    else {
+        return None;
+    };
+    CounterKey::parse(
+        series,
+        &[*hour, *event_type, *provider, *source, *sending, *recipient, *mailbox, *kind, *reason].join("|"),
+    )
+}
+
 fn counter_pk(ws: &str, series: Series, day: &str) -> String {
     format!("WS#{ws}#AGG#{}#{day}", series.as_str())
 }
@@ -38,47 +67,54 @@ fn counted_id(id: &str) -> String {
 }
 
 impl DynamoStore {
-    /// Adds the events to their counters: one read and one conditional write per counter.
+    /// Adds the events to their counters: one read and one conditional write per counter item
+    /// the batch touches.
     pub(super) async fn count(&self, events: &[&QueuedEvent]) -> Result<(), StoreError> {
-        let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+        let mut items: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
         for queued in events {
             let e = &queued.event;
             for key in counters::keys_for(e, &queued.source).into_iter().flatten() {
                 let pk = counter_pk(&e.workspaceid, key.series, &key.day());
-                groups.entry((pk, key.text(), key.day())).or_default().push(counted_id(e.id.as_str()));
+                let (coarse, fine) = split(&key);
+                items.entry((pk, coarse)).or_default().push((fine, counted_id(e.id.as_str())));
             }
         }
-        try_join_all(groups.into_iter().map(|((pk, sk, _), ids)| self.add_to_counter(pk, sk, ids))).await?;
+        try_join_all(items.into_iter().map(|((pk, sk), adds)| self.add_to_counters(pk, sk, adds))).await?;
         Ok(())
     }
 
-    async fn add_to_counter(&self, pk: String, sk: String, ids: Vec<String>) -> Result<(), StoreError> {
+    /// Adds one to the count of each `(fine key, event)` of `adds` in the item `pk`/`sk`,
+    /// skipping events the item lists as counted.
+    async fn add_to_counters(&self, pk: String, sk: String, adds: Vec<(String, String)>) -> Result<(), StoreError> {
         let hour: i64 = sk.split('|').next().and_then(|h| h.parse().ok()).unwrap_or(0);
         for _ in 0..MAX_ATTEMPTS {
             let current = self.get(&pk, &sk).await?;
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
-            let count = current.as_ref().and_then(|i| number(i, "n")).unwrap_or(0);
+            let mut counts: BTreeMap<String, u64> =
+                current.as_ref().map(|i| text(i, "d").and_then(json)).transpose()?.unwrap_or_default();
             let mut counted: Vec<String> = current
                 .as_ref()
                 .and_then(|i| i.get("g"))
                 .and_then(|v| v.as_s().ok())
                 .map(|g| g.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
                 .unwrap_or_default();
-            let mut added = 0i64;
-            for id in &ids {
+            let mut added = false;
+            for (fine, id) in &adds {
                 if !counted.contains(id) {
                     counted.push(id.clone());
-                    added += 1;
+                    let count = counts.entry(fine.clone()).or_default();
+                    *count = count.saturating_add(1);
+                    added = true;
                 }
             }
-            if added == 0 {
+            if !added {
                 return Ok(());
             }
             let keep = counted.len().saturating_sub(COUNTED_IDS);
             let item: Item = HashMap::from([
                 ("PK".to_owned(), s(&pk)),
                 ("SK".to_owned(), s(&sk)),
-                ("n".to_owned(), n(count.saturating_add(added))),
+                ("d".to_owned(), s(to_json(&counts)?)),
                 ("g".to_owned(), s(counted[keep..].join(" "))),
                 ("v".to_owned(), n(version + 1)),
                 ("ttl".to_owned(), n(hour.saturating_add(COUNTER_DAYS * 86_400))),
@@ -149,24 +185,30 @@ impl DeliverabilityStore for DynamoStore {
         }
         let lo = format!("{since_hour:010}");
         let hi = format!("{until_hour:010}|~");
-        let pages = try_join_all(days.iter().map(|day| {
+        let pages: Vec<Vec<Vec<(CounterKey, u64)>>> = try_join_all(days.iter().map(|day| {
             self.query_all(
                 None,
                 "PK = :pk AND SK BETWEEN :lo AND :hi",
                 vec![(":pk", s(counter_pk(workspace, series, day))), (":lo", s(&lo)), (":hi", s(&hi))],
                 true,
                 |item| {
-                    let key = text(item, "SK")?;
-                    let key = CounterKey::parse(series, key).ok_or_else(|| {
-                        StoreError::malformed(format!("counter key {key:?} is not one tidings writes"))
-                    })?;
-                    Ok(Some((key, u64::try_from(number(item, "n").unwrap_or(0)).unwrap_or(0))))
+                    let coarse = text(item, "SK")?;
+                    let counts: BTreeMap<String, u64> = json(text(item, "d")?)?;
+                    let keys: Result<Vec<(CounterKey, u64)>, StoreError> = counts
+                        .into_iter()
+                        .map(|(fine, n)| {
+                            join(series, coarse, &fine).map(|key| (key, n)).ok_or_else(|| {
+                                StoreError::malformed(format!("counter {coarse:?} {fine:?} is not one tidings writes"))
+                            })
+                        })
+                        .collect();
+                    Ok(Some(keys?))
                 },
                 usize::MAX,
             )
         }))
         .await?;
-        Ok(pages.into_iter().flatten().collect())
+        Ok(pages.into_iter().flatten().flatten().collect())
     }
 
     async fn deliverability_settings(&self, workspace: &str) -> Result<Option<Settings>, StoreError> {

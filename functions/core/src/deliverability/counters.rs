@@ -328,7 +328,13 @@ pub const MAX_ROWS: usize = 200;
 pub fn report(by: Dimension, since: Timestamp, until: Timestamp, counters: &[(CounterKey, u64)]) -> Report {
     let mut groups: BTreeMap<&str, Totals> = BTreeMap::new();
     let mut total = Totals::default();
-    for (key, count) in counters.iter().filter(|(key, _)| key.series == by.series()) {
+    // Mailbox providers and domains are email's: other channels' events stay out of those
+    // reports (and their totals).
+    let email_only = !matches!(by, Dimension::Provider | Dimension::Source);
+    for (key, count) in counters
+        .iter()
+        .filter(|(key, _)| key.series == by.series() && (!email_only || key.event_type.starts_with("email.")))
+    {
         groups.entry(by.value_of(key)).or_default().add(key, *count);
         total.add(key, *count);
     }

@@ -97,18 +97,18 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processo
                 results[i] = Some(Ok(self.processed(&queued.event, Recorded::Duplicate)));
                 continue;
             }
-            if self.deliveries.is_some() {
-                let e = &queued.event;
-                match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
-                    Ok(true) => {
-                        results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        results[i] = Some(Err(error));
-                        continue;
-                    }
+            // A stored event stops here, with or without fan-out: a provider's retry is neither
+            // delivered nor counted again (DynamoDB's counters remember only their latest events).
+            let e = &queued.event;
+            match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
+                Ok(true) => {
+                    results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
+                    continue;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    results[i] = Some(Err(error));
+                    continue;
                 }
             }
             // The operator's mapping of recipient domains to mailbox providers, read once per
