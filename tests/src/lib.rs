@@ -742,3 +742,77 @@ async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B
     .await;
     (ra.unwrap(), rb.unwrap())
 }
+
+/// A source with steady traffic that goes quiet is announced silent once, and resumed once
+/// when its events come back.
+pub async fn silent_sources_are_announced_once_each_way<S, Q>(store: &S, queue: &Q)
+where
+    S: Store + Clone,
+    Q: tidings_core::ports::Queue + tidings_core::ports::Consumer + Clone,
+{
+    use tidings_core::pipeline::{Processor, Watch};
+    use tidings_core::ports::{QueueName, Settlement};
+    let ws = "ws_silent";
+    let source = Source {
+        id: "src_ses".into(),
+        workspace: ws.into(),
+        provider: ProviderId::Ses,
+        description: "steady".into(),
+        secrets: vec![],
+        public_url: None,
+        allowed_topics: vec!["arn:aws:sns:us-east-1:123456789012:ses-events".into()],
+        signature_header: None,
+        tolerance_seconds: None,
+        dev_signing_key: None,
+        created_at: at(0),
+    };
+    store.put_source(&source).await.unwrap();
+    let processor = Processor::new(store.clone(), 90);
+    let watch = Watch::new(store.clone(), queue.clone());
+    let hour = tidings_core::deliverability::counters::hour_of(Timestamp::now());
+    // Traffic in each of 30 hours, the last one 20 hours ago.
+    let bodies: Vec<String> = (20..50)
+        .map(|h| mail_event(ws, Status::Delivered, "a@gmail.com", hour - h * 3600 + 60, &format!("s{h}")))
+        .map(|e| serde_json::to_string(&e).unwrap())
+        .collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    for result in processor.process_batch(&refs).await {
+        result.unwrap();
+    }
+    let announce = || async {
+        let mut types = Vec::new();
+        loop {
+            let batch = queue.receive(QueueName::Events, 10, 30).await.unwrap();
+            if batch.is_empty() {
+                return types;
+            }
+            let bodies: Vec<&str> = batch.iter().map(|m| m.body.as_str()).collect();
+            for body in &bodies {
+                let queued: QueuedEvent = serde_json::from_str(body).unwrap();
+                types.push(queued.event.event_type.to_string());
+            }
+            for result in processor.process_batch(&bodies).await {
+                result.unwrap();
+            }
+            let settled: Vec<_> = batch.into_iter().map(|m| (m, Settlement::Done)).collect();
+            assert!(queue.settle(QueueName::Events, &settled).await.is_empty());
+        }
+    };
+    let now = Timestamp::now();
+    watch.workspace(ws, now).await.unwrap();
+    watch.workspace(ws, now).await.unwrap();
+    assert_eq!(announce().await, ["source.silent"], "quiet for 19 hours after steady traffic");
+    let query =
+        EventQuery { workspace: ws.into(), type_pattern: Some("source.*".into()), limit: 10, ..EventQuery::default() };
+    let silent = store.events(&query).await.unwrap().events;
+    assert_eq!(silent.len(), 1);
+    assert_eq!(silent[0].data.details["source"], "src_ses");
+
+    let back =
+        serde_json::to_string(&mail_event(ws, Status::Delivered, "b@gmail.com", now.unix_seconds(), "back")).unwrap();
+    processor.process_batch(&[back.as_str()]).await.pop().unwrap().unwrap();
+    watch.workspace(ws, now).await.unwrap();
+    watch.workspace(ws, now).await.unwrap();
+    assert_eq!(announce().await, ["source.resumed"], "its next event resumes it, once");
+    assert_eq!(store.events(&query).await.unwrap().events.len(), 2);
+}

@@ -74,12 +74,13 @@ async fn dynamodb_store_conforms() {
 }
 
 #[tokio::test]
-async fn dynamodb_and_sqs_announce_a_threshold_crossing_and_recovery_once_each_way() {
+async fn dynamodb_and_sqs_announce_thresholds_and_silent_sources_once_each_way() {
     let aws = aws().await;
     let store = aws.store().await;
     let (queues, _, _) = aws.queues().await;
     let queues = queues.deleting_settled();
     tidings_tests::thresholds_cross_and_recover_once(&store, &queues).await;
+    tidings_tests::silent_sources_are_announced_once_each_way(&store, &queues).await;
 }
 
 #[tokio::test]

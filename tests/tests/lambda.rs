@@ -444,9 +444,35 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert_eq!(delivered.0, expected.len() as f64);
     assert_eq!(metric(&fanout.output(), "DeliveryAttempt", &[("Outcome", "delivered")]).0, expected.len() as f64);
 
+    // The watch, as EventBridge Scheduler runs it: with thresholds low enough for these few
+    // samples (set through the API), it announces crossings on the events queue, once each.
+    let (status, settings) = api(&api_function, &key, "GET", "/api/deliverability/settings", None).await;
+    assert_eq!(status, 200, "{settings}");
+    let mut lowered = settings.clone();
+    lowered["bounce_rate"] = json!(0.01);
+    lowered["min_volume"] = json!(1);
+    let (status, stored_settings) =
+        api(&api_function, &key, "PUT", "/api/deliverability/settings", Some(lowered.clone())).await;
+    assert_eq!(status, 200, "{stored_settings}");
+    let (status, refused) = api(&api_function, &key, "PUT", "/api/deliverability/settings", Some(lowered)).await;
+    assert_eq!(status, 409, "a write over a stale version is refused: {refused}");
+    let watch = deployment.start("Watch", &[]).await;
+    let run = watch.call(&json!({})).await;
+    assert_eq!(run["failed"], 0, "{run}");
+    assert!(run["announced"].as_u64().unwrap() >= 1, "{run}");
+    let announced = deployment.drain_bodies("EventsQueue").await;
+    assert!(!announced.is_empty());
+    for body in &announced {
+        let queued: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(queued["event"]["type"], "deliverability.threshold_crossed", "{body}");
+    }
+    let again = watch.call(&json!({})).await;
+    assert_eq!(again["announced"], 0, "a crossing is announced once: {again}");
+    assert!(metric(&watch.output(), "ThresholdsCrossed", &[]).0 >= 1.0);
+
     // Every AWS call each function made is one its role in the template allows.
     recorder("stop-recording").await;
-    let started = ["Api", "IngestSendGrid", "IngestTwilio", "SesIntake", "Processor", "Fanout"];
+    let started = ["Api", "IngestSendGrid", "IngestTwilio", "SesIntake", "Processor", "Fanout", "Watch"];
     let calls = recorded_calls(&recorder("download-recording").await, &deployment, &started);
     let denied: Vec<String> = calls
         .iter()
@@ -460,6 +486,9 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         ("Processor", "sqs:SendMessageBatch", "DeliveriesQueue"),
         ("Processor", "sqs:SendMessage", "EventsDeadLetterQueue"),
         ("Api", "dynamodb:PutItem", "Table"),
+        ("Watch", "dynamodb:Query", "Table"),
+        ("Watch", "dynamodb:PutItem", "Table"),
+        ("Watch", "sqs:SendMessageBatch", "EventsQueue"),
         ("IngestTwilio", "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter{}"),
     ] {
         let resource = resource.replace("{}", &parameter);

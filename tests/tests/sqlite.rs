@@ -34,9 +34,10 @@ async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
 }
 
 #[tokio::test]
-async fn a_stream_crossing_and_recovering_a_threshold_is_announced_once_each_way() {
+async fn thresholds_and_silent_sources_are_announced_once_each_way() {
     let db = Sqlite::in_memory().unwrap();
     tidings_tests::thresholds_cross_and_recover_once(&db, &db).await;
+    tidings_tests::silent_sources_are_announced_once_each_way(&db, &db).await;
 }
 
 #[tokio::test]

@@ -164,3 +164,38 @@ fn schema_prints_the_checked_in_schema() {
     let checked_in = std::fs::read(repo().join("functions/core/schema/canonical-event.schema.json")).unwrap();
     assert_eq!(out.stdout, checked_in);
 }
+
+#[test]
+fn bounce_reason_explains_one_reply_and_batches_of_them() {
+    let out = tidings(&["bounce-reason", "550 5.1.1 <a@example.com>: Recipient address rejected: User unknown"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "mailbox_unknown\thard\n");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .args(["bounce-reason", "--ndjson"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = concat!(
+        r#"{"id":"a","smtp":"421 4.7.28 Gmail has detected an unusual rate of mail; rate limited","status":"4.7.28"}"#,
+        "\n",
+        "not json\n",
+        r#"{"id":2,"smtp":"552 5.2.2 Mailbox full"}"#,
+        "\n"
+    );
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "a line that cannot be read fails the run");
+    assert!(stderr(&out).contains("line 2: not JSON"), "{}", stderr(&out));
+    let answers = ndjson(&out);
+    assert_eq!(
+        answers,
+        vec![
+            serde_json::json!({"id": "a", "reason": "rate_limited", "kind": "soft"}),
+            serde_json::json!({"id": 2, "reason": "mailbox_full", "kind": "soft"}),
+        ],
+        "one answer per readable line, in order"
+    );
+}

@@ -74,13 +74,7 @@ pub(super) async fn deliverability<S: Store, Q: Queue>(
     session: Session,
     Query(p): Query<Params>,
 ) -> Page {
-    let (window, title, seconds) = match p.window.as_deref() {
-        None => WINDOWS[0],
-        Some(name) => *WINDOWS
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .ok_or_else(|| bad_request(format!("window: {name:?} is not one of 24h, 7d, 30d")))?,
-    };
+    let (window, title, seconds) = super::pick_window(&WINDOWS, p.window.as_deref())?;
     let ws = session.workspace.as_str();
     let now = Timestamp::now();
     let since = Timestamp::from_unix_seconds(now.unix_seconds() - seconds).unwrap_or(now);

@@ -201,6 +201,21 @@ fn not_found(message: impl Into<String>) -> ConsoleError {
 
 type Page = Result<Response, ConsoleError>;
 
+/// The window a page was asked for (`?window=`), among `(name, title, span)`; the first by
+/// default, a 400 naming the choices otherwise.
+fn pick_window<T: Copy>(
+    windows: &[(&'static str, &'static str, T)],
+    asked: Option<&str>,
+) -> Result<(&'static str, &'static str, T), ConsoleError> {
+    match asked {
+        None => windows.first().copied().ok_or_else(|| bad_request("window: none to choose from")),
+        Some(name) => windows.iter().find(|(n, _, _)| *n == name).copied().ok_or_else(|| {
+            let names: Vec<&str> = windows.iter().map(|(n, _, _)| *n).collect();
+            bad_request(format!("window: {name:?} is not one of {}", names.join(", ")))
+        }),
+    }
+}
+
 /// A signed-in console request: the workspace of the cookie's API key, and the CSRF token its
 /// forms must carry.
 pub(crate) struct Session {

@@ -10,7 +10,7 @@ use tidings_core::ports::{EventQuery, Queue, Store, StoreError};
 use tidings_core::timestamp::Timestamp;
 
 use super::view::page;
-use super::{AppState, Page, Session, bad_request, html_response, plural};
+use super::{AppState, Page, Session, html_response, plural};
 use super::{OVERVIEW_EVENTS, chart};
 
 /// Up to `cap` of the workspace's events matching `query`, following pages.
@@ -57,13 +57,7 @@ pub(super) async fn overview<S: Store, Q: Queue>(
     session: Session,
     Query(p): Query<OverviewParams>,
 ) -> Page {
-    let (window, title, seconds) = match p.window.as_deref() {
-        None => WINDOWS[0],
-        Some(name) => *WINDOWS
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .ok_or_else(|| bad_request(format!("window: {name:?} is not one of 24h, 7d, 30d, all")))?,
-    };
+    let (window, title, seconds) = super::pick_window(&WINDOWS, p.window.as_deref())?;
     let now = Timestamp::now();
     let since = seconds.and_then(|s| Timestamp::from_unix_seconds(now.unix_seconds() - s));
     let query = EventQuery { workspace: session.workspace.clone(), since, ..EventQuery::default() };

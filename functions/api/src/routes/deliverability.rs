@@ -30,12 +30,13 @@ pub(crate) struct ReportParams {
 
 /// A span back from now (`90m`, `24h`, `7d`) in seconds.
 fn span_seconds(text: &str) -> Option<i64> {
-    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let unit = text.chars().last()?;
+    let number = &text[..text.len() - unit.len_utf8()];
     let number: i64 = number.parse().ok().filter(|n| *n > 0)?;
     let unit = match unit {
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
         _ => return None,
     };
     number.checked_mul(unit)
@@ -116,7 +117,7 @@ pub(crate) async fn put_settings<S: Store, Q: Queue>(
             settings.version
         )));
     }
-    Ok(axum::Json(Settings { version: settings.version + 1, ..settings }))
+    Ok(axum::Json(Settings { version: settings.version.saturating_add(1), ..settings }))
 }
 
 #[derive(serde::Serialize, JsonSchema)]
@@ -147,6 +148,8 @@ mod tests {
         assert!(window(Some("soon"), None, now).is_err());
         assert!(window(Some("0h"), None, now).is_err());
         assert!(window(Some("99999999999999999d"), None, now).is_err());
+        assert!(window(Some("7é"), None, now).is_err(), "a multi-byte last character is refused, not a panic");
+        assert!(window(Some(""), None, now).is_err());
         assert!(window(Some("1764000001"), Some("1764000000"), now).is_err());
         let (since, _) = window(None, None, now).unwrap();
         assert_eq!(now.unix_seconds() - since.unix_seconds(), 86_400);

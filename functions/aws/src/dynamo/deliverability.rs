@@ -17,7 +17,7 @@ use tidings_core::timestamp::Timestamp;
 
 use crate::classify;
 
-use super::items::{json, n, number, s, text, to_json, version_condition};
+use super::items::{json, listed_ids, n, number, s, text, to_json, version_condition};
 use super::{DynamoStore, Item, MAX_ATTEMPTS};
 
 /// How many of the events last counted into a counter it remembers. A retry of a batch comes a
@@ -92,12 +92,7 @@ impl DynamoStore {
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
             let mut counts: BTreeMap<String, u64> =
                 current.as_ref().map(|i| text(i, "d").and_then(json)).transpose()?.unwrap_or_default();
-            let mut counted: Vec<String> = current
-                .as_ref()
-                .and_then(|i| i.get("g"))
-                .and_then(|v| v.as_s().ok())
-                .map(|g| g.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
-                .unwrap_or_default();
+            let mut counted = listed_ids(current.as_ref(), "g");
             let mut added = false;
             for (fine, id) in &adds {
                 if !counted.contains(id) {
@@ -157,7 +152,10 @@ impl DynamoStore {
 
     /// Writes the versioned item `pk`/`sk` holding `body`, over the version read.
     async fn put_versioned(&self, pk: String, sk: &str, read: u64, body: String) -> Result<bool, StoreError> {
-        let read = i64::try_from(read).map_err(|_| StoreError::refused("version out of range"))?;
+        let read = i64::try_from(read)
+            .ok()
+            .filter(|v| *v < i64::MAX)
+            .ok_or_else(|| StoreError::refused("version out of range"))?;
         let item: Item = HashMap::from([
             ("PK".to_owned(), s(pk)),
             ("SK".to_owned(), s(sk)),

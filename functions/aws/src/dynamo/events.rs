@@ -15,8 +15,8 @@ use tidings_core::timestamp::Timestamp;
 use crate::classify;
 
 use super::items::{
-    applied_id, day, days_pk, decode_event, event_item, json, message_pk, n, number, parse_cursor, position, s, text,
-    time_key, to_json, version_condition,
+    applied_id, day, days_pk, decode_event, event_item, json, listed_ids, message_pk, n, number, parse_cursor,
+    position, s, text, time_key, to_json, version_condition,
 };
 use super::{APPLIED_IDS, DynamoStore, Item, MARKED_DAYS_CACHE, MAX_ATTEMPTS, MAX_DAYS_AT_ONCE};
 
@@ -102,12 +102,7 @@ impl DynamoStore {
             let sk = format!("STATE#{recipient}");
             let current = self.get(&pk, &sk).await?;
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
-            let mut applied: Vec<String> = current
-                .as_ref()
-                .and_then(|i| i.get("ev"))
-                .and_then(|v| v.as_s().ok())
-                .map(|ids| ids.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
-                .unwrap_or_default();
+            let mut applied = listed_ids(current.as_ref(), "ev");
             let short_id = applied_id(e.id.as_str());
             if !applied.contains(&short_id) {
                 let next = match current {

@@ -94,6 +94,15 @@ pub(super) fn applied_id(id: &str) -> String {
     hex.get(..16).unwrap_or(hex).to_owned()
 }
 
+/// The event ids an item lists as applied or counted (`ev` of a message state, `g` of a
+/// counter): space-separated short ids.
+pub(super) fn listed_ids(item: Option<&Item>, name: &str) -> Vec<String> {
+    item.and_then(|i| i.get(name))
+        .and_then(|v| v.as_s().ok())
+        .map(|ids| ids.split(' ').filter(|id| !id.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
 pub(super) fn days_pk(ws: &str) -> String {
     format!("WS#{ws}#DAYS")
 }

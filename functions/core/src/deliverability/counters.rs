@@ -352,23 +352,29 @@ pub fn report(by: Dimension, since: Timestamp, until: Timestamp, counters: &[(Co
     Report { by, since, until, rows, rows_left_out, total }
 }
 
+/// A sources-series key of provider `ses`, source `src_1` and mailbox provider `gmail`, for tests.
+#[cfg(test)]
+pub(crate) fn test_key(hour: i64, event_type: &str, kind: &str, reason: &str) -> CounterKey {
+    CounterKey {
+        series: Series::Sources,
+        hour,
+        event_type: event_type.into(),
+        provider: "ses".into(),
+        source: "src_1".into(),
+        sending_domain: String::new(),
+        recipient_domain: String::new(),
+        mailbox_provider: "gmail".into(),
+        bounce_kind: kind.into(),
+        bounce_reason: reason.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key(event_type: &str, kind: &str, reason: &str) -> CounterKey {
-        CounterKey {
-            series: Series::Sources,
-            hour: 3600,
-            event_type: event_type.into(),
-            provider: "ses".into(),
-            source: "src_1".into(),
-            sending_domain: String::new(),
-            recipient_domain: String::new(),
-            mailbox_provider: "gmail".into(),
-            bounce_kind: kind.into(),
-            bounce_reason: reason.into(),
-        }
+        test_key(3600, event_type, kind, reason)
     }
 
     #[test]

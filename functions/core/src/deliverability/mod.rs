@@ -158,6 +158,9 @@ impl Settings {
                 ));
             }
         }
+        if self.version >= i64::MAX as u64 {
+            return Err(Invalid::new("version", "version: not one this workspace's settings have had"));
+        }
         if self.mailbox_domains.len() > MAX_MAPPED_DOMAINS {
             return Err(Invalid::new(
                 "mailbox_domains",

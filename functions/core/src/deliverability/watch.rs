@@ -176,8 +176,7 @@ pub fn evaluate(
 
     let mut hours_by_source: HashMap<&str, BTreeSet<i64>> = HashMap::new();
     let lookback_start = current_hour - (LOOKBACK_HOURS - 1) * 3600;
-    for (key, count) in counters.iter().filter(|(k, n)| *n > 0 && k.hour >= lookback_start && k.hour <= current_hour) {
-        let _ = count;
+    for (key, _) in counters.iter().filter(|(k, n)| *n > 0 && k.hour >= lookback_start && k.hour <= current_hour) {
         hours_by_source.entry(key.source.as_str()).or_default().insert(key.hour);
     }
     for (source, provider) in sources {
@@ -250,21 +249,9 @@ fn change(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deliverability::Series;
 
     fn key(hour: i64, event_type: &str, kind: &str) -> CounterKey {
-        CounterKey {
-            series: Series::Sources,
-            hour,
-            event_type: event_type.into(),
-            provider: "ses".into(),
-            source: "src_1".into(),
-            sending_domain: String::new(),
-            recipient_domain: String::new(),
-            mailbox_provider: "gmail".into(),
-            bounce_kind: kind.into(),
-            bounce_reason: String::new(),
-        }
+        crate::deliverability::counters::test_key(hour, event_type, kind, "")
     }
 
     const HOUR: i64 = 1_764_000_000 / 3600 * 3600;
