@@ -131,6 +131,7 @@ pub fn evaluate(
                 ("metric".to_owned(), json!(metric.name)),
                 ("dimension".to_owned(), json!(metric.dimension.as_str())),
                 ("value".to_owned(), json!(value)),
+                ("window".to_owned(), json!(format!("{}h", settings.window_hours))),
                 ("window_hours".to_owned(), json!(settings.window_hours)),
                 ("rate".to_owned(), json!(rate)),
                 ("threshold".to_owned(), json!(threshold)),
