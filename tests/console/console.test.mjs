@@ -390,6 +390,19 @@ db.commit()
     }
   });
 
+  await step("the audit log lists the changes made in this session, by key id, without secrets", async () => {
+    await page.goto("/console/audit");
+    const rows = page.locator("main tbody tr");
+    const text = (await rows.allTextContents()).join("\n");
+    assert.match(text, /succeeded[\s\S]*POST \/console\/subscriptions/);
+    assert.match(text, /POST \/console\/suppressions\/remove/);
+    assert.match(text, /PUT \/api\/deliverability\/settings/);
+    assert.ok(!text.includes(config.api_key), "the key itself is never shown");
+    assert.ok(!text.includes("nobody@example.com"), "nor a recipient");
+    await checkAccessible(page);
+    await screenshot(page, "audit");
+  });
+
   await step("at phone width the stream fits the screen", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto("/console/events?refresh=off");

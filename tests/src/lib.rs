@@ -514,6 +514,7 @@ pub async fn run_all<S: Store>(store: &S) {
     deliveries_are_claimed_once_and_marked(store).await;
     counts_each_stored_event_once(store).await;
     deliverability_settings_change_over_the_version_read(store).await;
+    audit_entries_page_newest_first(store).await;
 }
 
 /// An email event to `recipient` received at `received` (Unix seconds), through the same
@@ -815,4 +816,27 @@ where
     watch.workspace(ws, now).await.unwrap();
     assert_eq!(announce().await, ["source.resumed"], "its next event resumes it, once");
     assert_eq!(store.events(&query).await.unwrap().events.len(), 2);
+}
+
+/// The audit log keeps each entry in its workspace, newest first, in pages.
+pub async fn audit_entries_page_newest_first<S: Store>(store: &S) {
+    use tidings_core::audit::AuditEntry;
+    let ws = "ws_audit";
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let entry = AuditEntry::new(ws, "key_a", format!("POST /api/sources #{i}"), None, 201, at(i));
+        store.record_audit(&entry).await.unwrap();
+        ids.push(entry.id);
+    }
+    store
+        .record_audit(&AuditEntry::new("ws_audit_other", "key_b", "POST /api/sources".into(), None, 201, at(9)))
+        .await
+        .unwrap();
+    let first = store.audit(ws, 3, None).await.unwrap();
+    let newest: Vec<&str> = first.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(newest, [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]);
+    let rest = store.audit(ws, 3, first.next.as_deref()).await.unwrap();
+    assert_eq!(rest.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [ids[1].as_str(), ids[0].as_str()]);
+    assert_eq!(rest.next, None);
+    assert!(first.entries.iter().chain(&rest.entries).all(|e| e.workspace == ws && e.key == "key_a"));
 }

@@ -505,3 +505,66 @@ async fn url_checks_by_get_are_answered_whatsapps_with_the_challenge_for_the_lis
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(drain(&db).await, 0);
 }
+
+#[tokio::test]
+async fn every_administrative_change_is_audited_in_its_workspace_without_secrets() {
+    use serde_json::Value;
+    let f = sqlite_fixture().await;
+    let send = |method: &str, uri: &str, key: &str, body: Option<Value>| {
+        let request = Request::builder().method(method).uri(uri).header("Authorization", format!("Bearer {key}"));
+        match body {
+            Some(body) => {
+                request.header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+            }
+            None => request.body(Body::empty()).unwrap(),
+        }
+    };
+    let created = f
+        .call(send(
+            "POST",
+            "/api/subscriptions",
+            "key-default",
+            Some(serde_json::json!({"url": "https://example.com/hook", "types": ["email.*"]})),
+        ))
+        .await;
+    assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
+    let id = created.1["id"].as_str().unwrap().to_owned();
+    let secret = created.1["secret"].as_str().unwrap().to_owned();
+    let rotated = f.call(send("POST", &format!("/api/subscriptions/{id}/rotate"), "key-default", None)).await;
+    assert_eq!(rotated.0, StatusCode::OK);
+    let refused =
+        f.call(send("POST", "/api/subscriptions", "key-default", Some(serde_json::json!({"url": "ftp://x"})))).await;
+    assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+    let lift = f.call(send("DELETE", "/api/suppressions/someone@example.com", "key-default", None)).await;
+    assert_eq!(lift.0, StatusCode::NOT_FOUND);
+    assert_eq!(f.call(send("GET", "/api/events", "key-default", None)).await.0, StatusCode::OK);
+    assert_eq!(f.call(send("POST", "/api/subscriptions", "no-such-key", None)).await.0, StatusCode::UNAUTHORIZED);
+
+    let (status, log) = f.call(send("GET", "/api/audit?limit=10", "key-default", None)).await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let actions: Vec<(String, String, Value)> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (e["action"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned(), e["target"].clone())
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("DELETE /api/suppressions/{recipient}".into(), "refused".into(), Value::Null),
+            ("POST /api/subscriptions".into(), "refused".into(), Value::Null),
+            ("POST /api/subscriptions/{id}/rotate".into(), "succeeded".into(), Value::String(id.clone())),
+            ("POST /api/subscriptions".into(), "succeeded".into(), Value::Null),
+        ],
+        "writes only, newest first, reads and unauthenticated calls left out"
+    );
+    let text = log.to_string();
+    assert!(!text.contains(&secret) && !text.contains("someone@example.com"), "no secret, no recipient: {text}");
+    // The fixture's key has the id `key-default`: entries name keys by id.
+    assert!(log["entries"].as_array().unwrap().iter().all(|e| e["key"] == "key-default"));
+    let (_, theirs) = f.call(send("GET", "/api/audit", "key-other", None)).await;
+    assert!(theirs["entries"].as_array().unwrap().is_empty(), "another workspace sees none of it");
+    assert_eq!(f.call(send("GET", "/api/audit?cursor=nope", "key-default", None)).await.0, StatusCode::BAD_REQUEST);
+}

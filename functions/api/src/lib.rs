@@ -82,8 +82,69 @@ pub fn router<S: Store + 'static, Q: Queue + DeadLetters + 'static>(store: S, qu
     let document = Arc::new(document);
     api.route("/api/openapi.json", get(move || async move { axum::Json(Value::clone(&document)) }))
         .merge(console::routes::<S, Q>())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), audit::<S, Q>))
         .with_state(shared)
         .layer(axum::middleware::from_fn(access_log))
+}
+
+/// Who made a request: filled in by the extractor that checks its API key ([`Workspace`], the
+/// console's session), read by [`audit`] once the request is answered.
+#[derive(Clone, Default)]
+pub(crate) struct Actor(Arc<std::sync::Mutex<Option<(String, String)>>>);
+
+impl Actor {
+    /// Notes the workspace and key id of an authenticated request, when it is being audited.
+    pub(crate) fn note(parts: &Parts, workspace: &str, key: &str) {
+        if let Some(actor) = parts.extensions.get::<Actor>()
+            && let Ok(mut slot) = actor.0.lock()
+        {
+            *slot = Some((workspace.to_owned(), key.to_owned()));
+        }
+    }
+}
+
+/// Records every administrative action (any method but GET, HEAD and OPTIONS, by an API key or a
+/// console session) in the workspace's audit log with its route, its target and the status it
+/// was answered. Route parameters that are personal data (`{recipient}`) are left out. A failed
+/// write of the log is logged and counted; the action itself has happened.
+async fn audit<S: Store + 'static, Q: Queue + 'static>(
+    State(shared): State<Arc<Shared<S, Q>>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let method = request.method().clone();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let actor = Actor::default();
+    request.extensions_mut().insert(actor.clone());
+    let response = next.run(request).await;
+    let who = actor.0.lock().ok().and_then(|mut slot| slot.take());
+    let (Some((workspace, key)), Some(route)) = (who, route) else {
+        return response;
+    };
+    let target: Vec<&str> = route
+        .split('/')
+        .zip(path.split('/'))
+        .filter(|(template, _)| template.starts_with('{') && *template != "{recipient}")
+        .map(|(_, value)| value)
+        .collect();
+    let entry = tidings_core::audit::AuditEntry::new(
+        &workspace,
+        &key,
+        format!("{method} {route}"),
+        (!target.is_empty()).then(|| target.join(" ")),
+        response.status().as_u16(),
+        Timestamp::now(),
+    );
+    if let Err(error) = shared.store.record_audit(&entry).await {
+        tracing::error!(%error, action = %entry.action, "audit log write failed");
+        tidings_core::metrics::record(&[], &[("AuditWriteFailed", tidings_core::metrics::Unit::Count, 1.0)]);
+    }
+    response
 }
 
 /// One log line per admin request: method, route (its template, so no ids or query), status
@@ -246,8 +307,9 @@ impl<S: Store + 'static, Q: Queue + 'static> FromRequestParts<Arc<Shared<S, Q>>>
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or_else(unauthorized)?;
-        let found = shared.store.api_key(&api_key_hash(key)).await?;
-        found.map(|k| Workspace(k.workspace)).ok_or_else(unauthorized)
+        let found = shared.store.api_key(&api_key_hash(key)).await?.ok_or_else(unauthorized)?;
+        Actor::note(parts, &found.workspace, &found.id);
+        Ok(Workspace(found.workspace))
     }
 }
 

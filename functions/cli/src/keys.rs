@@ -52,6 +52,19 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         .put_api_key(&record)
         .await
         .map_err(|e| Failure::Input(format!("cannot store the key in table {table}: {e}")))?;
+    // The audit log names the new key by its id; a failure to write it is said, not fatal: the
+    // key exists.
+    let entry = tidings_core::audit::AuditEntry::new(
+        &record.workspace,
+        "cli",
+        "tidings keys create".into(),
+        Some(record.id.clone()),
+        0,
+        Timestamp::now(),
+    );
+    if let Err(e) = tidings_core::ports::AuditStore::record_audit(&store, &entry).await {
+        eprintln!("warning: the key was created, but the audit log could not record it: {e}");
+    }
     eprintln!("API key {} for workspace {} (shown once; the table keeps its hash):", record.id, record.workspace);
     crate::out::outln!("{key}")?;
     Ok(())

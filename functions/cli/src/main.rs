@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod bench;
 mod client;
 mod deliverability;
@@ -44,6 +45,8 @@ enum Command {
     Replay(replay::Args),
     /// Print stored events, newest last.
     Events(events::Args),
+    /// The workspace's administrative actions (who changed what, and how it ended), newest last.
+    Audit(audit::Args),
     /// List, add or remove sources.
     Sources(sources::Args),
     /// Add or list subscriptions (where events are delivered).
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => block_on(dev::run(args)),
         Command::Replay(args) => block_on(replay::run(args)),
         Command::Events(args) => block_on(events::run(args)),
+        Command::Audit(args) => block_on(audit::run(args)),
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),

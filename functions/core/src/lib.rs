@@ -8,6 +8,7 @@
 //!   [`state`] (the message state lattice) and [`suppression`] are the rules they apply.
 //! - [`deliverability`]: why mail bounces, where, and when a sender must act.
 
+pub mod audit;
 pub mod auth;
 pub mod deliverability;
 pub mod delivery;

@@ -201,12 +201,19 @@ pub enum Claim {
 /// the whole, which the admin API takes. The conformance suite (`tests/src/lib.rs`) holds every
 /// adapter to the same behaviour.
 pub trait Store:
-    SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore
+    SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore + AuditStore
 {
 }
 
-impl<T: SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore>
-    Store for T
+impl<T> Store for T where
+    T: SourceStore
+        + NonceStore
+        + EventStore
+        + SubscriptionStore
+        + DeliveryStore
+        + KeyStore
+        + DeliverabilityStore
+        + AuditStore
 {
 }
 
@@ -383,6 +390,20 @@ pub trait DeliverabilityStore: Send + Sync {
     fn put_alarm(&self, alarm: &Alarm) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The workspaces that have had events counted in the last 31 days: those the watch looks at.
     fn watched_workspaces(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// The audit log of administrative actions ([`AuditEntry`](crate::audit::AuditEntry)).
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry.
+    fn record_audit(&self, entry: &crate::audit::AuditEntry) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The workspace's entries, newest first: at most `limit` (1 to 1,000), before the entry id
+    /// `before` when given.
+    fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> impl Future<Output = Result<crate::audit::AuditPage, StoreError>> + Send;
 }
 
 /// API keys, kept as hashes.

@@ -140,6 +140,12 @@ CREATE TABLE IF NOT EXISTS alarms (
     body TEXT NOT NULL,
     PRIMARY KEY (workspace, key)
 );
+CREATE TABLE IF NOT EXISTS audit (
+    workspace TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (workspace, id)
+) WITHOUT ROWID;
 -- The resend queue was once named "redrive", a word tidings now keeps for moving dead letters
 -- back; databases from then have their messages renamed.
 UPDATE queue_messages SET queue = 'resend' WHERE queue = 'redrive';

@@ -8,8 +8,8 @@ use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
-    ApiKey, Claim, DeliverabilityStore, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery, EventStore,
-    KeyStore, NonceStore, QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
+    ApiKey, AuditStore, Claim, DeliverabilityStore, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery,
+    EventStore, KeyStore, NonceStore, QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -738,4 +738,46 @@ fn versioned_write(
     }
     .map_err(db_error)?;
     Ok(changed == 1)
+}
+
+impl AuditStore for Sqlite {
+    async fn record_audit(&self, entry: &tidings_core::audit::AuditEntry) -> Result<(), StoreError> {
+        let (workspace, id) = (entry.workspace.clone(), entry.id.clone());
+        let body = serde_json::to_string(entry).map_err(json_error)?;
+        self.blocking(move |s| {
+            s.db()
+                .execute(
+                    "INSERT OR REPLACE INTO audit (workspace, id, body) VALUES (?1, ?2, ?3)",
+                    params![workspace, id, body],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<tidings_core::audit::AuditPage, StoreError> {
+        let workspace = workspace.to_owned();
+        // Past every id: ids begin with 13 digits.
+        let before = before.unwrap_or("~").to_owned();
+        let limit = limit.clamp(1, 1000);
+        let mut entries: Vec<tidings_core::audit::AuditEntry> = self
+            .blocking(move |s| {
+                s.all(
+                    "SELECT body FROM audit WHERE workspace = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    params![workspace, before, limit as i64 + 1],
+                )
+            })
+            .await?;
+        let next = (entries.len() > limit).then(|| {
+            entries.truncate(limit);
+            entries.last().map(|e| e.id.clone())
+        });
+        Ok(tidings_core::audit::AuditPage { entries, next: next.flatten() })
+    }
 }

@@ -18,6 +18,7 @@
 //!   The event stream reloads itself with `<meta http-equiv="refresh">`.
 
 mod admin;
+mod audit;
 mod chart;
 mod deliverability;
 mod events;
@@ -76,6 +77,7 @@ pub(crate) fn routes<S: Store + 'static, Q: Queue + DeadLetters + 'static>() -> 
         .route("/console/suppressions/remove", post(admin::remove_suppression::<S, Q>))
         .route("/console/sources", get(admin::sources::<S, Q>))
         .route("/console/queues", get(admin::queues::<S, Q>))
+        .route("/console/audit", get(audit::audit::<S, Q>))
         .route("/console/queues/{queue}/redrive", post(admin::redrive::<S, Q>))
         .layer(axum::middleware::from_fn(guard))
 }
@@ -266,7 +268,10 @@ impl<S: Store + 'static, Q: Queue + 'static> FromRequestParts<Arc<Shared<S, Q>>>
             return Err(Redirect::to("/console/login").into_response());
         };
         match shared.store.api_key(&api_key_hash(key)).await {
-            Ok(Some(found)) => Ok(Session { workspace: found.workspace, csrf: csrf_token(key) }),
+            Ok(Some(found)) => {
+                crate::Actor::note(parts, &found.workspace, &found.id);
+                Ok(Session { workspace: found.workspace, csrf: csrf_token(key) })
+            }
             // A revoked key, or a cookie from another deployment: sign in again.
             Ok(None) => Err((clear_cookie(), Redirect::to("/console/login")).into_response()),
             Err(error) => Err(ConsoleError::from(error).into_response()),

@@ -5,7 +5,7 @@ use tidings_core::event::{CanonicalEvent, Status};
 use tidings_core::timestamp::Timestamp;
 
 /// The console's sections, in navigation order: (path, title).
-pub const SECTIONS: [(&str, &str); 7] = [
+pub const SECTIONS: [(&str, &str); 8] = [
     ("/console", "Overview"),
     ("/console/events", "Events"),
     ("/console/deliverability", "Deliverability"),
@@ -13,6 +13,7 @@ pub const SECTIONS: [(&str, &str); 7] = [
     ("/console/suppressions", "Suppressions"),
     ("/console/sources", "Sources"),
     ("/console/queues", "Dead letters"),
+    ("/console/audit", "Audit"),
 ];
 
 /// What every signed-in page needs to draw its frame.

@@ -1,6 +1,7 @@
 //! Every route of the admin API, each declared once with its documentation; the handlers live
 //! in one file per resource.
 
+pub(crate) mod audit;
 pub(crate) mod deliverability;
 pub(crate) mod events;
 pub(crate) mod queues;
@@ -121,6 +122,16 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
             get(deliverability::alarms::<S, Q>),
         )
         .answers::<deliverability::AlarmList>(200, "Active alarms first."),
+        Operation::new(
+            Method::GET,
+            "/api/audit",
+            "listAudit",
+            "Administrative actions on the workspace, newest first",
+            get(audit::audit::<S, Q>),
+        )
+        .query::<audit::AuditParams>()
+        .answers::<tidings_core::audit::AuditPage>(200, "A page of entries, and `next` when there are older ones.")
+        .errors(&[400]),
         Operation::new(
             Method::GET,
             "/api/sources",

@@ -260,3 +260,44 @@ impl DeliverabilityStore for DynamoStore {
         .await
     }
 }
+
+impl tidings_core::ports::AuditStore for DynamoStore {
+    async fn record_audit(&self, entry: &tidings_core::audit::AuditEntry) -> Result<(), StoreError> {
+        let item: Item = HashMap::from([
+            ("PK".to_owned(), s(format!("WS#{}#AUDIT", entry.workspace))),
+            ("SK".to_owned(), s(&entry.id)),
+            ("d".to_owned(), s(to_json(entry)?)),
+            ("ttl".to_owned(), n(entry.at.unix_seconds().saturating_add(AUDIT_DAYS * 86_400))),
+        ]);
+        self.put(item).await
+    }
+
+    async fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<tidings_core::audit::AuditPage, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let mut entries: Vec<tidings_core::audit::AuditEntry> = self
+            .query_all(
+                None,
+                "PK = :pk AND SK < :before",
+                vec![(":pk", s(format!("WS#{workspace}#AUDIT"))), (":before", s(before.unwrap_or("~")))],
+                false,
+                |item| Ok(Some(json(text(item, "d")?)?)),
+                limit + 1,
+            )
+            .await?;
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|e| e.id.clone())
+        } else {
+            None
+        };
+        Ok(tidings_core::audit::AuditPage { entries, next })
+    }
+}
+
+/// How long audit entries are kept: a year and a bit, past most compliance look-backs.
+const AUDIT_DAYS: i64 = 400;
