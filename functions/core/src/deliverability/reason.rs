@@ -202,9 +202,18 @@ const PHRASES: &[(BounceReason, &[&str])] = &[
             "per connection",
         ],
     ),
+    // Refusals of the sender's own address (Postfix's `Sender address rejected: Domain not
+    // found`): nothing is wrong with the recipient's.
     (
         BounceReason::PolicyRejected,
-        &["recipient preferences", "not authenticated for group", "not authenticated by organization"],
+        &[
+            "recipient preferences",
+            "not authenticated for group",
+            "not authenticated by organization",
+            "sender address rejected",
+            "sender rejected",
+            "sender denied",
+        ],
     ),
     (BounceReason::ReputationBlock, &["dynamic ip", "residential ip"]),
     (
@@ -757,6 +766,12 @@ mod tests {
                 .reason,
             BounceReason::MailboxDisabled
         );
+    }
+
+    #[test]
+    fn a_refused_sender_address_is_not_the_recipient_s_fault() {
+        let r = of("450 4.1.8 <bounce@mail.example.com>: Sender address rejected: Domain not found");
+        assert_eq!((r.reason, r.kind), (BounceReason::PolicyRejected, BounceKind::Soft));
     }
 
     #[test]
