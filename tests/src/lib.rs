@@ -93,6 +93,10 @@ pub async fn records_a_batch_each_event_once<S: Store>(store: &S) {
     assert_eq!((state.events, state.status), (3, Status::Opened));
     let suppressed: Vec<String> = store.suppressions(ws).await.unwrap().into_iter().map(|s| s.recipient).collect();
     assert_eq!(suppressed, ["b@example.com"]);
+    let entry = store.suppression(ws, "b@example.com").await.unwrap().expect("found by its recipient");
+    assert_eq!((entry.recipient.as_str(), entry.active), ("b@example.com", true));
+    assert_eq!(store.suppression(ws, "a@example.com").await.unwrap(), None);
+    assert_eq!(store.suppression("ws_batch_other", "b@example.com").await.unwrap(), None);
 }
 
 /// The message state follows the lattice whatever order events arrive in.

@@ -568,3 +568,50 @@ async fn every_administrative_change_is_audited_in_its_workspace_without_secrets
     assert!(theirs["entries"].as_array().unwrap().is_empty(), "another workspace sees none of it");
     assert_eq!(f.call(send("GET", "/api/audit?cursor=nope", "key-default", None)).await.0, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_recipient_s_export_holds_everything_stored_about_them_and_is_audited() {
+    use std::collections::BTreeSet;
+    let f = sqlite_fixture().await;
+    f.post_sample(ProviderId::Sendgrid, &events_dir().join("sendgrid/batch-every-type.json")).await;
+    drain(&f.store).await;
+    let get = |uri: &str, key: &str| {
+        Request::get(uri).header("Authorization", format!("Bearer {key}")).body(Body::empty()).unwrap()
+    };
+    let (status, listed) = f.call(get("/api/events?recipient=nobody@example.com&limit=1000", "key-default")).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored: BTreeSet<String> =
+        listed["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    assert!(!stored.is_empty());
+
+    let (status, export) = f.call(get("/api/recipients/NoBody@Example.com/export", "key-default")).await;
+    assert_eq!(status, StatusCode::OK, "{export}");
+    assert_eq!(export["recipient"], "nobody@example.com", "the address in the form events keep it");
+    let exported: BTreeSet<String> = export["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["event"]["data"]["recipient"], "nobody@example.com");
+            assert!(
+                e["raw"].as_str().is_some_and(|raw| raw.contains("nobody@example.com")),
+                "with its provider record"
+            );
+            e["event"]["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(exported, stored, "every event of the recipient, and only theirs");
+    assert_eq!(export["complete"], true);
+    assert!(!export["message_states"].as_array().unwrap().is_empty());
+    assert!(export["message_states"].as_array().unwrap().iter().all(|s| s["recipient"] == "nobody@example.com"));
+    assert_eq!(export["suppression"]["recipient"], "nobody@example.com", "the hard bounce's suppression entry");
+
+    let (_, theirs) = f.call(get("/api/recipients/nobody@example.com/export", "key-other")).await;
+    assert!(theirs["events"].as_array().unwrap().is_empty(), "another workspace's export holds nothing");
+    assert!(theirs["suppression"].is_null());
+
+    let (_, log) = f.call(get("/api/audit", "key-default")).await;
+    let entries = log["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["action"], "GET /api/recipients/{recipient}/export", "an export is an audited action");
+    assert!(!log.to_string().contains("nobody@example.com"), "the audit log does not name the recipient");
+}

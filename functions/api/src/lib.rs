@@ -103,8 +103,8 @@ impl Actor {
     }
 }
 
-/// Records every administrative action (any method but GET, HEAD and OPTIONS, by an API key or a
-/// console session) in the workspace's audit log with its route, its target and the status it
+/// Records every administrative action (any method but GET, HEAD and OPTIONS, and a recipient's
+/// export, by an API key or a console session) in the workspace's audit log with its route, its target and the status it
 /// was answered. Route parameters that are personal data (`{recipient}`) are left out. A failed
 /// write of the log is logged and counted; the action itself has happened.
 async fn audit<S: Store + 'static, Q: Queue + 'static>(
@@ -113,11 +113,13 @@ async fn audit<S: Store + 'static, Q: Queue + 'static>(
     next: axum::middleware::Next,
 ) -> Response {
     use axum::http::Method;
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
-    }
     let method = request.method().clone();
     let route = request.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+    // Reads are not recorded, except an export: handing out a recipient's data is an action.
+    let export = route.as_deref().is_some_and(|r| r.ends_with("/export"));
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) && !export {
+        return next.run(request).await;
+    }
     let path = request.uri().path().to_owned();
     let actor = Actor::default();
     request.extensions_mut().insert(actor.clone());

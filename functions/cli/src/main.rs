@@ -10,6 +10,7 @@ mod client;
 mod deliverability;
 mod dev;
 mod events;
+mod export;
 mod keys;
 mod local_aws;
 mod normalize;
@@ -47,6 +48,8 @@ enum Command {
     Events(events::Args),
     /// The workspace's administrative actions (who changed what, and how it ended), newest last.
     Audit(audit::Args),
+    /// Everything the workspace holds about one recipient, as one JSON document (access requests).
+    Export(export::Args),
     /// List, add or remove sources.
     Sources(sources::Args),
     /// Add or list subscriptions (where events are delivered).
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => block_on(replay::run(args)),
         Command::Events(args) => block_on(events::run(args)),
         Command::Audit(args) => block_on(audit::run(args)),
+        Command::Export(args) => block_on(export::run(args)),
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),

@@ -294,6 +294,13 @@ pub trait EventStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<MessageState>, StoreError>> + Send;
     /// Active suppressions of a workspace.
     fn suppressions(&self, workspace: &str) -> impl Future<Output = Result<Vec<Suppression>, StoreError>> + Send;
+    /// The suppression entry of one recipient, active or not (a lifted entry stays as a
+    /// tombstone), when there is one.
+    fn suppression(
+        &self,
+        workspace: &str,
+        recipient: &str,
+    ) -> impl Future<Output = Result<Option<Suppression>, StoreError>> + Send;
     /// Lifts a suppression by hand; `false` when the address was not suppressed.
     fn remove_suppression(
         &self,

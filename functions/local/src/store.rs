@@ -395,6 +395,17 @@ impl EventStore for Sqlite {
         .await
     }
 
+    async fn suppression(&self, workspace: &str, recipient: &str) -> Result<Option<Suppression>, StoreError> {
+        let (workspace, recipient) = (workspace.to_owned(), recipient.to_owned());
+        self.blocking(move |s| {
+            s.one(
+                "SELECT body FROM suppressions WHERE workspace = ?1 AND recipient = ?2",
+                params![workspace, recipient],
+            )
+        })
+        .await
+    }
+
     async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
         let (workspace, recipient) = (workspace.to_owned(), recipient.to_owned());
         self.blocking(move |s| {

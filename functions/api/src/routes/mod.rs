@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod deliverability;
 pub(crate) mod events;
 pub(crate) mod queues;
+pub(crate) mod recipients;
 pub(crate) mod sources;
 pub(crate) mod subscriptions;
 pub(crate) mod suppressions;
@@ -122,6 +123,19 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
             get(deliverability::alarms::<S, Q>),
         )
         .answers::<deliverability::AlarmList>(200, "Active alarms first."),
+        Operation::new(
+            Method::GET,
+            "/api/recipients/{recipient}/export",
+            "exportRecipient",
+            "Everything the workspace holds about one recipient, for an access request",
+            get(recipients::export::<S, Q>),
+        )
+        .path_param("recipient", "The address or phone number.")
+        .answers::<tidings_core::pipeline::RecipientExport>(
+            200,
+            "Events with their provider records, message states, the suppression entry and delivery attempts (recorded in the audit log).",
+        )
+        .errors(&[400]),
         Operation::new(
             Method::GET,
             "/api/audit",

@@ -186,6 +186,11 @@ impl EventStore for DynamoStore {
             .await
     }
 
+    async fn suppression(&self, workspace: &str, recipient: &str) -> Result<Option<Suppression>, StoreError> {
+        let item = self.get(&format!("WS#{workspace}#SUPP"), recipient).await?;
+        item.map(|item| json(text(&item, "d")?)).transpose()
+    }
+
     async fn remove_suppression(&self, workspace: &str, recipient: &str) -> Result<bool, StoreError> {
         let pk = format!("WS#{workspace}#SUPP");
         let Some(item) = self.get(&pk, recipient).await? else { return Ok(false) };

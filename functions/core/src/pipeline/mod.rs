@@ -4,6 +4,7 @@
 //! delivery task in, a signed POST out), [`replay`], [`modify_subscription`], how every
 //! writer changes a stored subscription, and the [`Watch`] over deliverability and sources.
 
+mod export;
 mod fanout;
 mod ingest;
 mod processor;
@@ -11,6 +12,7 @@ mod replay;
 mod subscriptions;
 mod watch;
 
+pub use export::{ATTEMPTS_PER_SUBSCRIPTION, ExportedEvent, MAX_EXPORT_EVENTS, RecipientExport, export_recipient};
 pub use fanout::{Fanout, QueuedTask};
 pub use ingest::{
     HandshakeResponse, Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL,
