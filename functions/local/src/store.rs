@@ -673,7 +673,7 @@ impl DeliverabilityStore for Sqlite {
         let workspace = workspace.to_owned();
         let read = i64::try_from(settings.version).map_err(|_| StoreError::refused("settings version out of range"))?;
         let body = serde_json::to_string(&Settings { version: 0, ..settings.clone() }).map_err(json_error)?;
-        self.blocking(move |s| versioned_write(&s.db(), "deliverability_settings", &workspace, None, read, &body)).await
+        self.blocking(move |s| versioned_write(&s.db(), Versioned::Settings, &workspace, read, &body)).await
     }
 
     async fn alarms(&self, workspace: &str) -> Result<Vec<Alarm>, StoreError> {
@@ -702,7 +702,7 @@ impl DeliverabilityStore for Sqlite {
         let key = alarm.key.clone();
         let read = i64::try_from(alarm.version).map_err(|_| StoreError::refused("alarm version out of range"))?;
         let body = serde_json::to_string(&Alarm { version: 0, ..alarm.clone() }).map_err(json_error)?;
-        self.blocking(move |s| versioned_write(&s.db(), "alarms", &workspace, Some(&key), read, &body)).await
+        self.blocking(move |s| versioned_write(&s.db(), Versioned::Alarm(&key), &workspace, read, &body)).await
     }
 
     async fn watched_workspaces(&self) -> Result<Vec<String>, StoreError> {
@@ -719,30 +719,35 @@ impl DeliverabilityStore for Sqlite {
     }
 }
 
-/// Writes a versioned row (`deliverability_settings` by workspace, `alarms` by workspace and
-/// key) at version `read + 1`, only if the stored version is `read` (0: no row).
+/// A row written over the version read: a workspace's settings, or one of its alarms.
+enum Versioned<'a> {
+    Settings,
+    Alarm(&'a str),
+}
+
+/// Writes the versioned row of `workspace` at version `read + 1`, only if the stored version is
+/// `read` (0: no row).
 fn versioned_write(
     db: &Connection,
-    table: &str,
+    row: Versioned<'_>,
     workspace: &str,
-    key: Option<&str>,
     read: i64,
     body: &str,
 ) -> Result<bool, StoreError> {
-    let changed = match (table, key) {
-        ("alarms", Some(key)) if read == 0 => db.execute(
+    let changed = match row {
+        Versioned::Alarm(key) if read == 0 => db.execute(
             "INSERT INTO alarms (workspace, key, version, body) VALUES (?1, ?2, 1, ?3) ON CONFLICT DO NOTHING",
             params![workspace, key, body],
         ),
-        ("alarms", Some(key)) => db.execute(
+        Versioned::Alarm(key) => db.execute(
             "UPDATE alarms SET version = version + 1, body = ?4 WHERE workspace = ?1 AND key = ?2 AND version = ?3",
             params![workspace, key, read, body],
         ),
-        (_, _) if read == 0 => db.execute(
+        Versioned::Settings if read == 0 => db.execute(
             "INSERT INTO deliverability_settings (workspace, version, body) VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING",
             params![workspace, body],
         ),
-        (_, _) => db.execute(
+        Versioned::Settings => db.execute(
             "UPDATE deliverability_settings SET version = version + 1, body = ?3 WHERE workspace = ?1 AND version = ?2",
             params![workspace, read, body],
         ),

@@ -9,7 +9,7 @@ use tidings_core::ports::{EventQuery, Queue, Store};
 use tidings_core::timestamp::Timestamp;
 
 use super::view::{page, time};
-use super::{AppState, Page, Session, bad_request, chart, html_response};
+use super::{AppState, Page, Session, chart, html_response};
 use crate::routes::deliverability::read_report;
 
 /// The page's windows: (query value, title, seconds).
@@ -78,9 +78,8 @@ pub(super) async fn deliverability<S: Store, Q: Queue>(
     let ws = session.workspace.as_str();
     let now = Timestamp::now();
     let since = Timestamp::from_unix_seconds(now.unix_seconds() - seconds).unwrap_or(now);
-    let failed = |e: crate::ApiError| bad_request(e.to_string());
-    let by_mailbox = read_report(&shared.store, ws, Dimension::MailboxProvider, since, now).await.map_err(failed)?;
-    let by_domain = read_report(&shared.store, ws, Dimension::RecipientDomain, since, now).await.map_err(failed)?;
+    let by_mailbox = read_report(&shared.store, ws, Dimension::MailboxProvider, since, now).await?;
+    let by_domain = read_report(&shared.store, ws, Dimension::RecipientDomain, since, now).await?;
     let settings = shared.store.deliverability_settings(ws).await?.unwrap_or_default();
     let mut alarms = shared.store.alarms(ws).await?;
     alarms.sort_by(|a, b| b.active.cmp(&a.active).then_with(|| b.since.cmp(&a.since)));

@@ -80,7 +80,7 @@ pub(crate) async fn read_report<S: Store>(
     by: Dimension,
     since: Timestamp,
     until: Timestamp,
-) -> Result<Report, ApiError> {
+) -> Result<Report, tidings_core::ports::StoreError> {
     let rows = store.counters(workspace, by.series(), hour_of(since), hour_of(until)).await?;
     Ok(counters::report(by, since, until, &rows))
 }

@@ -36,10 +36,6 @@ impl Series {
             Series::Sources => "sources",
         }
     }
-
-    pub fn parse(s: &str) -> Option<Series> {
-        [Series::Domains, Series::Sources].into_iter().find(|series| series.as_str() == s)
-    }
 }
 
 /// One counter: an hour and the values of its dimensions. Absent values are empty strings.

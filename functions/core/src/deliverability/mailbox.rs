@@ -7,25 +7,6 @@
 
 use std::collections::BTreeMap;
 
-/// Mailbox providers tidings names. `other` for every domain not listed.
-pub const PROVIDERS: &[&str] = &[
-    "gmail",
-    "microsoft",
-    "yahoo",
-    "apple",
-    "gmx",
-    "mailru",
-    "yandex",
-    "proton",
-    "zoho",
-    "fastmail",
-    "qq",
-    "netease",
-    "comcast",
-    "att",
-    "other",
-];
-
 /// Consumer domains, exact. Country variants of Yahoo, Hotmail, Outlook and Live are matched
 /// by prefix in [`mailbox_provider`].
 const DOMAINS: &[(&str, &str)] = &[

@@ -32,9 +32,17 @@ pub struct Change {
     pub alarm: Alarm,
     /// The event type announcing it.
     pub event_type: &'static str,
+    /// The CloudWatch metric that counts changes of this kind.
+    pub metric: &'static str,
     /// One line for people.
     pub summary: String,
 }
+
+/// The kinds of change: (event type, CloudWatch metric counting them).
+const CROSSED: (&str, &str) = ("deliverability.threshold_crossed", "ThresholdsCrossed");
+const RECOVERED: (&str, &str) = ("deliverability.recovered", "ThresholdsRecovered");
+const SILENT: (&str, &str) = ("source.silent", "SourcesSilent");
+const RESUMED: (&str, &str) = ("source.resumed", "SourcesResumed");
 
 /// A rate the watch holds to a threshold.
 struct Metric {
@@ -44,6 +52,8 @@ struct Metric {
     rate: fn(&Totals) -> Option<f64>,
     volume: fn(&Totals) -> u64,
     label: &'static str,
+    /// The CloudWatch metric of the rate.
+    cloudwatch: &'static str,
 }
 
 const METRICS: &[Metric] = &[
@@ -54,6 +64,7 @@ const METRICS: &[Metric] = &[
         rate: |t| t.bounce_rate,
         volume: |t| t.attempted,
         label: "bounce rate",
+        cloudwatch: "BounceRate",
     },
     Metric {
         name: "complaint_rate",
@@ -62,6 +73,7 @@ const METRICS: &[Metric] = &[
         rate: |t| t.complaint_rate,
         volume: |t| t.attempted,
         label: "complaint rate",
+        cloudwatch: "ComplaintRate",
     },
     Metric {
         name: "spam_rate",
@@ -70,11 +82,23 @@ const METRICS: &[Metric] = &[
         rate: |t| t.spam_rate,
         volume: |t| t.delivered,
         label: "spam rate",
+        cloudwatch: "SpamRate",
     },
 ];
 
-/// The rates the watch measured, for metrics: `(metric, dimension, value, rate)`.
-pub type Measured = Vec<(&'static str, Dimension, String, f64)>;
+/// A rate the watch measured, for CloudWatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    /// The metric's name (`BounceRate`).
+    pub metric: &'static str,
+    /// The dimension's CloudWatch name (`Provider`, `MailboxProvider`) and the value measured.
+    pub dimension: &'static str,
+    pub value: String,
+    pub rate: f64,
+}
+
+/// The rates the watch measured.
+pub type Measured = Vec<Measure>;
 
 /// The changes due in a workspace at `now`, from the counters of its sources series over the
 /// last [`LOOKBACK_HOURS`] (or `window_hours`, if longer), its alarms as stored, and the ids and
@@ -112,7 +136,8 @@ pub fn evaluate(
             let volume = (metric.volume)(&totals);
             let rate = (metric.rate)(&totals);
             if let Some(rate) = rate {
-                measured.push((metric.name, metric.dimension, value.to_owned(), rate));
+                let dimension = if metric.dimension == Dimension::Provider { "Provider" } else { "MailboxProvider" };
+                measured.push(Measure { metric: metric.cloudwatch, dimension, value: value.to_owned(), rate });
             }
             let key = format!("{prefix}{value}");
             let was_active = alarms.get(key.as_str()).is_some_and(|a| a.active);
@@ -137,31 +162,15 @@ pub fn evaluate(
                 ("threshold".to_owned(), json!(threshold)),
                 ("volume".to_owned(), json!(volume)),
             ]);
-            let (event_type, summary) = if now_active {
-                (
-                    "deliverability.threshold_crossed",
-                    format!(
-                        "{} of {} {value} is {:.3}% over {} h ({volume} messages): at or above the threshold of {:.3}%",
-                        metric.label,
-                        metric.dimension,
-                        rate * 100.0,
-                        settings.window_hours,
-                        threshold * 100.0
-                    ),
-                )
-            } else {
-                (
-                    "deliverability.recovered",
-                    format!(
-                        "{} of {} {value} is {:.3}% over {} h ({volume} messages): back under the threshold of {:.3}%",
-                        metric.label,
-                        metric.dimension,
-                        rate * 100.0,
-                        settings.window_hours,
-                        threshold * 100.0
-                    ),
-                )
-            };
+            let (kind, side) = if now_active { (CROSSED, "at or above") } else { (RECOVERED, "back under") };
+            let summary = format!(
+                "{} of {} {value} is {:.3}% over {} h ({volume} messages): {side} the threshold of {:.3}%",
+                metric.label,
+                metric.dimension,
+                rate * 100.0,
+                settings.window_hours,
+                threshold * 100.0
+            );
             changes.push(change(
                 workspace,
                 &key,
@@ -169,7 +178,7 @@ pub fn evaluate(
                 now_active,
                 details,
                 now,
-                event_type,
+                kind,
                 summary,
             ));
         }
@@ -196,7 +205,7 @@ pub fn evaluate(
                 let details =
                     BTreeMap::from([("source".to_owned(), json!(source)), ("provider".to_owned(), json!(provider))]);
                 let summary = format!("source {source} ({provider}) is receiving events again");
-                changes.push(change(workspace, &key, alarm, false, details, now, "source.resumed", summary));
+                changes.push(change(workspace, &key, alarm, false, details, now, RESUMED, summary));
             }
             continue;
         }
@@ -218,7 +227,7 @@ pub fn evaluate(
                 "source {source} ({provider}) has received nothing for {quiet_hours} h, longer than its usual gap of \
                  {allowed_hours} h: check the provider's webhook settings and the source's secret"
             );
-            changes.push(change(workspace, &key, alarm, true, details, now, "source.silent", summary));
+            changes.push(change(workspace, &key, alarm, true, details, now, SILENT, summary));
         }
     }
     (changes, measured)
@@ -232,7 +241,7 @@ fn change(
     active: bool,
     details: BTreeMap<String, serde_json::Value>,
     now: Timestamp,
-    event_type: &'static str,
+    (event_type, metric): (&'static str, &'static str),
     summary: String,
 ) -> Change {
     let alarm = Alarm {
@@ -244,7 +253,7 @@ fn change(
         details,
         version: previous.map_or(0, |a| a.version),
     };
-    Change { alarm, event_type, summary }
+    Change { alarm, event_type, metric, summary }
 }
 
 #[cfg(test)]
@@ -270,7 +279,7 @@ mod tests {
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].event_type, "deliverability.threshold_crossed");
         assert_eq!(changes[0].alarm.key, "bounce_rate|provider|ses");
-        assert!(measured.iter().any(|(m, _, v, r)| *m == "bounce_rate" && v == "ses" && (*r - 0.06).abs() < 1e-9));
+        assert!(measured.iter().any(|m| m.metric == "BounceRate" && m.value == "ses" && (m.rate - 0.06).abs() < 1e-9));
 
         let stored = Alarm { version: 1, ..changes[0].alarm.clone() };
         let (again, _) = evaluate("ws", &settings, &many, std::slice::from_ref(&stored), &[], now);

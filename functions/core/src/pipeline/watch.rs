@@ -66,31 +66,16 @@ impl<S: DeliverabilityStore + SourceStore, Q: Queue> Watch<S, Q> {
         let sources: Vec<(String, String)> =
             self.store.sources(workspace).await?.into_iter().map(|s| (s.id, s.provider.to_string())).collect();
         let (changes, measured) = evaluate(workspace, &settings, &counters, &alarms, &sources, now);
-        for (metric, dimension, value, rate) in &measured {
-            let name = match *metric {
-                "bounce_rate" => "BounceRate",
-                "complaint_rate" => "ComplaintRate",
-                _ => "SpamRate",
-            };
-            let dimension = match dimension {
-                crate::deliverability::Dimension::Provider => "Provider",
-                _ => "MailboxProvider",
-            };
-            metrics::record(&[("Workspace", workspace), (dimension, value)], &[(name, Unit::None, *rate)]);
+        for m in &measured {
+            metrics::record(&[("Workspace", workspace), (m.dimension, &m.value)], &[(m.metric, Unit::None, m.rate)]);
         }
         let mut announced = Vec::with_capacity(changes.len());
         for change in changes {
             self.announce(&change, now).await?;
             if self.store.put_alarm(&change.alarm).await? {
-                let metric = match change.event_type {
-                    "deliverability.threshold_crossed" => "ThresholdsCrossed",
-                    "deliverability.recovered" => "ThresholdsRecovered",
-                    "source.silent" => "SourcesSilent",
-                    _ => "SourcesResumed",
-                };
                 // Per workspace, and with no dimension for the template's alarms.
-                metrics::record(&[("Workspace", workspace)], &[(metric, Unit::Count, 1.0)]);
-                metrics::record(&[], &[(metric, Unit::Count, 1.0)]);
+                metrics::record(&[("Workspace", workspace)], &[(change.metric, Unit::Count, 1.0)]);
+                metrics::record(&[], &[(change.metric, Unit::Count, 1.0)]);
                 tracing::warn!(workspace, event = change.event_type, summary = %change.summary, "deliverability watch");
                 announced.push(change);
             }
