@@ -3,6 +3,7 @@
 //! behave the same. Each case uses its own workspace, so one store can run all of them.
 
 pub mod lambda_events;
+pub mod privacy;
 pub mod queues;
 
 use tidings_core::auth::{NonceCheck, ReplayClaim};
@@ -39,8 +40,8 @@ pub fn hard_bounce(workspace: &str, message: &str, recipient: &str, seconds: i64
     queued
 }
 
-fn expiry() -> Timestamp {
-    at(90 * 86_400)
+fn expiry() -> tidings_core::ports::Expiry {
+    at(90 * 86_400).into()
 }
 
 async fn record<S: Store>(store: &S, queued: &QueuedEvent) -> Recorded {
@@ -82,7 +83,7 @@ pub async fn records_a_batch_each_event_once<S: Store>(store: &S) {
         hard_bounce(ws, "m2", "b@example.com", 4, "k4"),
     ];
     let expires = expiry();
-    let items: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|e| (e, expires)).collect();
+    let items: Vec<(&QueuedEvent, tidings_core::ports::Expiry)> = batch.iter().map(|e| (e, expires)).collect();
     let recorded: Vec<Recorded> = store.record_batch(&items).await.into_iter().map(Result::unwrap).collect();
     assert_eq!(recorded, [Recorded::Duplicate, Recorded::Stored, Recorded::Stored, Recorded::Stored]);
     let again: Vec<Recorded> = store.record_batch(&items).await.into_iter().map(Result::unwrap).collect();
@@ -553,7 +554,7 @@ pub async fn counts_each_stored_event_once<S: Store>(store: &S) {
         mail_event(ws, Status::Delivered, "c@example.org", now, "c4"),
     ];
     let expires = expiry();
-    let items: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|e| (e, expires)).collect();
+    let items: Vec<(&QueuedEvent, tidings_core::ports::Expiry)> = batch.iter().map(|e| (e, expires)).collect();
     for _ in 0..2 {
         for result in store.record_batch(&items).await {
             result.unwrap();

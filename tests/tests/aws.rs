@@ -161,10 +161,10 @@ async fn listing_a_workspace_reads_only_the_days_that_hold_its_events() {
     let old = tidings_tests::event(ws, Status::Delivered, "m1", "a@example.com", 0, "old");
     let new = tidings_tests::event(ws, Status::Delivered, "m2", "b@example.com", 300 * 86_400, "new");
     let newer = tidings_tests::event(ws, Status::Opened, "m2", "b@example.com", 300 * 86_400 + 60, "newer");
-    store.record(&old, expires).await.unwrap();
-    store.record(&new, expires).await.unwrap();
+    store.record(&old, expires.into()).await.unwrap();
+    store.record(&new, expires.into()).await.unwrap();
     let other = DynamoStore::new(aws.dynamo.clone(), store.table());
-    other.record(&newer, expires).await.unwrap();
+    other.record(&newer, expires.into()).await.unwrap();
     // Each day marked once per store: its day index, and the workspace in the watch's list.
     assert_eq!(count(&store, "UpdateItem"), 4, "each day is marked once per store");
 
@@ -182,8 +182,8 @@ async fn a_retry_after_a_crash_between_the_state_and_the_event_write_counts_the_
     let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
     let sent = tidings_tests::event(ws, Status::Delivered, "m1", "a@example.com", 0, "delivered");
     let open = tidings_tests::event(ws, Status::Opened, "m1", "a@example.com", 60, "open");
-    store.record(&sent, expires).await.unwrap();
-    store.record(&open, expires).await.unwrap();
+    store.record(&sent, expires.into()).await.unwrap();
+    store.record(&open, expires.into()).await.unwrap();
     // The crash: the processor wrote the message state for the open, then died before writing
     // the event item. Take the event item away to get there.
     let item = tidings_aws::dynamo::event_item(&open, expires).unwrap();
@@ -197,8 +197,8 @@ async fn a_retry_after_a_crash_between_the_state_and_the_event_write_counts_the_
         .unwrap();
 
     // SQS delivers the message again: the event is stored, and the state counts it once.
-    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Stored);
-    assert_eq!(store.record(&open, expires).await.unwrap(), Recorded::Duplicate);
+    assert_eq!(store.record(&open, expires.into()).await.unwrap(), Recorded::Stored);
+    assert_eq!(store.record(&open, expires.into()).await.unwrap(), Recorded::Duplicate);
     let states = store.message_states(ws, "m1").await.unwrap();
     assert_eq!(states.len(), 1);
     assert_eq!((states[0].events, states[0].opens), (2, 1), "{:?}", states[0]);
@@ -450,7 +450,7 @@ async fn a_failed_delivery_stays_on_sqs_hidden_until_its_retry_is_due() {
     tidings_core::ports::EventStore::record(
         &store,
         &queued,
-        tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap(),
+        tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap().into(),
     )
     .await
     .unwrap();
@@ -651,4 +651,57 @@ async fn an_event_whose_delivery_task_sqs_refuses_fails_alone_not_with_its_batch
     let error = results[1].as_ref().unwrap_err();
     assert!(!error.is_retryable(), "it will never fit: {error}");
     assert_eq!(aws.receive_all(&deliveries_url).await.len(), 1, "the small event's task");
+}
+
+/// Erasure proven on DynamoDB's items: after erasing a recipient of many events of five
+/// providers, no item of the table (every attribute, deflated ones inflated) holds the address
+/// in any of its spellings; the recipient who stays is still there.
+#[tokio::test]
+async fn dynamodb_erasure_leaves_no_item_with_the_recipient() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use tidings_tests::privacy::{ERASED, KEPT, assert_nowhere, erases_a_recipient_everywhere};
+    let aws = aws().await;
+    let store = aws.store().await;
+    erases_a_recipient_everywhere(&store, "ws_erase").await;
+
+    fn text_of(value: &AttributeValue, out: &mut String) {
+        match value {
+            AttributeValue::S(s) | AttributeValue::N(s) => out.push_str(s),
+            AttributeValue::B(blob) => {
+                match miniz_oxide::inflate::decompress_to_vec_with_limit(blob.as_ref(), 16 << 20) {
+                    Ok(inflated) => out.push_str(&String::from_utf8_lossy(inflated.as_slice())),
+                    Err(_) => out.push_str(&String::from_utf8_lossy(blob.as_ref())),
+                }
+            }
+            AttributeValue::Ss(list) | AttributeValue::Ns(list) => list.iter().for_each(|s| out.push_str(s)),
+            AttributeValue::L(list) => list.iter().for_each(|v| text_of(v, out)),
+            AttributeValue::M(map) => map.iter().for_each(|(k, v)| {
+                out.push_str(k);
+                text_of(v, out);
+            }),
+            _ => {}
+        }
+        out.push('\n');
+    }
+    let mut everything = String::new();
+    let mut items = 0;
+    let mut start = None;
+    loop {
+        let page =
+            aws.dynamo.scan().table_name(store.table()).set_exclusive_start_key(start.take()).send().await.unwrap();
+        for item in page.items() {
+            items += 1;
+            for (name, value) in item {
+                everything.push_str(name);
+                text_of(value, &mut everything);
+            }
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    assert!(items > 10, "{items} items scanned");
+    assert_nowhere(&everything, ERASED, "the table");
+    assert!(everything.contains(KEPT), "the table still holds the recipient who stays");
 }

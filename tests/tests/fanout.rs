@@ -419,7 +419,9 @@ async fn a_delivered_task_handed_over_again_is_not_sent_again_but_a_replay_is_se
     let subscription = tidings_tests::subscription_to("ws_default", "sub_once", &format!("http://{addr}/hook"), &["*"]);
     db.put_subscription(&subscription).await.unwrap();
     let queued = tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "a@example.com", 0, "k");
-    db.record(&queued, Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap()).await.unwrap();
+    db.record(&queued, Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap().into())
+        .await
+        .unwrap();
     let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
     let fanout = Fanout::new(
         db.clone(),
@@ -552,7 +554,7 @@ async fn a_long_replay_goes_on_call_after_call_each_reading_a_bounded_stretch() 
             )
         })
         .collect();
-    let batch: Vec<_> = events.iter().map(|e| (e, expires)).collect();
+    let batch: Vec<_> = events.iter().map(|e| (e, tidings_core::ports::Expiry::from(expires))).collect();
     for result in db.record_batch(&batch).await {
         result.unwrap();
     }

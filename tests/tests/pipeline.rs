@@ -434,7 +434,7 @@ async fn sms_and_whatsapp_opt_outs_update_the_suppression_list_for_the_sender() 
             let normalized = provider.normalize(&Webhook::http(&body, &headers), &ctx).unwrap();
             for e in normalized.events {
                 let queued = QueuedEvent { event: e.event, raw: e.raw.to_string(), source: "src_twilio".into() };
-                store.record(&queued, Timestamp::from_unix_seconds(1_900_000_000).unwrap()).await.unwrap();
+                store.record(&queued, Timestamp::from_unix_seconds(1_900_000_000).unwrap().into()).await.unwrap();
             }
         }
     };

@@ -286,7 +286,7 @@ async fn lifting_a_suppression_with_ses_true_also_lifts_it_in_ses_for_a_synced_w
         .await
         .unwrap();
         let bounce = tidings_tests::hard_bounce(workspace, "m1", "gone@example.com", 1, "b1");
-        db.record(&bounce, tidings_core::Timestamp::now()).await.unwrap();
+        db.record(&bounce, tidings_core::Timestamp::now().into()).await.unwrap();
     }
     let settings = tidings_api::Settings {
         public_base_url: "http://127.0.0.1".into(),

@@ -28,7 +28,7 @@ async fn sqlite_store_conforms_on_disk_and_survives_reopening() {
     let store = Sqlite::open(&path).unwrap();
     let e = tidings_tests::event("ws_once", tidings_core::Status::Delivered, "m1", "a@example.com", 10, "k1");
     let expires = tidings_core::Timestamp::from_unix_seconds(2_000_000_000).unwrap();
-    let recorded = tidings_core::ports::EventStore::record(&store, &e, expires).await.unwrap();
+    let recorded = tidings_core::ports::EventStore::record(&store, &e, expires.into()).await.unwrap();
     assert_eq!(recorded, tidings_core::ports::Recorded::Duplicate);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -107,4 +107,51 @@ async fn delayed_messages_stay_hidden_until_due() {
         .unwrap();
     assert!(queue.receive(QueueName::Resend, 10, 30).unwrap().is_empty());
     assert_eq!(queue.depth(QueueName::Resend).unwrap(), 1);
+}
+
+/// Erasure proven on the bytes: after erasing a recipient of many events of five providers
+/// (and with copies of their events on the queue and its dead letters), the database file, its
+/// WAL and shared-memory files hold the address in none of its spellings; the recipient who
+/// stays is still there.
+#[tokio::test]
+async fn sqlite_erasure_leaves_no_byte_of_the_recipient() {
+    use tidings_tests::privacy::{ERASED, KEPT, assert_nowhere, corpus, erases_a_recipient_everywhere};
+    let dir = std::env::temp_dir().join(format!("tidings-erase-{}", std::process::id()));
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tidings.db");
+    let store = Sqlite::open(&path).unwrap().with_max_receives(1);
+    // Copies waiting on the events queue, and one dead-lettered.
+    let waiting: Vec<Outgoing> = corpus("ws_erase", tidings_core::Timestamp::now())
+        .iter()
+        .filter(|e| e.event.data.recipient.as_deref() == Some(ERASED))
+        .take(3)
+        .enumerate()
+        .map(|(i, e)| Outgoing { id: i.to_string(), body: serde_json::to_string(e).unwrap(), delay_seconds: 0 })
+        .collect();
+    store.send(QueueName::Deliveries, &waiting[..1]).await.unwrap();
+    let poisoned = store.receive(QueueName::Deliveries, 10, 0).unwrap();
+    assert_eq!(poisoned.len(), 1);
+    assert!(store.receive(QueueName::Deliveries, 10, 0).unwrap().is_empty(), "moved to its dead letters");
+    assert_eq!(store.dead_letters(QueueName::Deliveries).unwrap().len(), 1);
+    store.send(QueueName::Events, &waiting[1..]).await.unwrap();
+
+    let erased = erases_a_recipient_everywhere(&store, "ws_erase").await;
+    assert!(erased.queued >= 3, "{erased:?}");
+    assert!(store.receive(QueueName::Events, 10, 30).unwrap().is_empty());
+    assert!(store.dead_letters(QueueName::Deliveries).unwrap().is_empty());
+
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let bytes = std::fs::read(&file).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert_nowhere(&text, ERASED, &file.display().to_string());
+        seen += 1;
+        if file.extension().is_none() {
+            assert!(text.contains(KEPT), "the database still holds the recipient who stays");
+        }
+    }
+    assert!(seen >= 1);
+    std::fs::remove_dir_all(&dir).ok();
 }

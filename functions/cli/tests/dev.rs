@@ -342,7 +342,8 @@ fn store_history(db: &Path, count: usize) {
                 }
             })
             .collect();
-        let refs: Vec<(&QueuedEvent, Timestamp)> = batch.iter().map(|q| (q, expires)).collect();
+        let refs: Vec<(&QueuedEvent, tidings_core::ports::Expiry)> =
+            batch.iter().map(|q| (q, expires.into())).collect();
         for result in runtime.block_on(store.record_batch(&refs)) {
             result.unwrap();
         }

@@ -35,6 +35,10 @@ pub const CLAIM_LEASE: Duration = Duration::from_secs(300);
 /// ever finds its delivery forgotten.
 pub const CLAIM_RETENTION_SECONDS: i64 = 14 * 86_400;
 
+/// How long a store keeps a delivery attempt: 90 days. Attempts name their event by id and mask
+/// the recipient in the subscriber's answer, so they hold no personal data of their own.
+pub const ATTEMPT_RETENTION_SECONDS: i64 = 90 * 86_400;
+
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

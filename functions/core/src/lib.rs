@@ -20,6 +20,7 @@ pub mod outbound;
 pub mod pattern;
 pub mod pipeline;
 pub mod ports;
+pub mod privacy;
 pub mod provider_id;
 pub mod providers;
 pub mod recipient;

@@ -10,6 +10,7 @@ use crate::auth::{NonceCheck, ReplayClaim};
 use crate::deliverability::{Alarm, CounterKey, Series, Settings};
 use crate::delivery::AttemptRecord;
 use crate::event::{CanonicalEvent, EventId};
+pub use crate::privacy::Expiry;
 use crate::source::Source;
 use crate::state::MessageState;
 use crate::subscription::Subscription;
@@ -201,7 +202,15 @@ pub enum Claim {
 /// the whole, which the admin API takes. The conformance suite (`tests/src/lib.rs`) holds every
 /// adapter to the same behaviour.
 pub trait Store:
-    SourceStore + NonceStore + EventStore + SubscriptionStore + DeliveryStore + KeyStore + DeliverabilityStore + AuditStore
+    SourceStore
+    + NonceStore
+    + EventStore
+    + SubscriptionStore
+    + DeliveryStore
+    + KeyStore
+    + DeliverabilityStore
+    + AuditStore
+    + PrivacyStore
 {
 }
 
@@ -214,6 +223,7 @@ impl<T> Store for T where
         + KeyStore
         + DeliverabilityStore
         + AuditStore
+        + PrivacyStore
 {
 }
 
@@ -235,18 +245,19 @@ pub trait NonceStore: Send + Sync {
 /// Events, stored once each, and what they derive: message states and the suppression list.
 pub trait EventStore: Send + Sync {
     /// Stores the event once, in one atomic step with its message state and suppression change.
-    /// `expires_at` is when retention ends (the store deletes the event after).
+    /// `expires_at` is when retention ends (the store deletes the event after), and when the
+    /// provider record's ends, which may be sooner.
     fn record(
         &self,
         event: &QueuedEvent,
-        expires_at: Timestamp,
+        expires_at: Expiry,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
     /// [`EventStore::record`] for each event of a batch, one result per event, in order; each event
     /// stands alone (one failing leaves the others stored). A store may group the writes (SQLite
     /// commits a batch once); by default they are made one after another.
     fn record_batch(
         &self,
-        events: &[(&QueuedEvent, Timestamp)],
+        events: &[(&QueuedEvent, Expiry)],
     ) -> impl Future<Output = Vec<Result<Recorded, StoreError>>> + Send {
         async move {
             let mut results = Vec::with_capacity(events.len());
@@ -397,6 +408,50 @@ pub trait DeliverabilityStore: Send + Sync {
     fn put_alarm(&self, alarm: &Alarm) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The workspaces that have had events counted in the last 31 days: those the watch looks at.
     fn watched_workspaces(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+/// Personal data: the workspace's privacy settings, its erase key, and erasing a recipient
+/// ([`crate::privacy`]).
+pub trait PrivacyStore: Send + Sync {
+    /// The workspace's privacy settings, when it has any.
+    fn privacy_settings(
+        &self,
+        workspace: &str,
+    ) -> impl Future<Output = Result<Option<crate::privacy::PrivacySettings>, StoreError>> + Send;
+    /// Writes `settings` with its version one past `settings.version`, only if the stored
+    /// version is still `settings.version` (0: none stored). `false` when another writer got
+    /// there first.
+    fn put_privacy_settings(
+        &self,
+        workspace: &str,
+        settings: &crate::privacy::PrivacySettings,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The workspace's erase key: made (once, whoever asks first) when `create` is set; `None`
+    /// when it has none and `create` is not set (nobody was ever erased there).
+    fn erase_key(
+        &self,
+        workspace: &str,
+        create: bool,
+    ) -> impl Future<Output = Result<Option<crate::privacy::EraseKey>, StoreError>> + Send;
+    /// When the recipient known by `hash` was erased, if they were.
+    fn erasure(
+        &self,
+        workspace: &str,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<Timestamp>, StoreError>> + Send;
+    /// Erases `recipient` (the form events keep it in) from the workspace: first notes the
+    /// erasure under `hash` at `now` (and as the key's latest), so that consumers drop what is
+    /// still queued; then deletes their events with the provider records, their message
+    /// states, and local queue copies, and rewrites their suppression entry under `hash`. At
+    /// most `max_events` events per call; idempotent.
+    fn erase_recipient(
+        &self,
+        workspace: &str,
+        recipient: &str,
+        hash: &str,
+        now: Timestamp,
+        max_events: usize,
+    ) -> impl Future<Output = Result<crate::privacy::Erased, StoreError>> + Send;
 }
 
 /// The audit log of administrative actions ([`AuditEntry`](crate::audit::AuditEntry)).

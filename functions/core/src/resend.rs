@@ -90,6 +90,12 @@ impl<S: EventStore + NonceStore, Q: Queue, E: Emailer> Resender<S, Q, E> {
             tracing::warn!(event = %task.event_id, "redrive for an expired report dropped");
             return Ok(());
         };
+        if raw.is_empty() {
+            // The report was not kept (the workspace drops provider records, or its recipient
+            // was erased): there is nothing to resend.
+            tracing::warn!(event = %task.event_id, "redrive for a report not kept dropped");
+            return Ok(());
+        }
         let report: Value =
             serde_json::from_str(&raw).map_err(|e| StoreError::malformed(format!("stored report unreadable: {e}")))?;
         let attempt = report.get("attempt").and_then(Value::as_u64).unwrap_or(1) as u32 + 1;

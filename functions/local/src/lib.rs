@@ -13,6 +13,7 @@
 //! The store's side is in `store.rs`, the queues' (with their dead letters and the resend
 //! outbox) in `queue.rs`.
 
+mod privacy;
 mod queue;
 mod store;
 pub mod worker;
@@ -140,6 +141,24 @@ CREATE TABLE IF NOT EXISTS alarms (
     body TEXT NOT NULL,
     PRIMARY KEY (workspace, key)
 );
+CREATE TABLE IF NOT EXISTS privacy_settings (
+    workspace TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+-- A workspace's erase key (hex) and its latest erasure (Unix milliseconds); erased recipients by
+-- their keyed hash, with the time of the erasure.
+CREATE TABLE IF NOT EXISTS erase_keys (
+    workspace TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    last_erasure INTEGER
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    workspace TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (workspace, hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     workspace TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -206,7 +225,43 @@ fn json_error(error: serde_json::Error) -> StoreError {
 /// WAL with `synchronous = NORMAL`: a commit is durable across a crash of the process (not of
 /// the machine's power), and readers never block the writer. (A larger page cache and mmap
 /// reads made no measurable difference to `tidings bench pipeline`; BENCHMARKS.md.)
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;";
+///
+/// `secure_delete` overwrites what is deleted with zeros, so an erased recipient is gone from
+/// the file's bytes once the WAL is checkpointed (which an erasure does), not only from its
+/// rows.
+const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;";
+
+/// Columns added since the table was first created: added to a database that lacks them.
+const ADDED_COLUMNS: [(&str, &str, &str); 3] = [
+    // When the provider record expires, when sooner than its event (NULL: with the event).
+    ("events", "raw_expires", "INTEGER"),
+    ("message_states", "expires", "INTEGER"),
+    ("attempts", "expires", "INTEGER"),
+];
+
+/// Indexes on added columns, made after them.
+const LATER_INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS message_states_by_recipient ON message_states (workspace, recipient);
+CREATE INDEX IF NOT EXISTS events_by_raw_expiry ON events (raw_expires) WHERE raw_expires IS NOT NULL;
+";
+
+fn add_missing_columns(connection: &Connection) -> Result<(), StoreError> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = connection
+            .query_row(
+                &format!("SELECT COUNT(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                rusqlite::params![column],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db_error)?
+            > 0;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind};")).map_err(db_error)?;
+        }
+    }
+    connection.execute_batch(LATER_INDEXES).map_err(db_error)
+}
 
 /// The message a receipt (`<id>:<receive count>`) belongs to: deletes and visibility changes
 /// find it by primary key, not by scanning the queue for the receipt.
@@ -228,6 +283,7 @@ impl Sqlite {
     fn init(connection: Connection) -> Result<Sqlite, StoreError> {
         connection.execute_batch(PRAGMAS).map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
+        add_missing_columns(&connection)?;
         Ok(Sqlite { connection: Arc::new(Mutex::new(connection)), max_receives: 5, scan_budget: SCAN_BUDGET })
     }
 

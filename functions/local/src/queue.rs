@@ -173,11 +173,16 @@ impl Sqlite {
             .map_err(db_error)
     }
 
-    /// Deletes events and nonces past their retention.
+    /// Deletes what is past its retention: events, provider records kept for less, message
+    /// states, attempts, nonces, counters and delivery claims.
     pub fn expire(&self) -> Result<usize, StoreError> {
         let now = now_ms() / 1000;
         let db = self.db();
         let events = db.execute("DELETE FROM events WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("UPDATE events SET raw = '', raw_expires = NULL WHERE raw_expires < ?1", params![now])
+            .map_err(db_error)?;
+        db.execute("DELETE FROM message_states WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("DELETE FROM attempts WHERE expires < ?1", params![now]).map_err(db_error)?;
         db.execute("DELETE FROM nonces WHERE expires < ?1", params![now]).map_err(db_error)?;
         // Counters are kept as long as events are by default: 90 days.
         let oldest_hour = now

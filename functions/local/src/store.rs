@@ -9,7 +9,7 @@ use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::pattern::TypePattern;
 use tidings_core::ports::{
     ApiKey, AuditStore, Claim, DeliverabilityStore, DeliveryClaim, DeliveryStore, EventCursor, EventPage, EventQuery,
-    EventStore, KeyStore, NonceStore, QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
+    EventStore, Expiry, KeyStore, NonceStore, QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::{self, MessageState};
@@ -97,14 +97,14 @@ impl Sqlite {
 
 /// Stores one event with its message state and suppression change, within the caller's
 /// transaction (or savepoint).
-fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Expiry) -> Result<Recorded, StoreError> {
     let event = &queued.event;
     let workspace = event.workspaceid.as_str();
     let body = serde_json::to_string(event).map_err(json_error)?;
     let inserted = tx
         .execute(
-            "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (workspace, id) DO NOTHING",
+            "INSERT INTO events (workspace, id, message_id, recipient, type, time_ms, body, raw, source, expires, raw_expires)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (workspace, id) DO NOTHING",
             params![
                 workspace,
                 event.id.as_str(),
@@ -115,7 +115,8 @@ fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Re
                 body,
                 queued.raw,
                 queued.source,
-                expires_at.unix_seconds()
+                expires_at.event.unix_seconds(),
+                (expires_at.raw < expires_at.event).then(|| expires_at.raw.unix_seconds())
             ],
         )
         .map_err(db_error)?;
@@ -148,9 +149,18 @@ fn record_in(tx: &Connection, queued: &QueuedEvent, expires_at: Timestamp) -> Re
             None => MessageState::new(event),
         };
         if let Some(state) = next {
+            // Kept as long as the latest of its events.
             tx.execute(
-                "INSERT OR REPLACE INTO message_states (workspace, message_id, recipient, body) VALUES (?1, ?2, ?3, ?4)",
-                params![workspace, message_id, recipient, serde_json::to_string(&state).map_err(json_error)?],
+                "INSERT INTO message_states (workspace, message_id, recipient, body, expires) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (workspace, message_id, recipient)
+                 DO UPDATE SET body = excluded.body, expires = max(coalesce(expires, 0), excluded.expires)",
+                params![
+                    workspace,
+                    message_id,
+                    recipient,
+                    serde_json::to_string(&state).map_err(json_error)?,
+                    expires_at.event.unix_seconds()
+                ],
             )
             .map_err(db_error)?;
         }
@@ -209,7 +219,7 @@ impl Sqlite {
     /// Stores a batch in one commit (each commit is a WAL write and sync, what dominated the
     /// pipeline's profile), a savepoint per event so one failing does not undo the others. A
     /// failure of the transaction itself is every event's.
-    fn record_all(&self, events: &[(QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+    fn record_all(&self, events: &[(QueuedEvent, Expiry)]) -> Vec<Result<Recorded, StoreError>> {
         let every = |error: rusqlite::Error| {
             let error = db_error(error);
             events.iter().map(|_| Err(error.clone())).collect::<Vec<_>>()
@@ -316,7 +326,7 @@ impl NonceStore for Sqlite {
 }
 
 impl EventStore for Sqlite {
-    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+    async fn record(&self, queued: &QueuedEvent, expires_at: Expiry) -> Result<Recorded, StoreError> {
         let queued = queued.clone();
         self.blocking(move |s| {
             let mut db = s.db();
@@ -328,8 +338,8 @@ impl EventStore for Sqlite {
         .await
     }
 
-    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
-        let owned: Vec<(QueuedEvent, Timestamp)> = events.iter().map(|(q, t)| ((*q).clone(), *t)).collect();
+    async fn record_batch(&self, events: &[(&QueuedEvent, Expiry)]) -> Vec<Result<Recorded, StoreError>> {
+        let owned: Vec<(QueuedEvent, Expiry)> = events.iter().map(|(q, t)| ((*q).clone(), *t)).collect();
         let count = events.len();
         match self.blocking(move |s| Ok(s.record_all(&owned))).await {
             Ok(results) => results,
@@ -364,9 +374,11 @@ impl EventStore for Sqlite {
         let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
         self.blocking(move |s| {
             s.db()
-                .query_row("SELECT raw FROM events WHERE workspace = ?1 AND id = ?2", params![workspace, id], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT raw FROM events WHERE workspace = ?1 AND id = ?2 AND coalesce(raw_expires, expires) >= ?3",
+                    params![workspace, id, now_ms() / 1000],
+                    |r| r.get(0),
+                )
                 .optional()
                 .map_err(db_error)
         })
@@ -491,15 +503,23 @@ impl DeliveryStore for Sqlite {
     async fn record_attempts(&self, attempts: &[AttemptRecord]) -> Result<(), StoreError> {
         let rows = attempts
             .iter()
-            .map(|a| Ok((a.workspace.clone(), a.subscription.clone(), serde_json::to_string(a).map_err(json_error)?)))
+            .map(|a| {
+                let expires = a.at.unix_seconds().saturating_add(tidings_core::delivery::ATTEMPT_RETENTION_SECONDS);
+                Ok((
+                    a.workspace.clone(),
+                    a.subscription.clone(),
+                    serde_json::to_string(a).map_err(json_error)?,
+                    expires,
+                ))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.blocking(move |s| {
             let mut db = s.db();
             let tx = db.transaction().map_err(db_error)?;
-            for (workspace, subscription, body) in rows {
+            for (workspace, subscription, body, expires) in rows {
                 tx.execute(
-                    "INSERT INTO attempts (workspace, subscription, body) VALUES (?1, ?2, ?3)",
-                    params![workspace, subscription, body],
+                    "INSERT INTO attempts (workspace, subscription, body, expires) VALUES (?1, ?2, ?3, ?4)",
+                    params![workspace, subscription, body, expires],
                 )
                 .map_err(db_error)?;
             }

@@ -73,6 +73,16 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
         )
         .answers::<views::SuppressionList>(200, "Every active suppression."),
         Operation::new(
+            Method::GET,
+            "/api/suppressions/{recipient}",
+            "getSuppression",
+            "One recipient's suppression entry, also once they were erased (under their hash)",
+            get(suppressions::suppression::<S, Q>),
+        )
+        .path_param("recipient", "The address or number.")
+        .answers::<tidings_core::suppression::Suppression>(200, "The entry, active or lifted.")
+        .errors(&[400, 404]),
+        Operation::new(
             Method::DELETE,
             "/api/suppressions/{recipient}",
             "removeSuppression",
@@ -136,6 +146,37 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
             "Events with their provider records, message states, the suppression entry and delivery attempts (recorded in the audit log).",
         )
         .errors(&[400]),
+        Operation::new(
+            Method::DELETE,
+            "/api/recipients/{recipient}",
+            "eraseRecipient",
+            "Erase a recipient: events, provider records, message states, queued copies; the suppression entry kept under a keyed hash",
+            delete(recipients::erase::<S, Q>),
+        )
+        .path_param("recipient", "The address or phone number.")
+        .answers::<tidings_core::privacy::Erased>(
+            200,
+            "What was removed, by kind, and the hash the recipient is known by from now on; `complete: false`: call again to go on.",
+        )
+        .errors(&[400]),
+        Operation::new(
+            Method::GET,
+            "/api/privacy/settings",
+            "getPrivacySettings",
+            "The workspace's retention and redaction settings",
+            get(recipients::privacy_settings::<S, Q>),
+        )
+        .answers::<tidings_core::privacy::PrivacySettings>(200, "The settings (the defaults where none were set)."),
+        Operation::new(
+            Method::PUT,
+            "/api/privacy/settings",
+            "putPrivacySettings",
+            "Replace the workspace's retention and redaction settings (over the version read)",
+            put(recipients::put_privacy_settings::<S, Q>),
+        )
+        .body::<tidings_core::privacy::PrivacySettings>()
+        .answers::<tidings_core::privacy::PrivacySettings>(200, "Stored; `version` is the new one.")
+        .errors(&[400, 409, 413, 415]),
         Operation::new(
             Method::GET,
             "/api/audit",

@@ -269,7 +269,7 @@ pub(crate) async fn send_test_event<S: Store, Q: Queue>(
         raw: "{}".into(),
         source: tidings_core::pipeline::OPERATIONAL_PROVIDER.into(),
     };
-    store.record(&queued, expires).await?;
+    store.record(&queued, expires.into()).await?;
     let task = DeliveryTask::new(subscription, &event);
     let body = serde_json::to_string(&task).map_err(|e| StoreError::malformed(e.to_string()))?;
     queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds: 0 }]).await?;

@@ -18,6 +18,20 @@ pub(crate) async fn suppressions<S: Store, Q: Queue>(
     Ok(axum::Json(views::SuppressionList { suppressions: shared.store.suppressions(&workspace).await? }))
 }
 
+/// One recipient's suppression entry, active or lifted: found under the address, or under the
+/// hash of an erased recipient (the entry then names the hash).
+pub(crate) async fn suppression<S: Store, Q: Queue>(
+    State(shared): AppState<S, Q>,
+    Workspace(workspace): Workspace,
+    PathParams(text): PathParams<String>,
+) -> Result<axum::Json<tidings_core::suppression::Suppression>, ApiError> {
+    let recipient = super::recipients::recipient(&text)?;
+    tidings_core::pipeline::suppression_of(&shared.store, &workspace, &recipient)
+        .await?
+        .map(axum::Json)
+        .ok_or_else(|| ApiError::NotFound("recipient: has no suppression entry".into()))
+}
+
 #[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RemoveSuppressionParams {

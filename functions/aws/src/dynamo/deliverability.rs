@@ -151,7 +151,13 @@ impl DynamoStore {
     }
 
     /// Writes the versioned item `pk`/`sk` holding `body`, over the version read.
-    async fn put_versioned(&self, pk: String, sk: &str, read: u64, body: String) -> Result<bool, StoreError> {
+    pub(super) async fn put_versioned(
+        &self,
+        pk: String,
+        sk: &str,
+        read: u64,
+        body: String,
+    ) -> Result<bool, StoreError> {
         let read = i64::try_from(read)
             .ok()
             .filter(|v| *v < i64::MAX)

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::future::try_join_all;
 use tidings_core::event::CanonicalEvent;
 use tidings_core::pattern::TypePattern;
-use tidings_core::ports::{EventPage, EventQuery, QueuedEvent, Recorded, StoreError};
+use tidings_core::ports::{EventPage, EventQuery, Expiry, QueuedEvent, Recorded, StoreError};
 use tidings_core::state::{self, MessageState};
 use tidings_core::suppression::{self, Suppression};
 use tidings_core::timestamp::Timestamp;
@@ -15,7 +15,7 @@ use tidings_core::timestamp::Timestamp;
 use crate::classify;
 
 use super::items::{
-    applied_id, day, days_pk, decode_event, event_item, json, listed_ids, message_pk, n, number, parse_cursor,
+    applied_id, day, days_pk, decode_event, event_items, json, listed_ids, message_pk, n, number, parse_cursor,
     position, s, text, time_key, to_json, version_condition,
 };
 use super::{APPLIED_IDS, DynamoStore, Item, MARKED_DAYS_CACHE, MAX_ATTEMPTS, MAX_DAYS_AT_ONCE};
@@ -88,7 +88,7 @@ impl DynamoStore {
     /// This is steps 1 and 2.
     /// A reader may see a state that counts an event a few milliseconds before the event item
     /// itself appears; nothing is lost or doubled.
-    pub(super) async fn try_effects(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Attempt, StoreError> {
+    pub(super) async fn try_effects(&self, queued: &QueuedEvent, expires_at: Expiry) -> Result<Attempt, StoreError> {
         let e = &queued.event;
         let ws = e.workspaceid.as_str();
         // No read of the event first: the processor reads it before it enqueues deliveries and
@@ -102,6 +102,8 @@ impl DynamoStore {
             let sk = format!("STATE#{recipient}");
             let current = self.get(&pk, &sk).await?;
             let version = current.as_ref().and_then(|i| number(i, "v")).unwrap_or(0);
+            // Kept as long as the latest of its events.
+            let current_ttl = current.as_ref().and_then(|i| number(i, "ttl"));
             let mut applied = listed_ids(current.as_ref(), "ev");
             let short_id = applied_id(e.id.as_str());
             if !applied.contains(&short_id) {
@@ -122,7 +124,7 @@ impl DynamoStore {
                         ("d".to_owned(), s(to_json(&state)?)),
                         ("ev".to_owned(), s(applied[keep..].join(" "))),
                         ("v".to_owned(), n(version + 1)),
-                        ("ttl".to_owned(), n(expires_at.unix_seconds())),
+                        ("ttl".to_owned(), n(expires_at.event.unix_seconds().max(current_ttl.unwrap_or(0)))),
                     ]);
                     let (condition, values) = version_condition(version);
                     if !self.put_if(item, condition, values).await? {
@@ -158,8 +160,14 @@ impl DynamoStore {
     }
 
     /// The last write of recording an event: its item, on condition that its key is new.
-    pub(super) async fn put_event(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
-        if self.put_if(event_item(queued, expires_at)?, "attribute_not_exists(PK)", vec![]).await? {
+    /// A provider record kept for less than its event goes first, as an item of its own (the
+    /// same again for a duplicate: harmless).
+    pub(super) async fn put_event(&self, queued: &QueuedEvent, expires_at: Expiry) -> Result<Recorded, StoreError> {
+        let (event, raw) = event_items(queued, expires_at)?;
+        if let Some(raw) = raw {
+            self.put(raw).await?;
+        }
+        if self.put_if(event, "attribute_not_exists(PK)", vec![]).await? {
             return Ok(Recorded::Stored);
         }
         // Already stored (by another instance, or earlier): a duplicate.
@@ -171,7 +179,7 @@ impl DynamoStore {
     /// items. The counters come before the event items so that an event seen as stored has
     /// been counted; each counter remembers the last [`COUNTED_IDS`](super::deliverability::COUNTED_IDS) events it counted, so a
     /// retry after a crash between the two counts none twice.
-    pub(super) async fn record_all(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+    pub(super) async fn record_all(&self, events: &[(&QueuedEvent, Expiry)]) -> Vec<Result<Recorded, StoreError>> {
         let mut results: Vec<Option<Result<Recorded, StoreError>>> = vec![None; events.len()];
         for (i, (queued, expires_at)) in events.iter().enumerate() {
             let mut outcome = Err(StoreError::contended(format!(

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use tidings_core::event::CanonicalEvent;
-use tidings_core::ports::{QueuedEvent, StoreError};
+use tidings_core::ports::{Expiry, QueuedEvent, StoreError};
 use tidings_core::timestamp::Timestamp;
 
 use super::Item;
@@ -115,25 +115,48 @@ pub(super) fn day(ms: i64) -> String {
 /// go in one deflate stream (`d`): they repeat each other's strings (ids, addresses, tags), so
 /// together they compress far better than apart, and writes are billed per KB.
 pub fn event_item(queued: &QueuedEvent, expires_at: Timestamp) -> Result<Item, StoreError> {
+    event_items(queued, expires_at.into()).map(|(event, _)| event)
+}
+
+/// The sort key of a provider record kept apart from its event (in the event's partition).
+pub(super) fn raw_sk(id: &str) -> String {
+    format!("RAW#{id}")
+}
+
+/// The items an event is stored as: the event's, and, when the provider record expires before
+/// the event, the record's own item (`RAW#<event id>`, `z` the deflated record, its own `ttl`);
+/// the event's `d` then holds an empty record.
+pub(super) fn event_items(queued: &QueuedEvent, expires_at: Expiry) -> Result<(Item, Option<Item>), StoreError> {
     let e = &queued.event;
     let ws = e.workspaceid.as_str();
     let id = e.id.as_str();
     let ms = e.time.unix_millis();
+    let pk = event_pk(ws, e.data.message_id.as_deref(), id);
+    let apart = expires_at.raw < expires_at.event && !queued.raw.is_empty();
+    let raw_item = apart.then(|| {
+        HashMap::from([
+            ("PK".to_owned(), s(pk.clone())),
+            ("SK".to_owned(), s(raw_sk(id))),
+            ("z".to_owned(), deflate(&queued.raw)),
+            ("ttl".to_owned(), n(expires_at.raw.unix_seconds())),
+        ])
+    });
+    let raw = if apart { "" } else { queued.raw.as_str() };
     // Compact JSON never contains a raw newline, and source ids have none: `\n` separates.
-    let blob = format!("{}\n{}\n{}", to_json(e)?, queued.source, queued.raw);
+    let blob = format!("{}\n{}\n{}", to_json(e)?, queued.source, raw);
     let mut item: Item = HashMap::from([
-        ("PK".to_owned(), s(event_pk(ws, e.data.message_id.as_deref(), id))),
+        ("PK".to_owned(), s(pk)),
         ("SK".to_owned(), s(event_sk(id))),
         ("GSI2PK".to_owned(), s(format!("WS#{ws}#DAY#{}", day(ms)))),
         ("GSI2SK".to_owned(), s(time_key(ms, id))),
         ("d".to_owned(), deflate(&blob)),
-        ("ttl".to_owned(), n(expires_at.unix_seconds())),
+        ("ttl".to_owned(), n(expires_at.event.unix_seconds())),
     ]);
     if let Some(recipient) = &e.data.recipient {
         item.insert("GSI1PK".into(), s(format!("WS#{ws}#RCPT#{recipient}")));
         item.insert("GSI1SK".into(), s(time_key(ms, id)));
     }
-    Ok(item)
+    Ok((item, raw_item))
 }
 
 /// The three parts of an event item's `d`: canonical event JSON, source id, raw record.

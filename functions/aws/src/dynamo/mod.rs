@@ -31,6 +31,7 @@
 mod deliverability;
 mod events;
 mod items;
+mod privacy;
 mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -9,8 +9,8 @@ use tidings_core::auth::{NonceCheck, ReplayClaim};
 use tidings_core::delivery::AttemptRecord;
 use tidings_core::event::{CanonicalEvent, EventId};
 use tidings_core::ports::{
-    ApiKey, Claim, DeliveryClaim, DeliveryStore, EventPage, EventQuery, EventStore, KeyStore, NonceStore, QueuedEvent,
-    Recorded, SourceStore, StoreError, SubscriptionStore,
+    ApiKey, Claim, DeliveryClaim, DeliveryStore, EventPage, EventQuery, EventStore, Expiry, KeyStore, NonceStore,
+    QueuedEvent, Recorded, SourceStore, StoreError, SubscriptionStore,
 };
 use tidings_core::source::Source;
 use tidings_core::state::MessageState;
@@ -21,8 +21,8 @@ use tidings_core::timestamp::Timestamp;
 use crate::classify;
 
 use super::items::{
-    attempts_pk, deflate, delivered_pk, event_parts, event_pk, event_sk, inflate, json, message_pk, n, number, s, text,
-    to_json,
+    attempts_pk, deflate, delivered_pk, event_parts, event_pk, event_sk, inflate, json, message_pk, n, number, raw_sk,
+    s, text, to_json,
 };
 use super::{DynamoStore, Item};
 
@@ -123,12 +123,12 @@ impl NonceStore for DynamoStore {
 }
 
 impl EventStore for DynamoStore {
-    async fn record(&self, queued: &QueuedEvent, expires_at: Timestamp) -> Result<Recorded, StoreError> {
+    async fn record(&self, queued: &QueuedEvent, expires_at: Expiry) -> Result<Recorded, StoreError> {
         let mut results = self.record_all(&[(queued, expires_at)]).await;
         results.pop().unwrap_or_else(|| Err(StoreError::refused("no result for the event")))
     }
 
-    async fn record_batch(&self, events: &[(&QueuedEvent, Timestamp)]) -> Vec<Result<Recorded, StoreError>> {
+    async fn record_batch(&self, events: &[(&QueuedEvent, Expiry)]) -> Vec<Result<Recorded, StoreError>> {
         self.record_all(events).await
     }
 
@@ -159,8 +159,18 @@ impl EventStore for DynamoStore {
         message_id: Option<&str>,
         event: &EventId,
     ) -> Result<Option<String>, StoreError> {
-        let item = self.get(&event_pk(workspace, message_id, event.as_str()), &event_sk(event.as_str())).await?;
-        item.map(|i| event_parts(&i).map(|(_, _, raw)| raw)).transpose()
+        let pk = event_pk(workspace, message_id, event.as_str());
+        let Some(item) = self.get(&pk, &event_sk(event.as_str())).await? else { return Ok(None) };
+        let (_, _, raw) = event_parts(&item)?;
+        if !raw.is_empty() {
+            return Ok(Some(raw));
+        }
+        // Kept apart when it expires before its event; TTL deletes lag, so its time is checked.
+        let Some(apart) = self.get(&pk, &raw_sk(event.as_str())).await? else { return Ok(Some(raw)) };
+        if number(&apart, "ttl").is_some_and(|ttl| ttl < Timestamp::now().unix_seconds()) {
+            return Ok(Some(String::new()));
+        }
+        inflate(&apart, "z").map(Some)
     }
 
     async fn message_states(&self, workspace: &str, message_id: &str) -> Result<Vec<MessageState>, StoreError> {
@@ -283,7 +293,7 @@ impl DeliveryStore for DynamoStore {
                     ("PK".to_owned(), s(attempts_pk(workspace, subscription))),
                     ("SK".to_owned(), s(sk)),
                     ("z".to_owned(), deflate(&json)),
-                    ("ttl".to_owned(), n(newest.at.unix_seconds() + 90 * 86_400)),
+                    ("ttl".to_owned(), n(newest.at.unix_seconds() + tidings_core::delivery::ATTEMPT_RETENTION_SECONDS)),
                 ])
             });
             async move { self.put(item?).await }

@@ -8,8 +8,10 @@ use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
 use crate::event::{CanonicalEvent, EventData, EventType};
 use crate::outbound::{self, Skipped};
 use crate::ports::{
-    Claim, DeliveryClaim, DeliveryStore, EventStore, Queue, QueueName, Sender, StoreError, SubscriptionStore,
+    Claim, DeliveryClaim, DeliveryStore, EventStore, PrivacyStore, Queue, QueueName, Sender, StoreError,
+    SubscriptionStore,
 };
+use crate::privacy::{self, EraseKey};
 use crate::providers::NormalizeContext;
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
@@ -43,6 +45,17 @@ struct Ready {
     attempt: u32,
 }
 
+/// The start of a subscriber's answer as the attempt log keeps it: at most 1 KiB, with the
+/// event's recipient masked wherever the answer echoes it, so the log holds no address and an
+/// erasure need not search it.
+fn masked_detail(detail: &str, event: &CanonicalEvent) -> String {
+    let detail: String = detail.chars().take(1024).collect();
+    match event.data.recipient.as_deref() {
+        Some(recipient) if !recipient.is_empty() => privacy::scrub(&detail, recipient, "[recipient]"),
+        _ => detail,
+    }
+}
+
 /// Delivers tasks from the deliveries queue: render, sign, send, log the attempt, and then
 /// retry on schedule, give up, or disable the subscription.
 pub struct Fanout<S, Q, D> {
@@ -51,7 +64,7 @@ pub struct Fanout<S, Q, D> {
     sender: D,
 }
 
-impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fanout<S, Q, D> {
+impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue, D: Sender> Fanout<S, Q, D> {
     pub fn new(store: S, queue: Q, sender: D) -> Self {
         Fanout { store, queue, sender }
     }
@@ -63,7 +76,8 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
     pub async fn deliver(&self, message: &QueuedTask<'_>, now: Timestamp) -> Result<Option<Duration>, StoreError> {
         let task = read_task(message.body)?;
         let subscription = self.store.subscription(&task.workspace, &task.subscription).await?;
-        let (result, attempted) = self.attempt(task, subscription, message, now).await;
+        let erase_key = self.store.erase_key(&task.workspace, false).await?;
+        let (result, attempted) = self.attempt(task, subscription, erase_key.as_ref(), message, now).await;
         self.log(attempted.into_iter().collect()).await;
         result
     }
@@ -92,15 +106,34 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
             .await
             .into_iter()
             .collect();
+        // Each workspace's erase key, once per batch: tasks queued before a recipient's
+        // erasure are dropped.
+        let mut workspaces: Vec<&str> = subscriptions.keys().map(|(workspace, _)| workspace.as_str()).collect();
+        workspaces.sort_unstable();
+        workspaces.dedup();
+        let erase_keys: HashMap<&str, Result<Option<EraseKey>, StoreError>> = futures_util::future::join_all(
+            workspaces
+                .into_iter()
+                .map(|workspace| async move { (workspace, self.store.erase_key(workspace, false).await) }),
+        )
+        .await
+        .into_iter()
+        .collect();
         let attempts = tasks.into_iter().map(|task| {
             let subscriptions = &subscriptions;
+            let erase_keys = &erase_keys;
             async move {
                 let (task, message) = match task {
                     Ok(task) => task,
                     Err(error) => return (Err(error), None),
                 };
+                let erase_key = match erase_keys.get(task.workspace.as_str()) {
+                    Some(Ok(key)) => key.as_ref(),
+                    Some(Err(error)) => return (Err(error.clone()), None),
+                    None => None,
+                };
                 match subscriptions.get(&(task.workspace.clone(), task.subscription.clone())).cloned() {
-                    Some(Ok(subscription)) => self.attempt(task, subscription, message, now).await,
+                    Some(Ok(subscription)) => self.attempt(task, subscription, erase_key, message, now).await,
                     Some(Err(error)) => (Err(error), None),
                     None => (Err(StoreError::refused("subscription not read")), None),
                 }
@@ -130,11 +163,12 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         &self,
         mut task: DeliveryTask,
         subscription: Option<Subscription>,
+        erase_key: Option<&EraseKey>,
         message: &QueuedTask<'_>,
         now: Timestamp,
     ) -> (Result<Option<Duration>, StoreError>, Option<AttemptRecord>) {
         let mut logged = None;
-        let result = self.attempt_logging(&mut task, subscription, message, now, &mut logged).await;
+        let result = self.attempt_logging(&mut task, subscription, erase_key, message, now, &mut logged).await;
         (result, logged)
     }
 
@@ -147,11 +181,12 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         &self,
         task: &mut DeliveryTask,
         subscription: Option<Subscription>,
+        erase_key: Option<&EraseKey>,
         message: &QueuedTask<'_>,
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Duration>, StoreError> {
-        let Some(mut ready) = self.prepare(task, subscription, message, now, logged).await? else {
+        let Some(mut ready) = self.prepare(task, subscription, erase_key, message, now, logged).await? else {
             return Ok(None);
         };
         let response = self.send(&mut ready, now).await?;
@@ -165,6 +200,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         &self,
         task: &mut DeliveryTask,
         subscription: Option<Subscription>,
+        erase_key: Option<&EraseKey>,
         message: &QueuedTask<'_>,
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
@@ -220,6 +256,11 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
                 }
             },
         };
+        if self.erased_before(&event, erase_key).await? {
+            tracing::info!(subscription = %task.subscription, event = %task.event_id, "delivery of an erased recipient's event dropped");
+            crate::metrics::record(&[("Outcome", "erased")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
+            return Ok(None);
+        }
         let body = match outbound::body(&event, &subscription) {
             Ok(body) => body,
             Err(Skipped(reason)) => {
@@ -248,6 +289,17 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         Ok(Some(Ready { subscription, event, body, key, attempt }))
     }
 
+    /// Whether `event` is about a recipient erased after it was received (its delivery task was
+    /// queued before the erasure). Events received later carry the recipient's hash already.
+    async fn erased_before(&self, event: &CanonicalEvent, erase_key: Option<&EraseKey>) -> Result<bool, StoreError> {
+        let (Some(key), Some(recipient)) = (erase_key, event.data.recipient.as_deref()) else { return Ok(false) };
+        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
+            return Ok(false);
+        }
+        let erased = self.store.erasure(&event.workspaceid, &key.hash(recipient)).await?;
+        Ok(erased.is_some_and(|at| event.data.received_at <= at))
+    }
+
     /// The request: signed (Standard Webhooks) with every active secret, the subscription's own
     /// headers added, posted. The body goes with it.
     async fn send(&self, ready: &mut Ready, now: Timestamp) -> Result<delivery::Response, StoreError> {
@@ -270,7 +322,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Duration>, StoreError> {
-        let Ready { subscription, key, attempt, .. } = ready;
+        let Ready { subscription, key, attempt, event, .. } = ready;
         let next = delivery::next(attempt, &response.outcome, delivery::jitter());
         let next_attempt_at = match next {
             Next::Retry(delay) => Timestamp::from_unix_seconds(now.unix_seconds() + delay.as_secs() as i64),
@@ -304,7 +356,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore, Q: Queue, D: Sender> Fan
             outcome: outcome.into(),
             status,
             latency_ms: response.latency.as_millis() as u64,
-            detail: response.detail.chars().take(1024).collect(),
+            detail: masked_detail(&response.detail, &event),
             next_attempt_at,
         });
         tracing::info!(subscription = %task.subscription, event = %task.event_id, attempt, outcome, status, latency_ms = response.latency.as_millis() as u64, "delivery attempt");

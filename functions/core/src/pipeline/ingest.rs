@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use crate::auth::sns::{self, CertUrl, CertificateCache, SnsCertificate, SnsError};
 use crate::auth::{NonceCheck, VerifyContext, reused_nonce};
-use crate::ports::{Fetcher, NonceStore, Queue, QueueName, SourceStore, StoreError};
-use crate::providers::{NormalizeContext, Notice, ProviderId};
+use crate::ports::{Fetcher, NonceStore, PrivacyStore, Queue, QueueName, SourceStore, StoreError};
+use crate::privacy::PrivacySettings;
+use crate::providers::{NormalizeContext, NormalizedEvent, Notice, ProviderId, Raw};
 use crate::source::Source;
 use crate::timestamp::Timestamp;
 use crate::webhook::{Headers, Transport, Webhook, WebhookError};
@@ -77,6 +78,21 @@ fn plausible_source_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// An event as the workspace's privacy settings let it be queued: without the IP address or
+/// user agent they drop, or the provider's record. The record is copied only when something is
+/// taken out of it.
+fn redact(settings: &PrivacySettings, event: &mut NormalizedEvent<'_>) {
+    let data = &event.event.data;
+    let touches = (settings.redact_ip && data.ip.is_some())
+        || (settings.redact_user_agent && data.user_agent.is_some())
+        || settings.drops_raw();
+    if touches {
+        let mut raw = event.raw.as_str().to_owned();
+        settings.redact(&mut event.event, &mut raw);
+        event.raw = Raw::from(raw);
+    }
+}
+
 /// How many source lookups ingest keeps (found or not); beyond it, expired entries go first,
 /// then arbitrary ones.
 pub const SOURCE_CACHE_ENTRIES: usize = 1024;
@@ -130,11 +146,13 @@ pub struct Ingest<S, Q, F> {
     fetcher: F,
     certificates: CertificateCache,
     sources: Mutex<HashMap<String, (Instant, Option<Source>)>>,
+    /// Each workspace's privacy settings, kept as long as sources are.
+    privacy: Mutex<HashMap<String, (Instant, PrivacySettings)>>,
     max_body_bytes: usize,
     confirm_subscriptions: bool,
 }
 
-impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
+impl<S: SourceStore + NonceStore + PrivacyStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
     pub fn new(store: S, queue: Q, fetcher: F) -> Self {
         Ingest {
             store,
@@ -142,6 +160,7 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             fetcher,
             certificates: CertificateCache::new(),
             sources: Mutex::new(HashMap::new()),
+            privacy: Mutex::new(HashMap::new()),
             max_body_bytes: MAX_BODY_BYTES,
             confirm_subscriptions: true,
         }
@@ -252,11 +271,24 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
                 }
             }
         }
+        let privacy = match self.privacy(&source.workspace).await {
+            Ok(privacy) => privacy,
+            Err(error) => {
+                return IngestResponse::error(
+                    503,
+                    "store_unavailable",
+                    format!("{provider}: privacy settings unavailable: {error}"),
+                );
+            }
+        };
         let ctx = NormalizeContext { workspace: &source.workspace, received_at: request.received_at };
-        let normalized = match implementation.normalize(&webhook, &ctx) {
+        let mut normalized = match implementation.normalize(&webhook, &ctx) {
             Ok(normalized) => normalized,
             Err(error) => return IngestResponse::rejected(&error),
         };
+        for event in &mut normalized.events {
+            redact(&privacy, event);
+        }
         let mut notices = Vec::new();
         for notice in &normalized.notices {
             if let Notice::SnsSubscriptionConfirmation { subscribe_url, .. } = notice {
@@ -365,6 +397,27 @@ impl<S: SourceStore + NonceStore, Q: Queue, F: Fetcher> Ingest<S, Q, F> {
             cache.insert(id.to_owned(), (Instant::now(), source.clone()));
         }
         Ok(source)
+    }
+
+    /// The workspace's privacy settings (the defaults where it has none), cached like sources:
+    /// a change applies to webhooks within [`SOURCE_CACHE_TTL`].
+    async fn privacy(&self, workspace: &str) -> Result<PrivacySettings, StoreError> {
+        if let Ok(cache) = self.privacy.lock()
+            && let Some((at, settings)) = cache.get(workspace)
+            && at.elapsed() < SOURCE_CACHE_TTL
+        {
+            return Ok(settings.clone());
+        }
+        let settings = self.store.privacy_settings(workspace).await?.unwrap_or_default();
+        if let Ok(mut cache) = self.privacy.lock() {
+            if cache.len() >= SOURCE_CACHE_ENTRIES {
+                cache.retain(|_, (at, _)| at.elapsed() < SOURCE_CACHE_TTL);
+            }
+            if cache.len() < SOURCE_CACHE_ENTRIES {
+                cache.insert(workspace.to_owned(), (Instant::now(), settings.clone()));
+            }
+        }
+        Ok(settings)
     }
 
     /// How many source lookups are cached (bounded by [`SOURCE_CACHE_ENTRIES`]).

@@ -7,6 +7,7 @@
 mod export;
 mod fanout;
 mod ingest;
+mod privacy;
 mod processor;
 mod replay;
 mod subscriptions;
@@ -17,6 +18,7 @@ pub use fanout::{Fanout, QueuedTask};
 pub use ingest::{
     HandshakeResponse, Ingest, IngestRequest, IngestResponse, MAX_BODY_BYTES, SOURCE_CACHE_ENTRIES, SOURCE_CACHE_TTL,
 };
+pub use privacy::{erase_recipient, suppression_of};
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
 pub use replay::{REPLAY_EVENTS_PER_CALL, ReplayPosition, ReplayProgress, ReplayRange, replay};
 pub use subscriptions::modify_subscription;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use crate::delivery::{self, DeliveryTask};
 use crate::event::CanonicalEvent;
 use crate::ports::{
-    DeliverabilityStore, EventStore, Outgoing, Queue, QueueName, QueuedEvent, Recorded, StoreError, SubscriptionStore,
+    DeliverabilityStore, EventStore, Expiry, Outgoing, PrivacyStore, Queue, QueueName, QueuedEvent, Recorded,
+    StoreError, SubscriptionStore,
 };
+use crate::privacy::{self, EraseKey, PrivacySettings};
 use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 
@@ -19,6 +21,15 @@ use super::OPERATIONAL_PROVIDER;
 pub enum Processed {
     Stored,
     Duplicate,
+    /// About a recipient erased after the event was received: neither stored nor delivered.
+    Erased,
+}
+
+/// What the processor reads about a workspace once per batch.
+struct WorkspaceContext {
+    deliverability: crate::deliverability::Settings,
+    privacy: PrivacySettings,
+    erase_key: Option<EraseKey>,
 }
 
 /// A deliveries queue that takes nothing: a processor without fan-out.
@@ -41,13 +52,13 @@ pub struct Processor<S, Q = NoFanout> {
 /// Default retention of stored events.
 pub const DEFAULT_RETENTION_DAYS: u64 = 90;
 
-impl<S: EventStore + SubscriptionStore + DeliverabilityStore> Processor<S, NoFanout> {
+impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore> Processor<S, NoFanout> {
     pub fn new(store: S, retention_days: u64) -> Self {
         Processor { store, deliveries: None, retention: Duration::from_secs(retention_days.max(1) * 86_400) }
     }
 }
 
-impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processor<S, Q> {
+impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: Queue> Processor<S, Q> {
     pub fn with_fanout(store: S, deliveries: Q, retention_days: u64) -> Self {
         Processor {
             store,
@@ -81,7 +92,7 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processo
     pub async fn process_batch(&self, bodies: &[&str]) -> Vec<Result<Processed, StoreError>> {
         let mut results: Vec<Option<Result<Processed, StoreError>>> = vec![None; bodies.len()];
         let mut new: Vec<(usize, QueuedEvent)> = Vec::with_capacity(bodies.len());
-        let mut settings: HashMap<String, crate::deliverability::Settings> = HashMap::new();
+        let mut workspaces: HashMap<String, WorkspaceContext> = HashMap::new();
         for (i, body) in bodies.iter().enumerate() {
             let mut queued = match serde_json::from_str::<QueuedEvent>(body) {
                 Ok(queued) => queued,
@@ -111,13 +122,11 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processo
                     continue;
                 }
             }
-            // The operator's mapping of recipient domains to mailbox providers, read once per
-            // workspace per batch.
             let workspace = queued.event.workspaceid.clone();
-            if !settings.contains_key(&workspace) {
-                match self.store.deliverability_settings(&workspace).await {
-                    Ok(found) => {
-                        settings.insert(workspace.clone(), found.unwrap_or_default());
+            if !workspaces.contains_key(&workspace) {
+                match self.context(&workspace).await {
+                    Ok(context) => {
+                        workspaces.insert(workspace.clone(), context);
                     }
                     Err(error) => {
                         results[i] = Some(Err(error));
@@ -125,10 +134,13 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processo
                     }
                 }
             }
-            if let Some(settings) = settings.get(&workspace) {
-                settings.map_mailbox_provider(&mut queued.event.data);
+            let Some(context) = workspaces.get(&workspace) else { continue };
+            context.deliverability.map_mailbox_provider(&mut queued.event.data);
+            match self.unless_erased(context, queued).await {
+                Ok(Some(kept)) => new.push((i, kept)),
+                Ok(None) => results[i] = Some(Ok(Processed::Erased)),
+                Err(error) => results[i] = Some(Err(error)),
             }
-            new.push((i, queued));
         }
         if let Some(deliveries) = &self.deliveries {
             let all: Vec<&QueuedEvent> = new.iter().map(|(_, queued)| queued).collect();
@@ -147,13 +159,116 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore, Q: Queue> Processo
                 new = kept;
             }
         }
-        let batch: Vec<(&QueuedEvent, Timestamp)> =
-            new.iter().map(|(_, queued)| (queued, retention_end(&queued.event, self.retention))).collect();
+        let default_days = self.retention.as_secs() / 86_400;
+        let batch: Vec<(&QueuedEvent, Expiry)> = new
+            .iter()
+            .map(|(_, queued)| {
+                let expiry = match workspaces.get(&queued.event.workspaceid) {
+                    Some(context) => context.privacy.expiry(queued.event.data.received_at, default_days),
+                    None => retention_end(&queued.event, self.retention).into(),
+                };
+                (queued, expiry)
+            })
+            .collect();
         let recorded = self.store.record_batch(&batch).await;
+        let mut stored: Vec<&QueuedEvent> = Vec::new();
         for ((i, queued), result) in new.iter().zip(recorded) {
+            if matches!(result, Ok(Recorded::Stored)) {
+                stored.push(queued);
+            }
             results[*i] = Some(result.map(|r| self.processed(&queued.event, r)));
         }
+        if let Err(error) = self.erase_again(&workspaces, &stored).await {
+            // The events are stored; the erasure that overtook them is found again by the next
+            // erase call. Their messages are retried so the check runs again.
+            for (i, queued) in &new {
+                if stored.iter().any(|s| s.event.id == queued.event.id) {
+                    results[*i] = Some(Err(error.clone()));
+                }
+            }
+        }
         results.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::refused("message left unprocessed")))).collect()
+    }
+
+    /// The workspace's settings and erase key, read once per batch.
+    async fn context(&self, workspace: &str) -> Result<WorkspaceContext, StoreError> {
+        let (deliverability, privacy, erase_key) = futures_util::future::try_join3(
+            self.store.deliverability_settings(workspace),
+            self.store.privacy_settings(workspace),
+            self.store.erase_key(workspace, false),
+        )
+        .await?;
+        Ok(WorkspaceContext {
+            deliverability: deliverability.unwrap_or_default(),
+            privacy: privacy.unwrap_or_default(),
+            erase_key,
+        })
+    }
+
+    /// An event about an erased recipient: dropped when it was received before the erasure
+    /// (it was on its way when the recipient asked), kept under the recipient's hash, without
+    /// its provider record, when it came after (a provider still reporting on an old message).
+    async fn unless_erased(
+        &self,
+        context: &WorkspaceContext,
+        mut queued: QueuedEvent,
+    ) -> Result<Option<QueuedEvent>, StoreError> {
+        let (Some(key), Some(recipient)) = (&context.erase_key, queued.event.data.recipient.as_deref()) else {
+            return Ok(Some(queued));
+        };
+        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
+            return Ok(Some(queued));
+        }
+        let hash = key.hash(recipient);
+        let Some(erased_at) = self.store.erasure(&queued.event.workspaceid, &hash).await? else {
+            return Ok(Some(queued));
+        };
+        if queued.event.data.received_at <= erased_at {
+            tracing::info!(event = %queued.event.id, "event of an erased recipient dropped");
+            crate::metrics::record(&[], &[("ErasedDropped", crate::metrics::Unit::Count, 1.0)]);
+            return Ok(None);
+        }
+        let recipient = recipient.to_owned();
+        let Some(anonymous) = privacy::pseudonymize(&queued.event, &recipient, &hash) else {
+            return Ok(None);
+        };
+        queued.event = anonymous;
+        queued.raw.clear();
+        Ok(Some(queued))
+    }
+
+    /// Erases again the recipients of just-stored events whose erasure happened while the
+    /// batch was on its way (the erase call may have looked before these events were written):
+    /// the workspace's erase key is read again, and only when it names a newer erasure than the
+    /// batch began with are the recipients looked up.
+    async fn erase_again(
+        &self,
+        workspaces: &HashMap<String, WorkspaceContext>,
+        stored: &[&QueuedEvent],
+    ) -> Result<(), StoreError> {
+        for (workspace, context) in workspaces {
+            let mine: Vec<&&QueuedEvent> = stored.iter().filter(|q| &q.event.workspaceid == workspace).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let Some(key) = self.store.erase_key(workspace, false).await? else { continue };
+            if key.last_erasure == context.erase_key.as_ref().and_then(|k| k.last_erasure) {
+                continue;
+            }
+            let mut seen: Vec<&str> = Vec::new();
+            for queued in mine {
+                let Some(recipient) = queued.event.data.recipient.as_deref() else { continue };
+                if privacy::is_hash(recipient) || seen.contains(&recipient) {
+                    continue;
+                }
+                seen.push(recipient);
+                let hash = key.hash(recipient);
+                if let Some(at) = self.store.erasure(workspace, &hash).await? {
+                    self.store.erase_recipient(workspace, recipient, &hash, at, privacy::ERASE_EVENTS_PER_CALL).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn processed(&self, e: &CanonicalEvent, recorded: Recorded) -> Processed {
