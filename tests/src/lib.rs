@@ -520,6 +520,70 @@ pub async fn run_all<S: Store>(store: &S) {
     counts_each_stored_event_once(store).await;
     deliverability_settings_change_over_the_version_read(store).await;
     audit_entries_page_newest_first(store).await;
+    privacy_settings_change_over_the_version_read(store).await;
+    provider_records_kept_for_less_are_gone_before_their_events(store).await;
+    erase_keys_are_made_once_and_erasures_remembered(store).await;
+}
+
+pub async fn privacy_settings_change_over_the_version_read<S: Store>(store: &S) {
+    use tidings_core::privacy::PrivacySettings;
+    let ws = "ws_privacy";
+    assert_eq!(store.privacy_settings(ws).await.unwrap(), None);
+    let wanted = PrivacySettings { retention_days: Some(30), redact_ip: true, ..PrivacySettings::default() };
+    assert!(store.put_privacy_settings(ws, &wanted).await.unwrap());
+    let read = store.privacy_settings(ws).await.unwrap().unwrap();
+    assert_eq!(read, PrivacySettings { version: 1, ..wanted.clone() });
+    assert!(!store.put_privacy_settings(ws, &wanted).await.unwrap(), "over version 0 again: refused");
+    let changed = PrivacySettings { raw_retention_days: Some(7), ..read.clone() };
+    assert!(store.put_privacy_settings(ws, &changed).await.unwrap());
+    assert!(!store.put_privacy_settings(ws, &changed).await.unwrap(), "over the version it replaced: refused");
+    assert_eq!(store.privacy_settings(ws).await.unwrap().unwrap().raw_retention_days, Some(7));
+    assert_eq!(store.privacy_settings("ws_privacy_other").await.unwrap(), None);
+}
+
+/// A provider record whose retention ended before its event's is gone (an empty record) while
+/// the event stays; one kept as long as its event is there.
+pub async fn provider_records_kept_for_less_are_gone_before_their_events<S: Store>(store: &S) {
+    use tidings_core::ports::Expiry;
+    let ws = "ws_raw_retention";
+    let now = Timestamp::now().unix_seconds();
+    let later = Timestamp::from_unix_seconds(now + 86_400).unwrap();
+    let past = Timestamp::from_unix_seconds(now - 60).unwrap();
+    let gone = event(ws, Status::Delivered, "m1", "a@example.com", 1, "k-gone");
+    let kept = event(ws, Status::Delivered, "m2", "a@example.com", 2, "k-kept");
+    let short = Timestamp::from_unix_seconds(now + 3_600).unwrap();
+    let apart = event(ws, Status::Delivered, "m3", "a@example.com", 3, "k-apart");
+    store.record(&gone, Expiry { event: later, raw: past }).await.unwrap();
+    store.record(&kept, later.into()).await.unwrap();
+    store.record(&apart, Expiry { event: later, raw: short }).await.unwrap();
+    let raw = |q: &QueuedEvent| {
+        let q = q.clone();
+        async move { store.raw(ws, q.event.data.message_id.as_deref(), &q.event.id).await.unwrap() }
+    };
+    assert_eq!(raw(&gone).await.as_deref(), Some(""), "the record's retention ended");
+    assert_eq!(raw(&kept).await.as_deref(), Some(kept.raw.as_str()));
+    assert_eq!(raw(&apart).await.as_deref(), Some(apart.raw.as_str()), "kept apart, still within its retention");
+    let page = store.events(&EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() }).await.unwrap();
+    assert_eq!(page.events.len(), 3, "the events stay");
+}
+
+/// A workspace's erase key is made once, by whoever asks first, and an erasure is remembered by
+/// hash (and moves the key's latest erasure forward).
+pub async fn erase_keys_are_made_once_and_erasures_remembered<S: Store>(store: &S) {
+    let ws = "ws_erase_key";
+    assert!(store.erase_key(ws, false).await.unwrap().is_none(), "none until asked for");
+    let (a, b) = futures_util::join!(store.erase_key(ws, true), store.erase_key(ws, true));
+    let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+    assert_eq!(a.hash("x@example.com"), b.hash("x@example.com"), "one key, whoever made it");
+    assert_eq!(a.last_erasure, None);
+    let hash = a.hash("x@example.com");
+    assert_eq!(store.erasure(ws, &hash).await.unwrap(), None);
+    let when = at(500);
+    let erased = store.erase_recipient(ws, "x@example.com", &hash, when, 10).await.unwrap();
+    assert_eq!((erased.events, erased.complete), (0, true));
+    assert_eq!(store.erasure(ws, &hash).await.unwrap(), Some(when));
+    assert_eq!(store.erase_key(ws, false).await.unwrap().unwrap().last_erasure, Some(when));
+    assert_eq!(store.erasure("ws_erase_key_other", &hash).await.unwrap(), None);
 }
 
 /// An email event to `recipient` received at `received` (Unix seconds), through the same

@@ -705,3 +705,49 @@ async fn dynamodb_erasure_leaves_no_item_with_the_recipient() {
     assert_nowhere(&everything, ERASED, "the table");
     assert!(everything.contains(KEPT), "the table still holds the recipient who stays");
 }
+
+/// A workspace's own retention is the `ttl` of its event items and message states; a provider
+/// record kept for less is an item of its own with the shorter `ttl`.
+#[tokio::test]
+async fn dynamodb_workspace_retention_sets_each_item_s_ttl() {
+    use tidings_core::ports::PrivacyStore;
+    use tidings_core::privacy::PrivacySettings;
+    let aws = aws().await;
+    let store = aws.store().await;
+    let short = PrivacySettings { retention_days: Some(7), raw_retention_days: Some(1), ..PrivacySettings::default() };
+    store.put_privacy_settings("ws_short", &short).await.unwrap();
+    let processor = Processor::new(store.clone(), 90);
+    let received = Timestamp::now();
+    let mut ttls = Vec::new();
+    for ws in ["ws_short", "ws_default"] {
+        let mut queued = tidings_tests::event(ws, Status::Delivered, "m1", "a@example.com", 0, "k");
+        queued.event.data.received_at = received;
+        processor.process(&serde_json::to_string(&queued).unwrap()).await.unwrap();
+        let ttl = |sk: String| {
+            let aws = &aws;
+            let store = &store;
+            async move {
+                let item = aws
+                    .dynamo
+                    .get_item()
+                    .table_name(store.table())
+                    .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(format!("WS#{ws}#MSG#m1")))
+                    .key("SK", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+                    .send()
+                    .await
+                    .unwrap()
+                    .item;
+                item.map(|i| i["ttl"].as_n().unwrap().parse::<i64>().unwrap() - received.unix_seconds())
+            }
+        };
+        let id = queued.event.id.as_str().trim_start_matches("evt_").to_owned();
+        ttls.push((
+            ttl(format!("EVT#{id}")).await,
+            ttl(format!("RAW#{id}")).await,
+            ttl("STATE#a@example.com".into()).await,
+        ));
+    }
+    let day = 86_400;
+    assert_eq!(ttls[0], (Some(7 * day), Some(day), Some(7 * day)), "the workspace's settings");
+    assert_eq!(ttls[1], (Some(90 * day), None, Some(90 * day)), "the deployment's default, the record inline");
+}

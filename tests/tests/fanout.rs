@@ -25,7 +25,8 @@ use tidings_local::Sqlite;
 
 type Received = Arc<Mutex<Vec<(HeaderMap, String)>>>;
 
-/// Subscribers on 127.0.0.1: `/hook` takes everything, `/gone` answers 410.
+/// Subscribers on 127.0.0.1: `/hook` takes everything, `/gone` answers 410, `/fail` 500, `/echo`
+/// 400 with the request's body.
 async fn subscribers() -> (SocketAddr, Received) {
     let received: Received = Arc::default();
     let log = received.clone();
@@ -38,7 +39,8 @@ async fn subscribers() -> (SocketAddr, Received) {
             }),
         )
         .route("/gone", post(|| async { StatusCode::GONE }))
-        .route("/fail", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }));
+        .route("/fail", post(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
+        .route("/echo", post(|body: String| async move { (StatusCode::BAD_REQUEST, body) }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -581,4 +583,43 @@ async fn a_long_replay_goes_on_call_after_call_each_reading_a_bounded_stretch() 
     }
     assert_eq!(ids.len(), stored, "each event queued once");
     assert_eq!(replays.len(), 1, "one replay across the calls");
+}
+
+/// A delivery queued before its recipient was erased is not sent (on SQS its task outlives the
+/// erasure); the attempt log never keeps the recipient a subscriber's answer echoes.
+#[tokio::test]
+async fn an_erased_recipient_s_queued_deliveries_are_dropped_and_attempts_never_keep_the_address() {
+    let db = Sqlite::in_memory().unwrap();
+    let (addr, received) = subscribers().await;
+    let hook = tidings_tests::subscription_to("ws_default", "sub_hook", &format!("http://{addr}/hook"), &["*"]);
+    let echo = tidings_tests::subscription_to("ws_default", "sub_echo", &format!("http://{addr}/echo"), &["*"]);
+    db.put_subscription(&hook).await.unwrap();
+    db.put_subscription(&echo).await.unwrap();
+    let now = Timestamp::now();
+    let mut queued =
+        tidings_tests::event("ws_default", tidings_core::Status::Delivered, "m1", "erin@example.com", 0, "k");
+    queued.event.data.received_at = now;
+    let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let fanout = Fanout::new(
+        db.clone(),
+        db.clone(),
+        tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let task = |s| serde_json::to_string(&tidings_core::delivery::DeliveryTask::new(s, &queued.event)).unwrap();
+
+    let echoed = task(&echo);
+    fanout.deliver(&task_message("e-1", &echoed, 1), now).await.unwrap();
+    let attempts = db.attempts("ws_default", "sub_echo", 10).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].detail.contains("[recipient]"), "{}", attempts[0].detail);
+    assert!(!tidings_core::privacy::mentions(&attempts[0].detail, "erin@example.com"), "{}", attempts[0].detail);
+
+    let erased_at = Timestamp::from_unix_seconds(now.unix_seconds() + 1).unwrap();
+    tidings_core::pipeline::erase_recipient(&db, "ws_default", "erin@example.com", erased_at).await.unwrap();
+    let hooked = task(&hook);
+    assert_eq!(fanout.deliver(&task_message("h-1", &hooked, 1), erased_at).await.unwrap(), None);
+    let batch = [task_message("h-2", &hooked, 1)];
+    assert!(fanout.deliver_batch(&batch, erased_at).await[0].as_ref().unwrap().is_none());
+    assert!(received.lock().unwrap().is_empty(), "nothing was sent about the erased recipient");
+    assert!(db.attempts("ws_default", "sub_hook", 10).await.unwrap().is_empty());
 }

@@ -615,3 +615,60 @@ async fn a_recipient_s_export_holds_everything_stored_about_them_and_is_audited(
     assert_eq!(entries[0]["action"], "GET /api/recipients/{recipient}/export", "an export is an audited action");
     assert!(!log.to_string().contains("nobody@example.com"), "the audit log does not name the recipient");
 }
+
+#[tokio::test]
+async fn privacy_settings_redact_at_ingest_and_an_erasure_through_the_api_is_audited_without_the_recipient() {
+    use serde_json::{Value, json};
+    let f = sqlite_fixture().await;
+    let send = |method: &str, uri: &str, body: Option<Value>| {
+        let builder = Request::builder().method(method).uri(uri).header("Authorization", "Bearer key-default");
+        match body {
+            Some(body) => builder.header("Content-Type", "application/json").body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap()
+    };
+    let (status, refused) =
+        f.call(send("PUT", "/api/privacy/settings", Some(json!({"retention_days": 0, "version": 0})))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused["error"].as_str().unwrap().starts_with("retention_days:"), "{refused}");
+    let wanted = json!({"redact_ip": true, "redact_user_agent": true, "raw_retention_days": 0, "version": 0});
+    let (status, stored) = f.call(send("PUT", "/api/privacy/settings", Some(wanted.clone()))).await;
+    assert_eq!(status, StatusCode::OK, "{stored}");
+    assert_eq!(stored["version"], 1);
+    let (status, _) = f.call(send("PUT", "/api/privacy/settings", Some(wanted))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a change over a stale version is refused");
+
+    f.post_sample(ProviderId::Sendgrid, &events_dir().join("sendgrid/batch-every-type.json")).await;
+    drain(&f.store).await;
+    let (_, opens) = f.call(send("GET", "/api/events?type=email.opened&limit=100", None)).await;
+    let opens = opens["events"].as_array().unwrap();
+    assert!(!opens.is_empty());
+    for open in opens {
+        assert!(open["data"].get("ip").is_none() && open["data"].get("user_agent").is_none(), "{open}");
+        let uri = format!(
+            "/api/events/{}/raw?message={}",
+            open["id"].as_str().unwrap(),
+            open["data"]["message_id"].as_str().unwrap()
+        );
+        let (status, why) = f.call(send("GET", &uri, None)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "the provider's record was not kept: {why}");
+    }
+
+    let (status, erased) = f.call(send("DELETE", "/api/recipients/Jane.Doe@Example.com", None)).await;
+    assert_eq!(status, StatusCode::OK, "{erased}");
+    assert!(erased["events"].as_u64().unwrap() >= 5, "{erased}");
+    assert_eq!(erased["complete"], true);
+    let (_, again) = f.call(send("DELETE", "/api/recipients/jane.doe@example.com", None)).await;
+    assert_eq!((again["events"].as_u64(), again["hash"].clone()), (Some(0), erased["hash"].clone()), "idempotent");
+    let (_, listed) = f.call(send("GET", "/api/events?recipient=jane.doe@example.com", None)).await;
+    assert!(listed["events"].as_array().unwrap().is_empty());
+    let (status, _) = f.call(send("DELETE", "/api/recipients/", None)).await;
+    assert!(status.is_client_error());
+
+    let (_, log) = f.call(send("GET", "/api/audit", None)).await;
+    let actions: Vec<&str> = log["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "DELETE /api/recipients/{recipient}").count(), 2, "{actions:?}");
+    assert!(actions.contains(&"PUT /api/privacy/settings"));
+    assert!(!log.to_string().to_lowercase().contains("jane.doe"), "the audit log does not name the recipient");
+}

@@ -155,3 +155,44 @@ async fn sqlite_erasure_leaves_no_byte_of_the_recipient() {
     assert!(seen >= 1);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A workspace's own retention decides when its events, their message states and provider
+/// records go; another workspace keeps the deployment's default.
+#[tokio::test]
+async fn sqlite_workspace_retention_applies_to_events_states_and_records() {
+    use tidings_core::ports::{EventQuery, EventStore, PrivacyStore};
+    use tidings_core::privacy::PrivacySettings;
+    let store = Sqlite::in_memory().unwrap();
+    let short = PrivacySettings { retention_days: Some(7), raw_retention_days: Some(1), ..PrivacySettings::default() };
+    store.put_privacy_settings("ws_short", &short).await.unwrap();
+    let processor = tidings_core::pipeline::Processor::new(store.clone(), 90);
+    let now = tidings_core::Timestamp::now().unix_seconds();
+    for ws in ["ws_short", "ws_default"] {
+        for (days, message) in [(10, "m-old"), (3, "m-recent")] {
+            let mut queued =
+                tidings_tests::event(ws, tidings_core::Status::Delivered, message, "a@example.com", 0, message);
+            queued.event.data.received_at = tidings_core::Timestamp::from_unix_seconds(now - days * 86_400).unwrap();
+            processor.process(&serde_json::to_string(&queued).unwrap()).await.unwrap();
+        }
+    }
+    store.expire().unwrap();
+    let listed = |ws: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = EventQuery { workspace: ws.into(), limit: 10, ..EventQuery::default() };
+            store.events(&query).await.unwrap().events
+        }
+    };
+    let short_events = listed("ws_short").await;
+    assert_eq!(short_events.len(), 1, "the 10-day-old event is past the workspace's 7 days");
+    assert_eq!(short_events[0].data.message_id.as_deref(), Some("m-recent"));
+    assert!(store.message_states("ws_short", "m-old").await.unwrap().is_empty(), "its message state went with it");
+    let raw = store.raw("ws_short", Some("m-recent"), &short_events[0].id).await.unwrap();
+    assert_eq!(raw.as_deref(), Some(""), "its provider record was kept one day");
+    let default_events = listed("ws_default").await;
+    assert_eq!(default_events.len(), 2, "the default is 90 days");
+    for event in default_events {
+        let raw = store.raw("ws_default", event.data.message_id.as_deref(), &event.id).await.unwrap();
+        assert!(raw.is_some_and(|r| !r.is_empty()));
+    }
+}

@@ -374,8 +374,9 @@ impl EventStore for Sqlite {
         let (workspace, id) = (workspace.to_owned(), event.as_str().to_owned());
         self.blocking(move |s| {
             s.db()
+                // A record whose own retention ended reads as not kept, until the sweep clears it.
                 .query_row(
-                    "SELECT raw FROM events WHERE workspace = ?1 AND id = ?2 AND coalesce(raw_expires, expires) >= ?3",
+                    "SELECT CASE WHEN raw_expires < ?3 THEN '' ELSE raw END FROM events WHERE workspace = ?1 AND id = ?2",
                     params![workspace, id, now_ms() / 1000],
                     |r| r.get(0),
                 )

@@ -158,7 +158,9 @@ pub(super) async fn message<S: Store, Q: Queue>(
         timeline.iter().map(|event| shared.store.raw(&session.workspace, Some(&id), &event.id)),
     )
     .await?;
-    let raws: Vec<Option<String>> = raws.into_iter().map(|raw| raw.as_deref().map(pretty)).collect();
+    // An empty record was not kept (the workspace's privacy settings, an erasure).
+    let raws: Vec<Option<String>> =
+        raws.into_iter().map(|raw| raw.as_deref().filter(|r| !r.is_empty()).map(pretty)).collect();
     let body = html! {
         h1 { "Message " code { (id) } }
         @for state in &states {

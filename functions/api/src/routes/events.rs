@@ -75,6 +75,9 @@ pub(crate) async fn raw<S: Store, Q: Queue>(
 ) -> Result<Response, ApiError> {
     let id: EventId = serde_json::from_value(Value::String(id)).map_err(|_| bad_request("not an event id"))?;
     match shared.store.raw(&workspace, p.message.as_deref(), &id).await? {
+        Some(raw) if raw.is_empty() => Err(ApiError::NotFound(format!(
+            "the provider's record of {id} is not kept (the workspace's privacy settings, or its recipient was erased)"
+        ))),
         Some(raw) => Ok(([(header::CONTENT_TYPE, "application/json")], raw).into_response()),
         None => Err(ApiError::NotFound(format!("no event {id}"))),
     }

@@ -118,9 +118,10 @@ pub fn event_item(queued: &QueuedEvent, expires_at: Timestamp) -> Result<Item, S
     event_items(queued, expires_at.into()).map(|(event, _)| event)
 }
 
-/// The sort key of a provider record kept apart from its event (in the event's partition).
+/// The sort key of a provider record kept apart from its event (in the event's partition), from
+/// the event's id with or without its `evt_`.
 pub(super) fn raw_sk(id: &str) -> String {
-    format!("RAW#{id}")
+    format!("RAW#{}", id.strip_prefix("evt_").unwrap_or(id))
 }
 
 /// The items an event is stored as: the event's, and, when the provider record expires before
