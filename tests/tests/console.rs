@@ -300,3 +300,39 @@ async fn a_suppression_is_lifted_only_in_its_own_workspace() {
 async fn subscription_count(f: &Fixture<Sqlite>) -> usize {
     f.store.subscriptions(common::WS).await.unwrap().len()
 }
+
+/// The privacy page erases a recipient only when it is typed twice, within the session's own
+/// workspace, and says what it removed; the suppression list then shows the hash.
+#[tokio::test]
+async fn the_privacy_page_erases_a_recipient_typed_twice() {
+    use tidings_core::ports::EventStore;
+    let f = sqlite_fixture().await;
+    f.post_sample(ProviderId::Postmark, &events_dir().join("postmark/bounce-hard.json")).await;
+    drain(&f.store).await;
+    let page = call(&f, "GET", "/console/privacy", Some("key-default"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Erase a recipient"));
+    let erase = |confirm: &'static str, key: &'static str, csrf: String| {
+        let f = &f;
+        async move {
+            let pairs = [("csrf", csrf.as_str()), ("recipient", "nobody@example.com"), ("confirm", confirm)];
+            submit(f, "/console/privacy/erase", Some(key), &pairs).await
+        }
+    };
+    let mistyped = erase("nobody@example.org", "key-default", page.csrf()).await;
+    assert_eq!(mistyped.status, StatusCode::BAD_REQUEST);
+    assert!(mistyped.body.contains("confirm: not the same recipient"));
+    assert!(f.store.suppression("ws_default", "nobody@example.com").await.unwrap().is_some(), "nothing was erased");
+
+    let other_csrf = call(&f, "GET", "/console/privacy", Some("key-other"), None).await.csrf();
+    let theirs = erase("NoBody@Example.com", "key-other", other_csrf).await;
+    assert!(theirs.body.contains("0 events"), "another workspace has nothing of them to erase");
+    assert!(f.store.suppression("ws_default", "nobody@example.com").await.unwrap().is_some());
+
+    let done = erase("NoBody@Example.com", "key-default", page.csrf()).await;
+    assert_eq!(done.status, StatusCode::OK);
+    assert!(done.body.contains("Erased.") && done.body.contains("1 events"), "{}", done.body);
+    assert!(!done.body.contains("nobody@example.com"));
+    let listed = call(&f, "GET", "/console/suppressions", Some("key-default"), None).await;
+    assert!(listed.body.contains("erased_") && !listed.body.contains("nobody@example.com"));
+}

@@ -25,7 +25,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// `text` as one path segment.
-fn urlencode(text: &str) -> String {
+pub(crate) fn urlencode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' | b'+' => {

@@ -15,6 +15,7 @@ mod keys;
 mod local_aws;
 mod normalize;
 mod out;
+mod privacy;
 mod providers;
 mod redrive;
 mod replay;
@@ -50,6 +51,11 @@ enum Command {
     Audit(audit::Args),
     /// Everything the workspace holds about one recipient, as one JSON document (access requests).
     Export(export::Args),
+    /// Erase a recipient: events, provider records, message states and queued copies; their
+    /// suppression entry is kept under a keyed hash. Asks to confirm unless --yes.
+    Erase(privacy::EraseArgs),
+    /// The workspace's retention and redaction settings; flags change them.
+    Privacy(privacy::PrivacyArgs),
     /// List, add or remove sources.
     Sources(sources::Args),
     /// Add or list subscriptions (where events are delivered).
@@ -147,6 +153,8 @@ fn main() -> ExitCode {
         Command::Events(args) => block_on(events::run(args)),
         Command::Audit(args) => block_on(audit::run(args)),
         Command::Export(args) => block_on(export::run(args)),
+        Command::Erase(args) => block_on(privacy::erase(args)),
+        Command::Privacy(args) => block_on(privacy::privacy(args)),
         Command::Sources(args) => block_on(sources::run(args)),
         Command::Subscriptions(args) => block_on(subscriptions::run(args)),
         Command::Attempts(args) => block_on(subscriptions::attempts(args)),

@@ -421,3 +421,51 @@ fn over_100000_stored_events_a_listing_matching_nothing_pages_promptly_while_ing
     assert!(pages >= 2 * STORED / tidings_local::SCAN_BUDGET, "{pages} pages");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `tidings privacy` changes the workspace's settings; `tidings erase` refuses to act without a
+/// confirmation, and with `--yes` erases the recipient and says what it removed.
+#[test]
+fn erase_asks_before_it_acts_and_then_removes_the_recipient() {
+    let dir = temp_dir("erase");
+    let db = dir.join("dev.db");
+    let db_arg = db.to_string_lossy().into_owned();
+    let _dev = start(&db, free_port());
+    let tidings =
+        |args: &[&str]| Command::new(bin()).args(args).args(["--db", &db_arg]).stdin(Stdio::null()).output().unwrap();
+
+    let settings = tidings(&["privacy", "--redact-ip", "true", "--raw-retention-days", "3"]);
+    assert!(settings.status.success(), "{}", String::from_utf8_lossy(&settings.stderr));
+    let shown = String::from_utf8_lossy(&settings.stdout).into_owned();
+    assert!(shown.contains("provider records     3 days") && shown.contains("redact IP addresses  true"), "{shown}");
+    let refused = tidings(&["privacy", "--retention-days", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("retention_days"), "the refusal names the field");
+
+    let replay = Command::new(bin())
+        .args(["replay", &repo().join("events/sendgrid/batch-every-type.json").to_string_lossy(), "--db", &db_arg])
+        .status()
+        .unwrap();
+    assert!(replay.success());
+    let theirs = || {
+        let out = tidings(&["events", "--json", "--recipient", "jane.doe@example.com"]);
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while theirs() < 9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(theirs(), 9, "SendGrid's batch has nine events of the recipient");
+
+    let unconfirmed = tidings(&["erase", "--recipient", "jane.doe@example.com"]);
+    assert!(!unconfirmed.status.success());
+    assert!(String::from_utf8_lossy(&unconfirmed.stderr).contains("--yes"));
+    assert_eq!(theirs(), 9, "nothing was erased");
+
+    let erased = tidings(&["erase", "--recipient", "Jane.Doe@example.com", "--yes"]);
+    assert!(erased.status.success(), "{}", String::from_utf8_lossy(&erased.stderr));
+    let report = String::from_utf8_lossy(&erased.stdout).into_owned();
+    assert!(report.starts_with("events          9\n"), "{report}");
+    assert!(report.contains("known from now on as erased_"), "{report}");
+    assert_eq!(theirs(), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

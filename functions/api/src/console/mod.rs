@@ -23,6 +23,7 @@ mod chart;
 mod deliverability;
 mod events;
 mod overview;
+mod privacy;
 mod subscriptions;
 mod view;
 
@@ -78,6 +79,8 @@ pub(crate) fn routes<S: Store + 'static, Q: Queue + DeadLetters + 'static>() -> 
         .route("/console/sources", get(admin::sources::<S, Q>))
         .route("/console/queues", get(admin::queues::<S, Q>))
         .route("/console/audit", get(audit::audit::<S, Q>))
+        .route("/console/privacy", get(privacy::privacy::<S, Q>))
+        .route("/console/privacy/erase", post(privacy::erase::<S, Q>))
         .route("/console/queues/{queue}/redrive", post(admin::redrive::<S, Q>))
         .layer(axum::middleware::from_fn(guard))
 }

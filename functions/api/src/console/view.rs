@@ -5,7 +5,7 @@ use tidings_core::event::{CanonicalEvent, Status};
 use tidings_core::timestamp::Timestamp;
 
 /// The console's sections, in navigation order: (path, title).
-pub const SECTIONS: [(&str, &str); 8] = [
+pub const SECTIONS: [(&str, &str); 9] = [
     ("/console", "Overview"),
     ("/console/events", "Events"),
     ("/console/deliverability", "Deliverability"),
@@ -14,6 +14,7 @@ pub const SECTIONS: [(&str, &str); 8] = [
     ("/console/sources", "Sources"),
     ("/console/queues", "Dead letters"),
     ("/console/audit", "Audit"),
+    ("/console/privacy", "Privacy"),
 ];
 
 /// What every signed-in page needs to draw its frame.
