@@ -243,7 +243,23 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(request, state).await {
+        // Every body this API takes is a JSON object: serde would also read a struct from an
+        // array of its fields in order (`[null, null]`), which no client means.
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+        let bytes = match axum::body::Bytes::from_request(request, state).await {
+            Ok(bytes) => bytes,
+            Err(rejection) => {
+                return Err(ApiError::Body { status: rejection.status(), why: rejection.body_text() });
+            }
+        };
+        let mut rebuilt = axum::extract::Request::new(axum::body::Body::from(bytes.clone()));
+        if let Some(content_type) = content_type {
+            rebuilt.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        }
+        match axum::Json::<T>::from_request(rebuilt, state).await {
+            Ok(_) if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+                Err(ApiError::Body { status: StatusCode::BAD_REQUEST, why: "body: must be a JSON object".into() })
+            }
             Ok(axum::Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => {
                 let status = match rejection.status() {

@@ -76,11 +76,11 @@ pub(crate) fn operations<S: Store + 'static, Q: Queue + DeadLetters + 'static>()
             Method::GET,
             "/api/suppressions/{recipient}",
             "getSuppression",
-            "One recipient's suppression entry, also once they were erased (under their hash)",
+            "Whether a recipient is suppressed, also once they were erased (their entry under their hash)",
             get(suppressions::suppression::<S, Q>),
         )
         .path_param("recipient", "The address or number.")
-        .answers::<tidings_core::suppression::Suppression>(200, "The entry, active or lifted.")
+        .answers::<tidings_core::suppression::Suppression>(200, "Suppressed: the active entry.")
         .errors(&[400, 404]),
         Operation::new(
             Method::DELETE,

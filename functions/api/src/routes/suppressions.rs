@@ -18,8 +18,9 @@ pub(crate) async fn suppressions<S: Store, Q: Queue>(
     Ok(axum::Json(views::SuppressionList { suppressions: shared.store.suppressions(&workspace).await? }))
 }
 
-/// One recipient's suppression entry, active or lifted: found under the address, or under the
-/// hash of an erased recipient (the entry then names the hash).
+/// Whether a recipient is suppressed: their active entry, found under the address, or under the
+/// hash of an erased recipient (the entry then names the hash). 404 when they are not (never
+/// were, or lifted), which is what a sender checking before it sends needs to know.
 pub(crate) async fn suppression<S: Store, Q: Queue>(
     State(shared): AppState<S, Q>,
     Workspace(workspace): Workspace,
@@ -28,8 +29,9 @@ pub(crate) async fn suppression<S: Store, Q: Queue>(
     let recipient = super::recipients::recipient(&text)?;
     tidings_core::pipeline::suppression_of(&shared.store, &workspace, &recipient)
         .await?
+        .filter(|entry| entry.active)
         .map(axum::Json)
-        .ok_or_else(|| ApiError::NotFound("recipient: has no suppression entry".into()))
+        .ok_or_else(|| ApiError::NotFound("recipient: not suppressed".into()))
 }
 
 #[derive(Deserialize, Default, JsonSchema)]

@@ -124,7 +124,7 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             }
             let workspace = queued.event.workspaceid.clone();
             if !workspaces.contains_key(&workspace) {
-                match self.context(&workspace).await {
+                match Box::pin(self.context(&workspace)).await {
                     Ok(context) => {
                         workspaces.insert(workspace.clone(), context);
                     }
@@ -136,7 +136,7 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             }
             let Some(context) = workspaces.get(&workspace) else { continue };
             context.deliverability.map_mailbox_provider(&mut queued.event.data);
-            match self.unless_erased(context, queued).await {
+            match Box::pin(self.unless_erased(context, queued)).await {
                 Ok(Some(kept)) => new.push((i, kept)),
                 Ok(None) => results[i] = Some(Ok(Processed::Erased)),
                 Err(error) => results[i] = Some(Err(error)),
@@ -178,7 +178,9 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             }
             results[*i] = Some(result.map(|r| self.processed(&queued.event, r)));
         }
-        if let Err(error) = self.erase_again(&workspaces, &stored).await {
+        // Boxed, as are the other privacy steps: they are rare, and their futures would otherwise
+        // enlarge every batch's on the stack.
+        if let Err(error) = Box::pin(self.erase_again(&workspaces, &stored)).await {
             // The events are stored; the erasure that overtook them is found again by the next
             // erase call. Their messages are retried so the check runs again.
             for (i, queued) in &new {
