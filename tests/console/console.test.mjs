@@ -403,6 +403,25 @@ db.commit()
     await screenshot(page, "audit");
   });
 
+  await step("a recipient typed twice is erased from the privacy page, and the audit log does not name them", async () => {
+    const before = (await api("/api/events?recipient=jane.doe@example.com&limit=1000")).events;
+    assert.ok(before.length > 0 && before.length < 1000, "the replayed samples have events of jane.doe@example.com");
+    await page.goto("/console/privacy");
+    await page.getByLabel("Address or phone number").fill("jane.doe@example.com");
+    await page.getByLabel("Type it again to confirm").fill("Jane.Doe@example.com");
+    await checkAccessible(page);
+    await screenshot(page, "privacy");
+    await page.getByRole("button", { name: "Erase" }).click();
+    const status = page.getByRole("status").filter({ hasText: "Erased." });
+    await status.waitFor();
+    assert.match(await status.textContent(), new RegExp(`${before.length} events`));
+    assert.equal((await api("/api/events?recipient=jane.doe@example.com&limit=1000")).events.length, 0);
+    await page.goto("/console/audit");
+    const text = (await page.locator("main tbody tr").allTextContents()).join("\n");
+    assert.match(text, /POST \/console\/privacy\/erase/);
+    assert.ok(!text.toLowerCase().includes("jane.doe"), "the audit log does not name the recipient");
+  });
+
   await step("at phone width the stream fits the screen", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto("/console/events?refresh=off");
