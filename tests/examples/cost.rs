@@ -169,6 +169,9 @@ async fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: events per webhook, webhooks"));
     let per_webhook = args.next().unwrap_or(1000).max(1);
     let webhooks = args.next().unwrap_or(1).max(1);
+    // 1: the workspace has erased someone first, so each event's and delivery's recipient is
+    // looked up by hash.
+    let after_erasure = args.next().unwrap_or(0) == 1;
     let endpoint = std::env::var("TIDINGS_MOTO_ENDPOINT").expect("set TIDINGS_MOTO_ENDPOINT to a moto server");
     let config = tidings_aws::sdk_config_for_endpoint(&endpoint).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
@@ -218,6 +221,11 @@ async fn main() {
     store.put_source(&source).await.expect("source");
     let subscription = tidings_tests::subscription_to("ws_cost", "sub_cost", &hook, &["*"]);
     store.put_subscription(&subscription).await.expect("subscription");
+    if after_erasure {
+        tidings_core::pipeline::erase_recipient(&store, "ws_cost", "someone.else@example.org", now)
+            .await
+            .expect("erase");
+    }
 
     let ingest = Ingest::new(store.clone(), queues.clone(), NoFetch);
     let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
@@ -234,7 +242,8 @@ async fn main() {
         })
         .collect();
     let events = (per_webhook * webhooks) as f64;
-    println!("{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription for every event\n");
+    let erased = if after_erasure { "; the workspace has erased a recipient" } else { "" };
+    println!("{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription for every event{erased}\n");
 
     for round in ["first delivery", "the same webhooks again (a provider's retries)"] {
         let meter = Meter::start(&store, &queues);

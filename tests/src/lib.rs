@@ -539,6 +539,13 @@ pub async fn privacy_settings_change_over_the_version_read<S: Store>(store: &S) 
     assert!(!store.put_privacy_settings(ws, &changed).await.unwrap(), "over the version it replaced: refused");
     assert_eq!(store.privacy_settings(ws).await.unwrap().unwrap().raw_retention_days, Some(7));
     assert_eq!(store.privacy_settings("ws_privacy_other").await.unwrap(), None);
+    // Read with the rest of the workspace's settings, as the processor does.
+    let thresholds = tidings_core::deliverability::Settings { min_volume: 7, ..Default::default() };
+    assert!(store.put_deliverability_settings(ws, &thresholds).await.unwrap());
+    let together = store.workspace_settings(ws).await.unwrap();
+    assert_eq!(together.privacy.map(|p| (p.raw_retention_days, p.version)), Some((Some(7), 2)));
+    assert_eq!(together.deliverability.map(|d| (d.min_volume, d.version)), Some((7, 1)));
+    assert!(together.erase_key.is_none());
 }
 
 /// A provider record whose retention ended before its event's is gone (an empty record) while
@@ -583,6 +590,8 @@ pub async fn erase_keys_are_made_once_and_erasures_remembered<S: Store>(store: &
     assert_eq!((erased.events, erased.complete), (0, true));
     assert_eq!(store.erasure(ws, &hash).await.unwrap(), Some(when));
     assert_eq!(store.erase_key(ws, false).await.unwrap().unwrap().last_erasure, Some(when));
+    let together = store.workspace_settings(ws).await.unwrap().erase_key.unwrap();
+    assert_eq!((together.hash("x@example.com"), together.last_erasure), (hash.clone(), Some(when)));
     assert_eq!(store.erasure("ws_erase_key_other", &hash).await.unwrap(), None);
 }
 

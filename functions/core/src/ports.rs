@@ -410,6 +410,14 @@ pub trait DeliverabilityStore: Send + Sync {
     fn watched_workspaces(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
 }
 
+/// A workspace's settings as [`PrivacyStore::workspace_settings`] reads them.
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceSettings {
+    pub deliverability: Option<Settings>,
+    pub privacy: Option<crate::privacy::PrivacySettings>,
+    pub erase_key: Option<crate::privacy::EraseKey>,
+}
+
 /// Personal data: the workspace's privacy settings, its erase key, and erasing a recipient
 /// ([`crate::privacy`]).
 pub trait PrivacyStore: Send + Sync {
@@ -433,6 +441,23 @@ pub trait PrivacyStore: Send + Sync {
         workspace: &str,
         create: bool,
     ) -> impl Future<Output = Result<Option<crate::privacy::EraseKey>, StoreError>> + Send;
+    /// What the processor reads about a workspace once per batch: its deliverability and
+    /// privacy settings and its erase key. Stores that keep them together read them at once
+    /// (DynamoDB: one query of their partition).
+    fn workspace_settings(&self, workspace: &str) -> impl Future<Output = Result<WorkspaceSettings, StoreError>> + Send
+    where
+        Self: DeliverabilityStore,
+    {
+        async move {
+            let (deliverability, privacy, erase_key) = futures_util::future::try_join3(
+                self.deliverability_settings(workspace),
+                self.privacy_settings(workspace),
+                self.erase_key(workspace, false),
+            )
+            .await?;
+            Ok(WorkspaceSettings { deliverability, privacy, erase_key })
+        }
+    }
     /// When the recipient known by `hash` was erased, if they were.
     fn erasure(
         &self,

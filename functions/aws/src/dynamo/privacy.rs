@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures_util::future::try_join_all;
-use tidings_core::ports::{PrivacyStore, StoreError};
+use tidings_core::ports::{PrivacyStore, StoreError, WorkspaceSettings};
 use tidings_core::privacy::{self, EraseKey, Erased, PrivacySettings};
 use tidings_core::suppression::Suppression;
 use tidings_core::timestamp::Timestamp;
@@ -21,6 +21,12 @@ fn settings_pk(workspace: &str) -> String {
 
 fn erasures_pk(workspace: &str) -> String {
     format!("WS#{workspace}#ERASED")
+}
+
+fn erase_key_of(item: &Item) -> Result<EraseKey, StoreError> {
+    let last = number(item, "last").and_then(Timestamp::from_unix_millis);
+    EraseKey::from_hex(text(item, "k")?, last)
+        .ok_or_else(|| StoreError::malformed("stored erase key is not 64 hex digits"))
 }
 
 /// How many deletes run at once.
@@ -110,15 +116,40 @@ impl PrivacyStore for DynamoStore {
             // The first key made stands: every later erasure and lookup hashes with it.
             self.put_if(item, "attribute_not_exists(PK)", vec![]).await?;
         }
-        let Some(item) = self.get(&pk, "ERASE_KEY").await? else { return Ok(None) };
-        let last = number(&item, "last").and_then(Timestamp::from_unix_millis);
-        EraseKey::from_hex(text(&item, "k")?, last)
-            .map(Some)
-            .ok_or_else(|| StoreError::malformed("stored erase key is not 64 hex digits"))
+        // Consistent right after making it (the erasure hashes with it); otherwise half the
+        // price, a moment stale at most.
+        let Some(item) = self.get_with(&pk, "ERASE_KEY", create).await? else { return Ok(None) };
+        erase_key_of(&item).map(Some)
+    }
+
+    async fn workspace_settings(&self, workspace: &str) -> Result<WorkspaceSettings, StoreError> {
+        let mut read = WorkspaceSettings::default();
+        let items: Vec<Item> = self
+            .query_all(None, "PK = :pk", vec![(":pk", s(settings_pk(workspace)))], true, |i| Ok(Some(i.clone())), 16)
+            .await?;
+        for item in &items {
+            let version = u64::try_from(number(item, "v").unwrap_or(0)).unwrap_or(0);
+            match text(item, "SK")? {
+                "DELIVERABILITY" => {
+                    let mut settings: tidings_core::deliverability::Settings = json(text(item, "d")?)?;
+                    settings.version = version;
+                    read.deliverability = Some(settings);
+                }
+                "PRIVACY" => {
+                    let mut settings: PrivacySettings = json(text(item, "d")?)?;
+                    settings.version = version;
+                    read.privacy = Some(settings);
+                }
+                "ERASE_KEY" => read.erase_key = Some(erase_key_of(item)?),
+                _ => {}
+            }
+        }
+        Ok(read)
     }
 
     async fn erasure(&self, workspace: &str, hash: &str) -> Result<Option<Timestamp>, StoreError> {
-        let item = self.get(&erasures_pk(workspace), hash).await?;
+        // Eventually consistent: half the price, per event of a workspace that has erased someone.
+        let item = self.get_with(&erasures_pk(workspace), hash, false).await?;
         Ok(item.and_then(|i| number(&i, "erased_ms")).and_then(Timestamp::from_unix_millis))
     }
 

@@ -194,16 +194,11 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
 
     /// The workspace's settings and erase key, read once per batch.
     async fn context(&self, workspace: &str) -> Result<WorkspaceContext, StoreError> {
-        let (deliverability, privacy, erase_key) = futures_util::future::try_join3(
-            self.store.deliverability_settings(workspace),
-            self.store.privacy_settings(workspace),
-            self.store.erase_key(workspace, false),
-        )
-        .await?;
+        let read = self.store.workspace_settings(workspace).await?;
         Ok(WorkspaceContext {
-            deliverability: deliverability.unwrap_or_default(),
-            privacy: privacy.unwrap_or_default(),
-            erase_key,
+            deliverability: read.deliverability.unwrap_or_default(),
+            privacy: read.privacy.unwrap_or_default(),
+            erase_key: read.erase_key,
         })
     }
 
