@@ -7,6 +7,7 @@ use tidings_core::privacy::{self, EraseKey, Erased, PrivacySettings};
 use tidings_core::suppression::Suppression;
 use tidings_core::timestamp::Timestamp;
 
+use crate::store::{Versioned, settings_row, versioned_write};
 use crate::{Sqlite, db_error, json_error};
 
 fn suppression_row(tx: &Connection, workspace: &str, recipient: &str) -> Result<Option<Suppression>, StoreError> {
@@ -150,45 +151,15 @@ impl Sqlite {
 impl PrivacyStore for Sqlite {
     async fn privacy_settings(&self, workspace: &str) -> Result<Option<PrivacySettings>, StoreError> {
         let workspace = workspace.to_owned();
-        self.blocking(move |s| {
-            let row: Option<(i64, String)> = s
-                .db()
-                .query_row("SELECT version, body FROM privacy_settings WHERE workspace = ?1", params![workspace], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-                .map_err(db_error)?;
-            row.map(|(version, body)| {
-                let mut settings: PrivacySettings = serde_json::from_str(&body).map_err(json_error)?;
-                settings.version = u64::try_from(version).unwrap_or(0);
-                Ok(settings)
-            })
-            .transpose()
-        })
-        .await
+        let read = self.blocking(move |s| settings_row(&s.db(), Versioned::Privacy, &workspace)).await?;
+        Ok(read.map(|(version, settings)| PrivacySettings { version, ..settings }))
     }
 
     async fn put_privacy_settings(&self, workspace: &str, settings: &PrivacySettings) -> Result<bool, StoreError> {
         let workspace = workspace.to_owned();
         let read = i64::try_from(settings.version).map_err(|_| StoreError::refused("settings version out of range"))?;
         let body = serde_json::to_string(&PrivacySettings { version: 0, ..settings.clone() }).map_err(json_error)?;
-        self.blocking(move |s| {
-            let db = s.db();
-            let changed = if read == 0 {
-                db.execute(
-                    "INSERT INTO privacy_settings (workspace, version, body) VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING",
-                    params![workspace, body],
-                )
-            } else {
-                db.execute(
-                    "UPDATE privacy_settings SET version = version + 1, body = ?3 WHERE workspace = ?1 AND version = ?2",
-                    params![workspace, read, body],
-                )
-            }
-            .map_err(db_error)?;
-            Ok(changed == 1)
-        })
-        .await
+        self.blocking(move |s| versioned_write(&s.db(), Versioned::Privacy, &workspace, read, &body)).await
     }
 
     async fn erase_key(&self, workspace: &str, create: bool) -> Result<Option<EraseKey>, StoreError> {

@@ -670,24 +670,8 @@ impl DeliverabilityStore for Sqlite {
 
     async fn deliverability_settings(&self, workspace: &str) -> Result<Option<Settings>, StoreError> {
         let workspace = workspace.to_owned();
-        self.blocking(move |s| {
-            let row: Option<(i64, String)> = s
-                .db()
-                .query_row(
-                    "SELECT version, body FROM deliverability_settings WHERE workspace = ?1",
-                    params![workspace],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(db_error)?;
-            row.map(|(version, body)| {
-                let mut settings: Settings = serde_json::from_str(&body).map_err(json_error)?;
-                settings.version = u64::try_from(version).unwrap_or(0);
-                Ok(settings)
-            })
-            .transpose()
-        })
-        .await
+        let read = self.blocking(move |s| settings_row(&s.db(), Versioned::Settings, &workspace)).await?;
+        Ok(read.map(|(version, settings)| Settings { version, ..settings }))
     }
 
     async fn put_deliverability_settings(&self, workspace: &str, settings: &Settings) -> Result<bool, StoreError> {
@@ -740,15 +724,49 @@ impl DeliverabilityStore for Sqlite {
     }
 }
 
-/// A row written over the version read: a workspace's settings, or one of its alarms.
-enum Versioned<'a> {
+/// A row written over the version read: a workspace's deliverability or privacy settings, or
+/// one of its alarms.
+pub(crate) enum Versioned<'a> {
     Settings,
+    Privacy,
     Alarm(&'a str),
+}
+
+impl Versioned<'_> {
+    /// The table of a workspace's settings row.
+    fn settings_table(&self) -> &'static str {
+        match self {
+            Versioned::Privacy => "privacy_settings",
+            _ => "deliverability_settings",
+        }
+    }
+}
+
+/// A workspace's settings row (`Versioned::Settings` or `Versioned::Privacy`): its version and
+/// its body read as `T`.
+pub(crate) fn settings_row<T: serde::de::DeserializeOwned>(
+    db: &Connection,
+    row: Versioned<'_>,
+    workspace: &str,
+) -> Result<Option<(u64, T)>, StoreError> {
+    let found: Option<(i64, String)> = db
+        .query_row(
+            &format!("SELECT version, body FROM {} WHERE workspace = ?1", row.settings_table()),
+            params![workspace],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_error)?;
+    found
+        .map(|(version, body)| {
+            Ok((u64::try_from(version).unwrap_or(0), serde_json::from_str(&body).map_err(json_error)?))
+        })
+        .transpose()
 }
 
 /// Writes the versioned row of `workspace` at version `read + 1`, only if the stored version is
 /// `read` (0: no row).
-fn versioned_write(
+pub(crate) fn versioned_write(
     db: &Connection,
     row: Versioned<'_>,
     workspace: &str,
@@ -764,12 +782,18 @@ fn versioned_write(
             "UPDATE alarms SET version = version + 1, body = ?4 WHERE workspace = ?1 AND key = ?2 AND version = ?3",
             params![workspace, key, read, body],
         ),
-        Versioned::Settings if read == 0 => db.execute(
-            "INSERT INTO deliverability_settings (workspace, version, body) VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING",
+        settings if read == 0 => db.execute(
+            &format!(
+                "INSERT INTO {} (workspace, version, body) VALUES (?1, 1, ?2) ON CONFLICT DO NOTHING",
+                settings.settings_table()
+            ),
             params![workspace, body],
         ),
-        Versioned::Settings => db.execute(
-            "UPDATE deliverability_settings SET version = version + 1, body = ?3 WHERE workspace = ?1 AND version = ?2",
+        settings => db.execute(
+            &format!(
+                "UPDATE {} SET version = version + 1, body = ?3 WHERE workspace = ?1 AND version = ?2",
+                settings.settings_table()
+            ),
             params![workspace, read, body],
         ),
     }
