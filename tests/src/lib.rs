@@ -279,6 +279,7 @@ pub fn subscription_to(workspace: &str, id: &str, url: &str, types: &[&str]) -> 
         types: types.iter().map(|t| (*t).to_owned()).collect(),
         providers: vec![],
         sources: vec![],
+        filter: None,
         format: Format::Cloudevents,
         anonymous_id: Default::default(),
         secrets: vec![SigningSecret { secret: "whsec_dGVzdA==".into(), created_at: now, expires_at: None }],

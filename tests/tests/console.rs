@@ -336,3 +336,25 @@ async fn the_privacy_page_erases_a_recipient_typed_twice() {
     let listed = call(&f, "GET", "/console/suppressions", Some("key-default"), None).await;
     assert!(listed.body.contains("erased_") && !listed.body.contains("nobody@example.com"));
 }
+
+/// A subscription made in the console takes a content filter, refuses one that does not read,
+/// and shows it.
+#[tokio::test]
+async fn a_subscription_made_in_the_console_takes_a_content_filter() {
+    let f = sqlite_fixture().await;
+    let csrf = call(&f, "GET", "/console/subscriptions", Some("key-default"), None).await.csrf();
+    let make = |filter: &'static str| {
+        let (f, csrf) = (&f, csrf.clone());
+        async move {
+            let pairs =
+                [("csrf", csrf.as_str()), ("url", "https://example.com/hook"), ("types", "*"), ("filter", filter)];
+            submit(f, "/console/subscriptions", Some("key-default"), &pairs).await
+        }
+    };
+    let refused = make("data.bounce.kind ==").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("filter: expected a value"), "{}", refused.body);
+    let created = make(r#"data.bounce.kind == "hard""#).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert!(created.body.contains("data.bounce.kind == &quot;hard&quot;"), "the filter is shown, escaped");
+}

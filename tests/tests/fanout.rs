@@ -623,3 +623,39 @@ async fn an_erased_recipient_s_queued_deliveries_are_dropped_and_attempts_never_
     assert!(received.lock().unwrap().is_empty(), "nothing was sent about the erased recipient");
     assert!(db.attempts("ws_default", "sub_hook", 10).await.unwrap().is_empty());
 }
+
+/// A subscription's content filter decides which events it gets, as they are stored and when
+/// they are replayed.
+#[tokio::test]
+async fn a_content_filter_picks_the_events_delivered_and_replayed() {
+    let db = Sqlite::in_memory().unwrap();
+    let mut hard_only = tidings_tests::subscription_to("ws_default", "sub_hard", "https://example.com/hook", &["*"]);
+    hard_only.filter = Some(r#"data.bounce.kind == "hard" and data.tags.userId exists"#.into());
+    db.put_subscription(&hard_only).await.unwrap();
+    let processor = tidings_core::pipeline::Processor::with_fanout(db.clone(), db.clone(), 90);
+    let mut tagged_hard = tidings_tests::hard_bounce("ws_default", "m1", "a@example.com", 1, "k1");
+    tagged_hard.event.data.tags.insert("userId".into(), "u_1".into());
+    let untagged_hard = tidings_tests::hard_bounce("ws_default", "m2", "b@example.com", 2, "k2");
+    let mut soft = tidings_tests::event("ws_default", tidings_core::Status::Bounced, "m3", "c@example.com", 3, "k3");
+    soft.event.data.tags.insert("userId".into(), "u_3".into());
+    soft.event.data.bounce = Some(tidings_core::event::Bounce::of_kind(tidings_core::event::BounceKind::Soft));
+    let bodies: Vec<String> =
+        [&tagged_hard, &untagged_hard, &soft].iter().map(|q| serde_json::to_string(q).unwrap()).collect();
+    let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+    for result in processor.process_batch(&refs).await {
+        result.unwrap();
+    }
+    let tasks = db.receive(QueueName::Deliveries, 10, 30).unwrap();
+    let delivered: Vec<String> = tasks
+        .iter()
+        .map(|t| tidings_core::delivery::DeliveryTask::from_message(&t.body).unwrap().event_id.to_string())
+        .collect();
+    assert_eq!(delivered, [tagged_hard.event.id.to_string()], "only the tagged hard bounce");
+    for task in &tasks {
+        db.delete(QueueName::Deliveries, &task.receipt).unwrap();
+    }
+
+    let range = tidings_core::pipeline::ReplayRange::default();
+    let progress = tidings_core::pipeline::replay(&db, &db, &hard_only, &range, None).await.unwrap();
+    assert_eq!(progress.queued, 1, "a replay applies the filter too");
+}

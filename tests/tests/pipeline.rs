@@ -672,3 +672,29 @@ async fn privacy_settings_redact_at_ingest_and_an_erasure_through_the_api_is_aud
     assert!(actions.contains(&"PUT /api/privacy/settings"));
     assert!(!log.to_string().to_lowercase().contains("jane.doe"), "the audit log does not name the recipient");
 }
+
+#[tokio::test]
+async fn a_subscription_s_filter_is_checked_when_it_is_made_and_shown_after() {
+    use serde_json::json;
+    let f = sqlite_fixture().await;
+    let create = |body: serde_json::Value| {
+        Request::post("/api/subscriptions")
+            .header("Authorization", "Bearer key-default")
+            .header("Content-Type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let (status, refused) = f
+        .call(create(
+            json!({"url": "https://example.com/hook", "types": ["*"], "filter": "data.bounce.kind = \"hard\""}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused["field"], "filter");
+    assert!(refused["error"].as_str().unwrap().starts_with("filter: unexpected '=' at character 18"), "{refused}");
+    let filter = r#"data.mailbox_provider in ["gmail", "yahoo"] and not data.test == true"#;
+    let (status, created) =
+        f.call(create(json!({"url": "https://example.com/hook", "types": ["email.*"], "filter": filter}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["filter"], filter);
+}

@@ -145,6 +145,9 @@ pub struct SubscriptionView {
     pub providers: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// The content filter, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     pub format: Format,
     #[serde(skip_serializing_if = "is_no_one")]
     pub anonymous_id: AnonymousId,
@@ -175,6 +178,7 @@ impl SubscriptionView {
             types: subscription.types.clone(),
             providers: subscription.providers.clone(),
             sources: subscription.sources.clone(),
+            filter: subscription.filter.clone(),
             format: subscription.format,
             anonymous_id: subscription.anonymous_id,
             secrets: format!("{} active", subscription.active_secrets(Timestamp::now()).count()),

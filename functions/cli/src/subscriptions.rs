@@ -25,6 +25,11 @@ enum Command {
         /// Only events from this provider (repeatable).
         #[arg(long = "provider")]
         providers: Vec<String>,
+        /// Only events whose fields pass this filter, e.g. `data.bounce.kind == "hard"`,
+        /// `data.tags.userId exists`, `data.mailbox_provider in ["gmail", "yahoo"]`, joined by
+        /// `and`, `or`, `not` and parentheses.
+        #[arg(long)]
+        filter: Option<String>,
         /// `cloudevents` (default) or `dittofeed`.
         #[arg(long, default_value = "cloudevents")]
         format: String,
@@ -74,8 +79,8 @@ enum Command {
 pub async fn run(args: Args) -> Result<(), Failure> {
     let client = Client::new(&args.api)?;
     match args.command {
-        Command::Add { url, types, providers, format, anonymous_id, headers, description } => {
-            let body = json!({"url": url, "types": types, "providers": providers, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
+        Command::Add { url, types, providers, filter, format, anonymous_id, headers, description } => {
+            let body = json!({"url": url, "types": types, "providers": providers, "filter": filter, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
             let created = client.post("/api/subscriptions", &body).await?;
             crate::out::outln!("{created:#}")?;
         }

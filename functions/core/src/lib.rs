@@ -13,6 +13,7 @@ pub mod auth;
 pub mod deliverability;
 pub mod delivery;
 pub mod event;
+pub mod filter;
 pub mod invalid;
 pub mod messages;
 pub mod metrics;

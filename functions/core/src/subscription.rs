@@ -72,6 +72,10 @@ pub struct Subscription {
     /// Only events from these sources (empty: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<String>,
+    /// Only events whose fields pass this filter ([`crate::filter`]); checked when the
+    /// subscription is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     #[serde(default)]
     pub format: Format,
     /// Dittofeed format: who an event without a `userId` tag is sent as.
@@ -153,13 +157,29 @@ pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Re
 }
 
 impl Subscription {
-    /// Whether `event` goes to this subscription (enabled or not).
+    /// Whether `event` goes to this subscription (enabled or not): its workspace, a type
+    /// pattern, the providers and sources named, and the content filter.
     pub fn matches(&self, event: &CanonicalEvent, source: &str) -> bool {
         let event_type = event.event_type.to_string();
         event.workspaceid == self.workspace
             && self.types.iter().any(|p| TypePattern::parse(p).is_ok_and(|p| p.matches(&event_type)))
             && (self.providers.is_empty() || self.providers.contains(&event.data.provider))
             && (self.sources.is_empty() || self.sources.iter().any(|s| s.as_str() == source))
+            && self.passes_filter(event)
+    }
+
+    /// The content filter, read on the event as it is delivered. A stored filter that no longer
+    /// reads (none should: it was checked when the subscription was made) passes nothing.
+    fn passes_filter(&self, event: &CanonicalEvent) -> bool {
+        let Some(text) = &self.filter else { return true };
+        match (crate::filter::Filter::parse(text), serde_json::to_value(event)) {
+            (Ok(filter), Ok(value)) => filter.matches(&value),
+            (Err(error), _) => {
+                tracing::warn!(subscription = %self.id, %error, "stored filter unreadable: nothing passes");
+                false
+            }
+            (_, Err(_)) => false,
+        }
     }
 
     /// The secrets that sign a delivery at `now`: every one not yet expired.
@@ -230,6 +250,7 @@ mod tests {
             types: vec!["*".into()],
             providers: vec![],
             sources: vec![],
+            filter: None,
             format: Format::Cloudevents,
             anonymous_id: AnonymousId::None,
             secrets: vec![SigningSecret { secret: "whsec_b2xk".into(), created_at: t0, expires_at: None }],

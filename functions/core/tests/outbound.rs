@@ -21,6 +21,7 @@ fn subscription(secrets: &[&str]) -> Subscription {
         types: vec!["*".into()],
         providers: vec![],
         sources: vec![],
+        filter: None,
         format: Format::Cloudevents,
         anonymous_id: Default::default(),
         secrets: secrets

@@ -108,6 +108,7 @@ pub(super) async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S,
                     option value="dittofeed" { "Dittofeed track call" }
                 }
             }
+            label { "Filter (optional)" input name="filter" placeholder="data.bounce.kind == \"hard\"" size="40"; }
             label { "Extra header (optional)" input name="header" placeholder="Authorization: Basic …" autocomplete="off"; }
             label { "Description" input name="description"; }
             button.primary type="submit" { "Create" }
@@ -135,6 +136,9 @@ pub(super) struct NewSubscriptionForm {
     /// `Name: value`, sent with every delivery (a Dittofeed write key); never shown again.
     #[serde(default)]
     header: String,
+    /// A content filter ([`tidings_core::filter`]).
+    #[serde(default)]
+    filter: String,
     #[serde(default)]
     description: String,
 }
@@ -156,6 +160,7 @@ pub(super) async fn create_subscription<S: Store, Q: Queue>(
         types: form.types.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
         providers: Vec::new(),
         sources: Vec::new(),
+        filter: Some(form.filter),
         format,
         anonymous_id: Default::default(),
         headers: if header.is_empty() { Vec::new() } else { vec![header.to_owned()] },
@@ -254,6 +259,7 @@ async fn subscription_page<S: Store, Q: Queue>(
         dl {
             dt { "Endpoint" } dd.mono { (subscription.url) }
             dt { "Event types" } dd { (subscription.types.join(", ")) }
+            @if let Some(filter) = &subscription.filter { dt { "Filter" } dd { code { (filter) } } }
             @if !subscription.providers.is_empty() { dt { "Providers" } dd { (subscription.providers.join(", ")) } }
             dt { "State" } dd { (subscription_state(&subscription)) }
             dt { "Signing secrets" } dd { (subscription.active_secrets(Timestamp::now()).count()) " active (never shown again after creation or rotation)" }

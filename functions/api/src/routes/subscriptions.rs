@@ -41,6 +41,13 @@ pub(crate) struct NewSubscription {
     /// Only events from these sources (empty: all).
     #[serde(default)]
     pub(crate) sources: Vec<String>,
+    /// Only events whose fields pass this filter: comparisons of dotted paths
+    /// (`data.bounce.kind == "hard"`, `data.tags.userId exists`,
+    /// `data.mailbox_provider in ["gmail", "yahoo"]`) joined by `and`, `or`, `not` and
+    /// parentheses. Applies to replays too.
+    #[serde(default)]
+    #[schemars(length(max = 2000))]
+    pub(crate) filter: Option<String>,
     /// The body sent: `cloudevents` (the default) or `dittofeed`.
     #[serde(default)]
     pub(crate) format: Format,
@@ -66,6 +73,10 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
+    let filter = new.filter.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty());
+    if let Some(filter) = &filter {
+        tidings_core::filter::Filter::parse(filter)?;
+    }
     if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
         return Err(Invalid::new("anonymous_id", "anonymous_id: only the dittofeed format sends events as a user"));
     }
@@ -78,6 +89,7 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         types: new.types,
         providers: new.providers,
         sources: new.sources,
+        filter,
         format: new.format,
         anonymous_id: new.anonymous_id,
         secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
