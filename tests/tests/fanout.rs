@@ -659,3 +659,67 @@ async fn a_content_filter_picks_the_events_delivered_and_replayed() {
     let progress = tidings_core::pipeline::replay(&db, &db, &hard_only, &range, None).await.unwrap();
     assert_eq!(progress.queued, 1, "a replay applies the filter too");
 }
+
+/// Each delivery carries its message's state once the event is folded in, and a version that
+/// grows with every event: a consumer applying deliveries in any order and keeping the highest
+/// version ends at the state the store holds.
+#[tokio::test]
+async fn deliveries_carry_the_message_state_and_the_highest_version_is_the_true_state() {
+    use tidings_core::Status;
+    let db = Sqlite::in_memory().unwrap();
+    let everything = tidings_tests::subscription_to("ws_default", "sub_all", "https://example.com/hook", &["*"]);
+    db.put_subscription(&everything).await.unwrap();
+    let processor = tidings_core::pipeline::Processor::with_fanout(db.clone(), db.clone(), 90);
+    let statuses = [Status::Sent, Status::Delivered, Status::Opened, Status::Opened, Status::Clicked, Status::Bounced];
+    let events: Vec<_> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| {
+            tidings_tests::event("ws_default", *status, "m1", "a@example.com", i as i64, &format!("k{i}"))
+        })
+        .collect();
+    // Two events alone, then the rest as one batch, out of time order.
+    for batch in
+        [&events[..1], &events[1..2], &[events[4].clone(), events[2].clone(), events[5].clone(), events[3].clone()][..]]
+    {
+        let bodies: Vec<String> = batch.iter().map(|q| serde_json::to_string(q).unwrap()).collect();
+        let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
+        for result in processor.process_batch(&refs).await {
+            result.unwrap();
+        }
+    }
+    let mut carried: Vec<(u64, serde_json::Value)> = db
+        .receive(QueueName::Deliveries, 100, 30)
+        .unwrap()
+        .iter()
+        .map(|task| {
+            let event = tidings_core::delivery::DeliveryTask::from_message(&task.body).unwrap().event.unwrap();
+            (event.data.state_version.unwrap(), serde_json::to_value(event.data.state.unwrap()).unwrap())
+        })
+        .collect();
+    let mut versions: Vec<u64> = carried.iter().map(|(v, _)| *v).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6], "one version per event folded in");
+    let truth = serde_json::to_value(&db.message_states("ws_default", "m1").await.unwrap()[0]).unwrap();
+    // Applied in several orders, keeping the highest version seen.
+    for rotation in 0..carried.len() {
+        carried.rotate_left(1);
+        let mut order = carried.clone();
+        if rotation % 2 == 1 {
+            order.reverse();
+        }
+        let mut kept: Option<&(u64, serde_json::Value)> = None;
+        for delivery in &order {
+            if kept.is_none_or(|(version, _)| delivery.0 > *version) {
+                kept = Some(delivery);
+            }
+        }
+        assert_eq!(kept.unwrap().1, truth, "order {rotation}");
+    }
+    // Stored events do not carry it.
+    let stored = db
+        .events(&tidings_core::ports::EventQuery { workspace: "ws_default".into(), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(stored.events.iter().all(|e| e.data.state.is_none() && e.data.state_version.is_none()));
+}

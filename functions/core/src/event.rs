@@ -118,6 +118,15 @@ pub struct EventData {
     /// body of a platform event, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
+    /// On deliveries (never stored): where this event's message stands for its recipient once
+    /// the event is folded in, the state `GET /api/messages/{id}` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<Box<crate::state::MessageState>>,
+    /// On deliveries, with `state`: the number of events folded into it, which grows with every
+    /// event of the message and recipient. A consumer that keeps the state of the highest version
+    /// it has seen ends at the true state whatever order deliveries arrive in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_version: Option<u64>,
     /// When tidings received the webhook (RFC 3339, UTC).
     pub received_at: Timestamp,
 }
@@ -152,6 +161,8 @@ impl EventData {
             ip: None,
             test: None,
             details: BTreeMap::new(),
+            state: None,
+            state_version: None,
             received_at: Timestamp::UNIX_EPOCH,
         }
     }

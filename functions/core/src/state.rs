@@ -19,6 +19,33 @@ use serde::{Deserialize, Serialize};
 use crate::event::{BounceKind, CanonicalEvent, Channel, EventId, Status};
 use crate::timestamp::Timestamp;
 
+/// A message state's place: workspace, message id, recipient.
+pub type StateKey = (String, String, String);
+
+/// Folds each event into its message's state, in order, starting from the states stored
+/// (`stored`, keyed by workspace, message id and recipient), and sets each event's `data.state` and
+/// `data.state_version` to the state once it is folded in: what deliveries carry. Events about
+/// no message, or no recipient, are left as they are.
+pub fn attach_states(events: &mut [CanonicalEvent], stored: &mut std::collections::HashMap<StateKey, MessageState>) {
+    for event in events.iter_mut() {
+        let Some(state_key) = key(event).map(|(m, r)| (event.workspaceid.clone(), m.to_owned(), r.to_owned())) else {
+            continue;
+        };
+        let folded = match stored.remove(&state_key) {
+            Some(mut state) => {
+                state.apply(event);
+                Some(state)
+            }
+            None => MessageState::new(event),
+        };
+        if let Some(state) = folded {
+            event.data.state_version = Some(state.events);
+            event.data.state = Some(Box::new(state.clone()));
+            stored.insert(state_key, state);
+        }
+    }
+}
+
 /// Where one message to one recipient stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageState {

@@ -279,11 +279,12 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
     }
 
     /// Enqueues the resends and delivery tasks of these events: subscriptions read once per
-    /// workspace, tasks sent in as few batches as the queue takes.
+    /// workspace, the stored states of the messages that have deliveries once per message, tasks
+    /// sent in as few batches as the queue takes. Each task's event carries its message's state
+    /// once the event is folded in (`data.state`, `data.state_version`).
     async fn fan_out(&self, deliveries: &Q, events: &[&QueuedEvent]) -> Result<(), StoreError> {
         let mut subscriptions: HashMap<&str, Vec<Subscription>> = HashMap::new();
         let mut resends: Vec<Outgoing> = Vec::new();
-        let mut tasks: Vec<Outgoing> = Vec::new();
         for queued in events {
             let event = &queued.event;
             // A retryable SES send failure: schedule its resend (the resender claims each attempt
@@ -298,12 +299,39 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             if !subscriptions.contains_key(workspace) {
                 subscriptions.insert(workspace, self.store.subscriptions(workspace).await?);
             }
-            for s in subscriptions.get(workspace).into_iter().flatten() {
-                if s.enabled && s.matches(event, &queued.source) && !about_itself(event, s) {
-                    let body = serde_json::to_string(&DeliveryTask::new(s, event))
-                        .map_err(|e| StoreError::malformed(format!("delivery task cannot be written as JSON: {e}")))?;
-                    tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
+        }
+        // The events that go anywhere, and to which subscriptions.
+        let mut delivered: Vec<(CanonicalEvent, Vec<&Subscription>)> = Vec::new();
+        for queued in events {
+            let event = &queued.event;
+            let to: Vec<&Subscription> = subscriptions
+                .get(event.workspaceid.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|s| s.enabled && s.matches(event, &queued.source) && !about_itself(event, s))
+                .collect();
+            if !to.is_empty() {
+                delivered.push((event.clone(), to));
+            }
+        }
+        let mut stored = HashMap::new();
+        let mut read: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
+        for (event, _) in &delivered {
+            let Some((message_id, _)) = crate::state::key(event) else { continue };
+            if read.insert((event.workspaceid.clone(), message_id.to_owned())) {
+                for state in self.store.message_states(&event.workspaceid, message_id).await? {
+                    stored.insert((state.workspace.clone(), state.message_id.clone(), state.recipient.clone()), state);
                 }
+            }
+        }
+        let mut carried: Vec<CanonicalEvent> = delivered.iter().map(|(event, _)| event.clone()).collect();
+        crate::state::attach_states(&mut carried, &mut stored);
+        let mut tasks: Vec<Outgoing> = Vec::new();
+        for (event, (_, to)) in carried.iter().zip(&delivered) {
+            for s in to {
+                let body = serde_json::to_string(&DeliveryTask::new(s, event))
+                    .map_err(|e| StoreError::malformed(format!("delivery task cannot be written as JSON: {e}")))?;
+                tasks.push(Outgoing { id: tasks.len().to_string(), body, delay_seconds: 0 });
             }
         }
         if !resends.is_empty() {
