@@ -307,7 +307,10 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_openapi_document
         .args(["--no-color", "run", &format!("http://127.0.0.1:{port}/api/openapi.json")])
         .args(["--header", &format!("Authorization: Bearer {}", config["api_key"].as_str().unwrap())])
         .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance"])
-        .args(["--max-examples", "25", "--seed", "20261207", "--workers", "2"])
+        // One worker: with two, Hypothesis parses lambdas' sources on two threads at once, and
+        // CPython 3.11's parser then fails now and then ("AST constructor recursion depth
+        // mismatch"), an error of the tool's, not an answer of tidings'.
+        .args(["--max-examples", "25", "--seed", "20261207", "--workers", "1"])
         .args(["--report", "junit", "--report-dir", &dir.join("report").to_string_lossy()])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (run ./scripts/test.sh, which installs it)", st.display()));

@@ -119,9 +119,10 @@ pub struct EventData {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, serde_json::Value>,
     /// On deliveries (never stored): where this event's message stands for its recipient once
-    /// the event is folded in, the state `GET /api/messages/{id}` shows.
+    /// the event is folded in, as `GET /api/messages/{id}` shows a message state (`status`,
+    /// `progress`, `failure`, `events`, `opens`, `clicks`, first and last times, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<Box<crate::state::MessageState>>,
+    pub state: Option<serde_json::Map<String, serde_json::Value>>,
     /// On deliveries, with `state`: the number of events folded into it, which grows with every
     /// event of the message and recipient. A consumer that keeps the state of the highest version
     /// it has seen ends at the true state whatever order deliveries arrive in.

@@ -40,7 +40,10 @@ pub fn attach_states(events: &mut [CanonicalEvent], stored: &mut std::collection
         };
         if let Some(state) = folded {
             event.data.state_version = Some(state.events);
-            event.data.state = Some(Box::new(state.clone()));
+            event.data.state = match serde_json::to_value(&state) {
+                Ok(serde_json::Value::Object(fields)) => Some(fields),
+                _ => None,
+            };
             stored.insert(state_key, state);
         }
     }
