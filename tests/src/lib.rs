@@ -40,7 +40,7 @@ pub fn hard_bounce(workspace: &str, message: &str, recipient: &str, seconds: i64
     queued
 }
 
-fn expiry() -> tidings_core::ports::Expiry {
+pub(crate) fn expiry() -> tidings_core::ports::Expiry {
     at(90 * 86_400).into()
 }
 

@@ -171,6 +171,18 @@ pub async fn erases_a_recipient_everywhere<S: Store + Clone>(store: &S, workspac
         let raw = store.raw(workspace, event.data.message_id.as_deref(), &event.id).await.unwrap();
         assert_eq!(raw.as_deref(), Some(""), "the provider's record of a later event is not kept");
     }
+
+    // An erasure that overtook a processor: the event was checked before the erasure and
+    // written after it. When its message comes back (as one whose batch failed after storing
+    // does), the processor erases it.
+    let overtaken = crate::event(workspace, tidings_core::Status::Delivered, "m-late", "late@example.com", 1, "k-late");
+    erase_recipient(store, workspace, "late@example.com", Timestamp::now()).await.unwrap();
+    store.record(&overtaken, crate::expiry()).await.unwrap();
+    let by_late = EventQuery { recipient: Some("late@example.com".into()), ..by_recipient.clone() };
+    assert_eq!(store.events(&by_late).await.unwrap().events.len(), 1, "written after the erasure");
+    let body = serde_json::to_string(&overtaken).unwrap();
+    assert_eq!(processor.process(&body).await.unwrap(), Processed::Duplicate);
+    assert!(store.events(&by_late).await.unwrap().events.is_empty(), "erased when it came back");
     erased
 }
 

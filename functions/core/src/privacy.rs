@@ -293,13 +293,15 @@ pub fn hashed_suppression(
     }
 }
 
-/// Whether a queued message (an events-queue message or a delivery task, both carrying their
-/// event) is about `recipient`.
-pub fn queued_about(body: &str, recipient: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|value| value.pointer("/event/data/recipient").and_then(|r| r.as_str()).map(|r| r == recipient))
-        .unwrap_or(false)
+/// When a queued message (an events-queue message or a delivery task, both carrying their
+/// event) about `recipient` was received; `None` when it is not about them.
+pub fn queued_about(body: &str, recipient: &str) -> Option<Timestamp> {
+    let value = serde_json::from_str::<serde_json::Value>(body).ok()?;
+    if value.pointer("/event/data/recipient").and_then(|r| r.as_str()) != Some(recipient) {
+        return None;
+    }
+    let received = value.pointer("/event/data/received_at").and_then(|r| r.as_str());
+    Some(received.and_then(Timestamp::parse_rfc3339).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 #[cfg(test)]

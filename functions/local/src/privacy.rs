@@ -23,9 +23,16 @@ fn suppression_row(tx: &Connection, workspace: &str, recipient: &str) -> Result<
 }
 
 /// Removes `recipient` from the rows of one queue-like table (`queue_messages`,
-/// `dead_letters`): messages about them are deleted; messages that only mention them (another
+/// `dead_letters`): messages about them received by `erased_at` are deleted (those received
+/// after are the processor's to keep under the hash); messages that only mention them (another
 /// recipient's provider record naming them) keep going with the mention replaced by `hash`.
-fn erase_from_queue_table(tx: &Connection, table: &str, recipient: &str, hash: &str) -> Result<u64, StoreError> {
+fn erase_from_queue_table(
+    tx: &Connection,
+    table: &str,
+    recipient: &str,
+    hash: &str,
+    erased_at: Timestamp,
+) -> Result<u64, StoreError> {
     let mut touched = 0;
     let mut rows: Vec<(i64, String, String)> = Vec::new();
     {
@@ -46,16 +53,23 @@ fn erase_from_queue_table(tx: &Connection, table: &str, recipient: &str, hash: &
         }
     }
     for (id, queue, body) in rows {
-        // A resend carries a copy of the mail to them; events and tasks are theirs when their
-        // event's recipient is.
-        if queue == "resend" || privacy::queued_about(&body, recipient) {
-            tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id]).map_err(db_error)?;
-        } else {
-            tx.execute(
-                &format!("UPDATE {table} SET body = ?2 WHERE id = ?1"),
-                params![id, privacy::scrub(&body, recipient, hash)],
-            )
-            .map_err(db_error)?;
+        // Events and tasks are theirs when their event's recipient is.
+        match privacy::queued_about(&body, recipient) {
+            Some(received) if received > erased_at => continue,
+            Some(_) => {
+                tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id]).map_err(db_error)?;
+            }
+            // A resend carries a copy of the mail to them.
+            None if queue == "resend" => {
+                tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id]).map_err(db_error)?;
+            }
+            None => {
+                tx.execute(
+                    &format!("UPDATE {table} SET body = ?2 WHERE id = ?1"),
+                    params![id, privacy::scrub(&body, recipient, hash)],
+                )
+                .map_err(db_error)?;
+            }
         }
         touched += 1;
     }
@@ -129,8 +143,8 @@ impl Sqlite {
                 .map_err(db_error)?;
                 erased.suppressions = 1;
             }
-            erased.queued += erase_from_queue_table(&tx, "queue_messages", recipient, hash)?;
-            erased.queued += erase_from_queue_table(&tx, "dead_letters", recipient, hash)?;
+            erased.queued += erase_from_queue_table(&tx, "queue_messages", recipient, hash, now)?;
+            erased.queued += erase_from_queue_table(&tx, "dead_letters", recipient, hash, now)?;
             // The local stand-in for SES: each row is a copy of a mail sent to the address.
             let mut outbox = 0;
             for form in privacy::forms(recipient) {

@@ -108,20 +108,6 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
                 results[i] = Some(Ok(self.processed(&queued.event, Recorded::Duplicate)));
                 continue;
             }
-            // A stored event stops here, with or without fan-out: a provider's retry is neither
-            // delivered nor counted again (DynamoDB's counters remember only their latest events).
-            let e = &queued.event;
-            match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
-                Ok(true) => {
-                    results[i] = Some(Ok(self.processed(e, Recorded::Duplicate)));
-                    continue;
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    results[i] = Some(Err(error));
-                    continue;
-                }
-            }
             let workspace = queued.event.workspaceid.clone();
             if !workspaces.contains_key(&workspace) {
                 match Box::pin(self.context(&workspace)).await {
@@ -132,6 +118,26 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
                         results[i] = Some(Err(error));
                         continue;
                     }
+                }
+            }
+            // A stored event stops here, with or without fan-out: a provider's retry is neither
+            // delivered nor counted again (DynamoDB's counters remember only their latest events).
+            // If its recipient has been erased since, it is erased again (a batch whose check
+            // after storing failed comes back this way).
+            let e = &queued.event;
+            match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
+                Ok(true) => {
+                    let erased_again = match workspaces.get(&workspace) {
+                        Some(context) => Box::pin(self.erase_if_erased(context, e)).await,
+                        None => Ok(()),
+                    };
+                    results[i] = Some(erased_again.map(|()| self.processed(e, Recorded::Duplicate)));
+                    continue;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    results[i] = Some(Err(error));
+                    continue;
                 }
             }
             let Some(context) = workspaces.get(&workspace) else { continue };
@@ -181,8 +187,8 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
         // Boxed, as are the other privacy steps: they are rare, and their futures would otherwise
         // enlarge every batch's on the stack.
         if let Err(error) = Box::pin(self.erase_again(&workspaces, &stored)).await {
-            // The events are stored; the erasure that overtook them is found again by the next
-            // erase call. Their messages are retried so the check runs again.
+            // The events are stored; their messages come back, and as duplicates are checked
+            // against the erasures again.
             for (i, queued) in &new {
                 if stored.iter().any(|s| s.event.id == queued.event.id) {
                     results[*i] = Some(Err(error.clone()));
@@ -232,6 +238,22 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
         queued.event = anonymous;
         queued.raw.clear();
         Ok(Some(queued))
+    }
+
+    /// Erases the recipient of a stored event again when the workspace's key names an erasure of
+    /// them (idempotent: nothing is left to remove unless an erasure overtook the event).
+    async fn erase_if_erased(&self, context: &WorkspaceContext, event: &CanonicalEvent) -> Result<(), StoreError> {
+        let (Some(key), Some(recipient)) = (&context.erase_key, event.data.recipient.as_deref()) else { return Ok(()) };
+        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
+            return Ok(());
+        }
+        let hash = key.hash(recipient);
+        if let Some(at) = self.store.erasure(&event.workspaceid, &hash).await? {
+            self.store
+                .erase_recipient(&event.workspaceid, recipient, &hash, at, privacy::ERASE_EVENTS_PER_CALL)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Erases again the recipients of just-stored events whose erasure happened while the
