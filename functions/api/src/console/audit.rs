@@ -28,7 +28,7 @@ pub(super) async fn audit<S: Store, Q: Queue>(
     let log = shared.store.audit(&session.workspace, PAGE, p.before.as_deref()).await?;
     let body = html! {
         h1 { "Audit log" }
-        p.muted { "Every change made with this workspace's API keys, through the API or this console: sources, subscriptions, suppressions, settings, redrives. Secrets and recipients are never recorded." }
+        p.muted { "Every change made with this workspace's API keys, through the API or this console: sources, subscriptions, suppressions, settings, redrives, exports and erasures. Secrets and recipients are never recorded." }
         @if log.entries.is_empty() {
             p.muted { "Nothing yet." }
         } @else {
