@@ -292,12 +292,8 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
     /// Whether `event` is about a recipient erased after it was received (its delivery task was
     /// queued before the erasure). Events received later carry the recipient's hash already.
     async fn erased_before(&self, event: &CanonicalEvent, erase_key: Option<&EraseKey>) -> Result<bool, StoreError> {
-        let (Some(key), Some(recipient)) = (erase_key, event.data.recipient.as_deref()) else { return Ok(false) };
-        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
-            return Ok(false);
-        }
-        let erased = self.store.erasure(&event.workspaceid, &key.hash(recipient)).await?;
-        Ok(erased.is_some_and(|at| event.data.received_at <= at))
+        let erased = super::privacy::erasure_of(&self.store, erase_key, event).await?;
+        Ok(erased.is_some_and(|(_, at)| event.data.received_at <= at))
     }
 
     /// The request: signed (Standard Webhooks) with every active secret, the subscription's own

@@ -12,9 +12,9 @@ use crate::ports::{
 };
 use crate::privacy::{self, EraseKey, PrivacySettings};
 use crate::subscription::Subscription;
-use crate::timestamp::Timestamp;
 
 use super::OPERATIONAL_PROVIDER;
+use super::privacy::{erase_again_if_erased, erasure_of};
 
 /// How a queued event ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +128,9 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             match self.store.has_event(&e.workspaceid, e.data.message_id.as_deref(), &e.id).await {
                 Ok(true) => {
                     let erased_again = match workspaces.get(&workspace) {
-                        Some(context) => Box::pin(self.erase_if_erased(context, e)).await,
+                        Some(context) => {
+                            Box::pin(erase_again_if_erased(&self.store, context.erase_key.as_ref(), e)).await
+                        }
                         None => Ok(()),
                     };
                     results[i] = Some(erased_again.map(|()| self.processed(e, Recorded::Duplicate)));
@@ -166,14 +168,12 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             }
         }
         let default_days = self.retention.as_secs() / 86_400;
+        let no_settings = PrivacySettings::default();
         let batch: Vec<(&QueuedEvent, Expiry)> = new
             .iter()
             .map(|(_, queued)| {
-                let expiry = match workspaces.get(&queued.event.workspaceid) {
-                    Some(context) => context.privacy.expiry(queued.event.data.received_at, default_days),
-                    None => retention_end(&queued.event, self.retention).into(),
-                };
-                (queued, expiry)
+                let privacy = workspaces.get(&queued.event.workspaceid).map_or(&no_settings, |c| &c.privacy);
+                (queued, privacy.expiry(queued.event.data.received_at, default_days))
             })
             .collect();
         let recorded = self.store.record_batch(&batch).await;
@@ -216,14 +216,7 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
         context: &WorkspaceContext,
         mut queued: QueuedEvent,
     ) -> Result<Option<QueuedEvent>, StoreError> {
-        let (Some(key), Some(recipient)) = (&context.erase_key, queued.event.data.recipient.as_deref()) else {
-            return Ok(Some(queued));
-        };
-        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
-            return Ok(Some(queued));
-        }
-        let hash = key.hash(recipient);
-        let Some(erased_at) = self.store.erasure(&queued.event.workspaceid, &hash).await? else {
+        let Some((hash, erased_at)) = erasure_of(&self.store, context.erase_key.as_ref(), &queued.event).await? else {
             return Ok(Some(queued));
         };
         if queued.event.data.received_at <= erased_at {
@@ -231,29 +224,13 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             crate::metrics::record(&[], &[("ErasedDropped", crate::metrics::Unit::Count, 1.0)]);
             return Ok(None);
         }
-        let recipient = recipient.to_owned();
+        let recipient = queued.event.data.recipient.clone().unwrap_or_default();
         let Some(anonymous) = privacy::pseudonymize(&queued.event, &recipient, &hash) else {
             return Ok(None);
         };
         queued.event = anonymous;
         queued.raw.clear();
         Ok(Some(queued))
-    }
-
-    /// Erases the recipient of a stored event again when the workspace's key names an erasure of
-    /// them (idempotent: nothing is left to remove unless an erasure overtook the event).
-    async fn erase_if_erased(&self, context: &WorkspaceContext, event: &CanonicalEvent) -> Result<(), StoreError> {
-        let (Some(key), Some(recipient)) = (&context.erase_key, event.data.recipient.as_deref()) else { return Ok(()) };
-        if key.last_erasure.is_none() || privacy::is_hash(recipient) {
-            return Ok(());
-        }
-        let hash = key.hash(recipient);
-        if let Some(at) = self.store.erasure(&event.workspaceid, &hash).await? {
-            self.store
-                .erase_recipient(&event.workspaceid, recipient, &hash, at, privacy::ERASE_EVENTS_PER_CALL)
-                .await?;
-        }
-        Ok(())
     }
 
     /// Erases again the recipients of just-stored events whose erasure happened while the
@@ -277,13 +254,9 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
             let mut seen: Vec<&str> = Vec::new();
             for queued in mine {
                 let Some(recipient) = queued.event.data.recipient.as_deref() else { continue };
-                if privacy::is_hash(recipient) || seen.contains(&recipient) {
-                    continue;
-                }
-                seen.push(recipient);
-                let hash = key.hash(recipient);
-                if let Some(at) = self.store.erasure(workspace, &hash).await? {
-                    self.store.erase_recipient(workspace, recipient, &hash, at, privacy::ERASE_EVENTS_PER_CALL).await?;
+                if !seen.contains(&recipient) {
+                    seen.push(recipient);
+                    erase_again_if_erased(&self.store, Some(&key), &queued.event).await?;
                 }
             }
         }
@@ -371,9 +344,4 @@ impl<S: EventStore + SubscriptionStore + DeliverabilityStore + PrivacyStore, Q: 
 fn about_itself(event: &CanonicalEvent, subscription: &Subscription) -> bool {
     event.data.provider == OPERATIONAL_PROVIDER
         && event.data.details.get("subscription").and_then(|v| v.as_str()) == Some(subscription.id.as_str())
-}
-
-fn retention_end(event: &CanonicalEvent, retention: Duration) -> Timestamp {
-    let start = event.data.received_at.unix_seconds();
-    Timestamp::from_unix_seconds(start.saturating_add(retention.as_secs() as i64)).unwrap_or(event.data.received_at)
 }
