@@ -289,6 +289,8 @@ pub fn subscription_to(workspace: &str, id: &str, url: &str, types: &[&str]) -> 
         version: 0,
         disabled_reason: None,
         failing_since: None,
+        pacing: Default::default(),
+        circuit: Default::default(),
         created_at: now,
     }
 }

@@ -751,3 +751,189 @@ async fn dynamodb_workspace_retention_sets_each_item_s_ttl() {
     assert_eq!(ttls[0], (Some(7 * day), Some(day), Some(7 * day)), "the workspace's settings");
     assert_eq!(ttls[1], (Some(90 * day), None, Some(90 * day)), "the deployment's default, the record inline");
 }
+
+/// The account moto answers as: an ARN of a bus or queue made on moto names it.
+const MOTO_ACCOUNT: &str = "123456789012";
+
+#[tokio::test]
+async fn eventbridge_and_sqs_destinations_receive_what_https_would_have_delivered() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use axum::routing::post;
+    use serde_json::Value;
+    use std::sync::{Arc, Mutex};
+    let aws = aws().await;
+    let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let store = aws.store().await;
+    let (_, events_url, _) = aws.queues().await;
+    let (_, deliveries_url, _) = aws.queues().await;
+    let urls = QueueUrls {
+        queues: [(QueueName::Events, events_url.clone()), (QueueName::Deliveries, deliveries_url.clone())].into(),
+        dead_letters: Default::default(),
+    };
+    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+
+    // The destinations: a standard queue, a FIFO queue, and a bus whose rule sends what tidings
+    // puts on it to a third queue, where the test reads it.
+    let make_queue = |name: String, fifo: bool| {
+        let sqs = aws.sqs.clone();
+        async move {
+            let mut request = sqs.create_queue().queue_name(&name);
+            if fifo {
+                request = request.attributes(QueueAttributeName::FifoQueue, "true");
+            }
+            let url = request.send().await.unwrap().queue_url.unwrap();
+            (format!("arn:aws:sqs:us-east-1:{MOTO_ACCOUNT}:{name}"), url)
+        }
+    };
+    let (standard_arn, standard_url) = make_queue(unique("standard"), false).await;
+    let (fifo_arn, fifo_url) = make_queue(format!("{}.fifo", unique("ordered")), true).await;
+    let (target_arn, target_url) = make_queue(unique("bus-target"), false).await;
+    let bus = unique("bus");
+    let bus_arn = events.create_event_bus().name(&bus).send().await.unwrap().event_bus_arn.unwrap();
+    events
+        .put_rule()
+        .name("all-tidings")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":["tidings"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder().id("queue").arn(&target_arn).build().unwrap();
+    events.put_targets().rule("all-tidings").event_bus_name(&bus).targets(target).send().await.unwrap();
+
+    // And an HTTPS subscriber: what it is sent is what the others must receive.
+    let posted: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let log = posted.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: String| async move {
+            log.lock().unwrap().push(serde_json::from_str(&body).unwrap());
+            axum::http::StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let missing = format!("arn:aws:sqs:us-east-1:{MOTO_ACCOUNT}:{}", unique("no-such-queue"));
+    let subscriptions = [
+        ("sub_https", format!("http://{addr}/hook")),
+        ("sub_bus", bus_arn.clone()),
+        ("sub_queue", standard_arn),
+        ("sub_fifo", fifo_arn),
+        ("sub_missing", missing.clone()),
+    ];
+    for (id, url) in &subscriptions {
+        tidings_core::subscription::validate(url, &["*".into()], &[]).unwrap();
+        let subscription = tidings_tests::subscription_to("ws_default", id, url, &["*"]);
+        store.put_subscription(&subscription).await.unwrap();
+    }
+    let f = fixture(store.clone(), queues.clone()).await;
+    let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
+    let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
+    let sender = tidings_fanout::Deliverer::new(loopback, std::time::Duration::from_secs(5))
+        .unwrap()
+        .with_publisher(Arc::new(tidings_aws::AwsPublisher::with_config(config.clone())));
+    let fanout = tidings_core::pipeline::Fanout::new(store.clone(), queues.clone(), sender);
+    let batch = common::events_dir().join("sendgrid/batch-every-type.json");
+    assert_eq!(f.post_sample(tidings_core::ProviderId::Sendgrid, &batch).await.0.as_u16(), 200);
+    let stored = aws.receive_all(&events_url).await;
+    let response = tidings_processor::handle(
+        &processor,
+        &queues,
+        sqs_event(&stored.iter().map(|m| m.body.as_deref().unwrap()).collect::<Vec<_>>()),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    let tasks = aws.receive_all(&deliveries_url).await;
+    let bodies: Vec<&str> = tasks.iter().map(|m| m.body.as_deref().unwrap()).collect();
+    // Handed over twice, as SQS may: each destination still receives each event once.
+    let first = tidings_fanout::handle(&fanout, &queues, sqs_event(&bodies)).await;
+    tidings_fanout::handle(&fanout, &queues, sqs_event(&bodies)).await;
+
+    let mut https = posted.lock().unwrap().clone();
+    assert!(https.len() >= 5, "the batch's events went to the HTTPS subscriber: {}", https.len());
+    let by_id = |events: &mut Vec<Value>| events.sort_by_key(|e| e["id"].as_str().unwrap().to_owned());
+    by_id(&mut https);
+
+    let read = |url: String| {
+        let sqs = aws.sqs.clone();
+        async move {
+            let mut all = Vec::new();
+            loop {
+                let page = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                    .send()
+                    .await
+                    .unwrap();
+                let messages = page.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    return all;
+                }
+                for message in &messages {
+                    let handle = message.receipt_handle.clone().unwrap();
+                    sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await.unwrap();
+                }
+                all.extend(messages);
+            }
+        }
+    };
+
+    // The standard queue: the same events, each once, with the signature headers as attributes.
+    let on_queue = read(standard_url).await;
+    let mut bodies: Vec<Value> = on_queue.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    by_id(&mut bodies);
+    assert_eq!(bodies, https, "the queue holds what the HTTPS subscriber was sent");
+    for message in &on_queue {
+        let attributes = message.message_attributes().unwrap();
+        let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+        assert_eq!(attributes["webhook-id"].string_value(), body["id"].as_str());
+        assert!(attributes["webhook-signature"].string_value().unwrap().starts_with("v1,"));
+        assert!(attributes["content-type"].string_value().unwrap().starts_with("application/cloudevents+json"));
+    }
+
+    // The FIFO queue: grouped by the provider's message id, in the order the processor queued
+    // them within each group.
+    let on_fifo = read(fifo_url).await;
+    let mut bodies: Vec<Value> = on_fifo.iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    for (message, body) in on_fifo.iter().zip(&bodies) {
+        let group = message.attributes().unwrap()[&MessageSystemAttributeName::MessageGroupId].clone();
+        let expected = body["data"]["message_id"].as_str().or(body["id"].as_str()).unwrap();
+        assert_eq!(group, tidings_core::destination::fifo_id(expected));
+    }
+    by_id(&mut bodies);
+    assert_eq!(bodies, https, "the FIFO queue holds what the HTTPS subscriber was sent, each once");
+
+    // The bus: EventBridge's envelope around the same events.
+    let from_bus = read(target_url).await;
+    let mut details = Vec::new();
+    for message in &from_bus {
+        let envelope: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+        assert_eq!(envelope["source"], "tidings");
+        assert_eq!(envelope["detail-type"], envelope["detail"]["type"]);
+        details.push(envelope["detail"].clone());
+    }
+    by_id(&mut details);
+    assert_eq!(details, https, "the bus's rule delivered what the HTTPS subscriber was sent");
+
+    // A queue that does not exist: each task is an attempt that failed with the service's
+    // answer, kept on the deliveries queue for its retry, and logged.
+    assert_eq!(first.batch_item_failures.len(), https.len(), "only the missing queue's tasks wait for a retry");
+    let attempts = tidings_core::ports::DeliveryStore::attempts(&store, "ws_default", "sub_missing", 50).await.unwrap();
+    let mut failed: Vec<&str> = attempts.iter().map(|a| a.event_id.as_str()).collect();
+    failed.sort_unstable();
+    failed.dedup();
+    assert_eq!(failed.len(), https.len(), "each event was attempted");
+    for attempt in &attempts {
+        assert_eq!((attempt.outcome.as_str(), attempt.status), ("status", Some(404)), "{attempt:?}");
+        assert!(attempt.detail.contains("SendMessage"), "{}", attempt.detail);
+        assert!(attempt.next_attempt_at.is_some());
+    }
+    let attempts = tidings_core::ports::DeliveryStore::attempts(&store, "ws_default", "sub_bus", 50).await.unwrap();
+    assert!(attempts.iter().all(|a| a.outcome == "delivered" && a.detail.starts_with("EventBridge event")));
+}

@@ -11,6 +11,7 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tidings_core::ports::{QueueName, StoreError};
 use tokio::sync::OnceCell;
 
+pub mod destinations;
 pub mod dlq;
 pub mod dynamo;
 pub mod secrets;
@@ -18,6 +19,7 @@ pub mod ses;
 pub mod sqs;
 pub mod template;
 
+pub use destinations::AwsPublisher;
 pub use dynamo::DynamoStore;
 pub use secrets::SsmSecrets;
 pub use ses::{SesEmailer, SesSuppressionList};
@@ -94,6 +96,11 @@ impl LazyConfig {
     /// Loaded from the environment on first use.
     pub fn from_env() -> LazyConfig {
         LazyConfig::default()
+    }
+
+    /// A configuration loaded already (tests, the CLI).
+    pub fn ready(config: SdkConfig) -> LazyConfig {
+        LazyConfig { config: Arc::new(OnceCell::new_with(Some(config))) }
     }
 
     pub async fn get(&self) -> &SdkConfig {

@@ -54,6 +54,11 @@ pub struct Args {
     /// usual AWS environment. Without it, resends go to the local outbox (`tidings outbox`).
     #[arg(long, env = "TIDINGS_SES_ENDPOINT")]
     ses_endpoint: Option<String>,
+    /// Deliver subscriptions whose url is an EventBridge bus or SQS queue ARN to this endpoint
+    /// (an emulator such as moto). Without it they go to AWS itself, with credentials from the
+    /// usual AWS environment, loaded when the first such delivery is made.
+    #[arg(long, env = "TIDINGS_DESTINATIONS_ENDPOINT")]
+    destinations_endpoint: Option<String>,
     /// Deliver under the production SSRF policy: loopback refused like every other private
     /// address (by default `tidings dev` lets subscribers on this machine receive).
     #[arg(long)]
@@ -221,8 +226,13 @@ pub async fn run(args: Args) -> Result<(), Failure> {
             "::1/128".parse().map_err(Failure::Usage)?,
         ])
     };
+    let destinations = match &args.destinations_endpoint {
+        Some(endpoint) => tidings_aws::LazyConfig::ready(tidings_aws::sdk_config_at(endpoint).await),
+        None => tidings_aws::LazyConfig::from_env(),
+    };
     let sender = tidings_fanout::Deliverer::new(guard, ATTEMPT_TIMEOUT)
-        .map_err(|e| Failure::Usage(format!("cannot build the delivery client: {e}")))?;
+        .map_err(|e| Failure::Usage(format!("cannot build the delivery client: {e}")))?
+        .with_publisher(std::sync::Arc::new(tidings_aws::AwsPublisher::new(destinations)));
     let fanout = Fanout::new(db.clone(), queue.clone(), sender);
     // Resends of SES sends that failed retryably go to SESv2 if an endpoint is given, else to
     // the local outbox (`tidings outbox`).

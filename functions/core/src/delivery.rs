@@ -180,6 +180,15 @@ pub struct DeliveryTask {
     /// was delivered before, once more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay: Option<String>,
+    /// Attempts made under earlier queue messages of this task: a task that waits for its turn
+    /// (a rate limit, an open circuit) goes back to the queue as a new message, whose receive
+    /// count starts again. The attempt number is this plus the receive count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl DeliveryTask {
@@ -192,6 +201,7 @@ impl DeliveryTask {
             message_id: event.data.message_id.clone(),
             event: Some(event.clone()),
             replay: None,
+            attempts: 0,
         }
     }
 

@@ -211,6 +211,7 @@ pub trait Store:
     + DeliverabilityStore
     + AuditStore
     + PrivacyStore
+    + PaceStore
 {
 }
 
@@ -224,6 +225,7 @@ impl<T> Store for T where
         + DeliverabilityStore
         + AuditStore
         + PrivacyStore
+        + PaceStore
 {
 }
 
@@ -532,6 +534,26 @@ pub struct Outgoing {
     pub delay_seconds: u32,
 }
 
+/// A subscription's pace ([`crate::pacing::PaceState`]), shared by every fan-out instance:
+/// read with its version, written only over the version read.
+pub trait PaceStore: Send + Sync {
+    /// The pace and its version (0 when none is stored).
+    fn pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+    ) -> impl Future<Output = Result<(crate::pacing::PaceState, u64), StoreError>> + Send;
+    /// Writes `state` if the stored version is still `read` (0: none stored); false when another
+    /// writer was first. A pace not written for a day is forgotten.
+    fn put_pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        state: &crate::pacing::PaceState,
+        read: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Sending to the pipeline's queues.
 pub trait Queue: Send + Sync {
     /// Enqueues every message or fails: entries a batch call refuses are retried, and an error
@@ -679,6 +701,38 @@ pub trait Sender: Send + Sync {
         headers: &[(String, String)],
         body: Vec<u8>,
     ) -> impl Future<Output = crate::delivery::Response> + Send;
+    /// Puts a delivery on an EventBridge bus or SQS queue; the outcome reads as an HTTPS
+    /// attempt's would (a 2xx, the status the service answered, a timeout, unreachable), so
+    /// retries, the attempt log and the circuit treat every destination alike.
+    fn publish(
+        &self,
+        target: &crate::destination::AwsTarget,
+        publication: &Publication<'_>,
+    ) -> impl Future<Output = crate::delivery::Response> + Send;
+}
+
+/// A delivery to an AWS destination.
+#[derive(Debug, Clone, Copy)]
+pub struct Publication<'a> {
+    pub event: &'a crate::event::CanonicalEvent,
+    /// What an HTTPS subscriber would be sent: the canonical event as JSON.
+    pub body: &'a [u8],
+    /// The Standard Webhooks headers an HTTPS delivery would carry (`webhook-id`,
+    /// `webhook-timestamp`, `webhook-signature`, `content-type`): an SQS message carries them
+    /// as attributes.
+    pub headers: &'a [(String, String)],
+    /// What makes the delivery one (event, and replay): a FIFO queue's deduplication id.
+    pub key: &'a str,
+}
+
+/// [`Sender::publish`] as an object, so a sender can hold whichever AWS publisher its process
+/// has (the fan-out function's, `tidings dev`'s from the environment, a test's on moto).
+pub trait Publisher: Send + Sync {
+    fn publish<'a>(
+        &'a self,
+        target: &'a crate::destination::AwsTarget,
+        publication: &'a Publication<'a>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = crate::delivery::Response> + Send + 'a>>;
 }
 
 /// Sends an email again: the SESv2 `SendEmail` request a send-failure report carried.

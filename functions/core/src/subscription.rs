@@ -5,6 +5,7 @@ use crate::invalid::Invalid;
 use serde::{Deserialize, Serialize};
 
 use crate::event::CanonicalEvent;
+use crate::pacing::{Circuit, Pacing};
 use crate::pattern::TypePattern;
 use crate::timestamp::Timestamp;
 
@@ -99,6 +100,12 @@ pub struct Subscription {
     /// When the current run of failed deliveries began (cleared by a success).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
+    /// Rate limit, in-flight cap and when the circuit opens ([`crate::pacing`]).
+    #[serde(flatten)]
+    pub pacing: Pacing,
+    /// The circuit: failures in a row, and whether it is open.
+    #[serde(default, skip_serializing_if = "Circuit::is_default")]
+    pub circuit: Circuit,
     pub created_at: Timestamp,
 }
 
@@ -120,15 +127,9 @@ const RESERVED_HEADERS: &[&str] = &[
 
 /// Checks what a user asks for before a subscription is created.
 pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Result<(), Invalid> {
-    let parsed = url::Url::parse(url).map_err(|e| Invalid::new("url", format!("url {url:?} is not a URL ({e})")))?;
-    if !matches!(parsed.scheme(), "https" | "http") {
-        return Err(Invalid::new("url", format!("url must be http or https, not {}", parsed.scheme())));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(Invalid::new("url", "url must not carry credentials: use a header instead"));
-    }
-    if parsed.host().is_none() {
-        return Err(Invalid::new("url", "url has no host"));
+    let destination = crate::destination::Destination::parse(url)?;
+    if destination.aws().is_some() && !headers.is_empty() {
+        return Err(Invalid::new("headers", "headers: only an https destination is sent request headers"));
     }
     if types.is_empty() {
         return Err(Invalid::new("types", "types: give at least one pattern (`*` for every event)"));
@@ -192,6 +193,7 @@ impl Subscription {
         self.enabled = true;
         self.disabled_reason = None;
         self.failing_since = None;
+        self.circuit = Circuit::default();
     }
 
     /// No deliveries until enabled again; `reason` says why, where the subscription is shown.
@@ -226,7 +228,7 @@ mod tests {
             ("ftp://example.com/x", "http or https"),
             ("https://user:pw@example.com/", "credentials"),
             ("file:///etc/passwd", "http or https"),
-            ("not a url", "not a URL"),
+            ("not a url", "neither a URL"),
         ] {
             let refused = validate(url, &types, &[]).unwrap_err();
             assert!(refused.reason.contains(why) && refused.field == "url", "{url}: {refused:?}");
@@ -238,6 +240,9 @@ mod tests {
         assert!(validate("https://example.com", &types, &[("X-Key".into(), "a\r\nInjected: 1".into())]).is_err());
         assert!(validate("https://example.com", &[], &[]).is_err());
         assert!(validate("https://example.com", &["Email.*".into()], &[]).is_err());
+        let queue = "arn:aws:sqs:us-east-1:123456789012:q";
+        assert!(validate(queue, &types, &[]).is_ok());
+        assert_eq!(validate(queue, &types, &[("X-Key".into(), "k".into())]).unwrap_err().field, "headers");
     }
 
     #[test]
@@ -260,6 +265,8 @@ mod tests {
             version: 0,
             disabled_reason: None,
             failing_since: None,
+            pacing: Pacing::default(),
+            circuit: Circuit::default(),
             created_at: t0,
         };
         sub.rotate("whsec_bmV3".into(), t0, 3600);

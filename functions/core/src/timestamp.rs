@@ -95,6 +95,15 @@ impl Timestamp {
         (self.0.unix_timestamp_nanos() / 1_000_000) as i64
     }
 
+    /// `seconds` later (the same time when that is out of range).
+    pub fn plus_seconds(self, seconds: u64) -> Timestamp {
+        i64::try_from(seconds)
+            .ok()
+            .and_then(|s| self.unix_millis().checked_add(s.checked_mul(1_000)?))
+            .and_then(Timestamp::from_unix_millis)
+            .unwrap_or(self)
+    }
+
     /// Seconds from `self` to `later` (negative when `later` is earlier).
     pub fn seconds_until(&self, later: Timestamp) -> i64 {
         later.unix_seconds() - self.unix_seconds()

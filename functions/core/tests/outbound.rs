@@ -34,6 +34,8 @@ fn subscription(secrets: &[&str]) -> Subscription {
         version: 0,
         disabled_reason: None,
         failing_since: None,
+        pacing: Default::default(),
+        circuit: Default::default(),
         created_at: t0,
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use tidings_core::delivery::{Outcome, Response};
-use tidings_core::ports::Sender;
+use tidings_core::destination::AwsTarget;
+use tidings_core::ports::{Publication, Publisher, Sender};
 use tidings_core::ssrf::Guard;
 
 /// What one attempt did (the core's delivery response).
@@ -48,10 +49,11 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// Sends deliveries.
+/// Sends deliveries: HTTPS itself, AWS destinations through the publisher it is given.
 pub struct Deliverer {
     client: reqwest::Client,
     guard: Arc<Guard>,
+    publisher: Option<Arc<dyn Publisher>>,
 }
 
 impl Deliverer {
@@ -70,7 +72,14 @@ impl Deliverer {
             .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
             .user_agent(concat!("tidings/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Deliverer { client, guard })
+        Ok(Deliverer { client, guard, publisher: None })
+    }
+
+    /// Deliveries to EventBridge buses and SQS queues go through `publisher`; without one they
+    /// fail as unreachable, naming why.
+    pub fn with_publisher(mut self, publisher: Arc<dyn Publisher>) -> Deliverer {
+        self.publisher = Some(publisher);
+        self
     }
 
     /// POSTs `body` to `url` with `headers`.
@@ -141,6 +150,17 @@ impl Deliverer {
 impl Sender for Deliverer {
     async fn post(&self, url: &str, headers: &[(String, String)], body: Vec<u8>) -> Response {
         self.deliver(url, headers, body).await
+    }
+
+    async fn publish(&self, target: &AwsTarget, publication: &Publication<'_>) -> Response {
+        match &self.publisher {
+            Some(publisher) => publisher.publish(target, publication).await,
+            None => Response {
+                outcome: Outcome::Unreachable,
+                latency: Duration::ZERO,
+                detail: format!("{} is an AWS destination, and this process has no AWS publisher", target.arn),
+            },
+        }
     }
 }
 

@@ -159,6 +159,16 @@ CREATE TABLE IF NOT EXISTS erasures (
     at INTEGER NOT NULL,
     PRIMARY KEY (workspace, hash)
 ) WITHOUT ROWID;
+-- Each paced subscription's shared pace (tidings_core::pacing::PaceState), written over the
+-- version read; `until` (Unix seconds) is when the sweep may forget it.
+CREATE TABLE IF NOT EXISTS pace (
+    workspace TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    until INTEGER NOT NULL,
+    PRIMARY KEY (workspace, subscription)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit (
     workspace TEXT NOT NULL,
     id TEXT NOT NULL,

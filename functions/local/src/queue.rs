@@ -174,7 +174,7 @@ impl Sqlite {
     }
 
     /// Deletes what is past its retention: events, provider records kept for less, message
-    /// states, attempts, nonces, counters and delivery claims.
+    /// states, attempts, nonces, counters, delivery claims and idle subscriptions' paces.
     pub fn expire(&self) -> Result<usize, StoreError> {
         let now = now_ms() / 1000;
         let db = self.db();
@@ -189,6 +189,7 @@ impl Sqlite {
             .saturating_sub(i64::try_from(tidings_core::pipeline::DEFAULT_RETENTION_DAYS * 86_400).unwrap_or(i64::MAX));
         db.execute("DELETE FROM counters WHERE hour < ?1", params![oldest_hour]).map_err(db_error)?;
         db.execute("DELETE FROM delivery_claims WHERE expires < ?1", params![now]).map_err(db_error)?;
+        db.execute("DELETE FROM pace WHERE until < ?1", params![now]).map_err(db_error)?;
         Ok(events)
     }
 }

@@ -801,6 +801,69 @@ pub(crate) fn versioned_write(
     Ok(changed == 1)
 }
 
+/// How long a pace nobody wrote is kept (Unix seconds).
+const PACE_KEPT_SECONDS: i64 = 86_400;
+
+impl tidings_core::ports::PaceStore for Sqlite {
+    async fn pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+    ) -> Result<(tidings_core::pacing::PaceState, u64), StoreError> {
+        let (workspace, subscription) = (workspace.to_owned(), subscription.to_owned());
+        self.blocking(move |s| {
+            let found: Option<(i64, String)> = s
+                .db()
+                .query_row(
+                    "SELECT version, body FROM pace WHERE workspace = ?1 AND subscription = ?2",
+                    params![workspace, subscription],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db_error)?;
+            match found {
+                Some((version, body)) => {
+                    Ok((serde_json::from_str(&body).map_err(json_error)?, u64::try_from(version).unwrap_or(0)))
+                }
+                None => Ok(Default::default()),
+            }
+        })
+        .await
+    }
+
+    async fn put_pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        state: &tidings_core::pacing::PaceState,
+        read: u64,
+    ) -> Result<bool, StoreError> {
+        let (workspace, subscription) = (workspace.to_owned(), subscription.to_owned());
+        let body = serde_json::to_string(state).map_err(json_error)?;
+        let read = i64::try_from(read).map_err(|_| StoreError::refused("version out of range"))?;
+        let until = now_ms() / 1000 + PACE_KEPT_SECONDS;
+        self.blocking(move |s| {
+            let db = s.db();
+            let changed = if read == 0 {
+                db.execute(
+                    "INSERT INTO pace (workspace, subscription, version, body, until) VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![workspace, subscription, body, until],
+                )
+            } else {
+                db.execute(
+                    "UPDATE pace SET version = version + 1, body = ?4, until = ?5
+                     WHERE workspace = ?1 AND subscription = ?2 AND version = ?3",
+                    params![workspace, subscription, read, body, until],
+                )
+            }
+            .map_err(db_error)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+}
+
 impl AuditStore for Sqlite {
     async fn record_audit(&self, entry: &tidings_core::audit::AuditEntry) -> Result<(), StoreError> {
         let (workspace, id) = (entry.workspace.clone(), entry.id.clone());

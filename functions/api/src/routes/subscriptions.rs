@@ -30,7 +30,9 @@ pub(crate) async fn subscriptions<S: Store, Q: Queue>(
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewSubscription {
-    /// Where events are posted: `https://` (loopback and private addresses are refused on AWS).
+    /// Where events go: an `https://` URL (loopback and private addresses are refused on AWS),
+    /// an EventBridge event bus ARN (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`) or an SQS
+    /// queue ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`, FIFO when it ends in `.fifo`).
     pub(crate) url: String,
     /// Type patterns (`email.*`, `*.bounced`, `*`); an event matching any is delivered.
     #[schemars(length(min = 1), inner(regex(pattern = tidings_core::pattern::TYPE_PATTERN_REGEX)))]
@@ -77,6 +79,13 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
     if let Some(filter) = &filter {
         tidings_core::filter::Filter::parse(filter)?;
     }
+    let to_aws = tidings_core::destination::Destination::parse(&new.url)?.aws().is_some();
+    if to_aws && new.format != Format::Cloudevents {
+        return Err(Invalid::new(
+            "format",
+            "format: an EventBridge bus or SQS queue is sent the canonical event (cloudevents)",
+        ));
+    }
     if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
         return Err(Invalid::new("anonymous_id", "anonymous_id: only the dittofeed format sends events as a user"));
     }
@@ -99,6 +108,8 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         version: 0,
         disabled_reason: None,
         failing_since: None,
+        pacing: Default::default(),
+        circuit: Default::default(),
         created_at: now,
     };
     Ok((subscription, secret))

@@ -307,3 +307,49 @@ impl tidings_core::ports::AuditStore for DynamoStore {
 
 /// How long audit entries are kept: a year and a bit, past most compliance look-backs.
 const AUDIT_DAYS: i64 = 400;
+
+/// How long a pace nobody wrote is kept before DynamoDB's TTL removes it.
+const PACE_KEPT_SECONDS: i64 = 86_400;
+
+/// A subscription's pace has a partition of its own: a busy subscription's turns are taken
+/// there, away from its workspace's other items.
+fn pace_pk(workspace: &str, subscription: &str) -> String {
+    format!("WS#{workspace}#PACE#{subscription}")
+}
+
+impl tidings_core::ports::PaceStore for DynamoStore {
+    async fn pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+    ) -> Result<(tidings_core::pacing::PaceState, u64), StoreError> {
+        // Consistent: a turn taken over a stale read would be refused by the write anyway.
+        let Some(item) = self.get_with(&pace_pk(workspace, subscription), "PACE", true).await? else {
+            return Ok(Default::default());
+        };
+        let version = u64::try_from(number(&item, "v").unwrap_or(0)).unwrap_or(0);
+        Ok((json(text(&item, "d")?)?, version))
+    }
+
+    async fn put_pace(
+        &self,
+        workspace: &str,
+        subscription: &str,
+        state: &tidings_core::pacing::PaceState,
+        read: u64,
+    ) -> Result<bool, StoreError> {
+        let read = i64::try_from(read)
+            .ok()
+            .filter(|v| *v < i64::MAX)
+            .ok_or_else(|| StoreError::refused("version out of range"))?;
+        let item: Item = HashMap::from([
+            ("PK".to_owned(), s(pace_pk(workspace, subscription))),
+            ("SK".to_owned(), s("PACE")),
+            ("d".to_owned(), s(to_json(state)?)),
+            ("v".to_owned(), n(read + 1)),
+            ("ttl".to_owned(), n(Timestamp::now().unix_seconds() + PACE_KEPT_SECONDS)),
+        ]);
+        let (condition, values) = version_condition(read);
+        self.put_if(item, condition, values).await
+    }
+}

@@ -5,11 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::delivery::{self, AttemptRecord, DeliveryTask, Next, Outcome};
+use crate::destination::Destination;
 use crate::event::{CanonicalEvent, EventData, EventType};
 use crate::outbound::{self, Skipped};
+use crate::pacing::{Gate, Turn};
 use crate::ports::{
-    Claim, DeliveryClaim, DeliveryStore, EventStore, PrivacyStore, Queue, QueueName, Sender, StoreError,
-    SubscriptionStore,
+    Claim, DeliveryClaim, DeliveryStore, EventStore, Outgoing, PaceStore, PrivacyStore, Publication, Queue, QueueName,
+    Sender, StoreError, SubscriptionStore,
 };
 use crate::privacy::{self, EraseKey};
 use crate::providers::NormalizeContext;
@@ -17,6 +19,9 @@ use crate::subscription::Subscription;
 use crate::timestamp::Timestamp;
 
 use super::{OPERATIONAL_PROVIDER, event_message};
+
+/// The longest delay SQS gives a message it is sent (`DelaySeconds`).
+const MAX_DEFER_SECONDS: u32 = 900;
 
 /// A deliveries-queue message as the fan-out takes it.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +48,12 @@ struct Ready {
     body: Vec<u8>,
     key: String,
     attempt: u32,
+    /// When the attempt starts: later than the batch's time when it waited for its turn.
+    now: Timestamp,
+    /// It holds an in-flight slot of the subscription's pace, released after the answer.
+    holding: bool,
+    /// It is the probe of the subscription's open circuit.
+    probe: bool,
 }
 
 /// The start of a subscriber's answer as the attempt log keeps it: at most 1 KiB, with the
@@ -64,7 +75,9 @@ pub struct Fanout<S, Q, D> {
     sender: D,
 }
 
-impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue, D: Sender> Fanout<S, Q, D> {
+impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStore, Q: Queue, D: Sender>
+    Fanout<S, Q, D>
+{
     pub fn new(store: S, queue: Q, sender: D) -> Self {
         Fanout { store, queue, sender }
     }
@@ -189,8 +202,61 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
         let Some(mut ready) = self.prepare(task, subscription, erase_key, message, now, logged).await? else {
             return Ok(None);
         };
-        let response = self.send(&mut ready, now).await?;
+        let sent = self.send(&mut ready).await;
+        if ready.holding {
+            self.release_turn(task, message.id).await;
+        }
+        let response = sent?;
+        let now = ready.now;
         self.settle(task, ready, response, now, logged).await
+    }
+
+    /// Takes the delivery's turn under its subscription's rate limit and in-flight cap, shared
+    /// with every other fan-out instance through the store.
+    async fn take_turn(
+        &self,
+        task: &DeliveryTask,
+        subscription: &Subscription,
+        holder: &str,
+        now: Timestamp,
+    ) -> Result<Turn, StoreError> {
+        super::modify_pace(&self.store, &task.workspace, &task.subscription, |pace| {
+            pace.take(&subscription.pacing, holder, now)
+        })
+        .await
+    }
+
+    /// Frees the delivery's in-flight slot. A slot not freed (the store failing now) lapses by
+    /// itself ([`crate::pacing::SLOT_LEASE`]).
+    async fn release_turn(&self, task: &DeliveryTask, holder: &str) {
+        let released =
+            super::modify_pace(&self.store, &task.workspace, &task.subscription, |pace| pace.release(holder)).await;
+        if let Err(error) = released {
+            tracing::warn!(subscription = %task.subscription, %error, "in-flight slot not released; it lapses by itself");
+        }
+    }
+
+    /// Puts the task back on the deliveries queue to be handed over after `wait` (at most SQS's
+    /// 15 minutes; a longer wait is waited in turns), as a new message carrying the attempts made
+    /// so far: waiting for a turn is not an attempt, and must not count towards the queue's
+    /// receive limit. The message in hand is then finished.
+    async fn defer(
+        &self,
+        task: &DeliveryTask,
+        message: &QueuedTask<'_>,
+        wait: Duration,
+        why: &'static str,
+    ) -> Result<Option<Ready>, StoreError> {
+        let mut copy = task.clone();
+        copy.attempts = copy.attempts.saturating_add(message.receive_count.saturating_sub(1));
+        let body = serde_json::to_string(&copy)
+            .map_err(|e| StoreError::malformed(format!("delivery task not serializable: {e}")))?;
+        let delay_seconds =
+            u32::try_from(wait.as_millis().div_ceil(1000)).unwrap_or(u32::MAX).clamp(1, MAX_DEFER_SECONDS);
+        self.queue.send(QueueName::Deliveries, &[Outgoing { id: "0".into(), body, delay_seconds }]).await?;
+        tracing::info!(subscription = %task.subscription, event = %task.event_id, delay_seconds, why, "delivery deferred");
+        crate::metrics::record(&[("Outcome", "deferred")], &[("Deliveries", crate::metrics::Unit::Count, 1.0)]);
+        Ok(None)
     }
 
     /// Everything before the request: the subscription still wants it, this copy of the task
@@ -205,7 +271,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Ready>, StoreError> {
-        let attempt = message.receive_count.max(1);
+        let attempt = task.attempts.saturating_add(message.receive_count.max(1));
         let Some(subscription) = subscription else {
             tracing::warn!(subscription = %task.subscription, "delivery for a deleted subscription dropped");
             return Ok(None);
@@ -213,6 +279,61 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
         if !subscription.enabled {
             return Ok(None);
         }
+        // An open circuit: the task waits for the probe's verdict, unless it becomes the probe.
+        let probe = match subscription.circuit.gate(now) {
+            Gate::Closed => false,
+            Gate::Wait(wait) => return self.defer(task, message, wait, "circuit open").await,
+            Gate::Probe => {
+                let mut won = false;
+                super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
+                    won = s.circuit.claim_probe(now);
+                    won
+                })
+                .await?;
+                if !won {
+                    return self
+                        .defer(task, message, crate::pacing::PROBE_LEASE, "circuit open, probe under way")
+                        .await;
+                }
+                true
+            }
+        };
+        // The subscription's pace: a turn now, a turn soon (waited for here), or later.
+        let mut now = now;
+        let pacing = &subscription.pacing;
+        let holding = pacing.max_in_flight.is_some();
+        if pacing.rate_limit.is_some() || holding {
+            match self.take_turn(task, &subscription, message.id, now).await? {
+                Turn::Go(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                        now = Timestamp::from_unix_millis(now.unix_millis().saturating_add(wait.as_millis() as i64))
+                            .unwrap_or(now);
+                    }
+                }
+                Turn::Later(wait) => return self.defer(task, message, wait, "rate limit or in-flight cap").await,
+            }
+        }
+        let prepared = self.claimed(task, subscription, erase_key, message, now, logged, attempt).await;
+        let prepared = prepared.map(|ready| ready.map(|ready| Ready { holding, probe, ..ready }));
+        if holding && !matches!(prepared, Ok(Some(_))) {
+            self.release_turn(task, message.id).await;
+        }
+        prepared
+    }
+
+    /// [`Fanout::prepare`] once the delivery may go: its claim, its event, its body.
+    #[allow(clippy::too_many_arguments)]
+    async fn claimed(
+        &self,
+        task: &mut DeliveryTask,
+        subscription: Subscription,
+        erase_key: Option<&EraseKey>,
+        message: &QueuedTask<'_>,
+        now: Timestamp,
+        logged: &mut Option<AttemptRecord>,
+        attempt: u32,
+    ) -> Result<Option<Ready>, StoreError> {
         let key = task.key();
         let lease_until =
             Timestamp::from_unix_seconds(now.unix_seconds() + delivery::CLAIM_LEASE.as_secs() as i64).unwrap_or(now);
@@ -286,7 +407,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
                 return Ok(None);
             }
         };
-        Ok(Some(Ready { subscription, event, body, key, attempt }))
+        Ok(Some(Ready { subscription, event, body, key, attempt, now, holding: false, probe: false }))
     }
 
     /// Whether `event` is about a recipient erased after it was received (its delivery task was
@@ -297,13 +418,24 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
     }
 
     /// The request: signed (Standard Webhooks) with every active secret, the subscription's own
-    /// headers added, posted. The body goes with it.
-    async fn send(&self, ready: &mut Ready, now: Timestamp) -> Result<delivery::Response, StoreError> {
-        let Ready { subscription, event, body, .. } = ready;
-        let mut headers =
-            outbound::signed_headers(subscription, event, body, now).map_err(|e| StoreError::refused(e.to_string()))?;
-        headers.extend(subscription.headers.iter().cloned());
-        Ok(self.sender.post(&subscription.url, &headers, std::mem::take(body)).await)
+    /// headers added, posted; or, to an EventBridge bus or SQS queue, put there (a queue's
+    /// message carries the same signature headers as attributes). The body goes with it.
+    async fn send(&self, ready: &mut Ready) -> Result<delivery::Response, StoreError> {
+        let Ready { subscription, event, body, key, now, .. } = ready;
+        let mut headers = outbound::signed_headers(subscription, event, body, *now)
+            .map_err(|e| StoreError::refused(e.to_string()))?;
+        match Destination::parse(&subscription.url) {
+            Ok(Destination::Aws(target)) => {
+                let publication = Publication { event, body, headers: &headers, key };
+                Ok(self.sender.publish(&target, &publication).await)
+            }
+            // An unreadable stored url (none should be: it was checked when the subscription was
+            // made) is posted to as before, and the sender refuses it with its reason.
+            _ => {
+                headers.extend(subscription.headers.iter().cloned());
+                Ok(self.sender.post(&subscription.url, &headers, std::mem::take(body)).await)
+            }
+        }
     }
 
     /// Everything after the answer: a 2xx is marked delivered first; the attempt is logged and
@@ -318,7 +450,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
         now: Timestamp,
         logged: &mut Option<AttemptRecord>,
     ) -> Result<Option<Duration>, StoreError> {
-        let Ready { subscription, key, attempt, event, .. } = ready;
+        let Ready { subscription, key, attempt, event, probe, .. } = ready;
         let next = delivery::next(attempt, &response.outcome, delivery::jitter());
         let next_attempt_at = match next {
             Next::Retry(delay) => Timestamp::from_unix_seconds(now.unix_seconds() + delay.as_secs() as i64),
@@ -372,53 +504,104 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore, Q: Queue,
         // The delivery's bookkeeping on the subscription (its failure clock, a disable) is made
         // on the subscription as stored, over the version read (`modify_subscription`): an
         // operator's disable, enable or rotation made while the attempt was in flight stays.
+        // The failure-rate window, where the subscription asks for one: counted in its pace.
+        let rate_opens = if subscription.pacing.circuit_failure_rate.is_some() {
+            let counted = super::modify_pace(&self.store, &task.workspace, &task.subscription, |pace| {
+                pace.count(&subscription.pacing, !delivered, now)
+            })
+            .await;
+            counted.unwrap_or_else(|error| {
+                tracing::warn!(subscription = %task.subscription, %error, "attempt not counted in the failure-rate window");
+                false
+            })
+        } else {
+            false
+        };
         match next {
             Next::Done => {
-                if subscription.failing_since.is_some()
-                    && let Err(error) =
-                        super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
-                            s.failing_since.take().is_some()
-                        })
-                        .await
-                {
-                    tracing::warn!(subscription = %task.subscription, %error, "delivered, but the subscription stays marked failing until its next delivery");
+                let healthy = subscription.failing_since.is_none() && subscription.circuit.is_default();
+                if healthy && !probe {
+                    return Ok(None);
+                }
+                let mut closed = false;
+                let current = super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
+                    closed = s.circuit.open.is_some();
+                    let changed = s.failing_since.is_some() || !s.circuit.is_default();
+                    s.failing_since = None;
+                    s.circuit = Default::default();
+                    changed
+                })
+                .await;
+                match current {
+                    Ok(Some(current)) if closed => {
+                        let reason = "a delivery succeeded";
+                        tracing::info!(subscription = %current.id, "circuit closed");
+                        self.announce("subscription.circuit_closed", &current, task, attempt, reason, now).await?;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(subscription = %task.subscription, %error, "delivered, but the subscription stays marked failing until its next delivery");
+                    }
                 }
                 Ok(None)
             }
-            Next::Retry(delay) => {
+            Next::Retry(_) | Next::Exhausted => {
                 let reason = "deliveries failed for 5 days";
-                let mut disabled = false;
+                let (mut disabled, mut opened) = (false, None::<String>);
                 let current = super::modify_subscription(&self.store, &task.workspace, &task.subscription, |s| {
-                    disabled = false;
+                    (disabled, opened) = (false, None);
                     if !s.enabled {
                         return false;
                     }
-                    let clock_started = s.failing_since.is_none();
                     let since = *s.failing_since.get_or_insert(now);
                     if delivery::should_disable(since.unix_seconds(), now.unix_seconds()) {
                         s.disable(reason);
                         disabled = true;
                     }
-                    clock_started || disabled
+                    s.circuit.consecutive_failures = s.circuit.consecutive_failures.saturating_add(1);
+                    if s.circuit.open.is_some() {
+                        if probe {
+                            s.circuit.probe_failed(now);
+                        }
+                    } else if s.circuit.consecutive_failures >= s.pacing.failures_to_open() || rate_opens {
+                        let why = if rate_opens {
+                            format!(
+                                "{}% or more of the attempts in {} s failed",
+                                s.pacing.circuit_failure_rate.unwrap_or(100),
+                                s.pacing.circuit_window_seconds.unwrap_or(crate::pacing::DEFAULT_WINDOW_SECONDS)
+                            )
+                        } else {
+                            format!("{} consecutive failed attempts", s.circuit.consecutive_failures)
+                        };
+                        s.circuit.open(why.clone(), now);
+                        opened = Some(why);
+                    }
+                    true
                 })
                 .await?;
-                match current {
-                    Some(current) if disabled => {
-                        tracing::warn!(subscription = %current.id, reason, "subscription disabled");
-                        self.announce("subscription.disabled", &current, task, attempt, reason, now).await?;
+                if let (Some(current), Some(why)) = (&current, &opened) {
+                    tracing::warn!(subscription = %current.id, reason = %why, "circuit opened");
+                    self.announce("subscription.circuit_opened", current, task, attempt, why, now).await?;
+                }
+                if let (Some(current), true) = (&current, disabled) {
+                    tracing::warn!(subscription = %current.id, reason, "subscription disabled");
+                    self.announce("subscription.disabled", current, task, attempt, reason, now).await?;
+                    return Ok(None);
+                }
+                match next {
+                    Next::Retry(delay) => match current {
+                        Some(current) if current.enabled => Ok(Some(delay.min(delivery::MAX_VISIBILITY))),
+                        // Disabled (or deleted) meanwhile: nothing more is attempted.
+                        _ => Ok(None),
+                    },
+                    _ => {
+                        tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
+                        let last = status.map(|s| s.to_string()).unwrap_or_default();
+                        let reason = format!("{attempt} attempts failed; the last: {outcome} {last}");
+                        self.announce("delivery.exhausted", &subscription, task, attempt, &reason, now).await?;
                         Ok(None)
                     }
-                    Some(current) if current.enabled => Ok(Some(delay.min(delivery::MAX_VISIBILITY))),
-                    // Disabled (or deleted) meanwhile: nothing more is attempted.
-                    _ => Ok(None),
                 }
-            }
-            Next::Exhausted => {
-                tracing::warn!(subscription = %task.subscription, event = %task.event_id, "delivery retries exhausted");
-                let last = status.map(|s| s.to_string()).unwrap_or_default();
-                let reason = format!("{attempt} attempts failed; the last: {outcome} {last}");
-                self.announce("delivery.exhausted", &subscription, task, attempt, &reason, now).await?;
-                Ok(None)
             }
             Next::Disable => {
                 let reason = "the subscriber answered 410 Gone";

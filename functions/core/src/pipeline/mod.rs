@@ -21,7 +21,7 @@ pub use ingest::{
 pub use privacy::{erase_recipient, suppression_of};
 pub use processor::{DEFAULT_RETENTION_DAYS, NoFanout, Processed, Processor};
 pub use replay::{REPLAY_EVENTS_PER_CALL, ReplayPosition, ReplayProgress, ReplayRange, replay};
-pub use subscriptions::modify_subscription;
+pub use subscriptions::{modify_pace, modify_subscription};
 pub use watch::{Watch, WatchRun};
 
 pub use crate::messages::{ENQUEUE_CHUNK, event_message, next_messages};

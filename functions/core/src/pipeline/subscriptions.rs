@@ -32,3 +32,27 @@ pub async fn modify_subscription<S: SubscriptionStore>(
     }
     Err(StoreError::contended(format!("subscription {id} kept changing while being written; try again")))
 }
+
+/// Changes a subscription's shared pace with `change`, written over the version read and redone
+/// on the fresh one when another fan-out instance wrote in between. Answers what `change`
+/// answered on the pace written (or on the pace read, when `change` left it as it was).
+pub async fn modify_pace<S: crate::ports::PaceStore, R>(
+    store: &S,
+    workspace: &str,
+    subscription: &str,
+    mut change: impl FnMut(&mut crate::pacing::PaceState) -> R,
+) -> Result<R, StoreError> {
+    for _ in 0..PACE_ATTEMPTS {
+        let (read, version) = store.pace(workspace, subscription).await?;
+        let mut state = read.clone();
+        let answer = change(&mut state);
+        if state == read || store.put_pace(workspace, subscription, &state, version).await? {
+            return Ok(answer);
+        }
+    }
+    Err(StoreError::contended(format!("the pace of subscription {subscription} kept changing while being written")))
+}
+
+/// Rounds of read and conditional write a pace change gets: many instances may take turns on one
+/// subscription at once.
+const PACE_ATTEMPTS: usize = 16;
