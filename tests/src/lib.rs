@@ -526,6 +526,45 @@ pub async fn run_all<S: Store>(store: &S) {
     privacy_settings_change_over_the_version_read(store).await;
     provider_records_kept_for_less_are_gone_before_their_events(store).await;
     erase_keys_are_made_once_and_erasures_remembered(store).await;
+    paces_are_written_over_the_version_read(store).await;
+}
+
+/// A subscription's pace is shared by every fan-out instance: a write over a stale version is
+/// refused, so two instances never hand out the same turn, and concurrent turns all land.
+pub async fn paces_are_written_over_the_version_read<S: Store>(store: &S) {
+    use tidings_core::pacing::{PaceState, Pacing, Turn};
+    let (ws, sub) = ("ws_pace", "sub_pace");
+    assert_eq!(store.pace(ws, sub).await.unwrap(), (PaceState::default(), 0));
+    let mut first = PaceState::default();
+    first.in_flight.insert("a".into(), 1);
+    assert!(store.put_pace(ws, sub, &first, 0).await.unwrap());
+    assert!(!store.put_pace(ws, sub, &first, 0).await.unwrap(), "a second first write is refused");
+    assert_eq!(store.pace(ws, sub).await.unwrap(), (first.clone(), 1));
+    assert!(!store.put_pace(ws, sub, &PaceState::default(), 5).await.unwrap(), "a stale version is refused");
+    assert_eq!(store.pace("ws_other", sub).await.unwrap().1, 0, "paces belong to their workspace");
+    // Twelve turns taken at once at 10 per second: each a different start, 100 ms apart.
+    let pacing = Pacing { rate_limit: Some(10), ..Pacing::default() };
+    let now = Timestamp::now();
+    let turns = futures_util::future::join_all((0..12).map(|i| {
+        let pacing = pacing.clone();
+        async move {
+            tidings_core::pipeline::modify_pace(store, ws, "sub_turns", |pace| {
+                pace.take(&pacing, &format!("d{i}"), now)
+            })
+            .await
+            .unwrap()
+        }
+    }))
+    .await;
+    let mut waits: Vec<u128> = turns
+        .iter()
+        .map(|turn| match turn {
+            Turn::Go(wait) => wait.as_millis(),
+            Turn::Later(_) => panic!("within five seconds"),
+        })
+        .collect();
+    waits.sort_unstable();
+    assert_eq!(waits, (0..12).map(|i| i * 100).collect::<Vec<u128>>());
 }
 
 pub async fn privacy_settings_change_over_the_version_read<S: Store>(store: &S) {

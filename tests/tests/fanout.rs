@@ -394,6 +394,7 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
         event: Some(theirs.clone()),
         replay: None,
         attempts: 0,
+        holder: None,
     };
     let error = fanout
         .deliver(&task_message("m1", &serde_json::to_string(&task).unwrap(), 1), Timestamp::now())

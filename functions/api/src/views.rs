@@ -163,6 +163,10 @@ pub struct SubscriptionView {
     pub disabled_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failing_since: Option<Timestamp>,
+    /// Rate limit, in-flight cap and circuit settings, those that are set.
+    #[serde(flatten)]
+    pub pacing: tidings_core::pacing::Pacing,
+    pub circuit: CircuitView,
     pub created_at: Timestamp,
     /// The new signing secret (`whsec_…`), in the answer to a creation or a rotation only.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,8 +192,46 @@ impl SubscriptionView {
             version: subscription.version,
             disabled_reason: subscription.disabled_reason.clone(),
             failing_since: subscription.failing_since,
+            pacing: subscription.pacing.clone(),
+            circuit: CircuitView::new(&subscription.circuit, Timestamp::now()),
             created_at: subscription.created_at,
             secret,
+        }
+    }
+}
+
+/// A subscription's circuit breaker as the API shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CircuitView {
+    /// `closed` (deliveries go), `open` (deliveries wait for the next probe) or `probing` (one
+    /// delivery is the probe; the others wait for its answer).
+    pub state: &'static str,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opened_at: Option<Timestamp>,
+    /// Why it opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the next probe may go.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_probe_at: Option<Timestamp>,
+}
+
+impl CircuitView {
+    pub fn new(circuit: &tidings_core::pacing::Circuit, now: Timestamp) -> CircuitView {
+        let open = circuit.open.as_ref();
+        let state = match open {
+            None => "closed",
+            Some(open) if open.probing_until.is_some_and(|until| until > now) => "probing",
+            Some(_) => "open",
+        };
+        CircuitView {
+            state,
+            consecutive_failures: circuit.consecutive_failures,
+            opened_at: open.map(|o| o.since),
+            reason: open.map(|o| o.reason.clone()),
+            next_probe_at: open.map(|o| o.probe_at),
         }
     }
 }

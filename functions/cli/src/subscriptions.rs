@@ -15,9 +15,12 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Command {
-    /// Deliver matching events to a URL; prints the signing secret (shown once).
+    /// Deliver matching events to a URL, an EventBridge bus or an SQS queue; prints the signing
+    /// secret (shown once).
     Add {
-        /// Where to POST events.
+        /// Where events go: an `https://` URL (POSTed, signed), an EventBridge event bus ARN
+        /// (`arn:aws:events:REGION:ACCOUNT:event-bus/NAME`) or an SQS queue ARN
+        /// (`arn:aws:sqs:REGION:ACCOUNT:NAME`, FIFO when it ends in `.fifo`).
         url: String,
         /// A type pattern (`email.*`, `*.bounced`, `*`); repeatable.
         #[arg(long = "type", required = true)]
@@ -42,6 +45,8 @@ enum Command {
         headers: Vec<String>,
         #[arg(long, default_value = "")]
         description: String,
+        #[command(flatten)]
+        pacing: PacingArgs,
     },
     /// List the workspace's subscriptions.
     List {
@@ -76,11 +81,49 @@ enum Command {
     },
 }
 
+/// Pace and circuit settings of a new subscription; the API checks their bounds.
+#[derive(clap::Args)]
+struct PacingArgs {
+    /// Deliveries started per second at most, across every fan-out instance (1 to 10000).
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Deliveries awaiting the subscriber's answer at most (1 to 1000).
+    #[arg(long)]
+    max_in_flight: Option<u32>,
+    /// Consecutive failed attempts that open the circuit (default 5).
+    #[arg(long)]
+    circuit_failures: Option<u32>,
+    /// Also open the circuit when this percentage of recent attempts failed (1 to 100).
+    #[arg(long)]
+    circuit_failure_rate: Option<u32>,
+    /// The failure-rate window, in seconds (default 300).
+    #[arg(long)]
+    circuit_window_seconds: Option<u32>,
+}
+
 pub async fn run(args: Args) -> Result<(), Failure> {
     let client = Client::new(&args.api)?;
     match args.command {
-        Command::Add { url, types, providers, filter, format, anonymous_id, headers, description } => {
-            let body = json!({"url": url, "types": types, "providers": providers, "filter": filter, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
+        Command::Add { url, types, providers, filter, format, anonymous_id, headers, description, pacing } => {
+            let mut body = json!({"url": url, "types": types, "providers": providers, "filter": filter, "format": format, "anonymous_id": anonymous_id, "headers": headers, "description": description});
+            let PacingArgs {
+                rate_limit,
+                max_in_flight,
+                circuit_failures,
+                circuit_failure_rate,
+                circuit_window_seconds,
+            } = pacing;
+            for (name, value) in [
+                ("rate_limit", rate_limit),
+                ("max_in_flight", max_in_flight),
+                ("circuit_failures", circuit_failures),
+                ("circuit_failure_rate", circuit_failure_rate),
+                ("circuit_window_seconds", circuit_window_seconds),
+            ] {
+                if let Some(value) = value {
+                    body[name] = json!(value);
+                }
+            }
             let created = client.post("/api/subscriptions", &body).await?;
             crate::out::outln!("{created:#}")?;
         }
@@ -90,7 +133,10 @@ pub async fn run(args: Args) -> Result<(), Failure> {
                 if json {
                     crate::out::outln!("{s}")?;
                 } else {
-                    let state = if s["enabled"].as_bool() == Some(true) {
+                    let circuit = crate::out::field(&s["circuit"]["state"], "closed");
+                    let state = if s["enabled"].as_bool() == Some(true) && circuit != "closed" {
+                        format!("circuit {circuit}")
+                    } else if s["enabled"].as_bool() == Some(true) {
                         "enabled".to_owned()
                     } else {
                         format!("disabled: {}", crate::out::field(&s["disabled_reason"], ""))

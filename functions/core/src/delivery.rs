@@ -185,6 +185,11 @@ pub struct DeliveryTask {
     /// count starts again. The attempt number is this plus the receive count.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// The queue message that holds the delivery's claim, when it is not this one: a task put
+    /// back to wait keeps its claim under the message that took it, so its new message is not
+    /// taken for a copy of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -202,12 +207,18 @@ impl DeliveryTask {
             event: Some(event.clone()),
             replay: None,
             attempts: 0,
+            holder: None,
         }
     }
 
     /// A deliveries-queue message read as its task.
     pub fn from_message(body: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(body)
+    }
+
+    /// Who holds the delivery's claim when `message_id` is the queue message in hand.
+    pub fn holder<'a>(&'a self, message_id: &'a str) -> &'a str {
+        self.holder.as_deref().unwrap_or(message_id)
     }
 
     /// What makes this delivery one: the event, and the replay it belongs to, if any. Two

@@ -40,9 +40,14 @@ fn health(attempts: &[AttemptRecord]) -> Health {
 }
 
 fn subscription_state(subscription: &Subscription) -> Markup {
+    let circuit = crate::views::CircuitView::new(&subscription.circuit, Timestamp::now());
     html! {
         @if subscription.enabled {
-            @if let Some(since) = subscription.failing_since { span.badge.warn { "failing since " (time(since)) } }
+            @if circuit.state != "closed" {
+                span.badge.bad { "circuit " (circuit.state) }
+                @if let Some(at) = circuit.next_probe_at { " " span.muted { "next probe " (time(at)) } }
+            }
+            @else if let Some(since) = subscription.failing_since { span.badge.warn { "failing since " (time(since)) } }
             @else { span.badge.good { "enabled" } }
         } @else {
             span.badge.bad { "disabled" }
@@ -100,7 +105,7 @@ pub(super) async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S,
         h2 #new { "New subscription" }
         form.inline-form method="post" action="/console/subscriptions" {
             (csrf_field(&session.csrf))
-            label { "Endpoint URL" input type="url" name="url" required placeholder="https://example.com/webhooks/tidings" size="40"; }
+            label { "Endpoint URL, or EventBridge bus / SQS queue ARN" input name="url" required placeholder="https://example.com/webhooks/tidings" size="40"; }
             label { "Event types, comma-separated" input name="types" required value="*" placeholder="email.bounced, *.complained"; }
             label { "Format"
                 select name="format" {
@@ -109,6 +114,9 @@ pub(super) async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S,
                 }
             }
             label { "Filter (optional)" input name="filter" placeholder="data.bounce.kind == \"hard\"" size="40"; }
+            label { "Rate limit per second (optional)" input type="number" name="rate_limit" min="1" max="10000"; }
+            label { "Max in flight (optional)" input type="number" name="max_in_flight" min="1" max="1000"; }
+            label { "Circuit opens after failures in a row" input type="number" name="circuit_failures" min="1" max="1000" placeholder="5"; }
             label { "Extra header (optional)" input name="header" placeholder="Authorization: Basic …" autocomplete="off"; }
             label { "Description" input name="description"; }
             button.primary type="submit" { "Create" }
@@ -139,6 +147,13 @@ pub(super) struct NewSubscriptionForm {
     /// A content filter ([`tidings_core::filter`]).
     #[serde(default)]
     filter: String,
+    /// Numbers, or empty for none.
+    #[serde(default)]
+    rate_limit: String,
+    #[serde(default)]
+    max_in_flight: String,
+    #[serde(default)]
+    circuit_failures: String,
     #[serde(default)]
     description: String,
 }
@@ -165,6 +180,11 @@ pub(super) async fn create_subscription<S: Store, Q: Queue>(
         anonymous_id: Default::default(),
         headers: if header.is_empty() { Vec::new() } else { vec![header.to_owned()] },
         description: form.description.trim().to_owned(),
+        rate_limit: optional_number("rate_limit", &form.rate_limit)?,
+        max_in_flight: optional_number("max_in_flight", &form.max_in_flight)?,
+        circuit_failures: optional_number("circuit_failures", &form.circuit_failures)?,
+        circuit_failure_rate: None,
+        circuit_window_seconds: None,
     };
     let (subscription, secret) = crate::new_subscription(session.workspace.clone(), new)?;
     shared.store.put_subscription(&subscription).await?;
@@ -176,6 +196,15 @@ pub(super) async fn create_subscription<S: Store, Q: Queue>(
     let page =
         subscription_page(&shared, &session, subscription, Banner::Secret("Subscription created.", secret)).await?;
     Ok((StatusCode::CREATED, page).into_response())
+}
+
+/// A form's optional whole number: empty is none; anything else must read as one.
+fn optional_number(field: &str, text: &str) -> Result<Option<u32>, ConsoleError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| bad_request(format!("{field}: {text:?} is not a whole number")))
 }
 
 pub(super) async fn subscription<S: Store, Q: Queue>(
@@ -262,6 +291,23 @@ async fn subscription_page<S: Store, Q: Queue>(
             @if let Some(filter) = &subscription.filter { dt { "Filter" } dd { code { (filter) } } }
             @if !subscription.providers.is_empty() { dt { "Providers" } dd { (subscription.providers.join(", ")) } }
             dt { "State" } dd { (subscription_state(&subscription)) }
+            dt { "Circuit" } dd {
+                @let circuit = crate::views::CircuitView::new(&subscription.circuit, Timestamp::now());
+                (circuit.state)
+                @if let Some(reason) = &circuit.reason { ": " (reason) }
+                @if let Some(at) = circuit.opened_at { ", opened " (time(at)) }
+                @if let Some(at) = circuit.next_probe_at { "; next probe " (time(at)) }
+                @if circuit.consecutive_failures > 0 { " (" (plural(circuit.consecutive_failures as usize, "failed attempt")) " in a row)" }
+                " · opens after " (subscription.pacing.failures_to_open()) " failures in a row"
+                @if let Some(rate) = subscription.pacing.circuit_failure_rate {
+                    " or " (rate) "% failed in " (subscription.pacing.circuit_window_seconds.unwrap_or(tidings_core::pacing::DEFAULT_WINDOW_SECONDS)) " s"
+                }
+            }
+            dt { "Pace" } dd {
+                @match subscription.pacing.rate_limit { Some(rate) => { (rate) " per second" } None => { "no rate limit" } }
+                ", "
+                @match subscription.pacing.max_in_flight { Some(cap) => { "at most " (cap) " in flight" } None => { "no in-flight cap" } }
+            }
             dt { "Signing secrets" } dd { (subscription.active_secrets(Timestamp::now()).count()) " active (never shown again after creation or rotation)" }
             @if !subscription.headers.is_empty() { dt { "Extra headers" } dd { (subscription.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")) " (values hidden)" } }
             dt { "Latest attempts" } dd {

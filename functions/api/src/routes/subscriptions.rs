@@ -62,6 +62,28 @@ pub(crate) struct NewSubscription {
     pub(crate) headers: Vec<String>,
     #[serde(default)]
     pub(crate) description: String,
+    /// Deliveries started per second at most, across every fan-out instance (1 to 10000); those
+    /// beyond it wait their turn. No limit when absent.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 10_000))]
+    pub(crate) rate_limit: Option<u32>,
+    /// Deliveries awaiting the subscriber's answer at most (1 to 1000). No cap when absent.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000))]
+    pub(crate) max_in_flight: Option<u32>,
+    /// Consecutive failed attempts that open the circuit (1 to 1000; default 5).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000))]
+    pub(crate) circuit_failures: Option<u32>,
+    /// Also open the circuit when this percentage of the attempts within
+    /// `circuit_window_seconds` failed (1 to 100; counted over at least 10 attempts).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
+    pub(crate) circuit_failure_rate: Option<u32>,
+    /// The failure-rate window in seconds (10 to 86400; default 300).
+    #[serde(default)]
+    #[schemars(range(min = 10, max = 86_400))]
+    pub(crate) circuit_window_seconds: Option<u32>,
 }
 
 /// A new, enabled subscription of `workspace` and its first signing secret (shown once), or why
@@ -89,6 +111,14 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
     if new.anonymous_id != AnonymousId::None && new.format != Format::Dittofeed {
         return Err(Invalid::new("anonymous_id", "anonymous_id: only the dittofeed format sends events as a user"));
     }
+    let pacing = tidings_core::pacing::Pacing {
+        rate_limit: new.rate_limit,
+        max_in_flight: new.max_in_flight,
+        circuit_failures: new.circuit_failures,
+        circuit_failure_rate: new.circuit_failure_rate,
+        circuit_window_seconds: new.circuit_window_seconds,
+    };
+    pacing.validate()?;
     let now = Timestamp::now();
     let secret = new_secret(true);
     let subscription = Subscription {
@@ -108,7 +138,7 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
         version: 0,
         disabled_reason: None,
         failing_since: None,
-        pacing: Default::default(),
+        pacing,
         circuit: Default::default(),
         created_at: now,
     };

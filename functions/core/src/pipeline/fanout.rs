@@ -249,6 +249,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
     ) -> Result<Option<Ready>, StoreError> {
         let mut copy = task.clone();
         copy.attempts = copy.attempts.saturating_add(message.receive_count.saturating_sub(1));
+        copy.holder = Some(task.holder(message.id).to_owned());
         let body = serde_json::to_string(&copy)
             .map_err(|e| StoreError::malformed(format!("delivery task not serializable: {e}")))?;
         let delay_seconds =
@@ -341,7 +342,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
             workspace: &task.workspace,
             subscription: &task.subscription,
             key: &key,
-            holder: message.id,
+            holder: task.holder(message.id),
             lease_until,
         };
         match self.store.claim_delivery(&claim, now).await? {

@@ -42,13 +42,17 @@ pub async fn modify_pace<S: crate::ports::PaceStore, R>(
     subscription: &str,
     mut change: impl FnMut(&mut crate::pacing::PaceState) -> R,
 ) -> Result<R, StoreError> {
-    for _ in 0..PACE_ATTEMPTS {
+    for round in 0..PACE_ATTEMPTS {
         let (read, version) = store.pace(workspace, subscription).await?;
         let mut state = read.clone();
         let answer = change(&mut state);
         if state == read || store.put_pace(workspace, subscription, &state, version).await? {
             return Ok(answer);
         }
+        // Another instance's turn landed first: step aside a moment, longer each time and
+        // spread, so the contenders do not all read again together.
+        let spread = 1.0 + crate::delivery::jitter().abs();
+        tokio::time::sleep(std::time::Duration::from_millis(2u64 << round.min(5)).mul_f64(spread)).await;
     }
     Err(StoreError::contended(format!("the pace of subscription {subscription} kept changing while being written")))
 }
