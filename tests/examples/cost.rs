@@ -12,7 +12,9 @@
 //! TIDINGS_MOTO_ENDPOINT=http://127.0.0.1:5000 cargo run --release -p tidings-tests --example cost -- 1 200
 //! ```
 //!
-//! Arguments: events per webhook (default 1000) and webhooks (default 1).
+//! Arguments: events per webhook (default 1000), webhooks (default 1), `1` when the workspace
+//! has erased someone first (default 0), and the subscription's destination: `https` (the
+//! default), `eventbridge`, `sqs` or `sqs-fifo`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -48,6 +50,12 @@ const LAMBDA_GB: f64 = 256.0 / 1024.0;
 const DYNAMODB_CALL_MS: f64 = 5.0;
 const SQS_CALL_MS: f64 = 10.0;
 const SUBSCRIBER_MS: f64 = 50.0;
+/// An in-region `PutEvents` or `SendMessage` round trip, waited for like a subscriber's answer.
+const DESTINATION_MS: f64 = 20.0;
+/// Per million requests, each 64 KB of payload one request: EventBridge custom events, SQS
+/// FIFO (standard is [`SQS_PER_MILLION`]).
+const EVENTBRIDGE_PER_MILLION: f64 = 1.00;
+const SQS_FIFO_PER_MILLION: f64 = 0.50;
 /// SQS event source batch sizes (template.yaml): processor 25, fan-out 10.
 const PROCESSOR_BATCH: f64 = 25.0;
 const FANOUT_BATCH: f64 = 10.0;
@@ -94,6 +102,9 @@ struct Stage {
     invocations: f64,
     cpu: Duration,
     http_out: u64,
+    /// Requests to the subscription's bus or queue, and their price per million.
+    destination_calls: u64,
+    destination_price: f64,
 }
 
 impl Stage {
@@ -133,7 +144,26 @@ impl<'a> Meter<'a> {
             invocations,
             cpu,
             http_out,
+            destination_calls: 0,
+            destination_price: 0.0,
         }
+    }
+}
+
+/// An AWS publisher that counts its requests.
+struct Counting {
+    inner: tidings_aws::AwsPublisher,
+    calls: Arc<AtomicU64>,
+}
+
+impl tidings_core::ports::Publisher for Counting {
+    fn publish<'a>(
+        &'a self,
+        target: &'a tidings_core::destination::AwsTarget,
+        publication: &'a tidings_core::ports::Publication<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = tidings_core::delivery::Response> + Send + 'a>> {
+        self.calls.fetch_add(publication.body.len().div_ceil(64 * 1024) as u64, Ordering::Relaxed);
+        self.inner.publish(target, publication)
     }
 }
 
@@ -166,12 +196,16 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<aws_sdk_sqs::types::
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("numbers: events per webhook, webhooks"));
-    let per_webhook = args.next().unwrap_or(1000).max(1);
-    let webhooks = args.next().unwrap_or(1).max(1);
+    let arguments: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: usize| {
+        arguments.get(i).map_or(default, |a| a.parse::<usize>().expect("numbers: events per webhook, webhooks, 0/1"))
+    };
+    let per_webhook = number(0, 1000).max(1);
+    let webhooks = number(1, 1).max(1);
     // 1: the workspace has erased someone first, so each event's and delivery's recipient is
     // looked up by hash.
-    let after_erasure = args.next().unwrap_or(0) == 1;
+    let after_erasure = number(2, 0) == 1;
+    let destination = arguments.get(3).map_or("https", String::as_str).to_owned();
     let endpoint = std::env::var("TIDINGS_MOTO_ENDPOINT").expect("set TIDINGS_MOTO_ENDPOINT to a moto server");
     let config = tidings_aws::sdk_config_for_endpoint(&endpoint).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
@@ -219,7 +253,27 @@ async fn main() {
         created_at: now,
     };
     store.put_source(&source).await.expect("source");
-    let subscription = tidings_tests::subscription_to("ws_cost", "sub_cost", &hook, &["*"]);
+    let (url, destination_price) = match destination.as_str() {
+        "https" => (hook, 0.0),
+        "eventbridge" => {
+            let events = aws_sdk_eventbridge::Client::new(&config);
+            let bus = events.create_event_bus().name(format!("cost-{run}")).send().await.expect("bus");
+            (bus.event_bus_arn.expect("arn"), EVENTBRIDGE_PER_MILLION)
+        }
+        "sqs" | "sqs-fifo" => {
+            let fifo = destination == "sqs-fifo";
+            let name = format!("cost-{run}-destination{}", if fifo { ".fifo" } else { "" });
+            let mut request = sqs.create_queue().queue_name(&name);
+            if fifo {
+                request = request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
+            }
+            request.send().await.expect("destination queue");
+            let price = if fifo { SQS_FIFO_PER_MILLION } else { SQS_PER_MILLION };
+            (format!("arn:aws:sqs:us-east-1:123456789012:{name}"), price)
+        }
+        other => panic!("destination {other:?}: https, eventbridge, sqs or sqs-fifo"),
+    };
+    let subscription = tidings_tests::subscription_to("ws_cost", "sub_cost", &url, &["*"]);
     store.put_subscription(&subscription).await.expect("subscription");
     if after_erasure {
         tidings_core::pipeline::erase_recipient(&store, "ws_cost", "someone.else@example.org", now)
@@ -230,7 +284,12 @@ async fn main() {
     let ingest = Ingest::new(store.clone(), queues.clone(), NoFetch);
     let processor = Processor::with_fanout(store.clone(), queues.clone(), 90);
     let loopback = tidings_core::ssrf::Guard::allowing(vec!["127.0.0.0/8".parse().expect("network")]);
-    let sender = tidings_fanout::Deliverer::new(loopback, Duration::from_secs(5)).expect("sender");
+    let published = Arc::new(AtomicU64::new(0));
+    let publisher =
+        Counting { inner: tidings_aws::AwsPublisher::with_config(config.clone()), calls: published.clone() };
+    let sender = tidings_fanout::Deliverer::new(loopback, Duration::from_secs(5))
+        .expect("sender")
+        .with_publisher(Arc::new(publisher));
     let fanout = Fanout::new(store.clone(), queues.clone(), sender);
     let bodies: Vec<(Vec<u8>, Headers)> = (0..webhooks)
         .map(|w| {
@@ -243,7 +302,9 @@ async fn main() {
         .collect();
     let events = (per_webhook * webhooks) as f64;
     let erased = if after_erasure { "; the workspace has erased a recipient" } else { "" };
-    println!("{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription for every event{erased}\n");
+    println!(
+        "{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription ({destination}) for every event{erased}\n"
+    );
 
     for round in ["first delivery", "the same webhooks again (a provider's retries)"] {
         let meter = Meter::start(&store, &queues);
@@ -272,13 +333,17 @@ async fn main() {
 
         let tasks = drain(&sqs, &deliveries_url).await;
         let before = delivered.load(Ordering::Relaxed);
+        let published_before = published.load(Ordering::Relaxed);
         let meter = Meter::start(&store, &queues);
         for chunk in tasks.chunks(FANOUT_BATCH as usize) {
             let response = tidings_fanout::handle(&fanout, &queues, sqs_event(chunk)).await;
             assert!(response.batch_item_failures.is_empty(), "fan-out failures");
         }
         let posts = delivered.load(Ordering::Relaxed) - before;
-        let fanout_stage = meter.stop(tasks.len() as u64, (tasks.len() as f64 / FANOUT_BATCH).ceil(), posts);
+        let mut fanout_stage = meter.stop(tasks.len() as u64, (tasks.len() as f64 / FANOUT_BATCH).ceil(), posts);
+        fanout_stage.destination_calls = published.load(Ordering::Relaxed) - published_before;
+        fanout_stage.destination_price = destination_price;
+        let posts = posts + fanout_stage.destination_calls;
 
         println!("## {round}: {} events queued, {} delivery tasks, {posts} deliveries\n", queued.len(), tasks.len());
         report(
@@ -311,6 +376,7 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     // The Lambda event source receives in tens and deletes each batch it handled.
     row("SQS receives + deletes (event source)", &|s| 2.0 * (s.received as f64 / 10.0).ceil(), 3);
     row("Lambda invocations", &|s| s.invocations, 4);
+    row("Destination requests (PutEvents / SendMessage)", &|s| s.destination_calls as f64, 3);
     row("CPU µs", &|s| s.cpu.as_secs_f64() * 1e6, 1);
     let billed_ms = |s: &Stage| {
         s.cpu.as_secs_f64() * 1000.0
@@ -318,6 +384,7 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
             + s.sqs_sends as f64 * SQS_CALL_MS
             // A fan-out batch's deliveries go out concurrently: one subscriber wait per invocation.
             + (s.http_out as f64).min(s.invocations) * SUBSCRIBER_MS
+            + (s.destination_calls as f64).min(s.invocations) * DESTINATION_MS
     };
     row("Lambda ms billed (CPU + modelled waits)", &billed_ms, 3);
 
@@ -331,13 +398,15 @@ fn report(events: f64, per_webhook: usize, stages: &[(&str, &Stage)]) {
     let lambda = total(&|s| s.invocations) * LAMBDA_PER_MILLION_REQUESTS / 1e6
         + total(&billed_ms) / 1000.0 * LAMBDA_GB * LAMBDA_ARM_PER_GB_SECOND;
     let http_api = 1e6 / per_webhook as f64 * HTTP_API_PER_MILLION / 1e6;
+    let destination = total(&|s| s.destination_calls as f64 * s.destination_price) / 1e6;
     println!("\n| USD per million events | HTTP API wiring | function URL wiring |");
     println!("|---|---|---|");
     println!("| DynamoDB (on demand) | {dynamo:.3} | {dynamo:.3} |");
     println!("| SQS | {sqs:.3} | {sqs:.3} |");
     println!("| Lambda (arm64, 256 MB) | {lambda:.3} | {lambda:.3} |");
     println!("| API Gateway HTTP API | {http_api:.3} | 0.000 |");
-    let all = dynamo + sqs + lambda;
+    println!("| destination (EventBridge, SQS) | {destination:.3} | {destination:.3} |");
+    let all = dynamo + sqs + lambda + destination;
     println!("| **all** | **{:.2}** | **{:.2}** |", all + http_api, all);
     let with_provisioned = all - dynamo + provisioned;
     println!(

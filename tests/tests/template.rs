@@ -300,3 +300,53 @@ fn each_provider_in_the_registry_is_deployed_by_the_template_as_it_generates_it(
     assert_ne!(edited, text);
     assert_eq!(tidings_aws::template::regenerate(&edited).unwrap(), text);
 }
+
+#[test]
+fn the_fan_out_function_may_send_to_exactly_the_configured_destinations_and_none_by_default() {
+    use serde_json::json;
+    let template = deployed();
+    for (condition, parameter) in
+        [("WithBusDestinations", "EventBusDestinations"), ("WithQueueDestinations", "QueueDestinations")]
+    {
+        assert_eq!(template["Parameters"][parameter]["Type"], "CommaDelimitedList");
+        assert_eq!(template["Parameters"][parameter]["Default"], "", "{parameter}: none unless configured");
+        // Set when the list joined is not empty: CloudFormation's only test of a list.
+        assert_eq!(
+            template["Conditions"][condition],
+            json!({"Fn::Not": [{"Fn::Equals": [{"Fn::Join": [",", {"Ref": parameter}]}, ""]}]})
+        );
+    }
+    let role_id = template["Resources"]["Fanout"]["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap();
+    let policies = template["Resources"][role_id]["Properties"]["Policies"].as_array().unwrap();
+    let mut conditional = Vec::new();
+    for policy in policies {
+        match policy["Fn::If"].as_array() {
+            Some(branches) => {
+                assert_eq!(branches[2], json!({"Ref": "AWS::NoValue"}), "nothing granted when not configured");
+                for statement in branches[1]["PolicyDocument"]["Statement"].as_array().unwrap() {
+                    conditional.push((branches[0].clone(), statement["Action"].clone(), statement["Resource"].clone()));
+                }
+            }
+            None => {
+                // Unconditionally, SendMessage only to the stack's own queues, and no PutEvents.
+                for statement in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
+                    let actions = statement["Action"].to_string();
+                    assert!(!actions.contains("events:"), "{statement}");
+                    if actions.contains("sqs:SendMessage") {
+                        assert!(
+                            statement["Resource"].to_string().contains("Fn::"),
+                            "a queue of the stack: {statement}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(
+        conditional,
+        vec![
+            (json!("WithBusDestinations"), json!(["events:PutEvents"]), json!({"Ref": "EventBusDestinations"})),
+            (json!("WithQueueDestinations"), json!(["sqs:SendMessage"]), json!({"Ref": "QueueDestinations"})),
+        ]
+    );
+}

@@ -14,7 +14,7 @@
 //! | `EnqueueLatency` | Milliseconds | Provider | ingest, time to put a webhook's events on SQS |
 //! | `Stored` / `Duplicates` | Count | (none) | processor, per queued event |
 //! | `DeadLettered` | Count | Queue | processor, fan-out: records sent to a dead-letter queue |
-//! | `Deliveries` | Count | Outcome | fan-out, per attempt (`delivered`, `http_4xx`, `http_5xx`, `timeout`, `unreachable`), and per copy of a made delivery acknowledged unsent (`duplicate`) |
+//! | `Deliveries` | Count | Outcome | fan-out, per attempt (`delivered`, `http_4xx`, `http_5xx`, `timeout`, `unreachable`), per copy of a made delivery acknowledged unsent (`duplicate`), per delivery not sent (`skipped`: nothing to send in the format; `erased`: its recipient was erased), and per delivery put back on the queue to wait for its turn or an open circuit's probe (`deferred`) |
 //! | `AttemptsNotLogged` | Count | (none) | fan-out, attempts the attempt log could not take (the deliveries go on) |
 //! | `DeliveryLatency` | Milliseconds | Outcome | fan-out, the subscriber's response time |
 //! | `DeliveryAttempt` | None | Outcome | fan-out, the attempt number (1 = first try) |
