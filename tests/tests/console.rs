@@ -358,3 +358,47 @@ async fn a_subscription_made_in_the_console_takes_a_content_filter() {
     assert_eq!(created.status, StatusCode::CREATED);
     assert!(created.body.contains("data.bounce.kind == &quot;hard&quot;"), "the filter is shown, escaped");
 }
+
+/// A subscription made in the console with a pace and a queue destination shows them, refuses
+/// numbers out of bounds naming the field, and shows an open circuit in the list and on its page.
+#[tokio::test]
+async fn the_console_makes_paced_subscriptions_to_queues_and_shows_their_circuit() {
+    use tidings_core::ports::SubscriptionStore;
+    let f = sqlite_fixture().await;
+    let csrf = call(&f, "GET", "/console/subscriptions", Some("key-default"), None).await.csrf();
+    let queue = "arn:aws:sqs:eu-west-1:111122223333:bounces.fifo";
+    let make = |rate: &'static str| {
+        let (f, csrf) = (&f, csrf.clone());
+        async move {
+            let pairs = [
+                ("csrf", csrf.as_str()),
+                ("url", queue),
+                ("types", "*"),
+                ("rate_limit", rate),
+                ("max_in_flight", "4"),
+                ("circuit_failures", "3"),
+            ];
+            submit(f, "/console/subscriptions", Some("key-default"), &pairs).await
+        }
+    };
+    let refused = make("0").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(refused.body.contains("rate_limit must be between 1 and 10000"), "{}", refused.body);
+    assert!(make("ten").await.body.contains("rate_limit: &quot;ten&quot; is not a whole number"));
+    let created = make("10").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert!(created.body.contains(queue));
+    assert!(created.body.contains("10 per second, at most 4 in flight"), "{}", created.body);
+    assert!(created.body.contains("closed · opens after 3 failures in a row"));
+
+    let mut stored = f.store.subscriptions("ws_default").await.unwrap().pop().unwrap();
+    stored.circuit.consecutive_failures = 3;
+    stored.circuit.open("3 consecutive failed attempts".into(), tidings_core::Timestamp::now());
+    assert!(f.store.update_subscription(&stored).await.unwrap());
+    let list = call(&f, "GET", "/console/subscriptions", Some("key-default"), None).await;
+    assert!(list.body.contains("circuit open"), "{}", list.body);
+    let page = call(&f, "GET", &format!("/console/subscriptions/{}", stored.id), Some("key-default"), None).await;
+    assert!(page.body.contains("open: 3 consecutive failed attempts"), "{}", page.body);
+    assert!(page.body.contains("next probe"));
+    assert!(page.body.contains("3 failed attempts in a row"));
+}

@@ -725,3 +725,47 @@ async fn deliveries_carry_the_message_state_and_the_highest_version_is_the_true_
         .unwrap();
     assert!(stored.events.iter().all(|e| e.data.state.is_none() && e.data.state_version.is_none()));
 }
+
+/// The API takes a bus or queue ARN as a subscription's url, and a pace and circuit, each
+/// checked with a one-line reason naming the field.
+#[tokio::test]
+async fn the_api_checks_destinations_pace_and_circuit_naming_the_field() {
+    let db = Sqlite::in_memory().unwrap();
+    let f = fixture(db.clone(), db.clone()).await;
+    let create = |body: Value| {
+        Request::post("/api/subscriptions")
+            .header("Authorization", "Bearer key-default")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let queue = "arn:aws:sqs:us-east-1:123456789012:orders.fifo";
+    for (body, field, reason) in [
+        (json!({"url": "arn:aws:sns:us-east-1:123456789012:t", "types": ["*"]}), "url", "not a destination"),
+        (json!({"url": queue, "types": ["*"], "format": "dittofeed"}), "format", "canonical event"),
+        (json!({"url": queue, "types": ["*"], "headers": ["X-Key: k"]}), "headers", "only an https destination"),
+        (json!({"url": queue, "types": ["*"], "rate_limit": 0}), "rate_limit", "between 1 and 10000"),
+        (json!({"url": queue, "types": ["*"], "max_in_flight": 5000}), "max_in_flight", "between 1 and 1000"),
+        (json!({"url": queue, "types": ["*"], "circuit_window_seconds": 60}), "circuit_window_seconds", "not set"),
+        (json!({"url": queue, "types": ["*"], "circuit_failure_rate": 0}), "circuit_failure_rate", "between 1 and 100"),
+    ] {
+        let (status, answer) = f.call(create(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(reason), "{body}: {answer}");
+    }
+    assert!(db.subscriptions("ws_default").await.unwrap().is_empty(), "nothing refused was kept");
+    let body = json!({"url": queue, "types": ["*"], "rate_limit": 25, "max_in_flight": 10,
+        "circuit_failures": 3, "circuit_failure_rate": 50, "circuit_window_seconds": 120});
+    let (status, created) = f.call(create(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        (created["url"].as_str(), created["rate_limit"].as_u64(), created["max_in_flight"].as_u64()),
+        (Some(queue), Some(25), Some(10))
+    );
+    assert_eq!(
+        (created["circuit_failure_rate"].as_u64(), created["circuit_window_seconds"].as_u64()),
+        (Some(50), Some(120))
+    );
+    assert_eq!(created["circuit"], json!({"state": "closed", "consecutive_failures": 0}));
+}
