@@ -280,3 +280,40 @@ async fn a_circuit_opens_after_five_failures_probes_once_and_closes_announcing_e
     let notices = arrivals.lock().unwrap().iter().filter(|(_, kind, _)| kind == "notice").count();
     assert_eq!(notices, 2, "circuit_opened and circuit_closed, once each");
 }
+
+#[tokio::test]
+async fn a_failure_rate_over_its_window_opens_the_circuit_where_no_run_of_failures_would() {
+    let db = Sqlite::in_memory().unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let (addr, _) = subscriber(failing.clone()).await;
+    let mut flaky = tidings_tests::subscription_to("ws_default", "sub_rate", &format!("http://{addr}/toggle"), &["*"]);
+    flaky.pacing = Pacing {
+        circuit_failures: Some(100),
+        circuit_failure_rate: Some(50),
+        circuit_window_seconds: Some(60),
+        ..Pacing::default()
+    };
+    db.put_subscription(&flaky).await.unwrap();
+    let events = store_events(10, "r");
+    let tasks: Vec<String> =
+        events.iter().map(|e| serde_json::to_string(&DeliveryTask::new(&flaky, &e.event)).unwrap()).collect();
+    let mut queue = Rounds::new(&db, &tasks);
+    let t0 = Timestamp::now();
+    // Successes and failures taking turns: never more than one failure in a row.
+    for i in 0..9 {
+        failing.store(i % 2 == 1, Ordering::SeqCst);
+        queue.hand_over(1, t0.plus_seconds(i)).await;
+        let stored = db.subscription("ws_default", "sub_rate").await.unwrap().unwrap();
+        assert!(stored.circuit.open.is_none(), "closed after {} attempts", i + 1);
+    }
+    // The tenth attempt fails: 5 of 10 within the minute.
+    failing.store(true, Ordering::SeqCst);
+    let tenth = queue.pending.iter().position(|(_, body, received)| *received == 0 && body.contains("\"r9\"")).unwrap();
+    let last = queue.pending.remove(tenth);
+    queue.pending.insert(0, last);
+    queue.hand_over(1, t0.plus_seconds(9)).await;
+    let stored = db.subscription("ws_default", "sub_rate").await.unwrap().unwrap();
+    let open = stored.circuit.open.expect("opened by the failure rate");
+    assert_eq!(open.reason, "50% or more of the attempts in 60 s failed");
+    assert_eq!(stored.circuit.consecutive_failures, 1);
+}
