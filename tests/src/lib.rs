@@ -20,6 +20,17 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_unix_seconds(1_764_300_000 + seconds).unwrap()
 }
 
+/// `count` delivered events of `workspace`, each about its own message (`<prefix><i>`), one
+/// second apart.
+pub fn delivered_events(workspace: &str, count: usize, prefix: &str) -> Vec<QueuedEvent> {
+    (0..count)
+        .map(|i| {
+            let message = format!("{prefix}{i}");
+            event(workspace, Status::Delivered, &message, "a@example.com", i as i64, &message)
+        })
+        .collect()
+}
+
 /// A canonical event as a provider would produce it.
 pub fn event(workspace: &str, status: Status, message: &str, recipient: &str, seconds: i64, key: &str) -> QueuedEvent {
     let mut data = EventData::new(Some(Channel::EMAIL), "sendgrid", status.as_str());

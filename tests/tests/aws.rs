@@ -857,32 +857,8 @@ async fn eventbridge_and_sqs_destinations_receive_what_https_would_have_delivere
     let by_id = |events: &mut Vec<Value>| events.sort_by_key(|e| e["id"].as_str().unwrap().to_owned());
     by_id(&mut https);
 
-    let read = |url: String| {
-        let sqs = aws.sqs.clone();
-        async move {
-            let mut all = Vec::new();
-            loop {
-                let page = sqs
-                    .receive_message()
-                    .queue_url(&url)
-                    .max_number_of_messages(10)
-                    .message_attribute_names("All")
-                    .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                    .send()
-                    .await
-                    .unwrap();
-                let messages = page.messages.unwrap_or_default();
-                if messages.is_empty() {
-                    return all;
-                }
-                for message in &messages {
-                    let handle = message.receipt_handle.clone().unwrap();
-                    sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await.unwrap();
-                }
-                all.extend(messages);
-            }
-        }
-    };
+    let aws = &aws;
+    let read = |url: String| async move { aws.receive_all(&url).await };
 
     // The standard queue: the same events, each once, with the signature headers as attributes.
     let on_queue = read(standard_url).await;

@@ -377,6 +377,8 @@ async fn the_console_makes_paced_subscriptions_to_queues_and_shows_their_circuit
                 ("rate_limit", rate),
                 ("max_in_flight", "4"),
                 ("circuit_failures", "3"),
+                ("circuit_failure_rate", "50"),
+                ("circuit_window_seconds", ""),
             ];
             submit(f, "/console/subscriptions", Some("key-default"), &pairs).await
         }
@@ -389,7 +391,7 @@ async fn the_console_makes_paced_subscriptions_to_queues_and_shows_their_circuit
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert!(created.body.contains(queue));
     assert!(created.body.contains("10 per second, at most 4 in flight"), "{}", created.body);
-    assert!(created.body.contains("closed · opens after 3 failures in a row"));
+    assert!(created.body.contains("closed · opens after 3 failures in a row or 50% failed in 300 s"));
 
     let mut stored = f.store.subscriptions("ws_default").await.unwrap().pop().unwrap();
     stored.circuit.consecutive_failures = 3;

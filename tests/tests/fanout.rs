@@ -545,19 +545,7 @@ async fn a_long_replay_goes_on_call_after_call_each_reading_a_bounded_stretch() 
     db.put_subscription(&subscription).await.unwrap();
     let stored = REPLAY_EVENTS_PER_CALL * 2 + 7;
     let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
-    let events: Vec<_> = (0..stored)
-        .map(|i| {
-            let message = format!("m{i}");
-            tidings_tests::event(
-                "ws_default",
-                tidings_core::Status::Delivered,
-                &message,
-                "a@example.com",
-                i as i64,
-                &message,
-            )
-        })
-        .collect();
+    let events = tidings_tests::delivered_events("ws_default", stored, "m");
     let batch: Vec<_> = events.iter().map(|e| (e, tidings_core::ports::Expiry::from(expires))).collect();
     for result in db.record_batch(&batch).await {
         result.unwrap();

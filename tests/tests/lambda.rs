@@ -80,8 +80,17 @@ fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) 
         match service {
             "sqs" => {
                 let url = body["QueueUrl"].as_str().unwrap_or_default();
-                let queue = queue_of.get(url).copied().unwrap_or(url);
-                add(format!("sqs:{operation}"), queue.to_owned());
+                // A queue of the stack by its logical id; any other (a subscriber's) by its ARN.
+                let queue = match queue_of.get(url) {
+                    Some(id) => (*id).to_owned(),
+                    None => queue_arn(url),
+                };
+                add(format!("sqs:{operation}"), queue);
+            }
+            "events" => {
+                for entry in body["Entries"].as_array().into_iter().flatten() {
+                    add(format!("events:{operation}"), entry["EventBusName"].as_str().unwrap_or("default").to_owned());
+                }
             }
             "dynamodb" => {
                 // A transaction is authorized as the item actions inside it.
@@ -119,6 +128,16 @@ fn recorded_calls(recording: &str, deployment: &Deployment, functions: &[&str]) 
     calls
 }
 
+/// The ARN of an SQS queue from its URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+fn queue_arn(url: &str) -> String {
+    let parts: Vec<&str> = url.trim_end_matches('/').rsplit('/').take(2).collect();
+    let region = url.split("sqs.").nth(1).and_then(|rest| rest.split('.').next()).unwrap_or("us-east-1");
+    match parts[..] {
+        [name, account] => format!("arn:aws:sqs:{region}:{account}:{name}"),
+        _ => url.to_owned(),
+    }
+}
+
 /// Whether the function's role, as the template deploys it, allows `call`.
 fn granted(deployment: &Deployment, call: &Call) -> bool {
     let function = deployment.function(&call.function);
@@ -126,6 +145,8 @@ fn granted(deployment: &Deployment, call: &Call) -> bool {
     let role = &deployment.template["Resources"][role_id]["Properties"];
     let mut statements: Vec<(Vec<String>, BTreeSet<String>)> = Vec::new();
     for policy in role["Policies"].as_array().into_iter().flatten() {
+        // A policy under a condition counts when the parameters (their defaults here) meet it.
+        let policy = deployment::if_with_defaults(&deployment.template, policy);
         let document = &policy["PolicyDocument"]["Statement"];
         let list = document.as_array().cloned().unwrap_or_else(|| vec![document.clone()]);
         for statement in list.iter().filter(|s| s["Effect"] == "Allow") {
@@ -135,6 +156,18 @@ fn granted(deployment: &Deployment, call: &Call) -> bool {
             };
             let mut resources = BTreeSet::new();
             references(&statement["Resource"], &mut resources);
+            // A list parameter (`EventBusDestinations`) stands for the ARNs it holds.
+            let lists: Vec<String> = resources
+                .iter()
+                .filter(|r| deployment.template["Parameters"][r.as_str()]["Type"] == "CommaDelimitedList")
+                .cloned()
+                .collect();
+            for list in lists {
+                resources.remove(&list);
+                let values =
+                    deployment.template["Parameters"][&list]["Default"].as_str().unwrap_or_default().to_owned();
+                resources.extend(values.split(',').filter(|v| !v.is_empty()).map(str::to_owned));
+            }
             // ARN patterns (SSM parameters), evaluated the way CloudFormation would.
             let listed = match &statement["Resource"] {
                 Value::Array(items) => items.clone(),
@@ -240,7 +273,7 @@ fn metric(output: &str, name: &str, dimensions: &[(&str, &str)]) -> (f64, usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_signed() {
-    let deployment = Deployment::new().await;
+    let mut deployment = Deployment::new().await;
     let key = create_key(&deployment);
     // Only this test talks to moto while it runs (cargo runs one test binary at a time).
     recorder("reset-recording").await;
@@ -293,6 +326,27 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         api(&api_function, &key, "POST", "/api/subscriptions", Some(json!({"url": hook, "types": ["*"]}))).await;
     assert_eq!(status, 201, "{subscription}");
     let signing_secret = subscription["secret"].as_str().unwrap().to_owned();
+    // And an SQS queue and an EventBridge bus of the subscriber's, named by their ARNs.
+    let config = tidings_aws::sdk_config_for_endpoint(&moto()).await;
+    let bridge = aws_sdk_eventbridge::Client::new(&config);
+    let bus_arn = bridge
+        .create_event_bus()
+        .name(format!("e2e-bus-{}", std::process::id()))
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn
+        .unwrap();
+    let queue_name = format!("e2e-destination-{}", std::process::id());
+    let queue_url = deployment.sqs.create_queue().queue_name(&queue_name).send().await.unwrap().queue_url.unwrap();
+    let queue_arn = format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}");
+    let mut destination_secrets = Vec::new();
+    for arn in [&bus_arn, &queue_arn] {
+        let body = json!({"url": arn, "types": ["*"]});
+        let (status, created) = api(&api_function, &key, "POST", "/api/subscriptions", Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        destination_secrets.push(created["secret"].as_str().unwrap().to_owned());
+    }
 
     // Webhooks in. SendGrid retries its batch once: the same events, stored once below.
     let sendgrid_id = sendgrid["id"].as_str().unwrap();
@@ -378,7 +432,7 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
 
     // Fan-out delivers each stored event once, signed with the subscription's secret.
     let tasks = deployment.drain_bodies("DeliveriesQueue").await;
-    assert_eq!(tasks.len(), expected.len(), "one delivery task per stored event");
+    assert_eq!(tasks.len(), 3 * expected.len(), "one delivery task per stored event and subscription");
     let fanout = deployment.start("Fanout", &[("TIDINGS_ALLOW_NETWORKS", "127.0.0.0/8".into())]).await;
     let response = fanout.call(&sqs_batch("deliveries", "d", &tasks)).await;
     assert_eq!(response, json!({"batchItemFailures": []}));
@@ -403,6 +457,24 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     }
     assert_eq!(received.len(), expected.len(), "each event delivered once");
     assert_eq!(delivered, expected);
+    // The queue holds the same events, their signature in the message attributes.
+    let queue_key = standard_webhooks::secret_key(&destination_secrets[1]).unwrap();
+    let mut on_queue = BTreeSet::new();
+    for message in common::receive_all(&deployment.sqs, &queue_url).await {
+        let attributes = message.message_attributes().unwrap();
+        let attribute = |name: &str| attributes[name].string_value().unwrap_or_default().to_owned();
+        let body = message.body().unwrap();
+        assert!(standard_webhooks::verify_signature(
+            std::slice::from_ref(&queue_key),
+            &attribute("webhook-id"),
+            &attribute("webhook-timestamp"),
+            body.as_bytes(),
+            &attribute("webhook-signature"),
+        ));
+        let event: Value = serde_json::from_str(body).unwrap();
+        assert!(on_queue.insert(event["id"].as_str().unwrap().to_owned()), "each event queued once");
+    }
+    assert_eq!(on_queue, expected);
 
     // And the admin API reads them back.
     let (status, page) = api(&api_function, &key, "GET", "/api/events?limit=100", None).await;
@@ -441,8 +513,8 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     assert_eq!((stored, duplicates), (expected.len() as f64, (queued.len() - expected.len()) as f64));
     assert_eq!(metric(&processor.output(), "DeadLettered", &[("Queue", "events")]).0, 1.0);
     let delivered = metric(&fanout.output(), "Deliveries", &[("Outcome", "delivered")]);
-    assert_eq!(delivered.0, expected.len() as f64);
-    assert_eq!(metric(&fanout.output(), "DeliveryAttempt", &[("Outcome", "delivered")]).0, expected.len() as f64);
+    assert_eq!(delivered.0, 3.0 * expected.len() as f64, "to the endpoint, the bus and the queue");
+    assert_eq!(metric(&fanout.output(), "DeliveryAttempt", &[("Outcome", "delivered")]).0, 3.0 * expected.len() as f64);
 
     // The watch, as EventBridge Scheduler runs it: with thresholds low enough for these few
     // samples (set through the API), it announces crossings on the events queue, once each.
@@ -474,6 +546,11 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
     recorder("stop-recording").await;
     let started = ["Api", "IngestSendGrid", "IngestTwilio", "SesIntake", "Processor", "Fanout", "Watch"];
     let calls = recorded_calls(&recorder("download-recording").await, &deployment, &started);
+    // Deployed with the subscriber's bus and queue as the stack's destinations.
+    let destinations = [("EventBusDestinations", bus_arn.clone()), ("QueueDestinations", queue_arn.clone())];
+    for (parameter, arn) in &destinations {
+        deployment.template["Parameters"][*parameter]["Default"] = json!(arn);
+    }
     let denied: Vec<String> = calls
         .iter()
         .filter(|c| !granted(&deployment, c))
@@ -490,10 +567,20 @@ async fn webhooks_through_the_function_binaries_are_stored_once_and_delivered_si
         ("Watch", "dynamodb:PutItem", "Table"),
         ("Watch", "sqs:SendMessageBatch", "EventsQueue"),
         ("IngestTwilio", "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter{}"),
+        ("Fanout", "events:PutEvents", &bus_arn),
+        ("Fanout", "sqs:SendMessage", &queue_arn),
     ] {
         let resource = resource.replace("{}", &parameter);
         let call = Call { function: function.into(), action: action.into(), resource };
         assert!(calls.contains(&call), "no {call:?} recorded; the check above would be vacuous: {calls:#?}");
+    }
+    // Deployed without them (the default), the fan-out may send to neither.
+    for (parameter, _) in &destinations {
+        deployment.template["Parameters"][*parameter]["Default"] = json!("");
+    }
+    for (action, arn) in [("events:PutEvents", &bus_arn), ("sqs:SendMessage", &queue_arn)] {
+        let call = Call { function: "Fanout".into(), action: action.into(), resource: arn.clone() };
+        assert!(!granted(&deployment, &call), "{action} on {arn} granted without the parameter");
     }
 
     // The functions logged what they did, and no secret: not the API key, not the

@@ -58,22 +58,6 @@ fn fanout(db: &Sqlite) -> Fanout<Sqlite, Sqlite, tidings_fanout::Deliverer> {
     Fanout::new(db.clone(), db.clone(), tidings_fanout::Deliverer::new(loopback, Duration::from_secs(5)).unwrap())
 }
 
-fn store_events(count: usize, prefix: &str) -> Vec<tidings_core::ports::QueuedEvent> {
-    (0..count)
-        .map(|i| {
-            let message = format!("{prefix}{i}");
-            tidings_tests::event(
-                "ws_default",
-                tidings_core::Status::Delivered,
-                &message,
-                "a@example.com",
-                i as i64,
-                &message,
-            )
-        })
-        .collect()
-}
-
 /// One fan-out instance working the deliveries queue as the SQS event source drives the
 /// function: a batch of up to ten, delivered, each message settled, until `done` says stop.
 async fn work(db: Sqlite, done: impl Fn() -> bool) {
@@ -108,7 +92,7 @@ async fn a_rate_limit_holds_across_two_fan_out_instances_for_a_200_event_replay_
     subscription.pacing = Pacing { rate_limit: Some(10), max_in_flight: Some(5), ..Pacing::default() };
     db.put_subscription(&subscription).await.unwrap();
     let expires = Timestamp::from_unix_seconds(Timestamp::now().unix_seconds() + 86_400).unwrap();
-    let events = store_events(200, "m");
+    let events = tidings_tests::delivered_events("ws_default", 200, "m");
     let batch: Vec<_> = events.iter().map(|e| (e, tidings_core::ports::Expiry::from(expires))).collect();
     for result in db.record_batch(&batch).await {
         result.unwrap();
@@ -219,7 +203,7 @@ async fn a_circuit_opens_after_five_failures_probes_once_and_closes_announcing_e
     db.put_subscription(&flaky).await.unwrap();
     db.put_subscription(&watcher).await.unwrap();
     let processor = Processor::with_fanout(db.clone(), db.clone(), 90);
-    let events = store_events(8, "c");
+    let events = tidings_tests::delivered_events("ws_default", 8, "c");
     let tasks: Vec<String> =
         events.iter().map(|e| serde_json::to_string(&DeliveryTask::new(&flaky, &e.event)).unwrap()).collect();
     let mut queue = Rounds::new(&db, &tasks);
@@ -294,7 +278,7 @@ async fn a_failure_rate_over_its_window_opens_the_circuit_where_no_run_of_failur
         ..Pacing::default()
     };
     db.put_subscription(&flaky).await.unwrap();
-    let events = store_events(10, "r");
+    let events = tidings_tests::delivered_events("ws_default", 10, "r");
     let tasks: Vec<String> =
         events.iter().map(|e| serde_json::to_string(&DeliveryTask::new(&flaky, &e.event)).unwrap()).collect();
     let mut queue = Rounds::new(&db, &tasks);

@@ -366,8 +366,8 @@ pub async fn subscriber() -> (String, Received) {
     (format!("http://{address}/hook"), received)
 }
 
-/// A template value, its `Fn::If` decided by the parameters' defaults (`Fn::Equals` of a `Ref`
-/// and a string, `Fn::Not`: what this template's conditions use).
+/// A template value, its `Fn::If` decided by the parameters' defaults (`Fn::Equals` of a `Ref`,
+/// or of a list's `Fn::Join`, and a string; `Fn::Not`: what this template's conditions use).
 pub fn if_with_defaults<'a>(template: &Value, value: &'a Value) -> &'a Value {
     fn holds(template: &Value, condition: &Value) -> bool {
         if let Some(name) = condition.as_str() {
@@ -376,9 +376,14 @@ pub fn if_with_defaults<'a>(template: &Value, value: &'a Value) -> &'a Value {
         if let Some([inner]) = condition["Fn::Not"].as_array().map(Vec::as_slice) {
             return !holds(template, inner);
         }
-        let operand = |v: &Value| match v["Ref"].as_str() {
-            Some(parameter) => template["Parameters"][parameter]["Default"].clone(),
-            None => v.clone(),
+        // A list parameter is tested joined (`Fn::Join` of its `Ref`); its default is the
+        // joined text already.
+        let operand = |v: &Value| {
+            let v = v["Fn::Join"].get(1).unwrap_or(v);
+            match v["Ref"].as_str() {
+                Some(parameter) => template["Parameters"][parameter]["Default"].clone(),
+                None => v.clone(),
+            }
         };
         match condition["Fn::Equals"].as_array().map(Vec::as_slice) {
             Some([a, b]) => operand(a) == operand(b),

@@ -117,6 +117,8 @@ pub(super) async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S,
             label { "Rate limit per second (optional)" input type="number" name="rate_limit" min="1" max="10000"; }
             label { "Max in flight (optional)" input type="number" name="max_in_flight" min="1" max="1000"; }
             label { "Circuit opens after failures in a row" input type="number" name="circuit_failures" min="1" max="1000" placeholder="5"; }
+            label { "or after this % of attempts failed (optional)" input type="number" name="circuit_failure_rate" min="1" max="100"; }
+            label { "within seconds" input type="number" name="circuit_window_seconds" min="10" max="86400" placeholder="300"; }
             label { "Extra header (optional)" input name="header" placeholder="Authorization: Basic …" autocomplete="off"; }
             label { "Description" input name="description"; }
             button.primary type="submit" { "Create" }
@@ -155,6 +157,10 @@ pub(super) struct NewSubscriptionForm {
     #[serde(default)]
     circuit_failures: String,
     #[serde(default)]
+    circuit_failure_rate: String,
+    #[serde(default)]
+    circuit_window_seconds: String,
+    #[serde(default)]
     description: String,
 }
 
@@ -183,8 +189,8 @@ pub(super) async fn create_subscription<S: Store, Q: Queue>(
         rate_limit: optional_number("rate_limit", &form.rate_limit)?,
         max_in_flight: optional_number("max_in_flight", &form.max_in_flight)?,
         circuit_failures: optional_number("circuit_failures", &form.circuit_failures)?,
-        circuit_failure_rate: None,
-        circuit_window_seconds: None,
+        circuit_failure_rate: optional_number("circuit_failure_rate", &form.circuit_failure_rate)?,
+        circuit_window_seconds: optional_number("circuit_window_seconds", &form.circuit_window_seconds)?,
     };
     let (subscription, secret) = crate::new_subscription(session.workspace.clone(), new)?;
     shared.store.put_subscription(&subscription).await?;

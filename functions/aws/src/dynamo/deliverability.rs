@@ -158,16 +158,31 @@ impl DynamoStore {
         read: u64,
         body: String,
     ) -> Result<bool, StoreError> {
+        self.put_versioned_until(pk, sk, read, body, None).await
+    }
+
+    /// [`DynamoStore::put_versioned`], the item expiring at `ttl` (epoch seconds) when given.
+    pub(super) async fn put_versioned_until(
+        &self,
+        pk: String,
+        sk: &str,
+        read: u64,
+        body: String,
+        ttl: Option<i64>,
+    ) -> Result<bool, StoreError> {
         let read = i64::try_from(read)
             .ok()
             .filter(|v| *v < i64::MAX)
             .ok_or_else(|| StoreError::refused("version out of range"))?;
-        let item: Item = HashMap::from([
+        let mut item: Item = HashMap::from([
             ("PK".to_owned(), s(pk)),
             ("SK".to_owned(), s(sk)),
             ("d".to_owned(), s(body)),
             ("v".to_owned(), n(read + 1)),
         ]);
+        if let Some(ttl) = ttl {
+            item.insert("ttl".to_owned(), n(ttl));
+        }
         let (condition, values) = version_condition(read);
         self.put_if(item, condition, values).await
     }
@@ -338,18 +353,7 @@ impl tidings_core::ports::PaceStore for DynamoStore {
         state: &tidings_core::pacing::PaceState,
         read: u64,
     ) -> Result<bool, StoreError> {
-        let read = i64::try_from(read)
-            .ok()
-            .filter(|v| *v < i64::MAX)
-            .ok_or_else(|| StoreError::refused("version out of range"))?;
-        let item: Item = HashMap::from([
-            ("PK".to_owned(), s(pace_pk(workspace, subscription))),
-            ("SK".to_owned(), s("PACE")),
-            ("d".to_owned(), s(to_json(state)?)),
-            ("v".to_owned(), n(read + 1)),
-            ("ttl".to_owned(), n(Timestamp::now().unix_seconds() + PACE_KEPT_SECONDS)),
-        ]);
-        let (condition, values) = version_condition(read);
-        self.put_if(item, condition, values).await
+        let ttl = Timestamp::now().unix_seconds() + PACE_KEPT_SECONDS;
+        self.put_versioned_until(pace_pk(workspace, subscription), "PACE", read, to_json(state)?, Some(ttl)).await
     }
 }
