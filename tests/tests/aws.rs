@@ -60,6 +60,18 @@ impl Aws {
         (SqsQueues::new(self.sqs.clone(), urls), url, dlq)
     }
 
+    /// An events queue and a deliveries queue, and one `SqsQueues` that knows both, as the
+    /// functions' environment gives them: (queues, events URL, deliveries URL).
+    async fn pipeline_queues(&self) -> (SqsQueues, String, String) {
+        let (_, events_url, _) = self.queues().await;
+        let (_, deliveries_url, _) = self.queues().await;
+        let urls = QueueUrls {
+            queues: [(QueueName::Events, events_url.clone()), (QueueName::Deliveries, deliveries_url.clone())].into(),
+            dead_letters: Default::default(),
+        };
+        (SqsQueues::new(self.sqs.clone(), urls), events_url, deliveries_url)
+    }
+
     /// Receives everything on `url` (what the SQS event source does for a Lambda).
     async fn receive_all(&self, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         common::receive_all(&self.sqs, url).await
@@ -302,14 +314,7 @@ async fn fan_out_on_dynamodb_and_sqs_delivers_each_matching_event_once() {
     use std::sync::{Arc, Mutex};
     let aws = aws().await;
     let store = aws.store().await;
-    let (_, events_url, _) = aws.queues().await;
-    let (_, deliveries_url, _) = aws.queues().await;
-    // One SqsQueues that knows both queues, as the functions' environment gives them.
-    let urls = QueueUrls {
-        queues: [(QueueName::Events, events_url.clone()), (QueueName::Deliveries, deliveries_url.clone())].into(),
-        dead_letters: Default::default(),
-    };
-    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+    let (queues, events_url, deliveries_url) = aws.pipeline_queues().await;
 
     let received: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = received.clone();
@@ -765,13 +770,7 @@ async fn eventbridge_and_sqs_destinations_receive_what_https_would_have_delivere
     let config = tidings_aws::sdk_config_for_endpoint(&endpoint()).await;
     let events = aws_sdk_eventbridge::Client::new(&config);
     let store = aws.store().await;
-    let (_, events_url, _) = aws.queues().await;
-    let (_, deliveries_url, _) = aws.queues().await;
-    let urls = QueueUrls {
-        queues: [(QueueName::Events, events_url.clone()), (QueueName::Deliveries, deliveries_url.clone())].into(),
-        dead_letters: Default::default(),
-    };
-    let queues = SqsQueues::new(aws.sqs.clone(), urls);
+    let (queues, events_url, deliveries_url) = aws.pipeline_queues().await;
 
     // The destinations: a standard queue, a FIFO queue, and a bus whose rule sends what tidings
     // puts on it to a third queue, where the test reads it.

@@ -47,6 +47,15 @@ async fn subscribers() -> (SocketAddr, Received) {
     (addr, received)
 }
 
+/// `POST /api/subscriptions` with `body`, with the default workspace's key.
+fn new_subscription(body: Value) -> Request<Body> {
+    Request::post("/api/subscriptions")
+        .header("Authorization", "Bearer key-default")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
 /// A deliveries-queue message as the fan-out is handed it.
 fn task_message<'a>(id: &'a str, body: &'a str, receive_count: u32) -> tidings_core::pipeline::QueuedTask<'a> {
     tidings_core::pipeline::QueuedTask { id, body, receive_count }
@@ -84,13 +93,7 @@ async fn matching_events_are_delivered_signed_once_and_a_gone_subscriber_is_disa
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
     let (addr, received) = subscribers().await;
-    let api = |body: Value| {
-        Request::post("/api/subscriptions")
-            .header("Authorization", "Bearer key-default")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
+    let api = new_subscription;
     let (status, bounced) = f.call(api(json!({"url": format!("http://{addr}/hook"), "types": ["*.bounced"]}))).await;
     assert_eq!(status, StatusCode::CREATED, "{bounced}");
     let secret = bounced["secret"].as_str().unwrap().to_owned();
@@ -234,13 +237,7 @@ async fn exhausted_retries_are_announced_to_others_but_never_to_the_failing_subs
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
     let (addr, received) = subscribers().await;
-    let api = |body: Value| {
-        Request::post("/api/subscriptions")
-            .header("Authorization", "Bearer key-default")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
+    let api = new_subscription;
     // The failing subscriber also asks for delivery.*: it must not be fed its own failures.
     let (_, failing) =
         f.call(api(json!({"url": format!("http://{addr}/fail"), "types": ["email.bounced", "delivery.*"]}))).await;
@@ -313,13 +310,7 @@ async fn a_failing_subscriber_is_retried_on_schedule_and_disabled_after_five_day
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
     let (addr, received) = subscribers().await;
-    let create = |body: Value| {
-        Request::post("/api/subscriptions")
-            .header("Authorization", "Bearer key-default")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
+    let create = new_subscription;
     let (_, failing) = f.call(create(json!({"url": format!("http://{addr}/fail"), "types": ["email.bounced"]}))).await;
     let (_, ditto) = f
         .call(create(json!({"url": format!("http://{addr}/hook"), "types": ["email.bounced"], "format": "dittofeed"})))
@@ -373,11 +364,7 @@ async fn a_delivery_task_carrying_another_workspace_s_event_is_refused_and_sends
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
     let (addr, received) = subscribers().await;
-    let create = Request::post("/api/subscriptions")
-        .header("Authorization", "Bearer key-default")
-        .header("content-type", "application/json")
-        .body(Body::from(json!({"url": format!("http://{addr}/hook"), "types": ["*"]}).to_string()))
-        .unwrap();
+    let create = new_subscription(json!({"url": format!("http://{addr}/hook"), "types": ["*"]}));
     let (_, created) = f.call(create).await;
     let loopback = Guard::allowing(vec!["127.0.0.0/8".parse().unwrap()]);
     let fanout = Fanout::new(
@@ -720,13 +707,7 @@ async fn deliveries_carry_the_message_state_and_the_highest_version_is_the_true_
 async fn the_api_checks_destinations_pace_and_circuit_naming_the_field() {
     let db = Sqlite::in_memory().unwrap();
     let f = fixture(db.clone(), db.clone()).await;
-    let create = |body: Value| {
-        Request::post("/api/subscriptions")
-            .header("Authorization", "Bearer key-default")
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
+    let create = new_subscription;
     let queue = "arn:aws:sqs:us-east-1:123456789012:orders.fifo";
     for (body, field, reason) in [
         (json!({"url": "arn:aws:sns:us-east-1:123456789012:t", "types": ["*"]}), "url", "not a destination"),
