@@ -385,7 +385,7 @@ async fn the_console_makes_paced_subscriptions_to_queues_and_shows_their_circuit
     };
     let refused = make("0").await;
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
-    assert!(refused.body.contains("rate_limit must be between 1 and 10000"), "{}", refused.body);
+    assert!(refused.body.contains("rate_limit must be between 1 and 500"), "{}", refused.body);
     assert!(make("ten").await.body.contains("rate_limit: &quot;ten&quot; is not a whole number"));
     let created = make("10").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);

@@ -713,8 +713,8 @@ async fn the_api_checks_destinations_pace_and_circuit_naming_the_field() {
         (json!({"url": "arn:aws:sns:us-east-1:123456789012:t", "types": ["*"]}), "url", "not a destination"),
         (json!({"url": queue, "types": ["*"], "format": "dittofeed"}), "format", "canonical event"),
         (json!({"url": queue, "types": ["*"], "headers": ["X-Key: k"]}), "headers", "only an https destination"),
-        (json!({"url": queue, "types": ["*"], "rate_limit": 0}), "rate_limit", "between 1 and 10000"),
-        (json!({"url": queue, "types": ["*"], "max_in_flight": 5000}), "max_in_flight", "between 1 and 1000"),
+        (json!({"url": queue, "types": ["*"], "rate_limit": 0}), "rate_limit", "between 1 and 500"),
+        (json!({"url": queue, "types": ["*"], "max_in_flight": 500}), "max_in_flight", "between 1 and 100"),
         (json!({"url": queue, "types": ["*"], "circuit_window_seconds": 60}), "circuit_window_seconds", "not set"),
         (json!({"url": queue, "types": ["*"], "circuit_failure_rate": 0}), "circuit_failure_rate", "between 1 and 100"),
     ] {

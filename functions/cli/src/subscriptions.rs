@@ -84,10 +84,10 @@ enum Command {
 /// Pace and circuit settings of a new subscription; the API checks their bounds.
 #[derive(clap::Args)]
 struct PacingArgs {
-    /// Deliveries started per second at most, across every fan-out instance (1 to 10000).
+    /// Deliveries started per second at most, across every fan-out instance (1 to 500).
     #[arg(long)]
     rate_limit: Option<u32>,
-    /// Deliveries awaiting the subscriber's answer at most (1 to 1000).
+    /// Deliveries awaiting the subscriber's answer at most (1 to 100).
     #[arg(long)]
     max_in_flight: Option<u32>,
     /// Consecutive failed attempts that open the circuit (default 5).

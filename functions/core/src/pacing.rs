@@ -24,10 +24,13 @@ use serde::{Deserialize, Serialize};
 use crate::invalid::Invalid;
 use crate::timestamp::Timestamp;
 
-/// The highest rate limit, in deliveries per second.
-pub const MAX_RATE: u32 = 10_000;
-/// The most deliveries a subscription may allow in flight.
-pub const MAX_IN_FLIGHT: u32 = 1_000;
+/// The highest rate limit, in deliveries per second: a subscription's pace is one stored item,
+/// written once per delivery (twice with an in-flight cap), and DynamoDB gives one item at most
+/// 1,000 writes per second. A subscriber that takes more needs no limit.
+pub const MAX_RATE: u32 = 500;
+/// The most deliveries a subscription may allow in flight: each holds a place in the pace item
+/// (about 60 bytes), and a write is billed by the item's size (a unit per KB).
+pub const MAX_IN_FLIGHT: u32 = 100;
 /// Consecutive failed attempts that open a circuit unless the subscription says otherwise.
 pub const DEFAULT_CIRCUIT_FAILURES: u32 = 5;
 /// The most consecutive failures a subscription may ask for before its circuit opens.
@@ -54,10 +57,10 @@ pub const PROBE_LEASE: Duration = Duration::from_secs(60);
 /// a subscription that sets none is delivered as fast as its subscriber answers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pacing {
-    /// Deliveries started per second at most, across every fan-out instance (1 to 10000).
+    /// Deliveries started per second at most, across every fan-out instance (1 to 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<u32>,
-    /// Deliveries awaiting their answer at most, across every fan-out instance (1 to 1000).
+    /// Deliveries awaiting their answer at most, across every fan-out instance (1 to 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
     /// Consecutive failed attempts that open the circuit (1 to 1000; default 5).
@@ -308,8 +311,8 @@ mod tests {
         assert!(Pacing::default().validate().is_ok());
         let refused = Pacing { rate_limit: Some(0), ..Pacing::default() }.validate().unwrap_err();
         assert_eq!(refused.field, "rate_limit");
-        let refused = Pacing { max_in_flight: Some(1_001), ..Pacing::default() }.validate().unwrap_err();
-        assert!(refused.reason.contains("between 1 and 1000"), "{}", refused.reason);
+        let refused = Pacing { max_in_flight: Some(101), ..Pacing::default() }.validate().unwrap_err();
+        assert!(refused.reason.contains("between 1 and 100,"), "{}", refused.reason);
         let refused = Pacing { circuit_window_seconds: Some(60), ..Pacing::default() }.validate().unwrap_err();
         assert_eq!(refused.field, "circuit_window_seconds");
         assert!(Pacing { circuit_failure_rate: Some(101), ..Pacing::default() }.validate().is_err());

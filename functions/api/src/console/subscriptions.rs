@@ -114,8 +114,8 @@ pub(super) async fn subscriptions<S: Store, Q: Queue>(State(shared): AppState<S,
                 }
             }
             label { "Filter (optional)" input name="filter" placeholder="data.bounce.kind == \"hard\"" size="40"; }
-            label { "Rate limit per second (optional)" input type="number" name="rate_limit" min="1" max="10000"; }
-            label { "Max in flight (optional)" input type="number" name="max_in_flight" min="1" max="1000"; }
+            label { "Rate limit per second (optional)" input type="number" name="rate_limit" min="1" max="500"; }
+            label { "Max in flight (optional)" input type="number" name="max_in_flight" min="1" max="100"; }
             label { "Circuit opens after failures in a row" input type="number" name="circuit_failures" min="1" max="1000" placeholder="5"; }
             label { "or after this % of attempts failed (optional)" input type="number" name="circuit_failure_rate" min="1" max="100"; }
             label { "within seconds" input type="number" name="circuit_window_seconds" min="10" max="86400" placeholder="300"; }

@@ -62,14 +62,14 @@ pub(crate) struct NewSubscription {
     pub(crate) headers: Vec<String>,
     #[serde(default)]
     pub(crate) description: String,
-    /// Deliveries started per second at most, across every fan-out instance (1 to 10000); those
+    /// Deliveries started per second at most, across every fan-out instance (1 to 500); those
     /// beyond it wait their turn. No limit when absent.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 10_000))]
+    #[schemars(range(min = 1, max = 500))]
     pub(crate) rate_limit: Option<u32>,
-    /// Deliveries awaiting the subscriber's answer at most (1 to 1000). No cap when absent.
+    /// Deliveries awaiting the subscriber's answer at most (1 to 100). No cap when absent.
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1_000))]
+    #[schemars(range(min = 1, max = 100))]
     pub(crate) max_in_flight: Option<u32>,
     /// Consecutive failed attempts that open the circuit (1 to 1000; default 5).
     #[serde(default)]
