@@ -126,6 +126,29 @@ proptest! {
         let sample = samples().iter().find(|s| s.provider == provider).unwrap();
         check(provider, &sample.body, &headers, Transport::Http);
     }
+
+    /// What an admin writes as a subscription's destination and filter: refused with a reason
+    /// naming the field, or read, never a panic; ARN-shaped text included.
+    #[test]
+    fn subscription_destinations_and_filters(
+        text in ".{0,200}",
+        parts in prop::collection::vec("[a-z0-9./:_-]{0,24}", 0..7),
+    ) {
+        for url in [text.clone(), format!("arn:{}", parts.join(":"))] {
+            match tidings_core::destination::Destination::parse(&url) {
+                Ok(tidings_core::destination::Destination::Aws(target)) => {
+                    prop_assert!(target.arn == url && !target.name.is_empty());
+                    let id = tidings_core::destination::fifo_id(&url);
+                    prop_assert!(!id.is_empty() && id.len() <= 128);
+                }
+                Ok(_) => {}
+                Err(refused) => prop_assert_eq!(refused.field, "url"),
+            }
+        }
+        if let Err(refused) = tidings_core::filter::Filter::parse(&text) {
+            prop_assert_eq!(refused.field, "filter");
+        }
+    }
 }
 
 #[test]
