@@ -13,8 +13,12 @@
 //! ```
 //!
 //! Arguments: events per webhook (default 1000), webhooks (default 1), `1` when the workspace
-//! has erased someone first (default 0), and the subscription's destination: `https` (the
-//! default), `eventbridge`, `sqs` or `sqs-fifo`.
+//! has erased someone first (default 0), the subscriptions' destination: `https` (the
+//! default), `eventbridge`, `sqs` or `sqs-fifo`, and how many subscriptions take every event
+//! (default 1).
+//!
+//! It ends with the partition model: the capacity units every partition key of the table and
+//! its indexes received, per event, scaled to 1,000, 10,000 and 50,000 events per second.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -206,6 +210,7 @@ async fn main() {
     // looked up by hash.
     let after_erasure = number(2, 0) == 1;
     let destination = arguments.get(3).map_or("https", String::as_str).to_owned();
+    let subscriptions = number(4, 1).max(1);
     let endpoint = std::env::var("TIDINGS_MOTO_ENDPOINT").expect("set TIDINGS_MOTO_ENDPOINT to a moto server");
     let config = tidings_aws::sdk_config_for_endpoint(&endpoint).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
@@ -273,8 +278,11 @@ async fn main() {
         }
         other => panic!("destination {other:?}: https, eventbridge, sqs or sqs-fifo"),
     };
-    let subscription = tidings_tests::subscription_to("ws_cost", "sub_cost", &url, &["*"]);
-    store.put_subscription(&subscription).await.expect("subscription");
+    for i in 0..subscriptions {
+        let id = if i == 0 { "sub_cost".to_owned() } else { format!("sub_cost{i}") };
+        let subscription = tidings_tests::subscription_to("ws_cost", &id, &url, &["*"]);
+        store.put_subscription(&subscription).await.expect("subscription");
+    }
     if after_erasure {
         tidings_core::pipeline::erase_recipient(&store, "ws_cost", "someone.else@example.org", now)
             .await
@@ -303,8 +311,9 @@ async fn main() {
     let events = (per_webhook * webhooks) as f64;
     let erased = if after_erasure { "; the workspace has erased a recipient" } else { "" };
     println!(
-        "{webhooks} SendGrid webhook(s) of {per_webhook} event(s); one subscription ({destination}) for every event{erased}\n"
+        "{webhooks} SendGrid webhook(s) of {per_webhook} event(s); {subscriptions} subscription(s) ({destination}) for every event{erased}\n"
     );
+    let partitions_before = store.partitions();
 
     for round in ["first delivery", "the same webhooks again (a provider's retries)"] {
         let meter = Meter::start(&store, &queues);
@@ -350,6 +359,79 @@ async fn main() {
             events,
             per_webhook,
             &[("ingest", &ingest_stage), ("processor", &processor_stage), ("fan-out", &fanout_stage)],
+        );
+        if round == "first delivery" {
+            partition_model(&partitions_before, &store.partitions(), events);
+        }
+    }
+}
+
+/// DynamoDB's limits on one partition, per second.
+const PARTITION_WRITE_UNITS: f64 = 1_000.0;
+const PARTITION_READ_UNITS: f64 = 3_000.0;
+/// A key that took at least this share of the workload's events grows with the event rate
+/// (a workspace's day index, its suppression list, a subscription): its load is its units per
+/// event times the rate. A key below it belongs to a few events (a message, an event, a
+/// recipient, a delivery): more events per second are more such keys, not more on one.
+const SHARED_KEY_SHARE: f64 = 0.05;
+
+/// A partition key (index and value), its write and read units per event, and whether its load
+/// grows with the event rate.
+type KeyLoad = (String, f64, f64, bool);
+
+/// The partition model: each key's units per event in the first round, and at 1,000, 10,000 and
+/// 50,000 events per second the load on the hottest keys against DynamoDB's per-partition limits.
+fn partition_model(
+    before: &BTreeMap<(&'static str, String), tidings_aws::dynamo::PartitionLoad>,
+    after: &BTreeMap<(&'static str, String), tidings_aws::dynamo::PartitionLoad>,
+    events: f64,
+) {
+    let mut keys: Vec<KeyLoad> = Vec::new();
+    let (mut total_writes, mut total_reads) = (0.0, 0.0);
+    for ((target, pk), load) in after {
+        let earlier = before.get(&(*target, pk.clone())).copied().unwrap_or_default();
+        let writes = (load.write_units - earlier.write_units) as f64 / events;
+        let reads = (load.read_half_units - earlier.read_half_units) as f64 / 2.0 / events;
+        if writes == 0.0 && reads == 0.0 {
+            continue;
+        }
+        total_writes += writes;
+        total_reads += reads;
+        let shared = writes.max(reads) >= SHARED_KEY_SHARE;
+        keys.push((format!("{target} {pk}"), writes, reads, shared));
+    }
+    keys.sort_by(|a, b| (b.1 + b.2 / 3.0).total_cmp(&(a.1 + a.2 / 3.0)));
+    println!("\n### Partition model: units per event on the busiest keys ({} keys in all)\n", keys.len());
+    println!("| partition key | write units per event | read units per event | grows with the rate |");
+    println!("|---|---|---|---|");
+    for (key, writes, reads, shared) in keys.iter().take(12) {
+        println!("| `{key}` | {writes:.4} | {reads:.4} | {} |", if *shared { "yes" } else { "no" });
+    }
+    let hottest = keys.iter().filter(|k| k.3).map(|k| k.1).fold(0.0, f64::max);
+    println!(
+        "\nThe hottest key takes {:.0}% of all write units ({total_writes:.2} per event) and the hottest read key {:.0}% of all read units ({total_reads:.2} per event).\n",
+        100.0 * hottest / total_writes.max(f64::MIN_POSITIVE),
+        100.0 * keys.iter().filter(|k| k.3).map(|k| k.2).fold(0.0, f64::max) / total_reads.max(f64::MIN_POSITIVE)
+    );
+    println!(
+        "| events/s | hottest write key | its WCU/s | hottest read key | its RCU/s | keys over a partition's 1,000 WCU or 3,000 RCU |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for rate in [1_000.0, 10_000.0, 50_000.0] {
+        let load = |per_event: f64, shared: bool| if shared { per_event * rate } else { per_event };
+        let by = |pick: &dyn Fn(&KeyLoad) -> f64| {
+            keys.iter().max_by(|a, b| pick(a).total_cmp(&pick(b))).map(|k| (k.0.clone(), pick(k))).unwrap_or_default()
+        };
+        let (write_key, writes) = by(&|k| load(k.1, k.3));
+        let (read_key, reads) = by(&|k| load(k.2, k.3));
+        let over: Vec<&str> = keys
+            .iter()
+            .filter(|k| load(k.1, k.3) > PARTITION_WRITE_UNITS || load(k.2, k.3) > PARTITION_READ_UNITS)
+            .map(|k| k.0.as_str())
+            .collect();
+        println!(
+            "| {rate:.0} | `{write_key}` | {writes:.0} | `{read_key}` | {reads:.0} | {} |",
+            if over.is_empty() { "none".to_owned() } else { over.join(", ") }
         );
     }
 }

@@ -145,8 +145,7 @@ impl DynamoStore {
                     Err(classify("UpdateItem", &e))
                 }
             })?;
-        self.usage.request("UpdateItem");
-        self.usage.write(1);
+        self.usage.wrote("UpdateItem", "WATCH", 1);
         Ok(())
     }
 

@@ -49,8 +49,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("UpdateItem", &e))?;
-        self.usage.request("UpdateItem");
-        self.usage.write(1);
+        self.usage.wrote("UpdateItem", &days_pk(ws), 1);
         self.mark_watched(ws, &key.1).await?;
         if let Ok(mut marked) = self.marked_days.lock() {
             if marked.len() >= MARKED_DAYS_CACHE {

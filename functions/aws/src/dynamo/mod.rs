@@ -91,6 +91,17 @@ pub struct Usage {
     requests: Mutex<BTreeMap<&'static str, u64>>,
     write_units: AtomicU64,
     read_half_units: AtomicU64,
+    /// The same units by the partition they land on: (`table`, `GSI1` or `GSI2`; partition
+    /// key value). The partition model in BENCHMARKS.md is built from these.
+    partitions: Mutex<BTreeMap<(&'static str, String), PartitionLoad>>,
+}
+
+/// Capacity units one partition key received.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionLoad {
+    pub write_units: u64,
+    /// Read units × 2, as [`UsageSnapshot::read_half_units`].
+    pub read_half_units: u64,
 }
 
 /// A copy of [`Usage`] at one moment.
@@ -124,6 +135,47 @@ impl Usage {
         self.read_half_units.fetch_add(half_units, Ordering::Relaxed);
     }
 
+    /// A write of `units` to the table's partition `pk`.
+    fn wrote(&self, operation: &'static str, pk: &str, units: u64) {
+        self.request(operation);
+        self.write(units);
+        self.load("table", pk, units, 0);
+    }
+
+    /// A write of `item`: its units on its table partition and on each index partition it is in.
+    fn wrote_item(&self, operation: &'static str, item: &Item) {
+        self.request(operation);
+        self.write(write_units(item));
+        let base = item_size(item).div_ceil(1024).max(1) as u64;
+        let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        self.load("table", &key("PK"), base, 0);
+        for (index, attribute) in [("GSI1", "GSI1PK"), ("GSI2", "GSI2PK")] {
+            if item.contains_key(attribute) {
+                self.load(index, &key(attribute), base, 0);
+            }
+        }
+    }
+
+    /// A read of `units` from partition `pk` of `target` (`table`, `GSI1`, `GSI2`).
+    fn read_from(&self, operation: &'static str, target: &'static str, pk: &str, units: u64, consistent: bool) {
+        self.request(operation);
+        self.read(units, consistent);
+        self.load(target, pk, 0, if consistent { units * 2 } else { units });
+    }
+
+    fn load(&self, target: &'static str, pk: &str, write_units: u64, read_half_units: u64) {
+        if let Ok(mut partitions) = self.partitions.lock() {
+            let load = partitions.entry((target, pk.to_owned())).or_default();
+            load.write_units += write_units;
+            load.read_half_units += read_half_units;
+        }
+    }
+
+    /// Every partition key written or read so far, with its units.
+    pub fn partitions(&self) -> BTreeMap<(&'static str, String), PartitionLoad> {
+        self.partitions.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
     pub fn snapshot(&self) -> UsageSnapshot {
         UsageSnapshot {
             requests: self.requests.lock().map(|r| r.clone()).unwrap_or_default(),
@@ -153,7 +205,7 @@ fn value_size(value: &AttributeValue) -> usize {
 
 /// Write units of one item write: 1 per started KB, and the same again for each index the
 /// item appears in (projected size; the projections here are keys plus `d` and `t`).
-fn write_units(item: &Item) -> u64 {
+pub(super) fn write_units(item: &Item) -> u64 {
     let base = item_size(item).div_ceil(1024).max(1) as u64;
     let indexes = ["GSI1PK", "GSI2PK"].iter().filter(|k| item.contains_key(**k)).count() as u64;
     base * (1 + indexes)
@@ -203,6 +255,12 @@ impl DynamoStore {
         self.usage.snapshot()
     }
 
+    /// The capacity units each partition key of the table and its indexes has received from
+    /// this store so far.
+    pub fn partitions(&self) -> BTreeMap<(&'static str, String), PartitionLoad> {
+        self.usage.partitions()
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -223,14 +281,13 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("GetItem", &e))?;
-        self.usage.request("GetItem");
-        self.usage.read(read_units(out.item.as_ref().map_or(0, item_size)), consistent);
+        let units = read_units(out.item.as_ref().map_or(0, item_size));
+        self.usage.read_from("GetItem", "table", pk, units, consistent);
         Ok(out.item)
     }
 
     async fn put(&self, item: Item) -> Result<(), StoreError> {
-        self.usage.request("PutItem");
-        self.usage.write(write_units(&item));
+        self.usage.wrote_item("PutItem", &item);
         self.client()
             .await
             .put_item()
@@ -250,8 +307,7 @@ impl DynamoStore {
         condition: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, StoreError> {
-        self.usage.request("PutItem");
-        self.usage.write(write_units(&item));
+        self.usage.wrote_item("PutItem", &item);
         let mut put =
             self.client().await.put_item().table_name(&self.table).set_item(Some(item)).condition_expression(condition);
         for (name, value) in values {
@@ -309,10 +365,16 @@ impl DynamoStore {
                 request = request.expression_attribute_values(*name, value.clone());
             }
             let page = request.send().await.map_err(|e| classify("Query", &e))?;
-            self.usage.request("Query");
             let items = page.items.unwrap_or_default();
             // Queries here are eventually consistent (the default; an index cannot be read otherwise).
-            self.usage.read(read_units(items.iter().map(item_size).sum()), false);
+            let partition = values.iter().find(|(name, _)| *name == ":pk").and_then(|(_, v)| v.as_s().ok());
+            let target = match index {
+                Some("GSI1") => "GSI1",
+                Some("GSI2") => "GSI2",
+                _ => "table",
+            };
+            let units = read_units(items.iter().map(item_size).sum());
+            self.usage.read_from("Query", target, partition.map_or("", String::as_str), units, false);
             for item in items {
                 if let Some(budget) = budget {
                     if budget.load(Ordering::Relaxed) == 0 {

@@ -35,8 +35,7 @@ const CONCURRENT_DELETES: usize = 16;
 impl DynamoStore {
     /// Deletes one item; whether it was there.
     async fn delete(&self, pk: String, sk: String) -> Result<bool, StoreError> {
-        self.usage.request("DeleteItem");
-        self.usage.write(1);
+        self.usage.wrote("DeleteItem", &pk, 1);
         let out = self
             .client()
             .await
@@ -185,8 +184,7 @@ impl PrivacyStore for DynamoStore {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        self.usage.request("UpdateItem");
-        self.usage.write(1);
+        self.usage.wrote("UpdateItem", &settings_pk(workspace), 1);
         if let Err(e) = updated
             && !e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception())
         {

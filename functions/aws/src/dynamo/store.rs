@@ -69,6 +69,7 @@ impl SourceStore for DynamoStore {
     }
 
     async fn delete_source(&self, workspace: &str, id: &str) -> Result<bool, StoreError> {
+        self.usage.wrote("DeleteItem", &format!("SRC#{id}"), 1);
         let result = self
             .client()
             .await
@@ -94,8 +95,7 @@ impl NonceStore for DynamoStore {
         let now = Timestamp::now().unix_seconds();
         // A nonce past its window may still be in the table (TTL deletion lags): overwrite it.
         // A small item: one write unit, refused or not.
-        self.usage.request("PutItem");
-        self.usage.write(1);
+        self.usage.wrote("PutItem", &pk, 1);
         let result = self
             .client()
             .await
@@ -211,6 +211,7 @@ impl EventStore for DynamoStore {
         entry.active = false;
         entry.as_of = Timestamp::now().max(entry.as_of);
         let version = number(&item, "v").unwrap_or(0);
+        self.usage.wrote("PutItem", &pk, super::write_units(&item));
         let result = self
             .client()
             .await
