@@ -19,7 +19,7 @@ use tidings_core::delivery::{Outcome, Response};
 use tidings_core::destination::{AwsKind, AwsTarget, fifo_id};
 use tidings_core::ports::{Publication, Publisher};
 
-use crate::LazyConfig;
+use crate::{LazyConfig, raw_status};
 
 /// The EventBridge `Source` of every event tidings puts on a bus.
 pub const EVENT_SOURCE: &str = "tidings";
@@ -188,11 +188,6 @@ fn status_of(code: &str, status: u16) -> Outcome {
         status
     };
     Outcome::Status { code, retry_after: None }
-}
-
-/// The status in a raw response's debug text (its type differs between SDK crates).
-fn raw_status(raw: &str) -> Option<u16> {
-    raw.split("status: StatusCode(").nth(1).and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok())
 }
 
 #[cfg(test)]

@@ -290,14 +290,15 @@ where
     if retryable { StoreError::unavailable(message) } else { StoreError::refused(message) }
 }
 
-/// Whether a raw response's debug text shows a 5xx or 429 status (the response type differs
-/// between SDK crates; its status is in its debug form either way).
+/// Whether a raw response's debug text shows a 5xx or 429 status.
 fn status_is_server_error(raw: &str) -> bool {
-    raw.split("status: StatusCode(")
-        .nth(1)
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse::<u16>().ok())
-        .is_some_and(|code| code >= 500 || code == 429)
+    raw_status(raw).is_some_and(|code| code >= 500 || code == 429)
+}
+
+/// The HTTP status in a raw response's debug text (the response type differs between SDK
+/// crates; its status is in its debug form either way).
+pub(crate) fn raw_status(raw: &str) -> Option<u16> {
+    raw.split("status: StatusCode(").nth(1).and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok())
 }
 
 /// SDK configuration for the usual AWS environment (credentials chain, region, `us-east-1` if

@@ -183,17 +183,13 @@ pub struct DeliveryTask {
     /// Attempts made under earlier queue messages of this task: a task that waits for its turn
     /// (a rate limit, an open circuit) goes back to the queue as a new message, whose receive
     /// count starts again. The attempt number is this plus the receive count.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::serde_util::is_zero")]
     pub attempts: u32,
     /// The queue message that holds the delivery's claim, when it is not this one: a task put
     /// back to wait keeps its claim under the message that took it, so its new message is not
     /// taken for a copy of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 impl DeliveryTask {

@@ -112,8 +112,13 @@ impl Pacing {
         self.circuit_failures.unwrap_or(DEFAULT_CIRCUIT_FAILURES)
     }
 
+    /// The failure-rate window, in seconds.
+    pub fn window_seconds(&self) -> u32 {
+        self.circuit_window_seconds.unwrap_or(DEFAULT_WINDOW_SECONDS)
+    }
+
     fn window(&self) -> Duration {
-        Duration::from_secs(u64::from(self.circuit_window_seconds.unwrap_or(DEFAULT_WINDOW_SECONDS)))
+        Duration::from_secs(u64::from(self.window_seconds()))
     }
 }
 
@@ -121,15 +126,11 @@ impl Pacing {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Circuit {
     /// Failed attempts since the last success.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "crate::serde_util::is_zero")]
     pub consecutive_failures: u32,
     /// Set while the circuit is open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open: Option<OpenCircuit>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// An open circuit.
@@ -179,10 +180,10 @@ impl Circuit {
     pub fn gate(&self, now: Timestamp) -> Gate {
         let Some(open) = &self.open else { return Gate::Closed };
         if now < open.probe_at {
-            return Gate::Wait(seconds_between(now, open.probe_at));
+            return Gate::Wait(duration_between(now, open.probe_at));
         }
         match open.probing_until {
-            Some(until) if now < until => Gate::Wait(seconds_between(now, until)),
+            Some(until) if now < until => Gate::Wait(duration_between(now, until)),
             _ => Gate::Probe,
         }
     }
@@ -199,7 +200,7 @@ impl Circuit {
     }
 }
 
-fn seconds_between(from: Timestamp, to: Timestamp) -> Duration {
+fn duration_between(from: Timestamp, to: Timestamp) -> Duration {
     let ms = to.unix_millis().saturating_sub(from.unix_millis()).max(0);
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

@@ -274,3 +274,8 @@ mod strict_tests {
         assert!(serde_json::from_str::<StrictValue>(r#"{"x":{"y":1,"y":1}}"#).is_err());
     }
 }
+
+/// For `skip_serializing_if`: a count left at zero is not written.
+pub fn is_zero(n: &u32) -> bool {
+    *n == 0
+}

@@ -125,8 +125,12 @@ const RESERVED_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
-/// Checks what a user asks for before a subscription is created.
-pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Result<(), Invalid> {
+/// Checks what a user asks for before a subscription is created; its destination, read.
+pub fn validate(
+    url: &str,
+    types: &[String],
+    headers: &[(String, String)],
+) -> Result<crate::destination::Destination, Invalid> {
     let destination = crate::destination::Destination::parse(url)?;
     if destination.aws().is_some() && !headers.is_empty() {
         return Err(Invalid::new("headers", "headers: only an https destination is sent request headers"));
@@ -154,7 +158,7 @@ pub fn validate(url: &str, types: &[String], headers: &[(String, String)]) -> Re
             ));
         }
     }
-    Ok(())
+    Ok(destination)
 }
 
 impl Subscription {

@@ -97,9 +97,14 @@ impl Timestamp {
 
     /// `seconds` later (the same time when that is out of range).
     pub fn plus_seconds(self, seconds: u64) -> Timestamp {
-        i64::try_from(seconds)
+        self.plus(std::time::Duration::from_secs(seconds))
+    }
+
+    /// `duration` later, to the millisecond (the same time when that is out of range).
+    pub fn plus(self, duration: std::time::Duration) -> Timestamp {
+        i64::try_from(duration.as_millis())
             .ok()
-            .and_then(|s| self.unix_millis().checked_add(s.checked_mul(1_000)?))
+            .and_then(|ms| self.unix_millis().checked_add(ms))
             .and_then(Timestamp::from_unix_millis)
             .unwrap_or(self)
     }

@@ -306,7 +306,7 @@ async fn subscription_page<S: Store, Q: Queue>(
                 @if circuit.consecutive_failures > 0 { " (" (plural(circuit.consecutive_failures as usize, "failed attempt")) " in a row)" }
                 " · opens after " (subscription.pacing.failures_to_open()) " failures in a row"
                 @if let Some(rate) = subscription.pacing.circuit_failure_rate {
-                    " or " (rate) "% failed in " (subscription.pacing.circuit_window_seconds.unwrap_or(tidings_core::pacing::DEFAULT_WINDOW_SECONDS)) " s"
+                    " or " (rate) "% failed in " (subscription.pacing.window_seconds()) " s"
                 }
             }
             dt { "Pace" } dd {

@@ -96,13 +96,12 @@ pub(crate) fn new_subscription(workspace: String, new: NewSubscription) -> Resul
             .ok_or_else(|| Invalid::new("headers", format!("header {line:?} is not 'Name: value'")))?;
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
-    tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
+    let destination = tidings_core::subscription::validate(&new.url, &new.types, &headers)?;
     let filter = new.filter.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty());
     if let Some(filter) = &filter {
         tidings_core::filter::Filter::parse(filter)?;
     }
-    let to_aws = tidings_core::destination::Destination::parse(&new.url)?.aws().is_some();
-    if to_aws && new.format != Format::Cloudevents {
+    if destination.aws().is_some() && new.format != Format::Cloudevents {
         return Err(Invalid::new(
             "format",
             "format: an EventBridge bus or SQS queue is sent the canonical event (cloudevents)",

@@ -145,15 +145,17 @@ impl Usage {
     /// A write of `item`: its units on its table partition and on each index partition it is in.
     fn wrote_item(&self, operation: &'static str, item: &Item) {
         self.request(operation);
-        self.write(write_units(item));
-        let base = item_size(item).div_ceil(1024).max(1) as u64;
-        let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        self.load("table", &key("PK"), base, 0);
-        for (index, attribute) in [("GSI1", "GSI1PK"), ("GSI2", "GSI2PK")] {
+        let base = item_units(item);
+        let key = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map_or("", String::as_str);
+        self.load("table", key("PK"), base, 0);
+        let mut units = base;
+        for (index, attribute) in INDEX_KEYS {
             if item.contains_key(attribute) {
-                self.load(index, &key(attribute), base, 0);
+                self.load(index, key(attribute), base, 0);
+                units += base;
             }
         }
+        self.write(units);
     }
 
     /// A read of `units` from partition `pk` of `target` (`table`, `GSI1`, `GSI2`).
@@ -206,10 +208,17 @@ fn value_size(value: &AttributeValue) -> usize {
 /// Write units of one item write: 1 per started KB, and the same again for each index the
 /// item appears in (projected size; the projections here are keys plus `d` and `t`).
 pub(super) fn write_units(item: &Item) -> u64 {
-    let base = item_size(item).div_ceil(1024).max(1) as u64;
-    let indexes = ["GSI1PK", "GSI2PK"].iter().filter(|k| item.contains_key(**k)).count() as u64;
-    base * (1 + indexes)
+    let indexes = INDEX_KEYS.iter().filter(|(_, key)| item.contains_key(*key)).count() as u64;
+    item_units(item) * (1 + indexes)
 }
+
+/// The write units of `item` on the table alone: 1 per started KB.
+fn item_units(item: &Item) -> u64 {
+    item_size(item).div_ceil(1024).max(1) as u64
+}
+
+/// Each index, and the attribute that holds its partition key.
+const INDEX_KEYS: [(&str, &str); 2] = [("GSI1", "GSI1PK"), ("GSI2", "GSI2PK")];
 
 fn read_units(bytes: usize) -> u64 {
     bytes.div_ceil(4096).max(1) as u64

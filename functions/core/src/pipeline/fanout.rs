@@ -308,8 +308,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
                 Turn::Go(wait) => {
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
-                        now = Timestamp::from_unix_millis(now.unix_millis().saturating_add(wait.as_millis() as i64))
-                            .unwrap_or(now);
+                        now = now.plus(wait);
                     }
                 }
                 Turn::Later(wait) => return self.defer(task, message, wait, "rate limit or in-flight cap").await,
@@ -502,9 +501,6 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
                 ("DeliveryAttempt", crate::metrics::Unit::None, f64::from(attempt)),
             ],
         );
-        // The delivery's bookkeeping on the subscription (its failure clock, a disable) is made
-        // on the subscription as stored, over the version read (`modify_subscription`): an
-        // operator's disable, enable or rotation made while the attempt was in flight stays.
         // The failure-rate window, where the subscription asks for one: counted in its pace.
         let rate_opens = if subscription.pacing.circuit_failure_rate.is_some() {
             let counted = super::modify_pace(&self.store, &task.workspace, &task.subscription, |pace| {
@@ -518,6 +514,10 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
         } else {
             false
         };
+        // The delivery's bookkeeping on the subscription (its failure clock, its circuit, a
+        // disable) is made on the subscription as stored, over the version read
+        // (`modify_subscription`): an operator's disable, enable or rotation made while the
+        // attempt was in flight stays.
         match next {
             Next::Done => {
                 let healthy = subscription.failing_since.is_none() && subscription.circuit.is_default();
@@ -569,7 +569,7 @@ impl<S: SubscriptionStore + DeliveryStore + EventStore + PrivacyStore + PaceStor
                             format!(
                                 "{}% or more of the attempts in {} s failed",
                                 s.pacing.circuit_failure_rate.unwrap_or(100),
-                                s.pacing.circuit_window_seconds.unwrap_or(crate::pacing::DEFAULT_WINDOW_SECONDS)
+                                s.pacing.window_seconds()
                             )
                         } else {
                             format!("{} consecutive failed attempts", s.circuit.consecutive_failures)

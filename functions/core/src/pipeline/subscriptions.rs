@@ -49,6 +49,9 @@ pub async fn modify_pace<S: crate::ports::PaceStore, R>(
         if state == read || store.put_pace(workspace, subscription, &state, version).await? {
             return Ok(answer);
         }
+        if round + 1 == PACE_ATTEMPTS {
+            break;
+        }
         // Another instance's turn landed first: step aside a moment, longer each time and
         // spread, so the contenders do not all read again together.
         let spread = 1.0 + crate::delivery::jitter().abs();
